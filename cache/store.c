@@ -1,0 +1,957 @@
+/* store: see store.h for the layout. */
+#include "store.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAP_SIZE (4ULL << 30)
+
+struct store {
+	char *dir;
+	int lockfd;
+	MDB_env *env;
+	MDB_dbi meta, projects, backends, secrets, events;
+	pthread_mutex_t ring_lock;
+	struct seal_key local;
+	struct seal_ring ring; /* user keys first, then local */
+};
+
+struct stx {
+	struct store *s;
+	MDB_txn *txn;
+	bool write;
+	bool ring_changed;
+	struct seal_ring ring; /* the ring this transaction seals and opens with */
+};
+
+static int mdb_errno(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return -ENOENT;
+	case MDB_MAP_FULL:
+		return -ENOSPC;
+	case MDB_KEYEXIST:
+		return -EEXIST;
+	default:
+		return rc > 0 ? -rc : -EIO;
+	}
+}
+
+static MDB_val val_str(const char *s)
+{
+	return (MDB_val){.mv_size = strlen(s), .mv_data = (void *)s};
+}
+
+static int kv_get(struct stx *tx, MDB_dbi dbi, const char *key, MDB_val *v)
+{
+	MDB_val k = val_str(key);
+	return mdb_errno(mdb_get(tx->txn, dbi, &k, v));
+}
+
+static int kv_put(struct stx *tx, MDB_dbi dbi, const char *key, const void *p, size_t n)
+{
+	MDB_val k = val_str(key), v = {.mv_size = n, .mv_data = (void *)p};
+	return mdb_errno(mdb_put(tx->txn, dbi, &k, &v, 0));
+}
+
+static int kv_del(struct stx *tx, MDB_dbi dbi, const char *key)
+{
+	MDB_val k = val_str(key);
+	int r = mdb_errno(mdb_del(tx->txn, dbi, &k, NULL));
+	return r == -ENOENT ? 0 : r;
+}
+
+/* Delete every key starting with prefix. */
+static int kv_del_prefix(struct stx *tx, MDB_dbi dbi, const char *prefix)
+{
+	MDB_cursor *c = NULL;
+	size_t pl = strlen(prefix);
+	int rc = mdb_cursor_open(tx->txn, dbi, &c);
+	if (rc)
+		return mdb_errno(rc);
+	MDB_val k = val_str(prefix), v;
+	/* Re-seek after every delete: simple, and immune to cursor-after-delete subtleties. */
+	for (;;) {
+		k = val_str(prefix);
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		if (rc || k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+			break;
+		rc = mdb_cursor_del(c, 0);
+		if (rc)
+			break;
+	}
+	mdb_cursor_close(c);
+	return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : mdb_errno(rc);
+}
+
+/* ---- JSON helpers ---- */
+
+static cJSON *ts_json(struct timespec ts)
+{
+	cJSON *a = cJSON_CreateArray();
+	cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ts.tv_sec));
+	cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ts.tv_nsec));
+	return a;
+}
+
+static struct timespec json_ts(const cJSON *a)
+{
+	struct timespec ts = {0, 0};
+	if (cJSON_IsArray(a) && cJSON_GetArraySize(a) == 2) {
+		ts.tv_sec = (time_t)cJSON_GetArrayItem(a, 0)->valuedouble;
+		ts.tv_nsec = (long)cJSON_GetArrayItem(a, 1)->valuedouble;
+	}
+	return ts;
+}
+
+static cJSON *parse_val(const MDB_val *v)
+{
+	return cJSON_ParseWithLength(v->mv_data, v->mv_size);
+}
+
+static int put_json(struct stx *tx, MDB_dbi dbi, const char *key, cJSON *j)
+{
+	char *s = cJSON_PrintUnformatted(j);
+	if (!s)
+		return -ENOMEM;
+	int r = kv_put(tx, dbi, key, s, strlen(s));
+	free(s);
+	return r;
+}
+
+static const char *json_str(const cJSON *o, const char *k)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(x) ? x->valuestring : "";
+}
+
+static double json_num(const cJSON *o, const char *k)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+/* ---- sealing inside a transaction ---- */
+
+static int put_sealed(struct stx *tx, const char *key, const void *p, size_t n)
+{
+	char *sealed = seal_seal(&tx->ring, key, p, n);
+	if (!sealed)
+		return -ENOMEM;
+	int r = kv_put(tx, tx->s->secrets, key, sealed, strlen(sealed));
+	free(sealed);
+	return r;
+}
+
+static int get_sealed(struct stx *tx, const char *key, char **out, size_t *len)
+{
+	MDB_val v;
+	int r = kv_get(tx, tx->s->secrets, key, &v);
+	if (r)
+		return r;
+	char *s = xstrndup(v.mv_data, v.mv_size);
+	r = seal_open(&tx->ring, key, s, out, len);
+	free(s);
+	return r;
+}
+
+/* ---- open / close ---- */
+
+static int mkdir_p(const char *dir)
+{
+	char tmp[4096];
+	if (fmt(tmp, sizeof(tmp), "%s", dir))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int load_user_keys(struct store *s, struct stx *tx)
+{
+	char *plain = NULL;
+	size_t len = 0;
+	struct seal_ring local = {.n = 1};
+	local.keys[0] = s->local;
+	MDB_val v;
+	int r = kv_get(tx, s->meta, "keys", &v);
+	s->ring.n = 0;
+	if (r == -ENOENT)
+		goto done;
+	if (r)
+		return r;
+	char *sealed = xstrndup(v.mv_data, v.mv_size);
+	r = seal_open(&local, "meta/keys", sealed, &plain, &len);
+	free(sealed);
+	if (r)
+		return r;
+	cJSON *arr = cJSON_ParseWithLength(plain, len);
+	seal_free_secret(plain, len);
+	if (!cJSON_IsArray(arr)) {
+		cJSON_Delete(arr);
+		return -EINVAL;
+	}
+	const cJSON *it;
+	cJSON_ArrayForEach(it, arr)
+	{
+		if (s->ring.n >= SEAL_MAX_KEYS - 1)
+			break;
+		if (seal_key_from_b64(json_str(it, "name"), json_str(it, "secret"),
+				      &s->ring.keys[s->ring.n]) == 0)
+			s->ring.n++;
+	}
+	cJSON_Delete(arr);
+done:
+	s->ring.keys[s->ring.n++] = s->local;
+	return 0;
+}
+
+static int env_open(struct store *s, char *err, size_t errlen)
+{
+	MDB_txn *txn = NULL;
+	int rc = mdb_env_create(&s->env);
+	if (rc)
+		goto fail;
+	mdb_env_set_maxdbs(s->env, 8);
+	mdb_env_set_mapsize(s->env, MAP_SIZE);
+	rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600);
+	if (rc)
+		goto fail;
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc)
+		goto fail;
+	if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
+	    (rc = mdb_dbi_open(txn, "projects", MDB_CREATE, &s->projects)) ||
+	    (rc = mdb_dbi_open(txn, "backends", MDB_CREATE, &s->backends)) ||
+	    (rc = mdb_dbi_open(txn, "secrets", MDB_CREATE, &s->secrets)) ||
+	    (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events)))
+		goto fail;
+	struct stx tx = {.s = s, .txn = txn, .write = true};
+	MDB_val v;
+	int r = kv_get(&tx, s->meta, "schema", &v);
+	if (r == -ENOENT) {
+		char one[16];
+		fmt(one, sizeof(one), "%d", STORE_SCHEMA);
+		struct timespec now = time_now();
+		r = kv_put(&tx, s->meta, "schema", one, strlen(one));
+		if (!r) {
+			struct st_project p = {.mtime = now};
+			fmt(p.name, sizeof(p.name), "main");
+			r = store_project_put(&tx, &p);
+		}
+		if (r) {
+			rc = -r;
+			goto fail;
+		}
+	} else if (r == 0) {
+		char tmp[32];
+		long long ver = 0;
+		fmt(tmp, sizeof(tmp), "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31),
+		    (const char *)v.mv_data);
+		if (num_parse_ll(tmp, 1, 1000000, &ver) != 0) {
+			fmt(err, errlen, "%s: store has an unreadable schema version", s->dir);
+			mdb_txn_abort(txn);
+			mdb_env_close(s->env);
+			s->env = NULL;
+			return -EPROTO;
+		}
+		if (ver > STORE_SCHEMA) {
+			fmt(err, errlen,
+			    "%s: store schema version %lld is newer than this fleetfs supports (%d); "
+			    "refusing to mount it (upgrade fleetfs)",
+			    s->dir, ver, STORE_SCHEMA);
+			mdb_txn_abort(txn);
+			mdb_env_close(s->env);
+			s->env = NULL;
+			return -EPROTO;
+		}
+	} else {
+		rc = -r;
+		goto fail;
+	}
+	r = load_user_keys(s, &tx);
+	if (r) {
+		fmt(err, errlen, "%s: cannot open the stored encryption keys with %s/key: %s",
+		    s->dir, s->dir, strerror(-r));
+		mdb_txn_abort(txn);
+		mdb_env_close(s->env);
+		s->env = NULL;
+		return r;
+	}
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc)
+		goto fail;
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	fmt(err, errlen, "%s: store: %s", s->dir, mdb_strerror(rc));
+	if (s->env)
+		mdb_env_close(s->env);
+	s->env = NULL;
+	return mdb_errno(rc) ? mdb_errno(rc) : -EIO;
+}
+
+int store_open(const char *dir, struct store **out, char *err, size_t errlen)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+	char path[4096];
+	int r;
+	s->lockfd = -1;
+	s->dir = xstrdup(dir);
+	pthread_mutex_init(&s->ring_lock, NULL);
+	*out = NULL;
+	r = mkdir_p(dir);
+	if (r) {
+		fmt(err, errlen, "%s: cannot create the state directory: %s", dir, strerror(-r));
+		goto fail;
+	}
+	struct stat st;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		r = -ENOTDIR;
+		fmt(err, errlen, "%s: not a directory", dir);
+		goto fail;
+	}
+	if (st.st_uid != geteuid()) {
+		r = -EACCES;
+		fmt(err, errlen, "%s: the state directory belongs to uid %u, not to you", dir,
+		    (unsigned)st.st_uid);
+		goto fail;
+	}
+	if (access(dir, R_OK | W_OK | X_OK) != 0) {
+		r = -errno;
+		fmt(err, errlen, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	fmt(path, sizeof(path), "%s/lock", dir);
+	s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lockfd < 0) {
+		r = -errno;
+		fmt(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		char pid[32] = "";
+		ssize_t n = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
+		if (n > 0)
+			pid[n] = '\0';
+		r = -EBUSY;
+		fmt(err, errlen, "%s: the state directory is in use by another fleetfs (pid %s)",
+		    dir, n > 0 ? pid : "?");
+		goto fail;
+	}
+	fmt(path, sizeof(path), "%s/key", dir);
+	r = seal_keyfile(path, 1, &s->local, err, errlen);
+	if (r)
+		goto fail;
+	r = env_open(s, err, errlen);
+	if (r)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return r;
+}
+
+void store_detach(struct store *s)
+{
+	if (s && s->env) {
+		mdb_env_close(s->env);
+		s->env = NULL;
+	}
+}
+
+int store_reopen(struct store *s, char *err, size_t errlen)
+{
+	char pid[32];
+	fmt(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(s->lockfd, 0) == 0 && pwrite(s->lockfd, pid, strlen(pid), 0) < 0)
+		(void)0; /* the pid is only informative */
+	return env_open(s, err, errlen);
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	store_detach(s);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	pthread_mutex_destroy(&s->ring_lock);
+	memset(&s->local, 0, sizeof(s->local));
+	memset(&s->ring, 0, sizeof(s->ring));
+	free(s->dir);
+	free(s);
+}
+
+const char *store_dir(const struct store *s)
+{
+	return s->dir;
+}
+
+/* ---- transactions ---- */
+
+int store_begin(struct store *s, bool write, struct stx **out)
+{
+	struct stx *tx = xcalloc(1, sizeof(*tx));
+	tx->s = s;
+	tx->write = write;
+	pthread_mutex_lock(&s->ring_lock);
+	tx->ring = s->ring;
+	pthread_mutex_unlock(&s->ring_lock);
+	int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &tx->txn);
+	if (rc) {
+		free(tx);
+		*out = NULL;
+		return mdb_errno(rc);
+	}
+	*out = tx;
+	return 0;
+}
+
+int store_commit(struct stx *tx)
+{
+	int r = mdb_errno(mdb_txn_commit(tx->txn));
+	if (r == 0 && tx->ring_changed) {
+		pthread_mutex_lock(&tx->s->ring_lock);
+		tx->s->ring = tx->ring;
+		pthread_mutex_unlock(&tx->s->ring_lock);
+	}
+	memset(&tx->ring, 0, sizeof(tx->ring));
+	free(tx);
+	return r;
+}
+
+void store_abort(struct stx *tx)
+{
+	if (!tx)
+		return;
+	mdb_txn_abort(tx->txn);
+	memset(&tx->ring, 0, sizeof(tx->ring));
+	free(tx);
+}
+
+/* ---- projects ---- */
+
+static int project_from(const char *name, size_t nlen, const MDB_val *v, struct st_project *out)
+{
+	cJSON *j = parse_val(v);
+	if (!j)
+		return -EIO;
+	memset(out, 0, sizeof(*out));
+	fmt(out->name, sizeof(out->name), "%.*s", (int)nlen, name);
+	out->mtime = json_ts(cJSON_GetObjectItemCaseSensitive(j, "mt"));
+	cJSON_Delete(j);
+	return 0;
+}
+
+int store_project_get(struct stx *tx, const char *name, struct st_project *out)
+{
+	MDB_val v;
+	int r = kv_get(tx, tx->s->projects, name, &v);
+	if (r)
+		return r;
+	return project_from(name, strlen(name), &v, out);
+}
+
+int store_project_put(struct stx *tx, const struct st_project *p)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddItemToObject(j, "mt", ts_json(p->mtime));
+	int r = put_json(tx, tx->s->projects, p->name, j);
+	cJSON_Delete(j);
+	return r;
+}
+
+static int events_clear(struct stx *tx, const char *project);
+
+int store_project_del(struct stx *tx, const char *name)
+{
+	size_t n = 0;
+	struct st_backend *arr = NULL;
+	int r = store_backend_list(tx, name, &arr, &n);
+	free(arr);
+	if (r)
+		return r;
+	if (n)
+		return -ENOTEMPTY;
+	r = kv_del(tx, tx->s->projects, name);
+	if (!r)
+		r = events_clear(tx, name);
+	return r;
+}
+
+int store_project_list(struct stx *tx, struct st_project **arr, size_t *n)
+{
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	size_t cap = 16, cnt = 0;
+	struct st_project *a = xmalloc(cap * sizeof(*a));
+	int rc = mdb_cursor_open(tx->txn, tx->s->projects, &c);
+	if (rc) {
+		free(a);
+		return mdb_errno(rc);
+	}
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (cnt == cap)
+			a = xrealloc(a, (cap *= 2) * sizeof(*a));
+		if (project_from(k.mv_data, k.mv_size, &v, &a[cnt]) == 0)
+			cnt++;
+	}
+	mdb_cursor_close(c);
+	*arr = a;
+	*n = cnt;
+	return rc == MDB_NOTFOUND ? 0 : mdb_errno(rc);
+}
+
+/* ---- backends ---- */
+
+static void backend_key(char *dst, size_t n, const char *project, const char *name)
+{
+	fmt(dst, n, "%s/%s", project, name);
+}
+
+static int backend_from(const MDB_val *k, const MDB_val *v, struct st_backend *out)
+{
+	cJSON *j = parse_val(v);
+	if (!j)
+		return -EIO;
+	memset(out, 0, sizeof(*out));
+	const char *key = k->mv_data;
+	const char *slash = memchr(key, '/', k->mv_size);
+	if (!slash) {
+		cJSON_Delete(j);
+		return -EIO;
+	}
+	fmt(out->project, sizeof(out->project), "%.*s", (int)(slash - key), key);
+	fmt(out->name, sizeof(out->name), "%.*s", (int)(k->mv_size - (size_t)(slash - key) - 1),
+	    slash + 1);
+	fmt(out->type, sizeof(out->type), "%s", json_str(j, "type"));
+	out->has_config = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cfg"));
+	out->size = (uint64_t)json_num(j, "size");
+	out->mtime = json_ts(cJSON_GetObjectItemCaseSensitive(j, "mt"));
+	out->dir_mtime = json_ts(cJSON_GetObjectItemCaseSensitive(j, "dmt"));
+	out->committed_at = (int64_t)json_num(j, "cat");
+	fmt(out->last_error, sizeof(out->last_error), "%s", json_str(j, "err"));
+	out->last_error_at = (int64_t)json_num(j, "errat");
+	out->natt = (uint32_t)json_num(j, "natt");
+	cJSON_Delete(j);
+	return 0;
+}
+
+int store_backend_get(struct stx *tx, const char *project, const char *name,
+		      struct st_backend *out)
+{
+	char key[2 * STORE_NAME_MAX + 2];
+	backend_key(key, sizeof(key), project, name);
+	MDB_val v, k = val_str(key);
+	int r = kv_get(tx, tx->s->backends, key, &v);
+	if (r)
+		return r;
+	return backend_from(&k, &v, out);
+}
+
+static int put_attach(struct stx *tx, const char *prefix, uint32_t i, const struct bk_attach *a)
+{
+	char key[512];
+	fmt(key, sizeof(key), "%s/att/%u", prefix, i);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "field", a->field ? a->field : "");
+	cJSON_AddStringToObject(j, "path", a->path ? a->path : "");
+	cJSON_AddStringToObject(j, "data", a->data ? a->data : "");
+	char *s = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	if (!s)
+		return -ENOMEM;
+	int r = put_sealed(tx, key, s, strlen(s));
+	seal_free_secret(s, strlen(s));
+	return r;
+}
+
+int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, size_t len,
+		      const struct bk_attach *att, size_t natt)
+{
+	char key[2 * STORE_NAME_MAX + 2], prefix[2 * STORE_NAME_MAX + 8];
+	int r = 0;
+	backend_key(key, sizeof(key), b->project, b->name);
+	fmt(prefix, sizeof(prefix), "b/%s", key);
+	if (config) {
+		char ck[sizeof(prefix) + 16], ap[sizeof(prefix) + 8];
+		fmt(ap, sizeof(ap), "%s/att/", prefix);
+		r = kv_del_prefix(tx, tx->s->secrets, ap);
+		if (r)
+			return r;
+		fmt(ck, sizeof(ck), "%s/config", prefix);
+		r = put_sealed(tx, ck, config, len);
+		if (r)
+			return r;
+		for (size_t i = 0; i < natt; i++) {
+			r = put_attach(tx, prefix, (uint32_t)i, &att[i]);
+			if (r)
+				return r;
+		}
+		b->natt = (uint32_t)natt;
+		b->size = len;
+	}
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "type", b->type);
+	cJSON_AddBoolToObject(j, "cfg", b->has_config);
+	cJSON_AddNumberToObject(j, "size", (double)b->size);
+	cJSON_AddItemToObject(j, "mt", ts_json(b->mtime));
+	cJSON_AddItemToObject(j, "dmt", ts_json(b->dir_mtime));
+	cJSON_AddNumberToObject(j, "cat", (double)b->committed_at);
+	cJSON_AddStringToObject(j, "err", b->last_error);
+	cJSON_AddNumberToObject(j, "errat", (double)b->last_error_at);
+	cJSON_AddNumberToObject(j, "natt", b->natt);
+	r = put_json(tx, tx->s->backends, key, j);
+	cJSON_Delete(j);
+	return r;
+}
+
+int store_backend_del(struct stx *tx, const char *project, const char *name)
+{
+	char key[2 * STORE_NAME_MAX + 2], prefix[2 * STORE_NAME_MAX + 8];
+	backend_key(key, sizeof(key), project, name);
+	fmt(prefix, sizeof(prefix), "b/%s/", key);
+	int r = kv_del_prefix(tx, tx->s->secrets, prefix);
+	if (!r)
+		r = kv_del(tx, tx->s->backends, key);
+	return r;
+}
+
+int store_backend_list(struct stx *tx, const char *project, struct st_backend **arr, size_t *n)
+{
+	MDB_cursor *c = NULL;
+	char prefix[STORE_NAME_MAX + 2];
+	fmt(prefix, sizeof(prefix), "%s/", project);
+	size_t pl = strlen(prefix), cap = 8, cnt = 0;
+	struct st_backend *a = xmalloc(cap * sizeof(*a));
+	int rc = mdb_cursor_open(tx->txn, tx->s->backends, &c);
+	if (rc) {
+		free(a);
+		return mdb_errno(rc);
+	}
+	MDB_val k = val_str(prefix), v;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size >= pl && memcmp(k.mv_data, prefix, pl) == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (cnt == cap)
+			a = xrealloc(a, (cap *= 2) * sizeof(*a));
+		if (backend_from(&k, &v, &a[cnt]) == 0)
+			cnt++;
+	}
+	mdb_cursor_close(c);
+	*arr = a;
+	*n = cnt;
+	return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : mdb_errno(rc);
+}
+
+int store_backend_config(struct stx *tx, const char *project, const char *name, char **out,
+			 size_t *len)
+{
+	char key[3 * STORE_NAME_MAX];
+	fmt(key, sizeof(key), "b/%s/%s/config", project, name);
+	return get_sealed(tx, key, out, len);
+}
+
+int store_backend_attach(struct stx *tx, const char *project, const char *name, uint32_t i,
+			 struct bk_attach *a)
+{
+	char key[3 * STORE_NAME_MAX + 16];
+	char *plain = NULL;
+	size_t len = 0;
+	fmt(key, sizeof(key), "b/%s/%s/att/%u", project, name, i);
+	memset(a, 0, sizeof(*a));
+	int r = get_sealed(tx, key, &plain, &len);
+	if (r)
+		return r;
+	cJSON *j = cJSON_ParseWithLength(plain, len);
+	seal_free_secret(plain, len);
+	if (!j)
+		return -EIO;
+	a->field = xstrdup(json_str(j, "field"));
+	a->path = xstrdup(json_str(j, "path"));
+	a->data = xstrdup(json_str(j, "data"));
+	a->len = strlen(a->data);
+	/* the parsed copy inside j holds the secret too: wipe it before freeing */
+	cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "data");
+	if (cJSON_IsString(d))
+		memset(d->valuestring, 0, strlen(d->valuestring));
+	cJSON_Delete(j);
+	return 0;
+}
+
+/* ---- events ---- */
+
+struct evmeta {
+	unsigned long long first, next, bytes;
+};
+
+static void evmeta_key(char *dst, size_t n, const char *project)
+{
+	fmt(dst, n, "ev/%s", project);
+}
+
+static struct evmeta evmeta_get(struct stx *tx, const char *project)
+{
+	struct evmeta m = {0, 0, 0};
+	char key[STORE_NAME_MAX + 4], tmp[96];
+	MDB_val v;
+	evmeta_key(key, sizeof(key), project);
+	if (kv_get(tx, tx->s->meta, key, &v) == 0 && v.mv_size < sizeof(tmp)) {
+		memcpy(tmp, v.mv_data, v.mv_size);
+		tmp[v.mv_size] = '\0';
+		char *a = tmp, *b = strchr(a, ' '), *c = b ? strchr(b + 1, ' ') : NULL;
+		long long x;
+		if (b && c) {
+			*b = *c = '\0';
+			if (!num_parse_ll(a, 0, INT64_MAX, &x))
+				m.first = (unsigned long long)x;
+			if (!num_parse_ll(b + 1, 0, INT64_MAX, &x))
+				m.next = (unsigned long long)x;
+			if (!num_parse_ll(c + 1, 0, INT64_MAX, &x))
+				m.bytes = (unsigned long long)x;
+		}
+	}
+	return m;
+}
+
+static int evmeta_put(struct stx *tx, const char *project, const struct evmeta *m)
+{
+	char key[STORE_NAME_MAX + 4], tmp[96];
+	evmeta_key(key, sizeof(key), project);
+	fmt(tmp, sizeof(tmp), "%llu %llu %llu", m->first, m->next, m->bytes);
+	return kv_put(tx, tx->s->meta, key, tmp, strlen(tmp));
+}
+
+static void event_key(char *dst, size_t n, const char *project, unsigned long long seq)
+{
+	fmt(dst, n, "%s/%016llx", project, seq);
+}
+
+int store_event(struct stx *tx, const char *project, const char *f, ...)
+{
+	char text[2048], line[2100], ts[32], key[STORE_NAME_MAX + 24];
+	va_list ap;
+	va_start(ap, f);
+	vfmt(text, sizeof(text), f, ap);
+	va_end(ap);
+	for (char *p = text; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	time_iso(time(NULL), ts, sizeof(ts));
+	fmt(line, sizeof(line), "%s %s\n", ts, text);
+	struct evmeta m = evmeta_get(tx, project);
+	event_key(key, sizeof(key), project, m.next);
+	int r = kv_put(tx, tx->s->events, key, line, strlen(line));
+	if (r)
+		return r;
+	m.next++;
+	m.bytes += strlen(line);
+	while (m.next - m.first > STORE_EVENTS_CAP) {
+		MDB_val v;
+		event_key(key, sizeof(key), project, m.first);
+		if (kv_get(tx, tx->s->events, key, &v) == 0) {
+			m.bytes -= v.mv_size;
+			r = kv_del(tx, tx->s->events, key);
+			if (r)
+				return r;
+		}
+		m.first++;
+	}
+	return evmeta_put(tx, project, &m);
+}
+
+int store_events_read(struct stx *tx, const char *project, struct buf *out)
+{
+	MDB_cursor *c = NULL;
+	char prefix[STORE_NAME_MAX + 2];
+	fmt(prefix, sizeof(prefix), "%s/", project);
+	size_t pl = strlen(prefix);
+	int rc = mdb_cursor_open(tx->txn, tx->s->events, &c), r = 0;
+	if (rc)
+		return mdb_errno(rc);
+	MDB_val k = val_str(prefix), v;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size == pl + 16 && memcmp(k.mv_data, prefix, pl) == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		r = buf_append(out, v.mv_data, v.mv_size);
+		if (r)
+			break;
+	}
+	mdb_cursor_close(c);
+	return r;
+}
+
+static int events_clear(struct stx *tx, const char *project)
+{
+	char key[STORE_NAME_MAX + 24];
+	struct evmeta m = evmeta_get(tx, project);
+	for (unsigned long long i = m.first; i < m.next; i++) {
+		event_key(key, sizeof(key), project, i);
+		int r = kv_del(tx, tx->s->events, key);
+		if (r)
+			return r;
+	}
+	evmeta_key(key, sizeof(key), project);
+	return kv_del(tx, tx->s->meta, key);
+}
+
+uint64_t store_events_size(struct stx *tx, const char *project)
+{
+	return evmeta_get(tx, project).bytes;
+}
+
+/* ---- meta ---- */
+
+int store_meta_get(struct stx *tx, const char *key, char **val, size_t *len)
+{
+	MDB_val v;
+	int r = kv_get(tx, tx->s->meta, key, &v);
+	if (r)
+		return r;
+	*val = xstrndup(v.mv_data, v.mv_size);
+	*len = v.mv_size;
+	return 0;
+}
+
+int store_meta_put(struct stx *tx, const char *key, const char *val, size_t len)
+{
+	return kv_put(tx, tx->s->meta, key, val, len);
+}
+
+int store_meta_del(struct stx *tx, const char *key)
+{
+	return kv_del(tx, tx->s->meta, key);
+}
+
+/* ---- keys ---- */
+
+static bool ring_same(const struct seal_ring *a, const struct seal_ring *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (memcmp(a->keys[i].key, b->keys[i].key, SEAL_KEY_LEN) ||
+		    strcmp(a->keys[i].name, b->keys[i].name))
+			return false;
+	return true;
+}
+
+int store_set_user_keys(struct stx *tx, const struct seal_key *keys, size_t n)
+{
+	struct seal_ring nr = {.n = 0};
+	struct seal_ring local = {.n = 1};
+	int r = 0;
+	local.keys[0] = tx->s->local;
+	if (n > SEAL_MAX_KEYS - 1)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++)
+		nr.keys[nr.n++] = keys[i];
+	nr.keys[nr.n++] = tx->s->local;
+	if (ring_same(&nr, &tx->ring))
+		return 0;
+	/* store the user keys, sealed under the key file's key only */
+	if (n == 0) {
+		r = kv_del(tx, tx->s->meta, "keys");
+	} else {
+		cJSON *arr = cJSON_CreateArray();
+		for (size_t i = 0; i < n; i++) {
+			char *b = b64_encode(keys[i].key, SEAL_KEY_LEN);
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "name", keys[i].name);
+			cJSON_AddStringToObject(o, "secret", b ? b : "");
+			cJSON_AddItemToArray(arr, o);
+			seal_free_secret(b, b ? strlen(b) : 0);
+		}
+		char *s = cJSON_PrintUnformatted(arr);
+		cJSON_Delete(arr); /* holds copies of the secrets; freed below as best effort */
+		if (!s)
+			return -ENOMEM;
+		char *sealed = seal_seal(&local, "meta/keys", s, strlen(s));
+		seal_free_secret(s, strlen(s));
+		if (!sealed)
+			return -ENOMEM;
+		r = kv_put(tx, tx->s->meta, "keys", sealed, strlen(sealed));
+		free(sealed);
+	}
+	if (r)
+		return r;
+	/* re-seal every secret under the new first key: open with old ∪ new ring */
+	struct seal_ring both = tx->ring;
+	for (size_t i = 0; i < n && both.n < SEAL_MAX_KEYS; i++)
+		both.keys[both.n++] = keys[i];
+	MDB_cursor *c = NULL;
+	int rc = mdb_cursor_open(tx->txn, tx->s->secrets, &c);
+	if (rc)
+		return mdb_errno(rc);
+	MDB_val k, v;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char *key = xstrndup(k.mv_data, k.mv_size);
+		char *sealed = xstrndup(v.mv_data, v.mv_size);
+		char *plain = NULL;
+		size_t len = 0;
+		r = seal_open(&both, key, sealed, &plain, &len);
+		free(sealed);
+		if (r) {
+			free(key);
+			break;
+		}
+		char *resealed = seal_seal(&nr, key, plain, len);
+		seal_free_secret(plain, len);
+		free(key);
+		if (!resealed) {
+			r = -ENOMEM;
+			break;
+		}
+		MDB_val nv = {.mv_size = strlen(resealed), .mv_data = resealed};
+		rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
+		free(resealed);
+		if (rc) {
+			r = mdb_errno(rc);
+			break;
+		}
+	}
+	mdb_cursor_close(c);
+	if (r)
+		return r;
+	tx->ring = nr;
+	tx->ring_changed = true;
+	memset(&both, 0, sizeof(both));
+	return 0;
+}
+
+size_t store_user_keys(struct store *s, struct seal_key *keys, size_t max)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&s->ring_lock);
+	for (size_t i = 0; i + 1 < s->ring.n && n < max; i++)
+		keys[n++] = s->ring.keys[i];
+	pthread_mutex_unlock(&s->ring_lock);
+	return n;
+}

@@ -1,0 +1,66 @@
+/* bkschema: the backend types fleetfs knows and the validation of one backend config entry.
+ *
+ * A backend entry is the mapping dstack accepts as one item of `projects[].backends` in
+ * ~/.dstack/server/config.yml (BackendFileConfigWithCreds), e.g.
+ *     type: aws
+ *     creds: {type: access_key, access_key: ..., secret_key: ...}
+ *     regions: [us-east-1]
+ * Validation is per type and data-driven (one table per type): required fields, types, enum
+ * values, unknown keys rejected (dstack forbids extras), mutually exclusive fields. Every error
+ * names file, line and field through ydoc_err(); values are never echoed (they may be secrets).
+ *
+ * Files an entry refers to (GCP/Nebius service-account JSON, OCI and Nebius PEM keys,
+ * kubeconfig `filename`) are read at validation time, checked to parse (JSON via cJSON, PEM via
+ * OpenSSL, kubeconfig via ydoc), and returned as attachments so the store can seal them: the
+ * backend keeps working if the file later moves. Relative paths resolve against ctx->cwd,
+ * a leading "~/" against ctx->home.
+ */
+#ifndef FLEETFS_BKSCHEMA_H
+#define FLEETFS_BKSCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ydoc.h"
+
+#define BK_MAX_ATTACH 8
+#define BK_MAX_FILE (1024 * 1024)
+
+struct bk_ctx {
+	const char *cwd;  /* directory of the writing process, for relative paths; may be NULL */
+	const char *home; /* home of the writing user, for "~/"; may be NULL */
+};
+
+struct bk_attach {
+	char *field; /* dotted path of the key that named the file, e.g. "creds.filename" */
+	char *path;  /* the absolute path that was read */
+	char *data;  /* the file's bytes (NUL-terminated past len) */
+	size_t len;
+};
+
+struct bk_result {
+	const char *type; /* static string from the type table */
+	struct bk_attach att[BK_MAX_ATTACH];
+	size_t natt;
+};
+
+/* The known type names, NULL-terminated, static. */
+const char *const *bk_types(void);
+bool bk_type_known(const char *type);
+
+/* Validate the backend entry at node `node` of d.
+ * dirname: the backend's directory name when the entry comes from
+ *   projects/<p>/backends/<dirname>/config.yml, or NULL when it comes from the root config.yml.
+ *   If dirname is a known type, `type:` may be omitted (it defaults to dirname) and when present
+ *   must equal it. Otherwise (a named backend, e.g. "aws-prod") `type:` is required.
+ *   In the root config.yml, `type:` is always required and an optional `name:` (a fleetfs
+ *   extension, name rule ^[a-zA-Z0-9_-]{1,50}$) names the backend directory; `name:` is an
+ *   unknown key inside a backends/<x>/config.yml.
+ * On success returns 0 and fills *res (free with bk_result_free). On failure returns -EINVAL
+ * with "FILE:LINE: FIELD: message" in err, and *res holds nothing to free.
+ * -ENOMEM on allocation failure. */
+int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct bk_ctx *ctx,
+		struct bk_result *res, char *err, size_t errlen);
+void bk_result_free(struct bk_result *res);
+
+#endif

@@ -1,0 +1,134 @@
+/* bktypes: private half of the bkschema module (core/bkschema.c + core/bktypes.c).
+ *
+ * bktypes.c holds the data: one field table per backend type (what dstack's
+ * src/dstack/_internal/core/backends/<type>/models.py declares, restated) and the few
+ * cross-field hooks that a table cannot say (AWS VPC coverage, Azure networks, ...).
+ * bkschema.c holds the one generic walker that interprets the tables, the file reader and the
+ * content checks (JSON, PEM, kubeconfig, OCI config). The walker interface below is what the
+ * hooks use; nothing here is visible outside core/.
+ */
+#ifndef FLEETFS_BKTYPES_H
+#define FLEETFS_BKTYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bkschema.h"
+
+/* Longest dotted field path we build ("os_images.nvidia.owner", "tags.<key>", "regions[3]"). */
+#define BKW_PATH 256
+/* Most items in any list or map of a backend entry (bounds the quadratic checks). */
+#define BK_MAX_ITEMS 1000
+
+/* One validation in progress. */
+struct bkw {
+	const struct ydoc *d;
+	const struct bk_ctx *ctx;
+	struct bk_result *res;
+	char *err;
+	size_t errlen;
+	int top; /* the backend entry's mapping node */
+};
+
+enum bk_kind {
+	BK_STR,   /* scalar; numbers count as text (dstack: coerce_numbers_to_str), booleans not */
+	BK_BOOL,  /* ydoc_bool */
+	BK_INT,   /* ydoc_int */
+	BK_LIST,  /* sequence of strings; of strings or mappings (.obj) when .obj is set */
+	BK_MAP,   /* mapping of string keys to string values */
+	BK_OBJ,   /* mapping described by .obj */
+	BK_CREDS, /* mapping whose `type` selects one of .creds->variants */
+};
+
+#define BK_REQ 1u     /* the key must be present and not null */
+#define BK_NOTNULL 2u /* the key may be omitted (dstack has a default) but not null */
+
+/* Extra check of a value that passed its kind check. Returns 0 or -EINVAL with err set. */
+typedef int (*bk_check_fn)(struct bkw *w, int val, const char *path);
+/* Cross-field check of a mapping whose every field passed. */
+typedef int (*bk_post_fn)(struct bkw *w, int obj, const char *path);
+
+struct bk_obj;
+struct bk_creds;
+
+struct bk_field {
+	const char *name;
+	enum bk_kind kind;
+	unsigned flags;
+	const struct bk_obj *obj;     /* BK_OBJ; BK_LIST items that are mappings */
+	const struct bk_creds *creds; /* BK_CREDS */
+	const char *const *oneof;     /* BK_STR, BK_LIST items: allowed values, NULL-terminated */
+	size_t max;                   /* BK_LIST, BK_MAP: most items (0: BK_MAX_ITEMS) */
+	bk_check_fn check;            /* may be NULL */
+};
+
+/* Two keys that may not both be set (null counts as unset). */
+struct bk_excl {
+	const char *a, *b;
+};
+
+struct bk_obj {
+	const struct bk_field *fields; /* terminated by .name == NULL */
+	const struct bk_excl *excl;    /* terminated by .a == NULL; may be NULL */
+	bk_post_fn post;               /* may be NULL */
+};
+
+struct bk_variant {
+	const char *type; /* the creds.type literal */
+	const struct bk_obj *obj;
+};
+
+struct bk_creds {
+	const struct bk_variant *variants; /* terminated by .type == NULL */
+	const char *deflt; /* variant used when `type` is omitted; NULL: `type` is required */
+};
+
+struct bk_type {
+	const char *name;
+	const struct bk_obj *obj; /* fields besides `type` (and the root config's `name`) */
+};
+
+extern const struct bk_type bk_type_table[]; /* terminated by .name == NULL */
+extern const char *const bk_type_names[];    /* NULL-terminated, same order */
+
+/* What a referenced file or inline blob must parse as. */
+enum bk_content {
+	BK_C_GCP_SA,     /* GCP service-account JSON (client_email, private_key, token_uri) */
+	BK_C_NEBIUS_SA,  /* Nebius credentials JSON ("subject-credentials", RS256, RSA key) */
+	BK_C_PEM_RSA,    /* PEM RSA private key, decrypted with .pass when set */
+	BK_C_KUBECONFIG, /* kubeconfig YAML; the entry's contexts must exist in it */
+	BK_C_OCI_CONFIG, /* OCI CLI config (INI) holding section .profile */
+};
+
+/* A file key and an inline-content key of one mapping, read the way dstack's fill_data does:
+ * inline content, when set, wins and is only checked; otherwise the file is read, checked and
+ * attached. */
+struct bk_fill {
+	const char *file;    /* key naming a file, e.g. "filename" */
+	const char *data;    /* key holding the content inline, e.g. "data"; may be NULL */
+	enum bk_content kind;
+	bool exclusive;      /* both set (non-empty) is an error; "" counts as unset (OCI) */
+	bool optional;       /* neither set is fine */
+	const char *pass;    /* BK_C_PEM_RSA: passphrase or NULL */
+	const char *profile; /* BK_C_OCI_CONFIG: section that must exist */
+};
+
+/* Format "FILE:LINE: PATH: message" for node into w->err. Returns -EINVAL. Never pass a
+ * scalar's value as an argument: messages name keys, not values. */
+int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Value node of key in mapping obj when present and not null, else 0. */
+int bkw_get(const struct bkw *w, int obj, const char *key);
+/* Scalar text of bkw_get(), or NULL. Borrowed from the document. */
+const char *bkw_str(const struct bkw *w, int obj, const char *key);
+/* dst = base.key (or key when base is empty); base[i]; base.<sanitized raw key>. */
+void bkw_path(char *dst, size_t n, const char *base, const char *key);
+void bkw_path_idx(char *dst, size_t n, const char *base, size_t i);
+void bkw_path_key(char *dst, size_t n, const char *base, const char *rawkey);
+/* "a, b, c" of a NULL-terminated list into dst. */
+void bkw_join(char *dst, size_t n, const char *const *list);
+/* Resolve and check one file/inline pair of mapping obj (at path) as described above.
+ * Returns 0, -EINVAL (message set) or -ENOMEM. */
+int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f);
+
+#endif

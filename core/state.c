@@ -1,0 +1,373 @@
+/* state: see state.h. */
+#include "state.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ydoc.h"
+
+static const char name_rule[] = "names must match ^[a-zA-Z0-9_-]{1,50}$";
+
+void state_note(struct store *s, const char *project, const char *f, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, f);
+	vfmt(msg, sizeof(msg), f, ap);
+	va_end(ap);
+	struct stx *tx = NULL;
+	if (store_begin(s, true, &tx))
+		return;
+	if (store_event(tx, project, "%s", msg)) {
+		store_abort(tx);
+		return;
+	}
+	store_commit(tx);
+}
+
+static int finish(struct stx *tx, int r, char *err, size_t errlen)
+{
+	if (r) {
+		store_abort(tx);
+		if (!err[0])
+			fmt(err, errlen, "store: %s", strerror(-r));
+		return r;
+	}
+	r = store_commit(tx);
+	if (r)
+		fmt(err, errlen, "store: commit failed: %s", strerror(-r));
+	return r;
+}
+
+int state_project_create(struct store *s, const char *name, char *err, size_t errlen)
+{
+	struct stx *tx = NULL;
+	struct st_project p;
+	char safe[80];
+	err[0] = '\0';
+	str_sanitize(safe, sizeof(safe), name);
+	if (!name_valid(name)) {
+		fmt(err, errlen, "mkdir projects/%s refused: %s", safe, name_rule);
+		state_note(s, "", "%s", err);
+		return -EINVAL;
+	}
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	if (store_project_get(tx, name, &p) == 0) {
+		fmt(err, errlen, "project %s exists", safe);
+		store_abort(tx);
+		return -EEXIST;
+	}
+	memset(&p, 0, sizeof(p));
+	fmt(p.name, sizeof(p.name), "%s", name);
+	p.mtime = time_now();
+	r = store_project_put(tx, &p);
+	if (!r)
+		r = store_event(tx, "", "project=%s created", name);
+	if (!r)
+		r = store_event(tx, name, "project=%s created", name);
+	return finish(tx, r, err, errlen);
+}
+
+int state_project_delete(struct store *s, const char *name, char *err, size_t errlen)
+{
+	struct stx *tx = NULL;
+	struct st_project p;
+	err[0] = '\0';
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	r = store_project_get(tx, name, &p);
+	if (r) {
+		fmt(err, errlen, "no project %s", name);
+		store_abort(tx);
+		return r;
+	}
+	r = store_project_del(tx, name);
+	if (r == -ENOTEMPTY) {
+		fmt(err, errlen, "rmdir projects/%s refused: the project still has backends", name);
+		store_abort(tx);
+		state_note(s, "", "%s", err);
+		return r;
+	}
+	if (!r)
+		r = store_event(tx, "", "project=%s deleted", name);
+	return finish(tx, r, err, errlen);
+}
+
+int state_backend_create(struct store *s, const char *project, const char *name, char *err,
+			 size_t errlen)
+{
+	struct stx *tx = NULL;
+	struct st_project p;
+	struct st_backend b;
+	char safe[80];
+	err[0] = '\0';
+	str_sanitize(safe, sizeof(safe), name);
+	if (!name_valid(name)) {
+		fmt(err, errlen, "mkdir backends/%s refused: %s (a backend directory is a type, "
+			"e.g. aws, or a name whose config.yml sets type:)", safe, name_rule);
+		state_note(s, project, "%s", err);
+		return -EINVAL;
+	}
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	if (store_project_get(tx, project, &p) != 0) {
+		store_abort(tx);
+		fmt(err, errlen, "no project %s", project);
+		return -ENOENT;
+	}
+	if (store_backend_get(tx, project, name, &b) == 0) {
+		store_abort(tx);
+		fmt(err, errlen, "backend %s exists", name);
+		return -EEXIST;
+	}
+	memset(&b, 0, sizeof(b));
+	fmt(b.project, sizeof(b.project), "%s", project);
+	fmt(b.name, sizeof(b.name), "%s", name);
+	b.dir_mtime = time_now();
+	b.mtime = b.dir_mtime;
+	r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
+	if (!r)
+		r = store_event(tx, project, "backend=%s created%s", name,
+				bk_type_known(name) ? ""
+						    : " (a named backend: its config.yml must set type:)");
+	return finish(tx, r, err, errlen);
+}
+
+int state_backend_delete(struct store *s, const char *project, const char *name, char *err,
+			 size_t errlen)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	err[0] = '\0';
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	r = store_backend_get(tx, project, name, &b);
+	if (r) {
+		store_abort(tx);
+		fmt(err, errlen, "no backend %s", name);
+		return r;
+	}
+	if (b.has_config) {
+		store_abort(tx);
+		fmt(err, errlen, "rmdir backends/%s refused: remove its config.yml first", name);
+		state_note(s, project, "%s", err);
+		return -ENOTEMPTY;
+	}
+	r = store_backend_del(tx, project, name);
+	if (!r)
+		r = store_event(tx, project, "backend=%s deleted", name);
+	return finish(tx, r, err, errlen);
+}
+
+/* Validate a backend config document. On success res is filled (caller frees). */
+static int validate_backend(const char *project, const char *name, const char *data, size_t len,
+			    const struct bk_ctx *ctx, struct bk_result *res, char *err,
+			    size_t errlen)
+{
+	char fname[256];
+	struct ydoc *d = NULL;
+	fmt(fname, sizeof(fname), "projects/%s/backends/%s/config.yml", project, name);
+	int r = ydoc_load(data, len, fname, &d, err, errlen);
+	if (r)
+		return r;
+	int root = ydoc_root(d);
+	if (!root) {
+		fmt(err, errlen, "%s:1: the file is empty: write the backend's settings (type:, creds: ...)",
+		    fname);
+		r = -EINVAL;
+	} else if (ydoc_kind(d, root) != Y_MAP) {
+		r = ydoc_err(d, root, NULL, err, errlen, "expected a mapping of backend settings");
+	} else {
+		r = bk_validate(d, root, name, ctx, res, err, errlen);
+	}
+	ydoc_free(d);
+	return r;
+}
+
+static void record_rejection(struct store *s, const char *project, const char *name,
+			     const char *why)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	if (store_begin(s, true, &tx))
+		return;
+	if (store_backend_get(tx, project, name, &b) == 0) {
+		fmt(b.last_error, sizeof(b.last_error), "%s", why);
+		b.last_error_at = time(NULL);
+		if (store_backend_put(tx, &b, NULL, 0, NULL, 0)) {
+			store_abort(tx);
+			return;
+		}
+	}
+	if (store_event(tx, project, "backend=%s config.yml rejected: %s", name, why)) {
+		store_abort(tx);
+		return;
+	}
+	store_commit(tx);
+}
+
+int state_backend_commit(struct store *s, const char *project, const char *name,
+			 const char *data, size_t len, const struct timespec *mtime,
+			 const struct bk_ctx *ctx, char *err, size_t errlen)
+{
+	struct bk_result res;
+	struct stx *tx = NULL;
+	struct st_backend b;
+	err[0] = '\0';
+	memset(&res, 0, sizeof(res));
+	int r = validate_backend(project, name, data, len, ctx, &res, err, errlen);
+	if (r) {
+		if (r == -ENOMEM)
+			return r;
+		record_rejection(s, project, name, err);
+		return r;
+	}
+	r = store_begin(s, true, &tx);
+	if (r)
+		goto out;
+	r = store_backend_get(tx, project, name, &b);
+	if (r) {
+		fmt(err, errlen, "backend %s no longer exists", name);
+		goto out;
+	}
+	bool had = b.has_config;
+	fmt(b.type, sizeof(b.type), "%s", res.type);
+	b.has_config = true;
+	b.mtime = mtime ? *mtime : time_now();
+	b.committed_at = time(NULL);
+	b.last_error[0] = '\0';
+	b.last_error_at = 0;
+	r = store_backend_put(tx, &b, data, len, res.att, res.natt);
+	if (!r)
+		r = store_event(tx, project, "backend=%s config.yml %s (type %s, %zu bytes%s)", name,
+				had ? "updated" : "created", res.type, len,
+				res.natt ? ", referenced files sealed" : "");
+	r = finish(tx, r, err, errlen);
+	tx = NULL;
+out:
+	store_abort(tx);
+	bk_result_free(&res);
+	return r;
+}
+
+int state_backend_unlink_config(struct store *s, const char *project, const char *name,
+				char *err, size_t errlen)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	err[0] = '\0';
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	r = store_backend_get(tx, project, name, &b);
+	if (r || !b.has_config) {
+		store_abort(tx);
+		fmt(err, errlen, "no config.yml");
+		return -ENOENT;
+	}
+	b.has_config = false;
+	b.size = 0;
+	b.type[0] = '\0';
+	b.last_error[0] = '\0';
+	r = store_backend_put(tx, &b, "", 0, NULL, 0);
+	if (!r)
+		r = store_event(tx, project, "backend=%s config.yml removed", name);
+	return finish(tx, r, err, errlen);
+}
+
+int state_backend_set_mtime(struct store *s, const char *project, const char *name, bool dir,
+			    struct timespec mtime)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	r = store_backend_get(tx, project, name, &b);
+	if (!r) {
+		if (dir)
+			b.dir_mtime = mtime;
+		else
+			b.mtime = mtime;
+		r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
+	}
+	if (r) {
+		store_abort(tx);
+		return r;
+	}
+	return store_commit(tx);
+}
+
+int state_project_set_mtime(struct store *s, const char *project, struct timespec mtime)
+{
+	struct stx *tx = NULL;
+	struct st_project p;
+	int r = store_begin(s, true, &tx);
+	if (r)
+		return r;
+	r = store_project_get(tx, project, &p);
+	if (!r) {
+		p.mtime = mtime;
+		r = store_project_put(tx, &p);
+	}
+	if (r) {
+		store_abort(tx);
+		return r;
+	}
+	return store_commit(tx);
+}
+
+int state_backend_status(struct store *s, const char *project, const char *name,
+			 struct buf *out)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	char ts[32];
+	int r = store_begin(s, false, &tx);
+	if (r)
+		return r;
+	r = store_backend_get(tx, project, name, &b);
+	store_abort(tx);
+	if (r)
+		return r;
+	buf_printf(out, "# fleetfs backend status (format: docs/filesystem.md#status)\n");
+	if (!b.has_config) {
+		buf_printf(out, "state: unconfigured\n");
+		buf_printf(out, "type: %s\n", bk_type_known(name) ? name : "null");
+		buf_printf(out, "reason: no config.yml yet%s\n",
+			   bk_type_known(name) ? ""
+					       : "; a named backend's config.yml must set type:");
+	} else {
+		time_iso((time_t)b.committed_at, ts, sizeof(ts));
+		buf_printf(out, "state: unchecked\n");
+		buf_printf(out, "type: %s\n", b.type);
+		buf_printf(out, "reason: the configuration is valid; credentials are not checked "
+				"against the provider yet\n");
+		buf_printf(out, "config:\n  size: %llu\n  committed_at: %s\n",
+			   (unsigned long long)b.size, ts);
+		buf_printf(out, "  sealed_files: %u\n", b.natt);
+	}
+	buf_printf(out, "checked_at: null\nregions: null\n");
+	if (b.last_error[0]) {
+		time_iso((time_t)b.last_error_at, ts, sizeof(ts));
+		buf_printf(out, "last_error:\n  at: %s\n  message: \"", ts);
+		for (const char *p = b.last_error; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				buf_printf(out, "\\%c", *p);
+			else
+				buf_append(out, p, 1);
+		}
+		buf_printf(out, "\"\n");
+	} else {
+		buf_printf(out, "last_error: null\n");
+	}
+	return 0;
+}

@@ -1,0 +1,265 @@
+/* util: see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void oom(void)
+{
+	fputs("fleetfs: out of memory\n", stderr);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *xcalloc(size_t nmemb, size_t size)
+{
+	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom();
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+	if (!p)
+		oom();
+	return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+	if (!p)
+		oom();
+	return p;
+}
+
+int vfmt(char *dst, size_t dstlen, const char *f, va_list ap)
+{
+	int n = vsnprintf(dst, dstlen, f, ap);
+	if (n < 0) {
+		if (dstlen)
+			dst[0] = '\0';
+		return -EINVAL;
+	}
+	return (size_t)n >= dstlen ? -ENAMETOOLONG : 0;
+}
+
+int fmt(char *dst, size_t dstlen, const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	int r = vfmt(dst, dstlen, f, ap);
+	va_end(ap);
+	return r;
+}
+
+char *xasprintf(const char *f, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, f);
+	int n = vasprintf(&s, f, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	return s;
+}
+
+int num_parse_ll(const char *s, long long min, long long max, long long *out)
+{
+	char *end = NULL;
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (end == s || *end != '\0')
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+void buf_init(struct buf *b, size_t limit)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->limit = limit;
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+static int buf_reserve(struct buf *b, size_t need)
+{
+	if (need > b->limit)
+		return -EFBIG;
+	if (need + 1 <= b->cap)
+		return 0;
+	size_t nc = b->cap ? b->cap : 256;
+	while (nc < need + 1)
+		nc *= 2;
+	if (nc > b->limit + 1)
+		nc = b->limit + 1;
+	char *p = realloc(b->data, nc);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = nc;
+	return 0;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (n > b->limit - b->len)
+		return -EFBIG;
+	int r = buf_reserve(b, b->len + n);
+	if (r)
+		return r;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int buf_printf(struct buf *b, const char *f, ...)
+{
+	char small[512];
+	va_list ap;
+	va_start(ap, f);
+	int n = vsnprintf(small, sizeof(small), f, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n < sizeof(small))
+		return buf_append(b, small, (size_t)n);
+	char *big = NULL;
+	va_start(ap, f);
+	n = vasprintf(&big, f, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	int r = buf_append(b, big, (size_t)n);
+	free(big);
+	return r;
+}
+
+int buf_set(struct buf *b, const void *p, size_t n)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+	return buf_append(b, p, n);
+}
+
+int buf_pwrite(struct buf *b, const void *p, size_t n, size_t off)
+{
+	if (off > b->limit || n > b->limit - off)
+		return -EFBIG;
+	size_t end = off + n;
+	int r = buf_reserve(b, end > b->len ? end : b->len);
+	if (r)
+		return r;
+	if (off > b->len)
+		memset(b->data + b->len, 0, off - b->len);
+	if (n)
+		memcpy(b->data + off, p, n);
+	if (end > b->len) {
+		b->len = end;
+		b->data[b->len] = '\0';
+	}
+	return 0;
+}
+
+int buf_truncate(struct buf *b, size_t n)
+{
+	if (n > b->limit)
+		return -EFBIG;
+	if (n > b->len)
+		return buf_pwrite(b, "", 0, n);
+	b->len = n;
+	if (b->data)
+		b->data[n] = '\0';
+	return 0;
+}
+
+char *buf_steal(struct buf *b, size_t *len)
+{
+	char *p = b->data;
+	if (len)
+		*len = b->len;
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+void time_iso(time_t t, char *dst, size_t dstlen)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	if (!strftime(dst, dstlen, "%Y-%m-%dT%H:%M:%SZ", &tm) && dstlen)
+		dst[0] = '\0';
+}
+
+struct timespec time_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}
+
+bool name_valid(const char *s)
+{
+	size_t n = 0;
+	if (!s)
+		return false;
+	for (; s[n]; n++) {
+		char c = s[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return false;
+		if (n >= 50)
+			return false;
+	}
+	return n >= 1;
+}
+
+void str_sanitize(char *dst, size_t dstlen, const char *s)
+{
+	size_t i = 0;
+	if (!dstlen)
+		return;
+	for (; s && *s && i + 1 < dstlen; s++, i++) {
+		unsigned char c = (unsigned char)*s;
+		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	dst[i] = '\0';
+}

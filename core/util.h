@@ -1,0 +1,65 @@
+/* util: small helpers every module uses.
+ *
+ * - x* allocation wrappers abort on OOM (STYLE.md habit 5: small internal allocations);
+ *   input-sized allocations use plain malloc and return -ENOMEM instead.
+ * - buf: a size-capped, self-freeing byte buffer (curl's dynbuf idea).
+ * - fmt: snprintf that reports truncation.
+ * - num: strtol/strtoll wrappers that check the whole string and the range.
+ */
+#ifndef FLEETFS_UTIL_H
+#define FLEETFS_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Format into dst (size dstlen). Returns 0, or -ENAMETOOLONG when the result was truncated
+ * (dst still holds the truncated, NUL-terminated text). */
+int fmt(char *dst, size_t dstlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+int vfmt(char *dst, size_t dstlen, const char *f, va_list ap) __attribute__((format(printf, 3, 0)));
+/* Allocate and format; aborts on OOM. Caller frees. */
+char *xasprintf(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse the whole of s as a base-10 integer in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
+int num_parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* A growable byte buffer with a hard cap. Always NUL-terminated past len (not counted). */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;   /* allocated */
+	size_t limit; /* hard maximum of len */
+};
+void buf_init(struct buf *b, size_t limit);
+void buf_free(struct buf *b);
+/* Each returns 0, -EFBIG past limit, -ENOMEM. */
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_printf(struct buf *b, const char *f, ...) __attribute__((format(printf, 2, 3)));
+int buf_set(struct buf *b, const void *p, size_t n);
+/* Write n bytes at off, zero-filling any gap; grows len as needed. */
+int buf_pwrite(struct buf *b, const void *p, size_t n, size_t off);
+int buf_truncate(struct buf *b, size_t n);
+/* Move the contents out: returns data (caller frees, may be NULL when empty) and resets b. */
+char *buf_steal(struct buf *b, size_t *len);
+
+/* ISO-8601 UTC "2026-11-28T10:00:00Z" into dst (>= 21 bytes). */
+void time_iso(time_t t, char *dst, size_t dstlen);
+/* Wall clock now as timespec. */
+struct timespec time_now(void);
+
+/* Name rule shared by projects, backends and fleets: ^[a-zA-Z0-9_-]{1,50}$ (dstack's). */
+bool name_valid(const char *s);
+
+/* Write a copy of s into dst (dstlen) with anything outside printable ASCII replaced by '?',
+ * cut to dstlen-1. For echoing user-supplied names into events and logs. */
+void str_sanitize(char *dst, size_t dstlen, const char *s);
+
+#endif

@@ -1,0 +1,130 @@
+/* fs: the FUSE face of fleetfs (libfuse low-level API).
+ *
+ * Inodes: every name the kernel has looked up has a node (struct node) keyed by inode number
+ * and by (parent, name). Inode numbers only grow, so a number is never reused for another
+ * file while the kernel may still hold it. A node lives while the kernel references it
+ * (nlookup > 0), a handle is open on it, or it is linked in the tree.
+ *
+ * What a node stands for is its kind plus the project/backend it belongs to; whether it
+ * exists is asked of the store at lookup. Drafts (any non-canonical name created in a
+ * writable directory) live only in memory (struct draft) and never reach the store until a
+ * rename puts one on a canonical name.
+ *
+ * Locking: fs->lock guards the node table and drafts. It is never held across a store write
+ * transaction or a commit; store reads may happen under it (LMDB readers don't block).
+ */
+#ifndef FLEETFS_FS_H
+#define FLEETFS_FS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "../cache/store.h"
+#include "../core/util.h"
+
+#define FS_MAX_DRAFTS 1024
+#define FS_MAX_FILE (1024 * 1024)
+
+enum nkind {
+	N_ROOT = 1,
+	N_README,
+	N_RCONFIG,  /* root config.yml (dstack server config) */
+	N_REVENTS,
+	N_RFILTER,  /* .rsync-filter */
+	N_PROJECTS,
+	N_PROJECT,
+	N_PEVENTS,
+	N_BACKENDS,
+	N_BACKEND,
+	N_BCONFIG,  /* backends/<b>/config.yml */
+	N_BSTATUS,
+	N_DRAFT,
+};
+
+struct draft {
+	struct buf data;
+	mode_t mode;
+	struct timespec mtime, ctime;
+	unsigned refs; /* the node's link + open handles */
+};
+
+struct node {
+	fuse_ino_t ino;
+	fuse_ino_t parent;
+	char *name;
+	enum nkind kind;
+	uint64_t nlookup;
+	unsigned open;   /* open handles */
+	bool linked;     /* reachable by (parent, name) */
+	char project[STORE_NAME_MAX];
+	char backend[STORE_NAME_MAX];
+	struct draft *draft;        /* N_DRAFT */
+	unsigned dirty;             /* canonical: handles holding uncommitted changes */
+	size_t pending_size;        /* canonical: size of the latest uncommitted buffer */
+	struct timespec pending_mtime; /* utimens while uncommitted: stamped at commit */
+	bool has_pending_mtime;
+	struct node *ino_next, *name_next;
+	struct node *draft_next, *draft_prev; /* list of linked drafts */
+	bool in_list;
+};
+
+struct fs {
+	struct store *store;
+	struct fuse_session *se;
+	pthread_mutex_t lock;
+	struct node **by_ino, **by_name;
+	size_t nbuckets, nnodes;
+	fuse_ino_t next_ino;
+	struct node *drafts;
+	size_t ndrafts;
+	uid_t uid;
+	gid_t gid;
+	bool allow_other;
+	pthread_mutex_t cache_lock; /* guards gen and the cached root config size; may be
+				     * taken under lock, never the reverse */
+	uint64_t gen;          /* bumped on every state change */
+	uint64_t rcfg_gen;     /* generation of the cached root config size */
+	size_t rcfg_size;
+	/* notifier */
+	pthread_t notifier;
+	bool notifier_running, stopping;
+	pthread_cond_t ncond;
+	struct notice *nhead, *ntail;
+};
+
+/* tree.c — node table; all need fs->lock held. */
+void tree_init(struct fs *fs);
+void tree_destroy(struct fs *fs);
+struct node *tree_get(struct fs *fs, fuse_ino_t ino);
+struct node *tree_find(struct fs *fs, fuse_ino_t parent, const char *name);
+/* Find or create the linked node (parent, name) of the given kind; updates its identity. */
+struct node *tree_child(struct fs *fs, struct node *parent, const char *name, enum nkind kind,
+			const char *project, const char *backend);
+void tree_unlink(struct fs *fs, struct node *n);
+void tree_relink(struct fs *fs, struct node *n, fuse_ino_t parent, const char *name);
+/* Drop a node if nothing references it anymore. */
+void tree_maybe_free(struct fs *fs, struct node *n);
+struct draft *draft_new(mode_t mode);
+void draft_put(struct draft *d);
+void tree_draft_attach(struct fs *fs, struct node *n, struct draft *d);
+/* Drop the node's draft content and take it off the draft list. */
+void tree_draft_detach(struct fs *fs, struct node *n);
+
+/* render.c — generated files. Each appends to out; 0 or -errno. */
+int render_file(struct fs *fs, struct node *n, struct buf *out);
+/* Size of a generated file without keeping the rendering (cached where it is costly). */
+int render_size(struct fs *fs, struct node *n, size_t *size);
+
+/* notify (ops.c): ask the kernel to forget cached entries/attributes, from a helper thread. */
+void notify_inval_inode(struct fs *fs, fuse_ino_t ino);
+void notify_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name);
+int notify_start(struct fs *fs);
+void notify_stop(struct fs *fs);
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+#endif

@@ -1,0 +1,252 @@
+/* main: command line, mount and daemon life cycle (sshfs conventions).
+ *
+ *   fleetfs [-f] [-d] [-s] [-o state=DIR] [-o allow_other] MOUNTPOINT
+ *   fleetfs STATEDIR MOUNTPOINT -o opts        (as mount.fuse3 runs it from /etc/fstab)
+ *
+ * Everything that can fail for a user reason (options, state directory, store schema, key
+ * file) is checked before daemonizing so the message reaches the terminal. The LMDB
+ * environment is closed before fork and opened again in the daemon (LMDB handles don't
+ * survive fork); the directory lock is held throughout.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "../core/state.h"
+#include "fs.h"
+
+struct options {
+	char *state;
+	char *positional[2];
+	int npos;
+	int allow_other;
+	int help, version;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_IGNORE };
+
+#define OPT(t, p) {t, offsetof(struct options, p), 1}
+static const struct fuse_opt opt_spec[] = {
+	OPT("state=%s", state),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	/* fstab-only options that mean nothing to a FUSE daemon */
+	FUSE_OPT_KEY("_netdev", KEY_IGNORE),
+	FUSE_OPT_KEY("nofail", KEY_IGNORE),
+	FUSE_OPT_KEY("noauto", KEY_IGNORE),
+	FUSE_OPT_KEY("auto", KEY_IGNORE),
+	FUSE_OPT_KEY("user", KEY_IGNORE),
+	FUSE_OPT_KEY("users", KEY_IGNORE),
+	FUSE_OPT_KEY("defaults", KEY_IGNORE),
+	FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+	(void)outargs;
+	switch (key) {
+	case KEY_HELP:
+		o->help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->version = 1;
+		return 0;
+	case KEY_IGNORE:
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (o->npos >= 2) {
+			fprintf(stderr, "fleetfs: unexpected argument '%s'\n", arg);
+			return -1;
+		}
+		o->positional[o->npos++] = strdup(arg);
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		if (!strncmp(arg, "x-systemd.", 10) || !strncmp(arg, "comment=", 8))
+			return 0;
+		if (!strcmp(arg, "allow_other"))
+			o->allow_other = 1;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "       %s STATEDIR MOUNTPOINT [-o options]   (from /etc/fstab, type fuse.fleetfs)\n"
+	       "\n"
+	       "fleetfs mounts GPU fleets on many clouds as a tree of files.\n"
+	       "\n"
+	       "fleetfs options:\n"
+	       "    -o state=DIR           state directory (default $XDG_DATA_HOME/fleetfs,\n"
+	       "                           or ~/.local/share/fleetfs)\n"
+	       "    -o allow_other         let other users list the tree (permissions still apply)\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -d                     debug output (implies -f)\n"
+	       "    -s                     single-threaded\n"
+	       "    -h, --help             this help\n"
+	       "    -V, --version          version\n"
+	       "\n"
+	       "Unmount with: fusermount3 -u MOUNTPOINT (or send SIGTERM to the daemon).\n"
+	       "\n"
+	       "FUSE options:\n",
+	       prog, prog);
+	fuse_lowlevel_help();
+}
+
+static char *default_state(void)
+{
+	const char *x = getenv("XDG_DATA_HOME");
+	if (x && x[0] == '/')
+		return xasprintf("%s/fleetfs", x);
+	const char *home = getenv("HOME");
+	if (!home || !*home)
+		return NULL;
+	return xasprintf("%s/.local/share/fleetfs", home);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options o;
+	struct fuse_cmdline_opts cmd;
+	struct fs fs;
+	struct fuse_session *se = NULL;
+	char err[1024] = "";
+	char *state = NULL, *mnt = NULL;
+	int ret = 1;
+	bool mounted = false, handlers = false;
+
+	memset(&o, 0, sizeof(o));
+	memset(&fs, 0, sizeof(fs));
+	memset(&cmd, 0, sizeof(cmd));
+	pthread_mutex_init(&fs.lock, NULL);
+	pthread_mutex_init(&fs.cache_lock, NULL);
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
+		goto out;
+	if (o.help) {
+		usage(argv[0]);
+		ret = 0;
+		goto out;
+	}
+	if (o.version) {
+		printf("fleetfs version %s\n", FLEETFS_VERSION);
+		printf("FUSE library version %s\n", fuse_pkgversion());
+		ret = 0;
+		goto out;
+	}
+	if (fuse_parse_cmdline(&args, &cmd) != 0)
+		goto out;
+	if (o.npos == 0) {
+		fprintf(stderr, "fleetfs: no mountpoint given (see %s --help)\n", argv[0]);
+		goto out;
+	}
+	const char *mnt_arg = o.positional[o.npos - 1];
+	if (o.state)
+		state = strdup(o.state);
+	else if (o.npos == 2 && strcmp(o.positional[0], "fleetfs") &&
+		 strcmp(o.positional[0], "none"))
+		state = strdup(o.positional[0]);
+	else
+		state = default_state();
+	if (!state) {
+		fprintf(stderr, "fleetfs: no state directory: set -o state=DIR or HOME\n");
+		goto out;
+	}
+	mnt = realpath(mnt_arg, NULL);
+	if (!mnt) {
+		fprintf(stderr, "fleetfs: bad mountpoint '%s': %s\n", mnt_arg, strerror(errno));
+		goto out;
+	}
+	if (state[0] != '/') {
+		char *abs = realpath(state, NULL);
+		if (!abs) {
+			char cwd[PATH_MAX];
+			abs = getcwd(cwd, sizeof(cwd)) ? xasprintf("%s/%s", cwd, state) : NULL;
+		}
+		if (abs) {
+			free(state);
+			state = abs;
+		}
+	}
+	if (store_open(state, &fs.store, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fleetfs: %s\n", err);
+		goto out;
+	}
+	store_detach(fs.store); /* reopened after fork */
+
+	fs.uid = getuid();
+	fs.gid = getgid();
+	fs.allow_other = o.allow_other;
+	fs.gen = 1;
+	tree_init(&fs);
+
+	fuse_opt_add_arg(&args, "-odefault_permissions");
+	fuse_opt_add_arg(&args, "-ofsname=fleetfs");
+	fuse_opt_add_arg(&args, "-osubtype=fleetfs");
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	if (!se)
+		goto out; /* libfuse printed why (e.g. an unknown option) */
+	fs.se = se;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = true;
+	if (fuse_session_mount(se, mnt) != 0)
+		goto out;
+	mounted = true;
+	if (fuse_daemonize(cmd.foreground) != 0)
+		goto out;
+	if (!cmd.foreground)
+		openlog("fleetfs", LOG_PID, LOG_DAEMON);
+	if (store_reopen(fs.store, err, sizeof(err)) != 0) {
+		if (cmd.foreground)
+			fprintf(stderr, "fleetfs: %s\n", err);
+		else
+			syslog(LOG_ERR, "%s", err);
+		goto out;
+	}
+	state_note(fs.store, "", "mounted on %s (fleetfs %s, pid %ld)", mnt, FLEETFS_VERSION,
+		   (long)getpid());
+	notify_start(&fs);
+	if (cmd.singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
+		fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads ? cmd.max_threads : 10);
+		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+		ret = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	notify_stop(&fs);
+	state_note(fs.store, "", "unmounted");
+	ret = ret ? 1 : 0;
+out:
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	if (fs.by_ino)
+		tree_destroy(&fs);
+	store_close(fs.store);
+	free(cmd.mountpoint);
+	free(o.state);
+	for (int i = 0; i < o.npos; i++)
+		free(o.positional[i]);
+	free(state);
+	free(mnt);
+	fuse_opt_free_args(&args);
+	return ret;
+}

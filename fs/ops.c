@@ -1,0 +1,1547 @@
+/* ops: the FUSE low-level operations (see fs.h and docs/internals/commit.md).
+ *
+ * The commit protocol (DESIGN.md §2): a canonical file (the root config.yml or a backend's
+ * config.yml) is committed at flush/fsync of a handle that changed it, or when a draft is
+ * renamed onto it. Each handle has its own buffer, seeded from the stored content unless the
+ * open truncates; only the content at commit time counts. Any other name created in a writable
+ * directory is a draft that lives in memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "../core/state.h"
+#include "fs.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+#define TTL_STATIC 1.0
+#define TTL_LIVE 0.0
+
+enum hkind { H_SNAP, H_CANON, H_DRAFT, H_DIR };
+
+struct dent {
+	char *name;
+	fuse_ino_t ino;
+	mode_t type;
+};
+
+struct handle {
+	enum hkind kind;
+	struct node *node;
+	enum nkind nkind; /* canonical identity, captured at open */
+	char project[STORE_NAME_MAX];
+	char backend[STORE_NAME_MAX];
+	struct buf data;
+	struct draft *draft;
+	bool dirty;   /* changed since the last commit attempt */
+	bool failed;  /* the last commit attempt failed and nothing changed since */
+	bool append;
+	bool written; /* a write or an explicit truncate happened: an open(O_TRUNC) alone
+		       * commits nothing (bash's `>` closes a dup before writing) */
+	int last_err;
+	struct dent *ents;
+	size_t nents;
+};
+
+static struct fs *FS(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static mode_t perm_dir(const struct fs *fs)
+{
+	return fs->allow_other ? 0755 : 0700;
+}
+
+static mode_t perm_ro(const struct fs *fs)
+{
+	return fs->allow_other ? 0444 : 0400;
+}
+
+static bool is_dir_kind(enum nkind k)
+{
+	return k == N_ROOT || k == N_PROJECTS || k == N_PROJECT || k == N_BACKENDS || k == N_BACKEND;
+}
+
+static bool is_generated(enum nkind k)
+{
+	return k == N_README || k == N_REVENTS || k == N_RFILTER || k == N_PEVENTS ||
+	       k == N_BSTATUS;
+}
+
+static bool is_canonical(enum nkind k)
+{
+	return k == N_RCONFIG || k == N_BCONFIG;
+}
+
+static bool draft_dir(enum nkind k)
+{
+	return k == N_ROOT || k == N_BACKEND;
+}
+
+static struct timespec mount_time;
+
+/* ---- notifier: kernel invalidations from a thread of their own ---- */
+
+struct notice {
+	bool entry;
+	fuse_ino_t ino; /* inode, or the parent for an entry */
+	char *name;
+	struct notice *next;
+};
+
+static void notice_push(struct fs *fs, bool entry, fuse_ino_t ino, const char *name)
+{
+	if (!fs->se || !fs->notifier_running)
+		return;
+	struct notice *n = xcalloc(1, sizeof(*n));
+	n->entry = entry;
+	n->ino = ino;
+	n->name = name ? xstrdup(name) : NULL;
+	pthread_mutex_lock(&fs->lock);
+	if (fs->ntail)
+		fs->ntail->next = n;
+	else
+		fs->nhead = n;
+	fs->ntail = n;
+	pthread_cond_signal(&fs->ncond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void notify_inval_inode(struct fs *fs, fuse_ino_t ino)
+{
+	notice_push(fs, false, ino, NULL);
+}
+
+void notify_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	notice_push(fs, true, parent, name);
+}
+
+static void *notifier_main(void *arg)
+{
+	struct fs *fs = arg;
+	pthread_mutex_lock(&fs->lock);
+	for (;;) {
+		while (!fs->nhead && !fs->stopping)
+			pthread_cond_wait(&fs->ncond, &fs->lock);
+		if (fs->stopping)
+			break;
+		struct notice *n = fs->nhead;
+		fs->nhead = n->next;
+		if (!fs->nhead)
+			fs->ntail = NULL;
+		pthread_mutex_unlock(&fs->lock);
+		/* ENOENT just means the kernel had forgotten it already */
+		if (n->entry)
+			fuse_lowlevel_notify_inval_entry(fs->se, n->ino, n->name, strlen(n->name));
+		else
+			fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
+		free(n->name);
+		free(n);
+		pthread_mutex_lock(&fs->lock);
+	}
+	while (fs->nhead) {
+		struct notice *n = fs->nhead;
+		fs->nhead = n->next;
+		free(n->name);
+		free(n);
+	}
+	fs->ntail = NULL;
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+int notify_start(struct fs *fs)
+{
+	pthread_cond_init(&fs->ncond, NULL);
+	fs->notifier_running = true;
+	int r = pthread_create(&fs->notifier, NULL, notifier_main, fs);
+	if (r)
+		fs->notifier_running = false;
+	return -r;
+}
+
+void notify_stop(struct fs *fs)
+{
+	if (!fs->notifier_running)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	fs->stopping = true;
+	pthread_cond_signal(&fs->ncond);
+	pthread_mutex_unlock(&fs->lock);
+	pthread_join(fs->notifier, NULL);
+	fs->notifier_running = false;
+}
+
+/* After the state changed behind the kernel's back (a root config.yml apply), drop every
+ * cached name and attribute below projects/. */
+static void inval_projects(struct fs *fs)
+{
+	fuse_ino_t *inos = NULL, *parents = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
+			if (x->kind != N_PROJECT && x->kind != N_BACKEND && x->kind != N_BCONFIG &&
+			    x->kind != N_BSTATUS && x->kind != N_RCONFIG)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				inos = xrealloc(inos, cap * sizeof(*inos));
+				parents = xrealloc(parents, cap * sizeof(*parents));
+				names = xrealloc(names, cap * sizeof(*names));
+			}
+			inos[n] = x->ino;
+			parents[n] = x->parent;
+			names[n] = x->linked ? xstrdup(x->name) : NULL;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < n; i++) {
+		notify_inval_inode(fs, inos[i]);
+		if (names[i])
+			notify_inval_entry(fs, parents[i], names[i]);
+		free(names[i]);
+	}
+	free(inos);
+	free(parents);
+	free(names);
+}
+
+static void bump(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->cache_lock);
+	fs->gen++;
+	pthread_mutex_unlock(&fs->cache_lock);
+}
+
+/* ---- what a name is ---- */
+
+/* Does the canonical thing n stands for exist in the store? Call with fs->lock held. */
+static bool node_exists(struct fs *fs, struct node *n)
+{
+	struct stx *tx = NULL;
+	struct st_project p;
+	struct st_backend b;
+	bool ok = false;
+	switch (n->kind) {
+	case N_DRAFT:
+		return n->draft != NULL;
+	case N_PROJECT:
+	case N_PEVENTS:
+	case N_BACKENDS:
+	case N_BACKEND:
+	case N_BSTATUS:
+	case N_BCONFIG:
+		break;
+	default:
+		return true;
+	}
+	if (store_begin(fs->store, false, &tx))
+		return false;
+	if (n->kind == N_PROJECT || n->kind == N_PEVENTS || n->kind == N_BACKENDS)
+		ok = store_project_get(tx, n->project, &p) == 0;
+	else if (store_backend_get(tx, n->project, n->backend, &b) == 0)
+		ok = n->kind != N_BCONFIG || b.has_config || n->open;
+	store_abort(tx);
+	return ok;
+}
+
+/* Resolve (parent, name) to a kind without creating anything. Returns 0 and sets *kind,
+ * or -ENOENT/-ENOTDIR. Drafts resolve to N_DRAFT. Call with fs->lock held. */
+static int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
+		   const char **project, const char **backend)
+{
+	struct stx *tx = NULL;
+	struct st_project sp;
+	struct st_backend sb;
+	struct node *d;
+	*project = p->project;
+	*backend = p->backend;
+	switch (p->kind) {
+	case N_ROOT:
+		*project = *backend = "";
+		if (!strcmp(name, "README"))
+			*kind = N_README;
+		else if (!strcmp(name, "config.yml"))
+			*kind = N_RCONFIG;
+		else if (!strcmp(name, "events"))
+			*kind = N_REVENTS;
+		else if (!strcmp(name, ".rsync-filter"))
+			*kind = N_RFILTER;
+		else if (!strcmp(name, "projects"))
+			*kind = N_PROJECTS;
+		else
+			goto draft;
+		return 0;
+	case N_PROJECTS:
+		if (!name_valid(name) || store_begin(fs->store, false, &tx))
+			return -ENOENT;
+		if (store_project_get(tx, name, &sp)) {
+			store_abort(tx);
+			return -ENOENT;
+		}
+		store_abort(tx);
+		*kind = N_PROJECT;
+		*project = name;
+		return 0;
+	case N_PROJECT:
+		if (!strcmp(name, "events"))
+			*kind = N_PEVENTS;
+		else if (!strcmp(name, "backends"))
+			*kind = N_BACKENDS;
+		else
+			return -ENOENT;
+		return 0;
+	case N_BACKENDS:
+		if (!name_valid(name) || store_begin(fs->store, false, &tx))
+			return -ENOENT;
+		if (store_backend_get(tx, p->project, name, &sb)) {
+			store_abort(tx);
+			return -ENOENT;
+		}
+		store_abort(tx);
+		*kind = N_BACKEND;
+		*backend = name;
+		return 0;
+	case N_BACKEND:
+		if (!strcmp(name, "status")) {
+			*kind = N_BSTATUS;
+			return 0;
+		}
+		if (!strcmp(name, "config.yml")) {
+			*kind = N_BCONFIG;
+			d = tree_find(fs, p->ino, name);
+			if (d && d->kind == N_BCONFIG && d->open)
+				return 0; /* being created */
+			if (store_begin(fs->store, false, &tx))
+				return -EIO;
+			int r = store_backend_get(tx, p->project, p->backend, &sb);
+			store_abort(tx);
+			return (r == 0 && sb.has_config) ? 0 : -ENOENT;
+		}
+		goto draft;
+	default:
+		return -ENOTDIR;
+	}
+draft:
+	d = tree_find(fs, p->ino, name);
+	if (d && d->kind == N_DRAFT && d->draft) {
+		*kind = N_DRAFT;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* Is name the canonical stored file of directory p? */
+static enum nkind canonical_in(const struct node *p, const char *name)
+{
+	if (strcmp(name, "config.yml"))
+		return 0;
+	if (p->kind == N_ROOT)
+		return N_RCONFIG;
+	if (p->kind == N_BACKEND)
+		return N_BCONFIG;
+	return 0;
+}
+
+/* ---- attributes ---- */
+
+static int node_attr(struct fs *fs, struct node *n, struct stat *st)
+{
+	struct stx *tx = NULL;
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_blksize = 4096;
+	st->st_mtim = st->st_ctim = st->st_atim = mount_time;
+	if (is_dir_kind(n->kind)) {
+		st->st_mode = S_IFDIR | perm_dir(fs);
+		st->st_nlink = 2;
+		if (n->kind == N_PROJECT || n->kind == N_BACKEND) {
+			struct st_project p;
+			struct st_backend b;
+			if (store_begin(fs->store, false, &tx))
+				return -EIO;
+			if (n->kind == N_PROJECT && store_project_get(tx, n->project, &p) == 0)
+				st->st_mtim = st->st_ctim = p.mtime;
+			else if (n->kind == N_BACKEND &&
+				 store_backend_get(tx, n->project, n->backend, &b) == 0)
+				st->st_mtim = st->st_ctim = b.dir_mtime;
+			store_abort(tx);
+		}
+		return 0;
+	}
+	st->st_nlink = 1;
+	size_t size = 0;
+	if (n->kind == N_DRAFT) {
+		if (!n->draft)
+			return -ENOENT;
+		st->st_mode = S_IFREG | n->draft->mode;
+		size = n->draft->data.len;
+		st->st_mtim = n->draft->mtime;
+		st->st_ctim = n->draft->ctime;
+	} else if (n->kind == N_BCONFIG) {
+		struct st_backend b;
+		st->st_mode = S_IFREG | 0600;
+		if (store_begin(fs->store, false, &tx))
+			return -EIO;
+		if (store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config) {
+			size = b.size;
+			st->st_mtim = st->st_ctim = b.mtime;
+		} else {
+			st->st_mtim = st->st_ctim = time_now();
+		}
+		store_abort(tx);
+		if (n->dirty)
+			size = n->pending_size;
+	} else if (n->kind == N_RCONFIG) {
+		st->st_mode = S_IFREG | 0600;
+		if (n->dirty)
+			size = n->pending_size;
+		else if (render_size(fs, n, &size))
+			return -EIO;
+	} else {
+		st->st_mode = S_IFREG | perm_ro(fs);
+		if (render_size(fs, n, &size))
+			return -EIO;
+	}
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	st->st_atim = st->st_mtim;
+	return 0;
+}
+
+static double attr_ttl(const struct node *n)
+{
+	return (is_generated(n->kind) || n->kind == N_RCONFIG) ? TTL_LIVE : TTL_STATIC;
+}
+
+static void fill_entry(struct fuse_entry_param *e, struct node *n, const struct stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	e->generation = 1;
+	e->attr = *st;
+	e->attr_timeout = attr_ttl(n);
+	e->entry_timeout = TTL_STATIC;
+}
+
+/* Reply to a lookup-like request with node (fs->lock held; takes a kernel reference). */
+static void reply_entry_locked(fuse_req_t req, struct fs *fs, struct node *n)
+{
+	struct stat st;
+	struct fuse_entry_param e;
+	int r = node_attr(fs, n, &st);
+	if (r) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	n->nlookup++;
+	fill_entry(&e, n, &st);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_entry(req, &e);
+}
+
+/* ---- commit context ---- */
+
+struct reqctx {
+	char cwd[PATH_MAX];
+	char home[PATH_MAX];
+	struct bk_ctx bk;
+};
+
+static void req_ctx(fuse_req_t req, struct reqctx *c)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	char link[64];
+	c->cwd[0] = c->home[0] = '\0';
+	c->bk.cwd = c->bk.home = NULL;
+	if (fc && fc->pid > 0) {
+		fmt(link, sizeof(link), "/proc/%ld/cwd", (long)fc->pid);
+		ssize_t n = readlink(link, c->cwd, sizeof(c->cwd) - 1);
+		if (n > 0) {
+			c->cwd[n] = '\0';
+			c->bk.cwd = c->cwd;
+		}
+	}
+	if (fc) {
+		struct passwd pw, *res = NULL;
+		char tmp[4096];
+		if (getpwuid_r(fc->uid, &pw, tmp, sizeof(tmp), &res) == 0 && res && pw.pw_dir) {
+			fmt(c->home, sizeof(c->home), "%s", pw.pw_dir);
+			c->bk.home = c->home;
+		}
+	}
+}
+
+/* Commit data as the canonical file (kind, project, backend). mtime NULL = now. */
+static int commit(fuse_req_t req, struct fs *fs, enum nkind kind, const char *project,
+		  const char *backend, const char *data, size_t len, const struct timespec *mtime)
+{
+	struct reqctx c;
+	char err[1024];
+	int r;
+	req_ctx(req, &c);
+	if (kind == N_RCONFIG) {
+		r = state_root_commit(fs->store, data, len, &c.bk, err, sizeof(err));
+		if (!r)
+			inval_projects(fs);
+	} else {
+		r = state_backend_commit(fs->store, project, backend, data, len, mtime, &c.bk, err,
+					 sizeof(err));
+	}
+	bump(fs);
+	return r;
+}
+
+/* The content a canonical file holds now (rendered for the root config). */
+static int canonical_content(struct fs *fs, enum nkind kind, const char *project,
+			     const char *backend, struct buf *out)
+{
+	if (kind == N_RCONFIG)
+		return state_root_render(fs->store, out);
+	struct stx *tx = NULL;
+	char *data = NULL;
+	size_t len = 0;
+	int r = store_begin(fs->store, false, &tx);
+	if (r)
+		return r;
+	r = store_backend_config(tx, project, backend, &data, &len);
+	store_abort(tx);
+	if (r)
+		return r;
+	r = buf_set(out, data, len);
+	seal_free_secret(data, len);
+	return r;
+}
+
+/* ---- operations ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* documents are small, validated at close, and change behind the kernel's back */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
+	mount_time = time_now();
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = FS(req);
+	enum nkind kind;
+	const char *project, *backend;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	if (!p) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	int r = resolve(fs, p, name, &kind, &project, &backend);
+	if (r) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	struct node *n = kind == N_DRAFT ? tree_find(fs, parent, name)
+					 : tree_child(fs, p, name, kind, project, backend);
+	reply_entry_locked(req, fs, n);
+}
+
+static void forget_one(struct fs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct node *n = tree_get(fs, ino);
+	if (!n)
+		return;
+	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	tree_maybe_free(fs, n);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs *fs = FS(req);
+	pthread_mutex_lock(&fs->lock);
+	forget_one(fs, ino, nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = FS(req);
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < count; i++)
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct stat st;
+	(void)fi;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = tree_get(fs, ino);
+	int r = n ? 0 : -ENOENT;
+	if (!r && !fi && !node_exists(fs, n))
+		r = -ENOENT;
+	if (!r)
+		r = node_attr(fs, n, &st);
+	double ttl = n ? attr_ttl(n) : 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, ttl);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	int r = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = tree_get(fs, ino);
+	if (!n || (!h && !node_exists(fs, n))) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
+	    ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != fs->gid)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	struct timespec mt = time_now();
+	bool set_mtime = false;
+	if (to_set & FUSE_SET_ATTR_MTIME) {
+		set_mtime = true;
+		if (!(to_set & FUSE_SET_ATTR_MTIME_NOW))
+			mt = attr->st_mtim;
+	}
+	if (n->kind == N_DRAFT && n->draft) {
+		struct draft *d = n->draft;
+		if (to_set & FUSE_SET_ATTR_MODE)
+			d->mode = attr->st_mode & 07777;
+		if (to_set & FUSE_SET_ATTR_SIZE) {
+			r = buf_truncate(&d->data, (size_t)attr->st_size);
+			if (!r && !set_mtime)
+				d->mtime = time_now();
+		}
+		if (set_mtime)
+			d->mtime = mt;
+		d->ctime = time_now();
+		pthread_mutex_unlock(&fs->lock);
+		goto reply;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && (is_generated(n->kind) || is_dir_kind(n->kind))) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, is_dir_kind(n->kind) ? EISDIR : EACCES);
+		return;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && h && h->kind == H_CANON) {
+		r = buf_truncate(&h->data, (size_t)attr->st_size);
+		if (!r) {
+			if (!h->dirty)
+				n->dirty++;
+			h->dirty = true;
+			h->written = true;
+			h->failed = false;
+			n->pending_size = h->data.len;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		if (r)
+			goto reply;
+	} else if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* truncate(2) by path: commit the truncated stored content right away */
+		enum nkind kind = n->kind;
+		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
+		fmt(project, sizeof(project), "%s", n->project);
+		fmt(backend, sizeof(backend), "%s", n->backend);
+		pthread_mutex_unlock(&fs->lock);
+		struct buf b;
+		buf_init(&b, FS_MAX_FILE);
+		r = canonical_content(fs, kind, project, backend, &b);
+		if (!r)
+			r = buf_truncate(&b, (size_t)attr->st_size);
+		if (!r)
+			r = commit(req, fs, kind, project, backend, b.data ? b.data : "", b.len,
+				   NULL);
+		buf_free(&b);
+		if (r)
+			goto reply;
+	} else {
+		pthread_mutex_unlock(&fs->lock);
+	}
+	/* mode: secret files stay 0600 and directories keep theirs; accepted so that cp -p,
+	 * rsync and ansible can set the mode they carry (docs/filesystem.md) */
+	if (set_mtime) {
+		pthread_mutex_lock(&fs->lock);
+		enum nkind kind = n->kind;
+		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
+		fmt(project, sizeof(project), "%s", n->project);
+		fmt(backend, sizeof(backend), "%s", n->backend);
+		bool pending = n->kind == N_BCONFIG && n->dirty;
+		if (pending) {
+			n->pending_mtime = mt;
+			n->has_pending_mtime = true;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		if (kind == N_BCONFIG && !pending)
+			r = state_backend_set_mtime(fs->store, project, backend, false, mt);
+		else if (kind == N_BACKEND)
+			r = state_backend_set_mtime(fs->store, project, backend, true, mt);
+		else if (kind == N_PROJECT)
+			r = state_project_set_mtime(fs->store, project, mt);
+		if (r == -ENOENT && kind == N_BCONFIG)
+			r = 0; /* not committed yet: the commit stamps it */
+	}
+reply:
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	struct stat st;
+	pthread_mutex_lock(&fs->lock);
+	r = node_attr(fs, n, &st);
+	double ttl = attr_ttl(n);
+	pthread_mutex_unlock(&fs->lock);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, ttl);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = FS(req);
+	char err[512], project[STORE_NAME_MAX];
+	(void)mode;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	enum nkind pk = p ? p->kind : 0;
+	fmt(project, sizeof(project), "%s", p ? p->project : "");
+	pthread_mutex_unlock(&fs->lock);
+	int r;
+	enum nkind kind;
+	if (pk == N_PROJECTS) {
+		r = state_project_create(fs->store, name, err, sizeof(err));
+		kind = N_PROJECT;
+	} else if (pk == N_BACKENDS) {
+		r = state_backend_create(fs->store, project, name, err, sizeof(err));
+		kind = N_BACKEND;
+	} else {
+		char safe[80];
+		str_sanitize(safe, sizeof(safe), name);
+		state_note(fs->store, pk == N_ROOT ? "" : project,
+			   "mkdir %s refused: only projects/<name> and projects/<p>/backends/<name> "
+			   "are directories you can create",
+			   safe);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	bump(fs);
+	pthread_mutex_lock(&fs->lock);
+	p = tree_get(fs, parent);
+	if (!p) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	struct node *n = tree_child(fs, p, name, kind, kind == N_PROJECT ? name : project,
+				    kind == N_BACKEND ? name : "");
+	reply_entry_locked(req, fs, n);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = FS(req);
+	char err[512], project[STORE_NAME_MAX];
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	enum nkind pk = p ? p->kind : 0;
+	fmt(project, sizeof(project), "%s", p ? p->project : "");
+	bool has_drafts = false;
+	struct node *child = p ? tree_find(fs, parent, name) : NULL;
+	if (child && pk == N_BACKENDS)
+		for (struct node *d = fs->drafts; d; d = d->draft_next)
+			has_drafts |= d->parent == child->ino;
+	pthread_mutex_unlock(&fs->lock);
+	int r;
+	if (pk == N_PROJECTS) {
+		r = state_project_delete(fs->store, name, err, sizeof(err));
+	} else if (pk == N_BACKENDS) {
+		r = has_drafts ? -ENOTEMPTY : state_backend_delete(fs->store, project, name, err,
+								    sizeof(err));
+	} else {
+		r = (pk == N_ROOT || pk == N_PROJECT) ? -EPERM : -ENOTDIR;
+	}
+	if (!r) {
+		bump(fs);
+		pthread_mutex_lock(&fs->lock);
+		struct node *n = tree_find(fs, parent, name);
+		if (n)
+			tree_unlink(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	fuse_reply_err(req, -r);
+}
+
+static struct handle *handle_new(enum hkind kind, struct node *n)
+{
+	struct handle *h = xcalloc(1, sizeof(*h));
+	h->kind = kind;
+	h->node = n;
+	h->nkind = n->kind;
+	fmt(h->project, sizeof(h->project), "%s", n->project);
+	fmt(h->backend, sizeof(h->backend), "%s", n->backend);
+	buf_init(&h->data, FS_MAX_FILE);
+	n->open++;
+	return h;
+}
+
+/* Open node n (fs->lock held on entry, released on return). */
+static int open_node(struct fs *fs, struct node *n, int flags, struct handle **out)
+{
+	struct handle *h = NULL;
+	int r = 0;
+	int acc = flags & O_ACCMODE;
+	*out = NULL;
+	if (is_dir_kind(n->kind)) {
+		pthread_mutex_unlock(&fs->lock);
+		return -EISDIR;
+	}
+	if (n->kind == N_DRAFT) {
+		if (!n->draft) {
+			pthread_mutex_unlock(&fs->lock);
+			return -ENOENT;
+		}
+		h = handle_new(H_DRAFT, n);
+		h->draft = n->draft;
+		h->draft->refs++;
+		if ((flags & O_TRUNC) && acc != O_RDONLY) {
+			buf_truncate(&h->draft->data, 0);
+			h->draft->mtime = h->draft->ctime = time_now();
+		}
+		h->append = flags & O_APPEND;
+		pthread_mutex_unlock(&fs->lock);
+		*out = h;
+		return 0;
+	}
+	if (is_generated(n->kind)) {
+		if (acc != O_RDONLY) {
+			pthread_mutex_unlock(&fs->lock);
+			return -EACCES;
+		}
+		h = handle_new(H_SNAP, n);
+		pthread_mutex_unlock(&fs->lock);
+		h->data.limit = 64 * 1024 * 1024;
+		r = render_file(fs, n, &h->data);
+		goto done;
+	}
+	/* canonical */
+	h = handle_new(H_CANON, n);
+	h->append = flags & O_APPEND;
+	bool exists = node_exists(fs, n);
+	if ((flags & O_TRUNC) && acc != O_RDONLY) {
+		h->dirty = true;
+		n->dirty++;
+		n->pending_size = 0;
+		pthread_mutex_unlock(&fs->lock);
+		goto done;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (n->kind == N_RCONFIG || exists) {
+		h->data.limit = n->kind == N_RCONFIG ? 256 * 1024 * 1024 : FS_MAX_FILE;
+		r = canonical_content(fs, h->nkind, h->project, h->backend, &h->data);
+		if (r == -ENOENT && n->kind == N_BCONFIG) {
+			r = 0; /* being created by another handle: start empty */
+		}
+		h->data.limit = FS_MAX_FILE > h->data.len ? FS_MAX_FILE : h->data.len;
+	}
+	if (!r && acc != O_RDONLY && n->kind == N_BCONFIG && !exists) {
+		/* a new config.yml: it exists from now on for this writer */
+		pthread_mutex_lock(&fs->lock);
+		if (!h->dirty) {
+			h->dirty = true;
+			n->dirty++;
+			n->pending_size = h->data.len;
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+done:
+	if (r) {
+		pthread_mutex_lock(&fs->lock);
+		if (h->dirty && n->dirty)
+			n->dirty--;
+		n->open--;
+		tree_maybe_free(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+		buf_free(&h->data);
+		free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+static void set_fi(struct fuse_file_info *fi, struct handle *h)
+{
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = tree_get(fs, ino);
+	if (!n) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (n->kind == N_BCONFIG && !node_exists(fs, n) && !(fi->flags & O_CREAT)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	int r = open_node(fs, n, fi->flags, &h);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	set_fi(fi, h);
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* interrupted: the kernel will not release it */
+		(void)0;
+	}
+}
+
+static int new_draft(struct fs *fs, struct node *p, const char *name, mode_t mode,
+		     struct node **out)
+{
+	if (fs->ndrafts >= FS_MAX_DRAFTS)
+		return -ENOSPC;
+	if (strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
+	struct node *n = tree_child(fs, p, name, N_DRAFT, p->project, p->backend);
+	if (n->draft)
+		tree_draft_detach(fs, n);
+	tree_draft_attach(fs, n, draft_new(mode));
+	*out = n;
+	return 0;
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = NULL;
+	struct node *n = NULL;
+	int r;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	if (!p) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	enum nkind ck = canonical_in(p, name);
+	if (ck) {
+		n = tree_child(fs, p, name, ck, p->project, p->backend);
+	} else if (draft_dir(p->kind)) {
+		enum nkind k;
+		const char *a, *b;
+		if (resolve(fs, p, name, &k, &a, &b) == 0 && k != N_DRAFT) {
+			pthread_mutex_unlock(&fs->lock);
+			fuse_reply_err(req, (fi->flags & O_EXCL) ? EEXIST : EACCES);
+			return;
+		}
+		r = new_draft(fs, p, name, mode, &n);
+		if (r) {
+			pthread_mutex_unlock(&fs->lock);
+			fuse_reply_err(req, -r);
+			return;
+		}
+	} else {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, p->kind == N_PROJECTS || p->kind == N_BACKENDS ||
+					    p->kind == N_PROJECT
+				    ? EPERM
+				    : ENOTDIR);
+		return;
+	}
+	n->nlookup++; /* the entry we reply with */
+	r = open_node(fs, n, fi->flags | O_CREAT, &h);
+	if (r) {
+		pthread_mutex_lock(&fs->lock);
+		n->nlookup--;
+		tree_maybe_free(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	struct fuse_entry_param e;
+	struct stat st;
+	pthread_mutex_lock(&fs->lock);
+	r = node_attr(fs, n, &st);
+	fill_entry(&e, n, &st);
+	pthread_mutex_unlock(&fs->lock);
+	set_fi(fi, h);
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct fs *fs = FS(req);
+	struct node *n = NULL;
+	(void)rdev;
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	if (!p || !draft_dir(p->kind) || canonical_in(p, name)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	int r = new_draft(fs, p, name, mode, &n);
+	if (r) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	reply_entry_locked(req, fs, n);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	(void)ino;
+	pthread_mutex_lock(&fs->lock);
+	struct buf *b = h->kind == H_DRAFT ? &h->draft->data : &h->data;
+	size_t n = 0;
+	char *copy = NULL;
+	if ((size_t)off < b->len) {
+		n = b->len - (size_t)off;
+		if (n > size)
+			n = size;
+		copy = xmalloc(n);
+		memcpy(copy, b->data + off, n);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int r;
+	(void)ino;
+	if (h->kind == H_SNAP || h->kind == H_DIR) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	struct buf *b = h->kind == H_DRAFT ? &h->draft->data : &h->data;
+	size_t at = h->append ? b->len : (size_t)off;
+	r = buf_pwrite(b, data, size, at);
+	if (!r) {
+		if (h->kind == H_DRAFT) {
+			h->draft->mtime = h->draft->ctime = time_now();
+		} else {
+			if (!h->dirty)
+				h->node->dirty++;
+			h->dirty = true;
+			h->written = true;
+			h->failed = false;
+			h->node->pending_size = b->len;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Commit a canonical handle if it changed. Returns 0 or -errno (EINVAL/EFBIG...). */
+static int handle_commit(fuse_req_t req, struct fs *fs, struct handle *h)
+{
+	if (h->kind != H_CANON)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	if (!h->dirty || !h->written) {
+		int e = h->failed ? h->last_err : 0;
+		pthread_mutex_unlock(&fs->lock);
+		return e;
+	}
+	struct node *n = h->node;
+	struct timespec mt = {0, 0};
+	bool has_mt = n->has_pending_mtime;
+	if (has_mt)
+		mt = n->pending_mtime;
+	char *copy = xmalloc(h->data.len + 1);
+	memcpy(copy, h->data.data ? h->data.data : "", h->data.len);
+	size_t len = h->data.len;
+	h->dirty = false;
+	pthread_mutex_unlock(&fs->lock);
+	int r = commit(req, fs, h->nkind, h->project, h->backend, copy, len, has_mt ? &mt : NULL);
+	memset(copy, 0, len);
+	free(copy);
+	pthread_mutex_lock(&fs->lock);
+	if (!h->dirty) {
+		h->failed = r != 0;
+		h->last_err = r;
+		if (n->dirty)
+			n->dirty--;
+		if (!n->dirty)
+			n->has_pending_mtime = false;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	(void)ino;
+	int r = handle_commit(req, fs, (struct handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, -r);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	op_flush(req, ino, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool inval = false, gone = false;
+	fuse_ino_t parent = 0;
+	char *name = NULL;
+	(void)ino;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = h->node;
+	if (h->kind == H_CANON) {
+		if (h->dirty && n->dirty)
+			n->dirty--;
+		/* a failed or abandoned write may have left the kernel with a wrong size */
+		inval = h->dirty || h->failed;
+	}
+	if (h->draft)
+		draft_put(h->draft);
+	n->open--;
+	if (inval && n->kind == N_BCONFIG && !n->open && !node_exists(fs, n) && n->linked) {
+		gone = true;
+		parent = n->parent;
+		name = xstrdup(n->name);
+	}
+	fuse_ino_t nino = n->ino;
+	tree_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+	if (inval)
+		notify_inval_inode(fs, nino);
+	if (gone)
+		notify_inval_entry(fs, parent, name);
+	free(name);
+	if (h->kind == H_CANON || h->kind == H_SNAP)
+		memset(h->data.data ? h->data.data : (char *)"", 0, h->data.len);
+	buf_free(&h->data);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = FS(req);
+	char err[512];
+	enum nkind kind;
+	const char *project, *backend;
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	int r = p ? resolve(fs, p, name, &kind, &project, &backend) : -ENOENT;
+	if (r) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (kind == N_DRAFT) {
+		struct node *n = tree_find(fs, parent, name);
+		tree_unlink(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (kind != N_BCONFIG) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, is_dir_kind(kind) ? EISDIR : EPERM);
+		return;
+	}
+	char pr[STORE_NAME_MAX], bk[STORE_NAME_MAX];
+	fmt(pr, sizeof(pr), "%s", p->project);
+	fmt(bk, sizeof(bk), "%s", p->backend);
+	pthread_mutex_unlock(&fs->lock);
+	r = state_backend_unlink_config(fs->store, pr, bk, err, sizeof(err));
+	if (!r) {
+		bump(fs);
+		pthread_mutex_lock(&fs->lock);
+		struct node *n = tree_find(fs, parent, name);
+		if (n)
+			tree_unlink(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	fuse_reply_err(req, -r);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct fs *fs = FS(req);
+	enum nkind sk, dk = 0;
+	const char *sp, *sb, *dp, *db;
+	int r;
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent), *np = tree_get(fs, newparent);
+	if (!p || !np) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	r = resolve(fs, p, name, &sk, &sp, &sb);
+	if (r) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	int dr = resolve(fs, np, newname, &dk, &dp, &db);
+	enum nkind target = canonical_in(np, newname);
+	bool target_exists = dr == 0;
+	if (target_exists && (flags & RENAME_NOREPLACE)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	if (!target && !(draft_dir(np->kind) && (!target_exists || dk == N_DRAFT))) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, target_exists && is_dir_kind(dk) ? EISDIR : EPERM);
+		return;
+	}
+	if (sk != N_DRAFT && !is_canonical(sk)) {
+		pthread_mutex_unlock(&fs->lock);
+		if (is_dir_kind(sk))
+			state_note(fs->store, "", "rename of directory %s refused: projects and "
+						  "backends can't be renamed",
+				   name);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (!target && fs->ndrafts >= FS_MAX_DRAFTS && sk != N_DRAFT) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	struct node *src = tree_find(fs, parent, name);
+	if (!src) {
+		/* the kernel always looked the source up; be safe anyway */
+		src = tree_child(fs, p, name, sk, sp, sb);
+	}
+	/* the content that moves */
+	struct buf content;
+	buf_init(&content, FS_MAX_FILE);
+	struct timespec mtime = time_now();
+	char tproject[STORE_NAME_MAX], tbackend[STORE_NAME_MAX];
+	fmt(tproject, sizeof(tproject), "%s", np->project);
+	fmt(tbackend, sizeof(tbackend), "%s", np->backend);
+	char sproject[STORE_NAME_MAX], sbackend[STORE_NAME_MAX];
+	fmt(sproject, sizeof(sproject), "%s", src->project);
+	fmt(sbackend, sizeof(sbackend), "%s", src->backend);
+	if (sk == N_DRAFT) {
+		r = buf_set(&content, src->draft->data.data ? src->draft->data.data : "",
+			    src->draft->data.len);
+		mtime = src->draft->mtime;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!r && sk != N_DRAFT) {
+		content.limit = 256 * 1024 * 1024;
+		r = canonical_content(fs, sk, sproject, sbackend, &content);
+		if (!r && sk == N_BCONFIG) {
+			struct stx *tx = NULL;
+			struct st_backend b;
+			if (store_begin(fs->store, false, &tx) == 0) {
+				if (store_backend_get(tx, sproject, sbackend, &b) == 0)
+					mtime = b.mtime;
+				store_abort(tx);
+			}
+		}
+	}
+	if (!r && target)
+		r = commit(req, fs, target, tproject, tbackend, content.data ? content.data : "",
+			   content.len, &mtime);
+	if (r) {
+		buf_free(&content);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	src = tree_find(fs, parent, name);
+	struct node *old = tree_find(fs, newparent, newname);
+	if (old && old != src)
+		tree_unlink(fs, old);
+	if (src) {
+		if (target) {
+			/* the moved inode now is the canonical file */
+			if (src->draft)
+				tree_draft_detach(fs, src);
+			src->kind = target;
+			fmt(src->project, sizeof(src->project), "%s", tproject);
+			fmt(src->backend, sizeof(src->backend), "%s", tbackend);
+			tree_relink(fs, src, newparent, newname);
+		} else if (sk == N_DRAFT) {
+			tree_relink(fs, src, newparent, newname);
+			fmt(src->project, sizeof(src->project), "%s", np->project);
+			fmt(src->backend, sizeof(src->backend), "%s", np->backend);
+		} else {
+			/* a canonical file renamed away stays; the moved inode becomes a draft
+			 * copy of it (vim's config.yml -> config.yml~) */
+			struct draft *d = draft_new(0600);
+			buf_set(&d->data, content.data ? content.data : "", content.len);
+			d->mtime = mtime;
+			tree_relink(fs, src, newparent, newname);
+			fmt(src->project, sizeof(src->project), "%s", np->project);
+			fmt(src->backend, sizeof(src->backend), "%s", np->backend);
+			tree_draft_attach(fs, src, d);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (content.data)
+		memset(content.data, 0, content.len);
+	buf_free(&content);
+	bump(fs);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- directories ---- */
+
+static void dent_add(struct handle *h, size_t *cap, const char *name, fuse_ino_t ino,
+		     mode_t type)
+{
+	if (h->nents == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		h->ents = xrealloc(h->ents, *cap * sizeof(*h->ents));
+	}
+	h->ents[h->nents].name = xstrdup(name);
+	h->ents[h->nents].ino = ino;
+	h->ents[h->nents].type = type;
+	h->nents++;
+}
+
+static fuse_ino_t known_ino(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	struct node *n = tree_find(fs, parent, name);
+	return n ? n->ino : (fuse_ino_t)-1;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct stx *tx = NULL;
+	size_t cap = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = tree_get(fs, ino);
+	if (!n || !is_dir_kind(n->kind) || !node_exists(fs, n)) {
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, n && !is_dir_kind(n->kind) ? ENOTDIR : ENOENT);
+		return;
+	}
+	struct handle *h = handle_new(H_DIR, n);
+	dent_add(h, &cap, ".", n->ino, S_IFDIR);
+	dent_add(h, &cap, "..", n->parent ? n->parent : n->ino, S_IFDIR);
+	static const char *const root_files[] = {".rsync-filter", "README", "config.yml", "events"};
+	int r = 0;
+	switch (n->kind) {
+	case N_ROOT:
+		for (size_t i = 0; i < 4; i++)
+			dent_add(h, &cap, root_files[i], known_ino(fs, ino, root_files[i]),
+				 S_IFREG);
+		dent_add(h, &cap, "projects", known_ino(fs, ino, "projects"), S_IFDIR);
+		break;
+	case N_PROJECT:
+		dent_add(h, &cap, "backends", known_ino(fs, ino, "backends"), S_IFDIR);
+		dent_add(h, &cap, "events", known_ino(fs, ino, "events"), S_IFREG);
+		break;
+	case N_PROJECTS: {
+		struct st_project *ps = NULL;
+		size_t np = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = store_project_list(tx, &ps, &np);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < np; i++)
+			dent_add(h, &cap, ps[i].name, known_ino(fs, ino, ps[i].name), S_IFDIR);
+		free(ps);
+		break;
+	}
+	case N_BACKENDS: {
+		struct st_backend *bs = NULL;
+		size_t nb = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = store_backend_list(tx, n->project, &bs, &nb);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < nb; i++)
+			dent_add(h, &cap, bs[i].name, known_ino(fs, ino, bs[i].name), S_IFDIR);
+		free(bs);
+		break;
+	}
+	case N_BACKEND: {
+		struct st_backend b;
+		bool has = false;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			has = store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config;
+		store_abort(tx);
+		struct node *c = tree_find(fs, ino, "config.yml");
+		if (has || (c && c->kind == N_BCONFIG && c->open))
+			dent_add(h, &cap, "config.yml", known_ino(fs, ino, "config.yml"), S_IFREG);
+		dent_add(h, &cap, "status", known_ino(fs, ino, "status"), S_IFREG);
+		break;
+	}
+	default:
+		break;
+	}
+	if (draft_dir(n->kind)) {
+		/* drafts, oldest first, for a stable order */
+		struct node *last = NULL;
+		for (struct node *d = fs->drafts; d; d = d->draft_next)
+			last = d;
+		for (struct node *d = last; d; d = d->draft_prev)
+			if (d->parent == ino && d->linked)
+				dent_add(h, &cap, d->name, d->ino, S_IFREG);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	char *out = xmalloc(size);
+	size_t used = 0;
+	(void)ino;
+	for (size_t i = (size_t)off; i < h->nents; i++) {
+		struct stat st = {.st_ino = h->ents[i].ino, .st_mode = h->ents[i].type};
+		size_t need = fuse_add_direntry(req, out + used, size - used, h->ents[i].name, &st,
+						(off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, out, used);
+	free(out);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	(void)ino;
+	pthread_mutex_lock(&fs->lock);
+	h->node->open--;
+	tree_maybe_free(fs, h->node);
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < h->nents; i++)
+		free(h->ents[i].name);
+	free(h->ents);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_namemax = NAME_MAX;
+	sv.f_files = FS(req)->nnodes;
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.mknod = op_mknod,
+	.create = op_create,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+};

@@ -1,0 +1,118 @@
+/* render: the generated files of the tree. */
+#include <errno.h>
+#include <string.h>
+
+#include "../core/state.h"
+#include "fs.h"
+
+static const char readme[] =
+	"fleetfs — GPU fleets on many clouds as a tree of files\n"
+	"\n"
+	"  config.yml                    every project and backend, in dstack's server\n"
+	"                                config.yml format; write one here to apply it\n"
+	"  events                        what happened on this mount (tail -f it)\n"
+	"  projects/                     mkdir <name> to add a project, rmdir to remove it\n"
+	"  projects/<p>/events           what happened in the project: commits, rejected\n"
+	"                                writes with file, line, field and reason\n"
+	"  projects/<p>/backends/        mkdir <type> (aws, gcp, lambda, ...) or any name\n"
+	"  projects/<p>/backends/<b>/config.yml\n"
+	"                                the backend's settings and credentials, as in\n"
+	"                                dstack's config.yml (a named backend sets type:)\n"
+	"  projects/<p>/backends/<b>/status\n"
+	"                                state, type, last rejected write\n"
+	"\n"
+	"Writes are validated when the file is closed (or renamed into place): an invalid\n"
+	"file fails with EINVAL, the stored file stays as it was, and the reason is in\n"
+	"events and status. Any other name you create is a draft kept in memory until it\n"
+	"is renamed onto a real name, so editors, rsync, sed -i and ansible just work.\n"
+	"\n"
+	"Back up with:  rsync -aF <mount>/ backup/      (the .rsync-filter skips generated files)\n"
+	"Restore with:  rsync -a backup/ <mount>/\n"
+	"Docs: docs/filesystem.md and docs/backends.md in the fleetfs sources.\n";
+
+static const char rsync_filter[] =
+	"# fleetfs: generated files, skipped by `rsync -F` (back up with: rsync -aF MNT/ DIR/)\n"
+	"- /README\n"
+	"- /events\n"
+	"- /config.yml\n"
+	"- /.rsync-filter\n"
+	"- /projects/*/events\n"
+	"- /projects/*/backends/*/status\n";
+
+int render_file(struct fs *fs, struct node *n, struct buf *out)
+{
+	struct stx *tx = NULL;
+	int r;
+	switch (n->kind) {
+	case N_README:
+		return buf_append(out, readme, sizeof(readme) - 1);
+	case N_RFILTER:
+		return buf_append(out, rsync_filter, sizeof(rsync_filter) - 1);
+	case N_RCONFIG:
+		return state_root_render(fs->store, out);
+	case N_REVENTS:
+	case N_PEVENTS:
+		r = store_begin(fs->store, false, &tx);
+		if (r)
+			return r;
+		r = store_events_read(tx, n->kind == N_REVENTS ? "" : n->project, out);
+		store_abort(tx);
+		return r;
+	case N_BSTATUS:
+		return state_backend_status(fs->store, n->project, n->backend, out);
+	default:
+		return -EINVAL;
+	}
+}
+
+int render_size(struct fs *fs, struct node *n, size_t *size)
+{
+	struct stx *tx = NULL;
+	struct buf b;
+	int r;
+	switch (n->kind) {
+	case N_README:
+		*size = sizeof(readme) - 1;
+		return 0;
+	case N_RFILTER:
+		*size = sizeof(rsync_filter) - 1;
+		return 0;
+	case N_REVENTS:
+	case N_PEVENTS:
+		r = store_begin(fs->store, false, &tx);
+		if (r)
+			return r;
+		*size = store_events_size(tx, n->kind == N_REVENTS ? "" : n->project);
+		store_abort(tx);
+		return 0;
+	case N_RCONFIG:
+		/* rendering opens every sealed config: cache the size per state generation */
+		pthread_mutex_lock(&fs->cache_lock);
+		if (fs->rcfg_gen == fs->gen && fs->gen) {
+			*size = fs->rcfg_size;
+			pthread_mutex_unlock(&fs->cache_lock);
+			return 0;
+		}
+		uint64_t gen = fs->gen;
+		pthread_mutex_unlock(&fs->cache_lock);
+		buf_init(&b, 256 * 1024 * 1024);
+		r = render_file(fs, n, &b);
+		*size = b.len;
+		buf_free(&b);
+		if (!r) {
+			pthread_mutex_lock(&fs->cache_lock);
+			if (fs->gen == gen) {
+				fs->rcfg_gen = gen;
+				fs->rcfg_size = *size;
+			}
+			pthread_mutex_unlock(&fs->cache_lock);
+		}
+		return r;
+	default:
+		buf_init(&b, 16 * 1024 * 1024);
+		r = render_file(fs, n, &b);
+		*size = b.len;
+		buf_free(&b);
+		return r;
+	}
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Install what fleetfs needs to build and test, on Debian 12. Idempotent.
+set -e
+PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libyaml-dev libcjson-dev
+libssl-dev libssh2-1-dev liblmdb-dev lmdb-utils check python3-pytest python3-yaml rsync ansible
+vim-nox nano tar coreutils sed openssh-client openssh-server iproute2 psmisc"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
