@@ -352,11 +352,16 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 		fmt(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+	/* a daemon that was just unmounted may still be closing its store: wait a little */
+	int locked = -1;
+	for (int i = 0; i < 30 && (locked = flock(s->lockfd, LOCK_EX | LOCK_NB)) != 0; i++)
+		usleep(100 * 1000);
+	if (locked != 0) {
 		char pid[32] = "";
 		ssize_t n = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
 		if (n > 0)
 			pid[n] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
 		r = -EBUSY;
 		fmt(err, errlen, "%s: the state directory is in use by another fleetfs (pid %s)",
 		    dir, n > 0 ? pid : "?");

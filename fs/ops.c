@@ -411,6 +411,8 @@ static int node_attr(struct fs *fs, struct node *n, struct stat *st)
 		store_abort(tx);
 		if (n->dirty)
 			size = n->pending_size;
+		if (n->has_pending_mtime)
+			st->st_mtim = n->pending_mtime;
 	} else if (n->kind == N_RCONFIG) {
 		st->st_mode = S_IFREG | 0600;
 		if (n->dirty)
@@ -1128,6 +1130,8 @@ static int handle_commit(fuse_req_t req, struct fs *fs, struct handle *h)
 	int r = commit(req, fs, h->nkind, h->project, h->backend, copy, len, has_mt ? &mt : NULL);
 	memset(copy, 0, len);
 	free(copy);
+	/* the kernel may hold attributes from before the commit (size, mtime) */
+	notify_inval_inode(fs, n->ino);
 	pthread_mutex_lock(&fs->lock);
 	if (!h->dirty) {
 		h->failed = r != 0;
@@ -1359,12 +1363,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			tree_draft_attach(fs, src, d);
 		}
 	}
+	fuse_ino_t moved = src ? src->ino : 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (content.data)
 		memset(content.data, 0, content.len);
 	buf_free(&content);
 	bump(fs);
 	fuse_reply_err(req, 0);
+	/* the moved inode's cached attributes (a draft's mode and size) no longer hold */
+	if (moved && target)
+		notify_inval_inode(fs, moved);
 }
 
 /* ---- directories ---- */
