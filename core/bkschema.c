@@ -399,9 +399,14 @@ static int read_file(struct bkw *w, int node, const char *path, const char *abs,
 	struct stat st;
 	char chunk[16384];
 	int r = 0;
-	int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	*out = NULL;
 	buf_init(&b, BK_MAX_FILE);
+	const char *mnt = w->ctx ? w->ctx->mountpoint : NULL;
+	size_t ml = mnt ? strlen(mnt) : 0;
+	if (ml && !strncmp(abs, mnt, ml) && (abs[ml] == '/' || abs[ml] == '\0'))
+		return bkw_err(w, node, path, "%s: is inside the fleetfs mount; refer to a file "
+					      "outside it", abs);
+	int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return bkw_err(w, node, path, "%s: %s", abs, errno_text(errno));
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {

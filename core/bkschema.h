@@ -29,6 +29,8 @@
 struct bk_ctx {
 	const char *cwd;  /* directory of the writing process, for relative paths; may be NULL */
 	const char *home; /* home of the writing user, for "~/"; may be NULL */
+	const char *mountpoint; /* files below it are refused (reading our own mount from a
+				 * request handler could deadlock); may be NULL */
 };
 
 struct bk_attach {

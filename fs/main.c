@@ -188,6 +188,7 @@ int main(int argc, char *argv[])
 	fs.uid = getuid();
 	fs.gid = getgid();
 	fs.allow_other = o.allow_other;
+	fs.mountpoint = mnt;
 	fs.gen = 1;
 	tree_init(&fs);
 

@@ -48,6 +48,7 @@ struct handle {
 	bool dirty;   /* changed since the last commit attempt */
 	bool failed;  /* the last commit attempt failed and nothing changed since */
 	bool append;
+	bool noted_big;
 	bool written; /* a write or an explicit truncate happened: an open(O_TRUNC) alone
 		       * commits nothing (bash's `>` closes a dup before writing) */
 	int last_err;
@@ -476,6 +477,7 @@ static void req_ctx(fuse_req_t req, struct reqctx *c)
 	char link[64];
 	c->cwd[0] = c->home[0] = '\0';
 	c->bk.cwd = c->bk.home = NULL;
+	c->bk.mountpoint = FS(req)->mountpoint;
 	if (fc && fc->pid > 0) {
 		fmt(link, sizeof(link), "/proc/%ld/cwd", (long)fc->pid);
 		ssize_t n = readlink(link, c->cwd, sizeof(c->cwd) - 1);
@@ -1099,7 +1101,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 			h->node->pending_size = b->len;
 		}
 	}
+	bool note = r == -EFBIG && !h->noted_big;
+	if (note)
+		h->noted_big = true;
 	pthread_mutex_unlock(&fs->lock);
+	if (note)
+		state_note(fs->store, h->project, "write refused: %s%s%s would be larger than %d bytes",
+			   h->backend[0] ? "backends/" : "", h->backend,
+			   h->backend[0] ? "/config.yml" : "a file", FS_MAX_FILE);
 	if (r)
 		fuse_reply_err(req, -r);
 	else
