@@ -24,7 +24,11 @@ struct store {
 	pthread_mutex_t ring_lock;
 	struct seal_key local;
 	struct seal_ring ring; /* user keys first, then local */
+	store_hook_fn hook;
+	void *hook_arg;
 };
+
+#define STX_TOUCH_MAX 8
 
 struct stx {
 	struct store *s;
@@ -32,7 +36,28 @@ struct stx {
 	bool write;
 	bool ring_changed;
 	struct seal_ring ring; /* the ring this transaction seals and opens with */
+	char touched[STX_TOUCH_MAX][STORE_NAME_MAX]; /* projects whose journal/backends changed */
+	size_t ntouched;
+	bool touched_all;
 };
+
+static void touch(struct stx *tx, const char *project)
+{
+	for (size_t i = 0; i < tx->ntouched; i++)
+		if (!strcmp(tx->touched[i], project))
+			return;
+	if (tx->ntouched == STX_TOUCH_MAX) {
+		tx->touched_all = true;
+		return;
+	}
+	fmt(tx->touched[tx->ntouched++], STORE_NAME_MAX, "%s", project);
+}
+
+void store_set_hook(struct store *s, store_hook_fn fn, void *arg)
+{
+	s->hook = fn;
+	s->hook_arg = arg;
+}
 
 static int mdb_errno(int rc)
 {
@@ -445,6 +470,13 @@ int store_commit(struct stx *tx)
 		tx->s->ring = tx->ring;
 		pthread_mutex_unlock(&tx->s->ring_lock);
 	}
+	if (r == 0 && tx->s->hook) {
+		if (tx->touched_all)
+			tx->s->hook(tx->s->hook_arg, NULL);
+		else
+			for (size_t i = 0; i < tx->ntouched; i++)
+				tx->s->hook(tx->s->hook_arg, tx->touched[i]);
+	}
 	memset(&tx->ring, 0, sizeof(tx->ring));
 	free(tx);
 	return r;
@@ -634,6 +666,7 @@ int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, 
 	cJSON_AddNumberToObject(j, "natt", b->natt);
 	r = put_json(tx, tx->s->backends, key, j);
 	cJSON_Delete(j);
+	touch(tx, b->project);
 	return r;
 }
 
@@ -645,6 +678,7 @@ int store_backend_del(struct stx *tx, const char *project, const char *name)
 	int r = kv_del_prefix(tx, tx->s->secrets, prefix);
 	if (!r)
 		r = kv_del(tx, tx->s->backends, key);
+	touch(tx, project);
 	return r;
 }
 
@@ -771,6 +805,7 @@ int store_event(struct stx *tx, const char *project, const char *f, ...)
 	time_iso(time(NULL), ts, sizeof(ts));
 	fmt(line, sizeof(line), "%s %s\n", ts, text);
 	struct evmeta m = evmeta_get(tx, project);
+	touch(tx, project);
 	event_key(key, sizeof(key), project, m.next);
 	int r = kv_put(tx, tx->s->events, key, line, strlen(line));
 	if (r)

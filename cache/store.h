@@ -115,6 +115,12 @@ int store_set_user_keys(struct stx *tx, const struct seal_key *keys, size_t n);
 /* Copy of the user keys currently in force. */
 size_t store_user_keys(struct store *s, struct seal_key *keys, size_t max);
 
+/* Called after a write transaction commits, once per project whose journal or backends it
+ * changed ("" for the mount's journal). Lets the FUSE face drop the kernel's cached sizes of
+ * generated files instead of polling. Runs in the committing thread; must not block. */
+typedef void (*store_hook_fn)(void *arg, const char *project);
+void store_set_hook(struct store *s, store_hook_fn fn, void *arg);
+
 /* Paths in the state directory, for tests and messages. */
 const char *store_dir(const struct store *s);
 

@@ -16,7 +16,7 @@
 #ifndef FLEETFS_FS_H
 #define FLEETFS_FS_H
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -125,6 +125,9 @@ void notify_inval_inode(struct fs *fs, fuse_ino_t ino);
 void notify_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name);
 int notify_start(struct fs *fs);
 void notify_stop(struct fs *fs);
+
+/* The store's change hook (store_set_hook): invalidates generated files. */
+void fs_store_changed(void *arg, const char *project);
 
 extern const struct fuse_lowlevel_ops fs_ops;
 

@@ -219,13 +219,18 @@ int main(int argc, char *argv[])
 	state_note(fs.store, "", "mounted on %s (fleetfs %s, pid %ld)", mnt, FLEETFS_VERSION,
 		   (long)getpid());
 	notify_start(&fs);
+	store_set_hook(fs.store, fs_store_changed, &fs);
 	if (cmd.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
 		fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads ? cmd.max_threads : 10);
-		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+		/* keep workers alive between requests: thread churn costs more than the FUSE
+		 * round trip itself */
+		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads == UINT_MAX
+							    ? 10
+							    : cmd.max_idle_threads);
 		ret = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}

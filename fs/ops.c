@@ -26,8 +26,12 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-#define TTL_STATIC 1.0
-#define TTL_LIVE 0.0
+/* Names and attributes of stored things change only through this daemon, which invalidates
+ * the kernel's copy whenever it changes them behind the kernel's back (commit, root config
+ * apply): the kernel may keep them long. Generated files change with every event: the store
+ * hook (fs_store_changed) invalidates them after each transaction that touches them. */
+#define TTL_STATIC 60.0
+#define TTL_GENERATED 60.0
 
 enum hkind { H_SNAP, H_CANON, H_DRAFT, H_DIR };
 
@@ -197,8 +201,9 @@ static void inval_projects(struct fs *fs)
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
-			if (x->kind != N_PROJECT && x->kind != N_BACKEND && x->kind != N_BCONFIG &&
-			    x->kind != N_BSTATUS && x->kind != N_RCONFIG)
+			if (x->kind != N_PROJECTS && x->kind != N_PROJECT && x->kind != N_BACKENDS &&
+			    x->kind != N_BACKEND && x->kind != N_BCONFIG && x->kind != N_BSTATUS &&
+			    x->kind != N_PEVENTS && x->kind != N_RCONFIG)
 				continue;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
@@ -222,6 +227,33 @@ static void inval_projects(struct fs *fs)
 	free(inos);
 	free(parents);
 	free(names);
+}
+
+/* store hook: a transaction changed a journal or backends of project (NULL: many). Drop the
+ * kernel's cached attributes of the generated files that show them. */
+void fs_store_changed(void *arg, const char *project)
+{
+	struct fs *fs = arg;
+	fuse_ino_t inos[256];
+	size_t n = 0;
+	bool all = project == NULL;
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < fs->nbuckets && n < 256; i++) {
+		for (struct node *x = fs->by_ino[i]; x && n < 256; x = x->ino_next) {
+			bool hit = false;
+			if (x->kind == N_RCONFIG)
+				hit = true;
+			else if (x->kind == N_REVENTS)
+				hit = all || !project[0];
+			else if (x->kind == N_PEVENTS || x->kind == N_BSTATUS)
+				hit = all || !strcmp(x->project, project);
+			if (hit)
+				inos[n++] = x->ino;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < n; i++)
+		notify_inval_inode(fs, inos[i]);
 }
 
 static void bump(struct fs *fs)
@@ -433,7 +465,7 @@ static int node_attr(struct fs *fs, struct node *n, struct stat *st)
 
 static double attr_ttl(const struct node *n)
 {
-	return (is_generated(n->kind) || n->kind == N_RCONFIG) ? TTL_LIVE : TTL_STATIC;
+	return (is_generated(n->kind) || n->kind == N_RCONFIG) ? TTL_GENERATED : TTL_STATIC;
 }
 
 static void fill_entry(struct fuse_entry_param *e, struct node *n, const struct stat *st)
@@ -1488,7 +1520,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->cache_readdir = 0;
+	/* the kernel may cache listings: it drops them itself when an entry is added or removed
+	 * through it, and we invalidate directories the root config.yml changes */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	fuse_reply_open(req, fi);
 }
 
