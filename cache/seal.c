@@ -2,6 +2,7 @@
 #include "seal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -33,6 +34,17 @@ int b64_decode(const char *s, uint8_t **out, size_t *outlen)
 	*out = NULL;
 	if (n % 4 != 0 || n > 64 * 1024 * 1024)
 		return -EINVAL;
+	/* OpenSSL's block decoder takes '=' anywhere as zero bits: allow it only as the final
+	 * one or two padding characters, and nothing outside the base64 alphabet */
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  c == '+' || c == '/';
+		if (c == '=')
+			ok = i >= n - 2 && (i == n - 1 || s[n - 1] == '=');
+		if (!ok)
+			return -EINVAL;
+	}
 	uint8_t *p = malloc(n / 4 * 3 + 1);
 	if (!p)
 		return -ENOMEM;
@@ -62,17 +74,27 @@ int seal_keyfile(const char *path, int create, struct seal_key *out, char *err, 
 		}
 		char tmp[4096];
 		fmt(tmp, sizeof(tmp), "%s.new", path);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		unlink(tmp);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			int e = errno;
 			fmt(err, errlen, "%s: %s", tmp, strerror(e));
 			return -e;
 		}
-		if (write(fd, k, sizeof(k)) != (ssize_t)sizeof(k) || fsync(fd) != 0 ||
-		    close(fd) != 0 || rename(tmp, path) != 0) {
-			int e = errno ? errno : EIO;
+		bool ok = write(fd, k, sizeof(k)) == (ssize_t)sizeof(k) && fsync(fd) == 0;
+		int e = ok ? 0 : (errno ? errno : EIO);
+		if (close(fd) != 0 && ok) {
+			ok = false;
+			e = errno;
+		}
+		if (ok && rename(tmp, path) != 0) {
+			ok = false;
+			e = errno;
+		}
+		OPENSSL_cleanse(k, sizeof(k));
+		if (!ok) {
+			unlink(tmp);
 			fmt(err, errlen, "%s: %s", path, strerror(e));
-			OPENSSL_cleanse(k, sizeof(k));
 			return -e;
 		}
 		OPENSSL_cleanse(k, sizeof(k));

@@ -964,14 +964,18 @@ int store_set_user_keys(struct stx *tx, const struct seal_key *keys, size_t n)
 		}
 		char *resealed = seal_seal(&nr, key, plain, len);
 		seal_free_secret(plain, len);
-		free(key);
 		if (!resealed) {
+			free(key);
 			r = -ENOMEM;
 			break;
 		}
+		/* k points into the page this put may rewrite (a value of another size is deleted
+		 * and re-added): hand LMDB our own copy of the key */
+		MDB_val nk = {.mv_size = k.mv_size, .mv_data = key};
 		MDB_val nv = {.mv_size = strlen(resealed), .mv_data = resealed};
-		rc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT);
+		rc = mdb_cursor_put(c, &nk, &nv, MDB_CURRENT);
 		free(resealed);
+		free(key);
 		if (rc) {
 			r = mdb_errno(rc);
 			break;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "state.h"
 #include "ydoc.h"
@@ -443,6 +444,21 @@ int state_root_commit(struct store *s, const char *data, size_t len, const struc
 	return r;
 }
 
+/* A name is ^[a-zA-Z0-9_-]+$, but YAML 1.1 readers (dstack's PyYAML) take yes, on, null,
+ * 123, 1_000, 0x1f ... as other types: quote those. */
+static const char *yaml_name(const char *name, char *tmp, size_t n)
+{
+	static const char *const words[] = {"y", "n", "yes", "no", "true", "false", "on", "off",
+					    "null", "~"};
+	bool quote = (name[0] >= '0' && name[0] <= '9') || name[0] == '-' || name[0] == '_';
+	for (size_t i = 0; !quote && i < sizeof(words) / sizeof(words[0]); i++)
+		quote = !strcasecmp(name, words[i]);
+	if (!quote)
+		return name;
+	fmt(tmp, n, "\"%s\"", name);
+	return tmp;
+}
+
 /* Append text (a block YAML document) as a list item indented under "  - ". */
 static void append_item(struct buf *out, const char *pre, const char *text)
 {
@@ -505,7 +521,8 @@ int state_root_render(struct store *s, struct buf *out)
 	for (size_t i = 0; i < np; i++) {
 		struct st_backend *bs = NULL;
 		size_t nb = 0, shown = 0;
-		buf_printf(out, "- name: %s\n", ps[i].name);
+		char qn[STORE_NAME_MAX + 3];
+		buf_printf(out, "- name: %s\n", yaml_name(ps[i].name, qn, sizeof(qn)));
 		r = store_backend_list(tx, ps[i].name, &bs, &nb);
 		if (r)
 			goto out;
@@ -525,11 +542,11 @@ int state_root_render(struct store *s, struct buf *out)
 			    ydoc_root(d) && ydoc_emit(d, ydoc_root(d), &em, &emlen) == 0) {
 				bool named = strcmp(bs[j].name, bs[j].type) != 0;
 				bool typed = ydoc_map_get(d, ydoc_root(d), "type") != 0;
+				const char *bn = yaml_name(bs[j].name, qn, sizeof(qn));
 				if (named && typed)
-					fmt(pre, sizeof(pre), "name: %s", bs[j].name);
+					fmt(pre, sizeof(pre), "name: %s", bn);
 				else if (named)
-					fmt(pre, sizeof(pre), "name: %s\n    type: %s", bs[j].name,
-					    bs[j].type);
+					fmt(pre, sizeof(pre), "name: %s\n    type: %s", bn, bs[j].type);
 				else if (!typed)
 					fmt(pre, sizeof(pre), "type: %s", bs[j].type);
 				append_item(out, pre[0] ? pre : NULL, em);

@@ -108,12 +108,6 @@ int state_backend_create(struct store *s, const char *project, const char *name,
 	char safe[80];
 	err[0] = '\0';
 	str_sanitize(safe, sizeof(safe), name);
-	if (!name_valid(name)) {
-		fmt(err, errlen, "mkdir backends/%s refused: %s (a backend directory is a type, "
-			"e.g. aws, or a name whose config.yml sets type:)", safe, name_rule);
-		state_note(s, project, "%s", err);
-		return -EINVAL;
-	}
 	int r = store_begin(s, true, &tx);
 	if (r)
 		return r;
@@ -121,6 +115,13 @@ int state_backend_create(struct store *s, const char *project, const char *name,
 		store_abort(tx);
 		fmt(err, errlen, "no project %s", project);
 		return -ENOENT;
+	}
+	if (!name_valid(name)) {
+		store_abort(tx);
+		fmt(err, errlen, "mkdir backends/%s refused: %s (a backend directory is a type, "
+			"e.g. aws, or a name whose config.yml sets type:)", safe, name_rule);
+		state_note(s, project, "%s", err);
+		return -EINVAL;
 	}
 	if (store_backend_get(tx, project, name, &b) == 0) {
 		store_abort(tx);
@@ -239,6 +240,23 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 		goto out;
 	}
 	bool had = b.has_config;
+	if (had && b.size == len && !strcmp(b.type, res.type)) {
+		char *old = NULL;
+		size_t olen = 0;
+		bool same = store_backend_config(tx, project, name, &old, &olen) == 0 &&
+			    olen == len && !memcmp(old, data, len);
+		seal_free_secret(old, olen);
+		if (same) {
+			/* the same bytes again (vim restoring its backup, a repeated cp): not a
+			 * change; keep the record, including the last refusal, and only take the
+			 * new mtime */
+			b.mtime = mtime ? *mtime : time_now();
+			r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
+			r = finish(tx, r, err, errlen);
+			tx = NULL;
+			goto out;
+		}
+	}
 	fmt(b.type, sizeof(b.type), "%s", res.type);
 	b.has_config = true;
 	b.mtime = mtime ? *mtime : time_now();
@@ -342,15 +360,19 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 	if (!b.has_config) {
 		buf_printf(out, "state: unconfigured\n");
 		buf_printf(out, "type: %s\n", bk_type_known(name) ? name : "null");
-		buf_printf(out, "reason: no config.yml yet%s\n",
-			   bk_type_known(name) ? ""
-					       : "; a named backend's config.yml must set type:");
+		buf_printf(out, "reason: ");
+		buf_yaml_str(out, bk_type_known(name)
+					  ? "no config.yml yet"
+					  : "no config.yml yet; a named backend's config.yml must set type:");
+		buf_printf(out, "\n");
 	} else {
 		time_iso((time_t)b.committed_at, ts, sizeof(ts));
 		buf_printf(out, "state: unchecked\n");
 		buf_printf(out, "type: %s\n", b.type);
-		buf_printf(out, "reason: the configuration is valid; credentials are not checked "
-				"against the provider yet\n");
+		buf_printf(out, "reason: ");
+		buf_yaml_str(out, "the configuration is valid; credentials are not checked against "
+				  "the provider yet");
+		buf_printf(out, "\n");
 		buf_printf(out, "config:\n  size: %llu\n  committed_at: %s\n",
 			   (unsigned long long)b.size, ts);
 		buf_printf(out, "  sealed_files: %u\n", b.natt);
@@ -358,14 +380,9 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 	buf_printf(out, "checked_at: null\nregions: null\n");
 	if (b.last_error[0]) {
 		time_iso((time_t)b.last_error_at, ts, sizeof(ts));
-		buf_printf(out, "last_error:\n  at: %s\n  message: \"", ts);
-		for (const char *p = b.last_error; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				buf_printf(out, "\\%c", *p);
-			else
-				buf_append(out, p, 1);
-		}
-		buf_printf(out, "\"\n");
+		buf_printf(out, "last_error:\n  at: %s\n  message: ", ts);
+		buf_yaml_str(out, b.last_error);
+		buf_printf(out, "\n");
 	} else {
 		buf_printf(out, "last_error: null\n");
 	}

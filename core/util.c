@@ -1,6 +1,7 @@
 /* util: see util.h. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -88,7 +89,7 @@ char *xasprintf(const char *f, ...)
 int num_parse_ll(const char *s, long long min, long long max, long long *out)
 {
 	char *end = NULL;
-	if (!s || !*s)
+	if (!s || !*s || isspace((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
@@ -219,6 +220,21 @@ char *buf_steal(struct buf *b, size_t *len)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	return p;
+}
+
+int buf_yaml_str(struct buf *b, const char *s)
+{
+	int r = buf_append(b, "\"", 1);
+	for (; !r && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			r = buf_printf(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			r = buf_printf(b, "\\x%02x", c);
+		else
+			r = buf_append(b, s, 1);
+	}
+	return r ? r : buf_append(b, "\"", 1);
 }
 
 void time_iso(time_t t, char *dst, size_t dstlen)

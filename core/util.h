@@ -50,6 +50,9 @@ int buf_truncate(struct buf *b, size_t n);
 /* Move the contents out: returns data (caller frees, may be NULL when empty) and resets b. */
 char *buf_steal(struct buf *b, size_t *len);
 
+/* Append s as a YAML double-quoted scalar ("..." with \" \\ and \xNN escapes). */
+int buf_yaml_str(struct buf *b, const char *s);
+
 /* ISO-8601 UTC "2026-11-28T10:00:00Z" into dst (>= 21 bytes). */
 void time_iso(time_t t, char *dst, size_t dstlen);
 /* Wall clock now as timespec. */

@@ -190,6 +190,61 @@ static int parse_error(const yaml_parser_t *p, const char *fname, char *err, siz
 	return -EINVAL;
 }
 
+/* A first pass over the event stream, before anything is built: it stops at the first event
+ * past the depth limit (libyaml's scanner is quadratic in the nesting depth of flow
+ * collections, so a megabyte of '[' must be refused before it is parsed whole), refuses
+ * explicit tags (the document API cannot tell `!!str yes` from `yes`, and no configuration
+ * needs tags), and bounds the number of nodes written out. */
+static int prescan(const char *buf, size_t len, const char *fname, char *err, size_t errlen)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int depth = 0, r = 0;
+	size_t events = 0;
+	if (!yaml_parser_initialize(&p))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			r = parse_error(&p, fname, err, errlen);
+			break;
+		}
+		size_t line = ev.start_mark.line + 1;
+		yaml_event_type_t t = ev.type;
+		bool tagged = (t == YAML_SCALAR_EVENT && ev.data.scalar.tag) ||
+			      (t == YAML_SEQUENCE_START_EVENT && ev.data.sequence_start.tag) ||
+			      (t == YAML_MAPPING_START_EVENT && ev.data.mapping_start.tag);
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT)
+			break;
+		if (tagged) {
+			fmt(err, errlen, "%s:%zu: explicit YAML tags (!!str, !name) are not supported; "
+					 "quote the value instead",
+			    fname, line);
+			r = -EINVAL;
+			break;
+		}
+		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+			if (++depth > YDOC_MAX_DEPTH) {
+				fmt(err, errlen, "%s:%zu: nesting deeper than %d levels", fname, line,
+				    YDOC_MAX_DEPTH);
+				r = -EINVAL;
+				break;
+			}
+		} else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		if (++events > 4 * (size_t)YDOC_MAX_NODES) {
+			fmt(err, errlen, "%s:%zu: document has too many nodes (over %d)", fname, line,
+			    YDOC_MAX_NODES);
+			r = -EINVAL;
+			break;
+		}
+	}
+	yaml_parser_delete(&p);
+	return r;
+}
+
 int ydoc_load(const char *buf, size_t len, const char *fname, struct ydoc **out, char *err,
 	      size_t errlen)
 {
@@ -202,6 +257,9 @@ int ydoc_load(const char *buf, size_t len, const char *fname, struct ydoc **out,
 		fmt(err, errlen, "%s:1: not a text file (contains NUL bytes)", fname);
 		return -EINVAL;
 	}
+	int pr = prescan(buf, len, fname, err, errlen);
+	if (pr)
+		return pr;
 	struct ydoc *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -326,17 +384,20 @@ bool ydoc_is_null(const struct ydoc *d, int node)
 
 int ydoc_bool(const struct ydoc *d, int node, bool *out)
 {
-	static const char *const yes[] = {"true", "yes", "on", "y"};
-	static const char *const no[] = {"false", "no", "off", "n"};
+	/* PyYAML's YAML 1.1 resolver: these spellings exactly, nothing else */
+	static const char *const yes[] = {"yes", "Yes", "YES", "true", "True", "TRUE", "on", "On",
+					  "ON"};
+	static const char *const no[] = {"no", "No", "NO", "false", "False", "FALSE", "off", "Off",
+					 "OFF"};
 	const char *s = ydoc_str(d, node);
 	if (!s || !ydoc_plain(d, node))
 		return -EINVAL;
-	for (size_t i = 0; i < 4; i++) {
-		if (!strcasecmp(s, yes[i])) {
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcmp(s, yes[i])) {
 			*out = true;
 			return 0;
 		}
-		if (!strcasecmp(s, no[i])) {
+		if (!strcmp(s, no[i])) {
 			*out = false;
 			return 0;
 		}

@@ -225,7 +225,8 @@ int main(int argc, char *argv[])
 	} else {
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
-		fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads ? cmd.max_threads : 10);
+		if (cmd.max_threads && cmd.max_threads != UINT_MAX)
+			fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
 		/* keep workers alive between requests: thread churn costs more than the FUSE
 		 * round trip itself */
 		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads == UINT_MAX
@@ -236,7 +237,9 @@ int main(int argc, char *argv[])
 	}
 	notify_stop(&fs);
 	state_note(fs.store, "", "unmounted");
-	ret = ret ? 1 : 0;
+	/* the loop returns the number of the signal that ended it (SIGTERM, SIGINT): a clean
+	 * stop; only a negative value is a failure */
+	ret = ret < 0 ? 1 : 0;
 out:
 	if (mounted)
 		fuse_session_unmount(se);

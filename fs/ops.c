@@ -53,6 +53,7 @@ struct handle {
 	bool failed;  /* the last commit attempt failed and nothing changed since */
 	bool append;
 	bool noted_big;
+	int write_err;  /* a write failed: this handle never commits, flush reports it */
 	bool written; /* a write or an explicit truncate happened: an open(O_TRUNC) alone
 		       * commits nothing (bash's `>` closes a dup before writing) */
 	int last_err;
@@ -1133,6 +1134,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 			h->node->pending_size = b->len;
 		}
 	}
+	if (r && h->kind == H_CANON)
+		h->write_err = r;
 	bool note = r == -EFBIG && !h->noted_big;
 	if (note)
 		h->noted_big = true;
@@ -1153,6 +1156,10 @@ static int handle_commit(fuse_req_t req, struct fs *fs, struct handle *h)
 	if (h->kind != H_CANON)
 		return 0;
 	pthread_mutex_lock(&fs->lock);
+	if (h->write_err) {
+		pthread_mutex_unlock(&fs->lock);
+		return h->write_err;
+	}
 	if (!h->dirty || !h->written) {
 		int e = h->failed ? h->last_err : 0;
 		pthread_mutex_unlock(&fs->lock);

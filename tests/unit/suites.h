@@ -5,5 +5,11 @@
 #include <check.h>
 
 Suite *bkschema_suite(void);
+Suite *ydoc_suite(void);
+Suite *util_suite(void);
+Suite *seal_suite(void);
+Suite *store_suite(void);
+Suite *state_suite(void);
+Suite *rootcfg_suite(void);
 
 #endif
