@@ -346,11 +346,20 @@ def machine_info(tmpbase):
         "statefs": fs_type_of(tmpbase),
         "rsync": (out(["rsync", "--version"]).splitlines() or ["?"])[0],
         "python": sys.version.split()[0],
+        "load": loadavg(),
     }
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def fmt_s(x):
-    return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.2f} s"
 
 
 def ratio(a, b):
@@ -410,6 +419,8 @@ def report(R, M, args, out_path):
               f"{R['census'][0]} dirs, {R['census'][1]} files, {R['census'][2]} bytes as "
               f"seen through the mount |")
     md.append(f"| tools | {M['rsync']}; python {M['python']} |")
+    md.append(f"| load average (1/5/15 min) | {M['load']} at the start, {R['load_end']} at "
+              f"the end (the bench itself adds about 1) |")
     md.append(f"| total bench time | {R['total']:.0f} s |\n")
     md.append("## Targets\n")
     md.append("| target | measured | |\n|---|---|---|")
@@ -477,6 +488,7 @@ def main():
     for tool in ("ls", "find", "cat", "rsync", "fusermount3"):
         if not shutil.which(tool):
             ap.error(f"{tool} is needed")
+    signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (a & job)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
@@ -539,6 +551,7 @@ def main():
         if last != configs[types[0]] + f"# bench write {COMMIT_WRITES - 1}\n".encode():
             raise BenchError(f"projects/{rel} does not hold the last write")
         R["total"] = time.perf_counter() - t_start
+        R["load_end"] = loadavg()
         ok = True
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
@@ -547,12 +560,13 @@ def main():
     finally:
         if fleet is not None:
             fleet.stop()
-        if tmp_mounted:
-            subprocess.run(["umount", tmp_root], stderr=subprocess.DEVNULL)
-            if mount_fstype(tmp_root) == "tmpfs":
-                subprocess.run(["umount", "-l", tmp_root], stderr=subprocess.DEVNULL)
-        elif tmp_root:
-            shutil.rmtree(tmp_root, ignore_errors=True)
+        tdir = os.path.join(base, "tmpfs")  # ours even if an interrupt beat the bookkeeping
+        if mount_fstype(tdir) == "tmpfs":
+            subprocess.run(["umount", tdir], stderr=subprocess.DEVNULL)
+            if mount_fstype(tdir) == "tmpfs":
+                subprocess.run(["umount", "-l", tdir], stderr=subprocess.DEVNULL)
+        if tmp_root and not tmp_mounted:
+            shutil.rmtree(tmp_root, ignore_errors=True)  # the /dev/shm fallback
         left = mounts_under(base)
         if left:
             log(f"warning: still mounted, not removing {base}: {left}")

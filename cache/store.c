@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -596,6 +598,7 @@ static int backend_from(const MDB_val *k, const MDB_val *v, struct st_backend *o
 	fmt(out->last_error, sizeof(out->last_error), "%s", json_str(j, "err"));
 	out->last_error_at = (int64_t)json_num(j, "errat");
 	out->natt = (uint32_t)json_num(j, "natt");
+	fmt(out->digest, sizeof(out->digest), "%s", json_str(j, "dg"));
 	cJSON_Delete(j);
 	return 0;
 }
@@ -653,6 +656,7 @@ int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, 
 		}
 		b->natt = (uint32_t)natt;
 		b->size = len;
+		store_digest(tx->s, config, len, b->digest);
 	}
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "type", b->type);
@@ -664,10 +668,30 @@ int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, 
 	cJSON_AddStringToObject(j, "err", b->last_error);
 	cJSON_AddNumberToObject(j, "errat", (double)b->last_error_at);
 	cJSON_AddNumberToObject(j, "natt", b->natt);
+	cJSON_AddStringToObject(j, "dg", b->digest);
 	r = put_json(tx, tx->s->backends, key, j);
 	cJSON_Delete(j);
 	touch(tx, b->project);
 	return r;
+}
+
+void store_digest(struct store *s, const void *data, size_t len, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	out[0] = '\0';
+	if (!HMAC(EVP_sha256(), s->local.key, SEAL_KEY_LEN, data, len, md, &mdlen))
+		return;
+	for (unsigned int i = 0; i < mdlen && i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int store_backend_drop_config(struct stx *tx, const char *project, const char *name)
+{
+	char prefix[2 * STORE_NAME_MAX + 8];
+	fmt(prefix, sizeof(prefix), "b/%s/%s/", project, name);
+	touch(tx, project);
+	return kv_del_prefix(tx, tx->s->secrets, prefix);
 }
 
 int store_backend_del(struct stx *tx, const char *project, const char *name)

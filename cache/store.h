@@ -54,6 +54,9 @@ struct st_backend {
 	char last_error[STORE_ERR_MAX]; /* last rejected write, "" if none since last commit */
 	int64_t last_error_at;
 	uint32_t natt;              /* sealed attachments */
+	char digest[65];            /* keyed hash of the last committed config ("" if none);
+				     * kept across unlink so a restore of the same bytes is
+				     * recognised. HMAC-SHA256 under the key file: reveals nothing */
 };
 
 /* Open (creating when absent) the store in dir. Takes the directory lock, checks the schema
@@ -71,6 +74,11 @@ int store_begin(struct store *s, bool write, struct stx **out);
 int store_commit(struct stx *tx);
 /* Abort and free; NULL is fine. */
 void store_abort(struct stx *tx);
+
+/* Keyed digest (HMAC-SHA256 under the key file's key, hex) of data, for st_backend.digest. */
+void store_digest(struct store *s, const void *data, size_t len, char out[65]);
+/* Remove a backend's sealed config and attachments, keeping its metadata record. */
+int store_backend_drop_config(struct stx *tx, const char *project, const char *name);
 
 /* Projects. get: 0 or -ENOENT. put creates or replaces. del removes the project, its events
  * and nothing else (the caller checks it has no backends). list: *arr malloc'd, sorted. */

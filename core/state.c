@@ -193,8 +193,8 @@ static int validate_backend(const char *project, const char *name, const char *d
 	return r;
 }
 
-static void record_rejection(struct store *s, const char *project, const char *name,
-			     const char *why)
+void state_backend_reject(struct store *s, const char *project, const char *name,
+			  const char *why)
 {
 	struct stx *tx = NULL;
 	struct st_backend b;
@@ -228,7 +228,7 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 	if (r) {
 		if (r == -ENOMEM)
 			return r;
-		record_rejection(s, project, name, err);
+		state_backend_reject(s, project, name, err);
 		return r;
 	}
 	r = store_begin(s, true, &tx);
@@ -240,33 +240,32 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 		goto out;
 	}
 	bool had = b.has_config;
-	if (had && b.size == len && !strcmp(b.type, res.type)) {
-		char *old = NULL;
-		size_t olen = 0;
-		bool same = store_backend_config(tx, project, name, &old, &olen) == 0 &&
-			    olen == len && !memcmp(old, data, len);
-		seal_free_secret(old, olen);
-		if (same) {
-			/* the same bytes again (vim restoring its backup, a repeated cp): not a
-			 * change; keep the record, including the last refusal, and only take the
-			 * new mtime */
-			b.mtime = mtime ? *mtime : time_now();
-			r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
-			r = finish(tx, r, err, errlen);
-			tx = NULL;
-			goto out;
-		}
+	char digest[65];
+	store_digest(s, data, len, digest);
+	if (b.digest[0] && !strcmp(b.digest, digest) && !strcmp(b.type, res.type) && had) {
+		/* the same bytes again (a repeated cp): not a change; keep the record, including
+		 * the last refusal, and only take the new mtime */
+		b.mtime = mtime ? *mtime : time_now();
+		r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
+		r = finish(tx, r, err, errlen);
+		tx = NULL;
+		goto out;
 	}
+	/* the bytes removed by the last unlink, put back (vim restoring its backup after a
+	 * refused save unlinks config.yml and renames the backup over it): a restore */
+	bool restored = !had && b.digest[0] && !strcmp(b.digest, digest);
 	fmt(b.type, sizeof(b.type), "%s", res.type);
 	b.has_config = true;
 	b.mtime = mtime ? *mtime : time_now();
 	b.committed_at = time(NULL);
-	b.last_error[0] = '\0';
-	b.last_error_at = 0;
+	if (!restored) {
+		b.last_error[0] = '\0';
+		b.last_error_at = 0;
+	}
 	r = store_backend_put(tx, &b, data, len, res.att, res.natt);
 	if (!r)
 		r = store_event(tx, project, "backend=%s config.yml %s (type %s, %zu bytes%s)", name,
-				had ? "updated" : "created", res.type, len,
+				restored ? "restored" : had ? "updated" : "created", res.type, len,
 				res.natt ? ", referenced files sealed" : "");
 	r = finish(tx, r, err, errlen);
 	tx = NULL;
@@ -294,8 +293,11 @@ int state_backend_unlink_config(struct store *s, const char *project, const char
 	b.has_config = false;
 	b.size = 0;
 	b.type[0] = '\0';
-	b.last_error[0] = '\0';
-	r = store_backend_put(tx, &b, "", 0, NULL, 0);
+	b.natt = 0;
+	/* last_error and the digest stay: see state_backend_commit's restore */
+	r = store_backend_drop_config(tx, project, name);
+	if (!r)
+		r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
 	if (!r)
 		r = store_event(tx, project, "backend=%s config.yml removed", name);
 	return finish(tx, r, err, errlen);

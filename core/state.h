@@ -36,6 +36,10 @@ int state_backend_delete(struct store *s, const char *project, const char *name,
 int state_backend_commit(struct store *s, const char *project, const char *name,
 			 const char *data, size_t len, const struct timespec *mtime,
 			 const struct bk_ctx *ctx, char *err, size_t errlen);
+/* Record a refused write of config.yml (why: "FILE...: message") in the project's events and
+ * the backend's status, as a failed commit does. */
+void state_backend_reject(struct store *s, const char *project, const char *name,
+			  const char *why);
 /* unlink config.yml: the backend stays, unconfigured. -ENOENT if it had none. */
 int state_backend_unlink_config(struct store *s, const char *project, const char *name,
 				char *err, size_t errlen);

@@ -838,6 +838,21 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (pk == N_BACKENDS) {
 		r = has_drafts ? -ENOTEMPTY : state_backend_delete(fs->store, project, name, err,
 								    sizeof(err));
+	} else if (pk == N_PROJECT && !strcmp(name, "backends")) {
+		/* like events, backends/ is part of every project: "removing" it succeeds when it
+		 * is empty, so that rm -r of a project works; the project itself goes at its rmdir */
+		struct stx *tx = NULL;
+		struct st_backend *arr = NULL;
+		size_t n = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = store_backend_list(tx, project, &arr, &n);
+		store_abort(tx);
+		free(arr);
+		if (!r && n)
+			r = -ENOTEMPTY;
+		fuse_reply_err(req, -r);
+		return;
 	} else {
 		r = (pk == N_ROOT || pk == N_PROJECT) ? -EPERM : -ENOTDIR;
 	}
@@ -1140,10 +1155,18 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	if (note)
 		h->noted_big = true;
 	pthread_mutex_unlock(&fs->lock);
-	if (note)
-		state_note(fs->store, h->project, "write refused: %s%s%s would be larger than %d bytes",
-			   h->backend[0] ? "backends/" : "", h->backend,
-			   h->backend[0] ? "/config.yml" : "a file", FS_MAX_FILE);
+	if (note) {
+		char why[256];
+		if (h->nkind == N_BCONFIG) {
+			fmt(why, sizeof(why), "projects/%s/backends/%s/config.yml: larger than %d bytes",
+			    h->project, h->backend, FS_MAX_FILE);
+			state_backend_reject(fs->store, h->project, h->backend, why);
+		} else {
+			fmt(why, sizeof(why), "write refused: %s is limited to %d bytes",
+			    h->nkind == N_RCONFIG ? "config.yml" : "a draft", FS_MAX_FILE);
+			state_note(fs->store, h->project, "%s", why);
+		}
+	}
 	if (r)
 		fuse_reply_err(req, -r);
 	else
@@ -1263,6 +1286,13 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (kind == N_DRAFT) {
 		struct node *n = tree_find(fs, parent, name);
 		tree_unlink(fs, n);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (kind == N_PEVENTS || kind == N_BSTATUS) {
+		/* generated files come back by themselves; accepting their removal lets
+		 * `rm -r projects/<p>` and `rsync --delete` remove a project */
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, 0);
 		return;

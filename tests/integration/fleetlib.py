@@ -16,7 +16,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-BIN = os.path.join(REPO, "fleetfs")
+BIN = os.environ.get("FLEETFS_BIN") or os.path.join(REPO, "fleetfs")
 
 MOUNT_TIMEOUT = 10.0
 FSTYPE = "fuse.fleetfs"

@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -555,3 +556,74 @@ def test_ansible_template_playbook_invalid(lam, tmp_path):
     r = playbook(tmp_path, lam.cfg("lambda"), LAMBDA_KEY2, extra="foo: 1\n")
     assert r.returncode != 0, r.stdout
     refused(lam, LAMBDA, "foo", line=6, before=n)
+
+
+# ---------------------------------------------------------------------------- nano (pty)
+
+def nano_edit(path, keys, cwd, timeout=20):
+    """Drive nano through a pseudo-terminal; returns (exit code or None, screen bytes)."""
+    import pty
+    import select
+    import time
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        try:
+            os.environ["TERM"] = "xterm"
+            os.chdir(cwd)
+            os.execvp("nano", ["nano", "--ignorercfiles", "--nohelp", path])
+        finally:
+            os._exit(127)
+    out = b""
+
+    def drain(t):
+        nonlocal out
+        end = time.time() + t
+        while time.time() < end:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    return
+
+    try:
+        drain(0.5)
+        for k in keys:
+            os.write(fd, k)
+            drain(0.3)
+        end = time.time() + timeout
+        while time.time() < end:
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p:
+                return os.waitstatus_to_exitcode(st), out
+            drain(0.1)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return None, out
+    finally:
+        os.close(fd)
+
+
+ALT_END = b"\x1b/"   # M-/ : go to the last line
+CTRL_O = b"\x0f"     # write out
+CTRL_X = b"\x18"     # exit
+
+
+@pytest.mark.skipif(shutil.which("nano") is None, reason="nano not installed")
+def test_nano(lam):
+    rc, screen = nano_edit("config.yml", [ALT_END, EXTRA.strip(), CTRL_O, b"\r", CTRL_X],
+                           cwd=lam.bdir("lambda"))
+    assert rc == 0, screen[-400:]
+    assert b"Error" not in screen, screen[-400:]
+    stored_ok(lam, LAMBDA + EXTRA)
+
+
+@pytest.mark.skipif(shutil.which("nano") is None, reason="nano not installed")
+def test_nano_invalid(lam):
+    n = nevents(lam)
+    rc, screen = nano_edit("config.yml", [ALT_END, b"foo: 1", CTRL_O, b"\r", CTRL_X, b"n"],
+                           cwd=lam.bdir("lambda"))
+    assert rc == 0, screen[-400:]
+    assert b"Error writing" in screen and b"Invalid argument" in screen, \
+        f"nano did not report the refused write: {screen[-600:]!r}"
+    refused(lam, LAMBDA, "foo", line=5, before=n)

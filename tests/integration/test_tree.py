@@ -4,6 +4,7 @@ syscall level (flush, fsync, truncate before/after writes), and allow_other perm
 import errno
 import os
 import stat
+import subprocess
 
 import pytest
 import yaml
@@ -61,6 +62,25 @@ def test_modes_and_owner(fleet):
         assert st.st_uid == uid, f
 
 
+def test_generated_sizes_match_content(fleet):
+    fleet.add_backend("lambda", LAMBDA)
+    write_fd(fleet.cfg("lambda"), LAMBDA_UNKNOWN_KEY)  # refused: events and status change
+    for f in [fleet.p("README"), fleet.p("events"), fleet.p(".rsync-filter"),
+              fleet.p("config.yml"), fleet.p("projects", "main", "events"),
+              os.path.join(fleet.bdir("lambda"), "status")]:
+        data = read_file(f)
+        assert os.stat(f).st_size == len(data), (f, os.stat(f).st_size, len(data))
+        # reading in small chunks gives the same bytes (per-open snapshot)
+        with open(f, "rb", buffering=0) as h:
+            parts = []
+            while True:
+                b = h.read(7)
+                if not b:
+                    break
+                parts.append(b)
+        assert b"".join(parts) == data, f
+
+
 def test_generated_files_refuse_writes(fleet):
     fleet.add_backend("lambda", LAMBDA)
     for f in [fleet.p("README"), fleet.p("events"), fleet.p(".rsync-filter"),
@@ -70,8 +90,30 @@ def test_generated_files_refuse_writes(fleet):
         assert e in (errno.EACCES, errno.EPERM, errno.EROFS), (f, e)
         if not f.endswith("events"):
             assert read_file(f) == before, f
-        assert errno_of(os.unlink, f) in (errno.EACCES, errno.EPERM, errno.EROFS), f
+        e = errno_of(os.unlink, f)
+        if "/projects/" in f:
+            # inside a project, removing a generated file is accepted and changes nothing
+            # (so that rm -r of a project works); it is back at once
+            assert e == 0, (f, e)
+        else:
+            assert e in (errno.EACCES, errno.EPERM, errno.EROFS), f
         assert os.path.exists(f)
+    assert fleet.alive()
+
+
+def test_rm_r_project(fleet):
+    os.mkdir(fleet.p("projects", "gone"))
+    for t in ("lambda", "aws-dev"):
+        os.mkdir(fleet.p("projects", "gone", "backends", t))
+    write_file(fleet.p("projects", "gone", "backends", "lambda", "config.yml"), LAMBDA)
+    # a non-empty backends/ can't be removed on its own
+    assert errno_of(os.rmdir, fleet.p("projects", "gone", "backends")) == errno.ENOTEMPTY
+    r = subprocess.run(["rm", "-r", fleet.p("projects", "gone")], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(fleet.p("projects", "gone"))
+    assert "gone" not in os.listdir(fleet.p("projects"))
+    assert any("project=gone deleted" in ln for ln in fleet.events(None))
     assert fleet.alive()
 
 
@@ -148,6 +190,9 @@ def test_project_mkdir_rmdir_rules(fleet):
     assert sorted(os.listdir(fleet.p("projects"))) == ["main", "research"]
     assert "backends" in os.listdir(p) and "events" in os.listdir(p)
     assert errno_of(os.mkdir, p) == errno.EEXIST
+    os.mkdir(fleet.bdir("vastai", "research"))  # an empty backend dir is a backend too
+    assert errno_of(os.rmdir, p) == errno.ENOTEMPTY
+    os.rmdir(fleet.bdir("vastai", "research"))
     fleet.add_backend("lambda", LAMBDA, project="research")
     assert errno_of(os.rmdir, p) == errno.ENOTEMPTY
     assert errno_of(os.rmdir, fleet.bdir("lambda", "research")) == errno.ENOTEMPTY
@@ -196,8 +241,11 @@ def test_good_edge_names(fleet):
 def test_bad_backend_names(fleet):
     bk = fleet.p("projects", "main", "backends")
     for bad in ["bad name", "x" * 51, "\u00fcber", "a.b", "a:b"]:
+        n = len(fleet.events("main")) + len(fleet.events())
         e = errno_of(os.mkdir, os.path.join(bk, bad))
         assert e in (errno.EINVAL, errno.ENAMETOOLONG), (bad, e)
+        assert len(fleet.events("main")) + len(fleet.events()) > n, \
+            f"no reason journaled for mkdir {bad!r}"
     assert os.listdir(bk) == []
     assert fleet.alive()
 
@@ -249,6 +297,7 @@ def test_drafts_support_file_ops_and_never_persist(lam):
         os.fsync(fd)
         os.fchmod(fd, 0o600)
         os.fchown(fd, os.getuid(), os.getgid())
+        assert errno_of(os.fchown, fd, 65534, -1) == errno.EPERM, "chown to another uid"
         os.close(fd)
         os.utime(p, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
         st = os.stat(p)

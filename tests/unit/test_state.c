@@ -600,8 +600,17 @@ START_TEST(test_unlink_config)
 	free(st);
 	ck_assert_int_eq(state_backend_unlink_config(g_s, "main", "aws", err, sizeof(err)),
 			 -ENOENT);
-	/* configured again */
+	/* the same bytes put back are a restore (vim after a refused save) */
 	commit_ok("main", "aws", cfg_aws);
+	t = events_text(g_s, "main");
+	ck_assert_uint_eq(str_count(t, " backend=aws config.yml created "), 1);
+	ck_assert_uint_eq(str_count(t, " backend=aws config.yml restored "), 1);
+	free(t);
+	/* other bytes after an unlink are a new config */
+	ck_assert_int_eq(state_backend_unlink_config(g_s, "main", "aws", err, sizeof(err)), 0);
+	char *other = xasprintf("# other\n%s", cfg_aws);
+	commit_ok("main", "aws", other);
+	free(other);
 	t = events_text(g_s, "main");
 	ck_assert_uint_eq(str_count(t, " backend=aws config.yml created "), 2);
 	free(t);
