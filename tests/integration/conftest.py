@@ -48,6 +48,17 @@ def _cleanup_under(root):
             pass
 
 
+def _owner_alive(base):
+    """Another pytest session (a concurrent run) still owns this scratch directory."""
+    try:
+        with open(os.path.join(base, "owner.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid != os.getpid()
+    except (OSError, ValueError):
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
     if not os.path.exists(BIN) and os.environ.get("FLEETFS_ALLOW_MISSING"):
         skip = pytest.mark.skip(reason=f"{BIN} not built and FLEETFS_ALLOW_MISSING is set")
@@ -63,10 +74,12 @@ def fleet_base():
     parent = _scratch_parent()
     # Leftovers of earlier, killed runs: unmount them (they are ours by prefix).
     for name in os.listdir(parent):
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) and not _owner_alive(os.path.join(parent, name)):
             _cleanup_under(os.path.join(parent, name))
     base = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
     os.chmod(base, 0o755)
+    with open(os.path.join(base, "owner.pid"), "w") as f:
+        f.write(str(os.getpid()))
     yield base
     # Safety net: nothing of ours stays mounted or running.
     with fleetlib.REGISTRY_LOCK:
