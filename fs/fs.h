@@ -84,6 +84,7 @@ struct fs {
 	uid_t uid;
 	gid_t gid;
 	bool allow_other;
+	bool no_opendir; /* the kernel lists directories without opendir/releasedir */
 	const char *mountpoint;
 	pthread_mutex_t cache_lock; /* guards gen and the cached root config size; may be
 				     * taken under lock, never the reverse */

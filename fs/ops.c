@@ -574,12 +574,17 @@ static int canonical_content(struct fs *fs, enum nkind kind, const char *project
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) && !getenv("FLEETFS_OPENDIR")) {
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+		fs->no_opendir = true;
+	}
 	/* documents are small, validated at close, and change behind the kernel's back */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
 	mount_time = time_now();
 }
 
@@ -968,8 +973,13 @@ done:
 static void set_fi(struct fuse_file_info *fi, struct handle *h)
 {
 	fi->fh = (uint64_t)(uintptr_t)h;
+	/* every read and write reaches the handle: no cached page can show uncommitted or
+	 * refused bytes, and a writer's O_TRUNC can't empty what readers see (the kernel sizes
+	 * its page cache from the writer's view). A read-only close has nothing to commit. */
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
+	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+		fi->noflush = 1;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1474,17 +1484,30 @@ static fuse_ino_t known_ino(struct fs *fs, fuse_ino_t parent, const char *name)
 	return n ? n->ino : (fuse_ino_t)-1;
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void dir_handle_free(struct fs *fs, struct handle *h)
 {
-	struct fs *fs = FS(req);
+	pthread_mutex_lock(&fs->lock);
+	h->node->open--;
+	tree_maybe_free(fs, h->node);
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < h->nents; i++)
+		free(h->ents[i].name);
+	free(h->ents);
+	free(h);
+}
+
+/* Snapshot the listing of directory ino into a new handle: fixed entries first, then the
+ * store's names (sorted), then drafts oldest first. 0 or -errno. */
+static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
+{
 	struct stx *tx = NULL;
 	size_t cap = 0;
+	*out = NULL;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = tree_get(fs, ino);
 	if (!n || !is_dir_kind(n->kind) || !node_exists(fs, n)) {
 		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, n && !is_dir_kind(n->kind) ? ENOTDIR : ENOENT);
-		return;
+		return n && !is_dir_kind(n->kind) ? -ENOTDIR : -ENOENT;
 	}
 	struct handle *h = handle_new(H_DIR, n);
 	dent_add(h, &cap, ".", n->ino, S_IFDIR);
@@ -1553,6 +1576,24 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (r) {
+		dir_handle_free(fs, h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = NULL;
+	if (fs->no_opendir) {
+		/* the kernel then skips opendir/releasedir for good: each readdir lists afresh */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	int r = dir_listing(fs, ino, &h);
+	if (r) {
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -1564,13 +1605,23 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	struct fs *fs = FS(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool own = false;
+	if (!h) {
+		int r = dir_listing(fs, ino, &h);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		own = true;
+	}
 	char *out = xmalloc(size);
 	size_t used = 0;
-	(void)ino;
 	for (size_t i = (size_t)off; i < h->nents; i++) {
 		struct stat st = {.st_ino = h->ents[i].ino, .st_mode = h->ents[i].type};
 		size_t need = fuse_add_direntry(req, out + used, size - used, h->ents[i].name, &st,
@@ -1581,21 +1632,75 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, out, used);
 	free(out);
+	if (own)
+		dir_handle_free(fs, h);
+}
+
+/* readdir with attributes: the kernel needs no LOOKUP per entry afterwards (ls -l, rsync). Each
+ * entry handed out takes a kernel reference, like a lookup. */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool own = false;
+	if (!h) {
+		int r = dir_listing(fs, ino, &h);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		own = true;
+	}
+	char *out = xmalloc(size);
+	size_t used = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *dir = tree_get(fs, ino);
+	for (size_t i = (size_t)off; dir && i < h->nents; i++) {
+		struct fuse_entry_param e;
+		struct node *n = NULL;
+		const char *name = h->ents[i].name;
+		memset(&e, 0, sizeof(e));
+		if (strcmp(name, ".") && strcmp(name, "..")) {
+			enum nkind kind;
+			const char *project, *backend;
+			if (resolve(fs, dir, name, &kind, &project, &backend))
+				continue; /* gone since the listing was taken */
+			n = kind == N_DRAFT ? tree_find(fs, ino, name)
+					    : tree_child(fs, dir, name, kind, project, backend);
+			struct stat st;
+			if (!n || node_attr(fs, n, &st)) {
+				tree_maybe_free(fs, n);
+				continue;
+			}
+			fill_entry(&e, n, &st);
+		} else {
+			e.attr.st_ino = h->ents[i].ino;
+			e.attr.st_mode = h->ents[i].type;
+		}
+		size_t need = fuse_add_direntry_plus(req, out + used, size - used, name, &e,
+						     (off_t)(i + 1));
+		if (need > size - used) {
+			tree_maybe_free(fs, n);
+			break;
+		}
+		if (n)
+			n->nlookup++;
+		used += need;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_buf(req, out, used);
+	free(out);
+	if (own)
+		dir_handle_free(fs, h);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	(void)ino;
-	pthread_mutex_lock(&fs->lock);
-	h->node->open--;
-	tree_maybe_free(fs, h->node);
-	pthread_mutex_unlock(&fs->lock);
-	for (size_t i = 0; i < h->nents; i++)
-		free(h->ents[i].name);
-	free(h->ents);
-	free(h);
+	if (h)
+		dir_handle_free(FS(req), h);
 	fuse_reply_err(req, 0);
 }
 
@@ -1631,6 +1736,7 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.rename = op_rename,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
 };
