@@ -14,11 +14,13 @@ CFLAGS  ?=
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKGCFLAGS)
 PREFIX  ?= /usr/local
 
-CORE_SRC  := core/util.c core/ydoc.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
-             core/rootcfg.c
+CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
+             core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
+BACKENDS_SRC := backends/ssh.c
+ENGINE_SRC := core/fleets.c core/fleetview.c core/engine.c
 FS_SRC    := fs/main.c fs/tree.c fs/ops.c fs/render.c
-LIB_SRC   := $(CORE_SRC) $(CACHE_SRC)
+LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 
 BUILD     := build

@@ -22,7 +22,7 @@ struct store {
 	char *dir;
 	int lockfd;
 	MDB_env *env;
-	MDB_dbi meta, projects, backends, secrets, events;
+	MDB_dbi meta, projects, backends, secrets, events, fleets, instances;
 	pthread_mutex_t ring_lock;
 	struct seal_key local;
 	struct seal_ring ring; /* user keys first, then local */
@@ -272,7 +272,9 @@ static int env_open(struct store *s, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(txn, "projects", MDB_CREATE, &s->projects)) ||
 	    (rc = mdb_dbi_open(txn, "backends", MDB_CREATE, &s->backends)) ||
 	    (rc = mdb_dbi_open(txn, "secrets", MDB_CREATE, &s->secrets)) ||
-	    (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events)))
+	    (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events)) ||
+	    (rc = mdb_dbi_open(txn, "fleets", MDB_CREATE, &s->fleets)) ||
+	    (rc = mdb_dbi_open(txn, "instances", MDB_CREATE, &s->instances)))
 		goto fail;
 	struct stx tx = {.s = s, .txn = txn, .write = true};
 	MDB_val v;
@@ -537,7 +539,22 @@ int store_project_del(struct stx *tx, const char *name)
 		return r;
 	if (n)
 		return -ENOTEMPTY;
+	char fprefix[STORE_NAME_MAX + 2];
+	fmt(fprefix, sizeof(fprefix), "%s/", name);
+	cJSON *fl = NULL;
+	r = store_obj_list(tx, SDB_FLEETS, fprefix, &fl);
+	bool has_fleets = cJSON_GetArraySize(fl) > 0;
+	cJSON_Delete(fl);
+	if (r)
+		return r;
+	if (has_fleets)
+		return -ENOTEMPTY;
 	r = kv_del(tx, tx->s->projects, name);
+	if (!r) {
+		char sk[STORE_NAME_MAX + 4];
+		fmt(sk, sizeof(sk), "p/%s/", name);
+		r = kv_del_prefix(tx, tx->s->secrets, sk);
+	}
 	if (!r)
 		r = events_clear(tx, name);
 	return r;
@@ -888,6 +905,92 @@ static int events_clear(struct stx *tx, const char *project)
 uint64_t store_events_size(struct stx *tx, const char *project)
 {
 	return evmeta_get(tx, project).bytes;
+}
+
+/* ---- generic records and sealed blobs ---- */
+
+static MDB_dbi obj_dbi(struct stx *tx, enum store_db db)
+{
+	return db == SDB_FLEETS ? tx->s->fleets : tx->s->instances;
+}
+
+void store_touch(struct stx *tx, const char *project)
+{
+	if (project)
+		touch(tx, project);
+}
+
+int store_obj_get(struct stx *tx, enum store_db db, const char *key, cJSON **out)
+{
+	MDB_val v;
+	*out = NULL;
+	int r = kv_get(tx, obj_dbi(tx, db), key, &v);
+	if (r)
+		return r;
+	*out = parse_val(&v);
+	return *out ? 0 : -EIO;
+}
+
+int store_obj_put(struct stx *tx, enum store_db db, const char *key, const cJSON *obj,
+		  const char *project)
+{
+	store_touch(tx, project);
+	return put_json(tx, obj_dbi(tx, db), key, (cJSON *)obj);
+}
+
+int store_obj_del(struct stx *tx, enum store_db db, const char *key, const char *project)
+{
+	store_touch(tx, project);
+	return kv_del(tx, obj_dbi(tx, db), key);
+}
+
+int store_obj_list(struct stx *tx, enum store_db db, const char *prefix, cJSON **out)
+{
+	MDB_cursor *c = NULL;
+	size_t pl = strlen(prefix);
+	cJSON *arr = cJSON_CreateArray();
+	*out = NULL;
+	int rc = mdb_cursor_open(tx->txn, obj_dbi(tx, db), &c);
+	if (rc) {
+		cJSON_Delete(arr);
+		return mdb_errno(rc);
+	}
+	MDB_val k = val_str(prefix), v;
+	for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST);
+	     rc == 0 && k.mv_size >= pl && memcmp(k.mv_data, prefix, pl) == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		cJSON *val = parse_val(&v);
+		if (!val)
+			continue;
+		cJSON *item = cJSON_CreateObject();
+		char *ks = xstrndup(k.mv_data, k.mv_size);
+		cJSON_AddStringToObject(item, "key", ks);
+		free(ks);
+		cJSON_AddItemToObject(item, "value", val);
+		cJSON_AddItemToArray(arr, item);
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		cJSON_Delete(arr);
+		return mdb_errno(rc);
+	}
+	*out = arr;
+	return 0;
+}
+
+int store_secret_put(struct stx *tx, const char *key, const void *data, size_t len)
+{
+	return put_sealed(tx, key, data, len);
+}
+
+int store_secret_get(struct stx *tx, const char *key, char **out, size_t *len)
+{
+	return get_sealed(tx, key, out, len);
+}
+
+int store_secret_del_prefix(struct stx *tx, const char *prefix)
+{
+	return kv_del_prefix(tx, tx->s->secrets, prefix);
 }
 
 /* ---- meta ---- */

@@ -75,6 +75,26 @@ int store_commit(struct stx *tx);
 /* Abort and free; NULL is fine. */
 void store_abort(struct stx *tx);
 
+/* Generic JSON records for fleets and instances (cJSON objects; see core/fleets.c for their
+ * fields). Keys: fleets "<project>/<fleet>", instances "<project>/<fleet>/<num:08u>".
+ * put/del mark `project` changed for the store hook. get: 0 or -ENOENT, *out owned by the
+ * caller (cJSON_Delete). list: every record whose key starts with prefix, as a cJSON array of
+ * {"key": ..., "value": {...}} in key order. */
+struct cJSON;
+enum store_db { SDB_FLEETS = 0, SDB_INSTANCES };
+int store_obj_get(struct stx *tx, enum store_db db, const char *key, struct cJSON **out);
+int store_obj_put(struct stx *tx, enum store_db db, const char *key, const struct cJSON *obj,
+		  const char *project);
+int store_obj_del(struct stx *tx, enum store_db db, const char *key, const char *project);
+int store_obj_list(struct stx *tx, enum store_db db, const char *prefix, struct cJSON **out);
+/* Sealed blobs by key ("f/<p>/<fleet>/spec", "p/<p>/sshkey", ...). get: *out malloc'd, free
+ * with seal_free_secret. del_prefix removes every key starting with prefix. */
+int store_secret_put(struct stx *tx, const char *key, const void *data, size_t len);
+int store_secret_get(struct stx *tx, const char *key, char **out, size_t *len);
+int store_secret_del_prefix(struct stx *tx, const char *prefix);
+/* Mark project changed for the store hook without writing anything else. */
+void store_touch(struct stx *tx, const char *project);
+
 /* Keyed digest (HMAC-SHA256 under the key file's key, hex) of data, for st_backend.digest. */
 void store_digest(struct store *s, const void *data, size_t len, char out[65]);
 /* Remove a backend's sealed config and attachments, keeping its metadata record. */

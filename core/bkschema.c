@@ -18,7 +18,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -27,10 +26,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "bktypes.h"
+#include "fileref.h"
 #include "util.h"
 #include "ydoc.h"
 
@@ -341,102 +339,24 @@ static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_o
 	return o->post ? o->post(w, node, path) : 0;
 }
 
-/* ---- files ---- */
+/* ---- files (path rules and reading: core/fileref.c) ---- */
 
-static const char *errno_text(int e)
-{
-	switch (e) {
-	case ENOENT:
-		return "no such file";
-	case EACCES:
-	case EPERM:
-		return "permission denied";
-	case ENOTDIR:
-		return "a path component is not a directory";
-	case ELOOP:
-		return "too many symbolic links";
-	case ENAMETOOLONG:
-		return "path too long";
-	default:
-		return "cannot open";
-	}
-}
-
-/* "~/x" against ctx->home, "x" against ctx->cwd, "/x" as is. */
 static int resolve(struct bkw *w, int node, const char *path, const char *p, char *out,
 		   size_t outlen)
 {
-	const char *home = w->ctx ? w->ctx->home : NULL;
-	const char *cwd = w->ctx ? w->ctx->cwd : NULL;
-	int r;
-	if (p[0] == '~') {
-		if (p[1] != '\0' && p[1] != '/')
-			return bkw_err(w, node, path, "only \"~/\" is supported, not \"~user/\"");
-		if (!home || home[0] != '/')
-			return bkw_err(w, node, path,
-				       "cannot expand \"~\": the writer's home is unknown");
-		r = fmt(out, outlen, "%s%s", home, p + 1);
-	} else if (p[0] == '/') {
-		r = fmt(out, outlen, "%s", p);
-	} else {
-		if (!cwd || cwd[0] != '/')
-			return bkw_err(w, node, path,
-				       "relative path but the writer's directory is unknown; "
-				       "use an absolute path");
-		r = fmt(out, outlen, "%s/%s", cwd, p);
-	}
-	if (r)
-		return bkw_err(w, node, path, "path too long");
+	char why[PATH_MAX + 128];
+	if (fileref_resolve(w->ctx, p, out, outlen, why, sizeof(why)))
+		return bkw_err(w, node, path, "%s", why);
 	return 0;
 }
 
-/* Read at most BK_MAX_FILE bytes of a regular file. Returns 0, -EINVAL (message set),
- * -ENOMEM. O_NONBLOCK keeps a FIFO from hanging the open; it is not a regular file anyway. */
 static int read_file(struct bkw *w, int node, const char *path, const char *abs, char **out,
 		     size_t *outlen)
 {
-	struct buf b;
-	struct stat st;
-	char chunk[16384];
-	int r = 0;
-	*out = NULL;
-	buf_init(&b, BK_MAX_FILE);
-	const char *mnt = w->ctx ? w->ctx->mountpoint : NULL;
-	size_t ml = mnt ? strlen(mnt) : 0;
-	if (ml && !strncmp(abs, mnt, ml) && (abs[ml] == '/' || abs[ml] == '\0'))
-		return bkw_err(w, node, path, "%s: is inside the fleetfs mount; refer to a file "
-					      "outside it", abs);
-	int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0)
-		return bkw_err(w, node, path, "%s: %s", abs, errno_text(errno));
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		r = bkw_err(w, node, path, "%s: not a regular file", abs);
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = bkw_err(w, node, path, "%s: read error", abs);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		r = buf_append(&b, chunk, (size_t)n);
-		if (r == -EFBIG)
-			r = bkw_err(w, node, path, "%s: larger than %d bytes", abs, BK_MAX_FILE);
-		if (r)
-			goto out;
-	}
-	*out = buf_steal(&b, outlen);
-	if (!*out) {
-		*out = xstrdup("");
-		*outlen = 0;
-	}
-out:
-	close(fd);
-	buf_free(&b);
+	char why[PATH_MAX + 128];
+	int r = fileref_read(w->ctx, abs, BK_MAX_FILE, out, outlen, why, sizeof(why));
+	if (r == -EINVAL)
+		return bkw_err(w, node, path, "%s", why);
 	return r;
 }
 

@@ -11,7 +11,8 @@
  * rename puts one on a canonical name.
  *
  * Locking: fs->lock guards the node table and drafts. It is never held across a store write
- * transaction or a commit; store reads may happen under it (LMDB readers don't block).
+ * transaction or a commit — the store's change hook (fs_store_changed) takes it, so a write
+ * under it would deadlock; store reads may happen under it (LMDB readers don't block).
  */
 #ifndef FLEETFS_FS_H
 #define FLEETFS_FS_H
@@ -24,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "../cache/store.h"
+#include "../core/engine.h"
 #include "../core/util.h"
 
 #define FS_MAX_DRAFTS 1024
@@ -43,6 +45,23 @@ enum nkind {
 	N_BCONFIG,  /* backends/<b>/config.yml */
 	N_BSTATUS,
 	N_DRAFT,
+	/* fleets and ssh access */
+	N_FLEETS,   /* projects/<p>/fleets/ */
+	N_FSPEC,    /* fleets/<fleet>.yml (backend = fleet name) */
+	N_FLEET,    /* fleets/<fleet>/ */
+	N_FSTATUS,
+	N_FEVENTS,
+	N_FSSHCFG,
+	N_INSTANCES,
+	N_INSTANCE, /* instances/<num>/ (num) */
+	N_ISTATUS,
+	N_ISSH,
+	N_IINFO,
+	N_PSSHCFG,  /* projects/<p>/ssh_config */
+	N_PSSHDIR,  /* projects/<p>/ssh/ */
+	N_PKEY,     /* ssh/id_rsa */
+	N_PKEYPUB,  /* ssh/id_rsa.pub */
+	N_PKNOWN,   /* ssh/known_hosts */
 };
 
 struct draft {
@@ -61,7 +80,8 @@ struct node {
 	unsigned open;   /* open handles */
 	bool linked;     /* reachable by (parent, name) */
 	char project[STORE_NAME_MAX];
-	char backend[STORE_NAME_MAX];
+	char backend[STORE_NAME_MAX]; /* the backend, or the fleet for fleet kinds */
+	unsigned num;                 /* instance number */
 	struct draft *draft;        /* N_DRAFT */
 	unsigned dirty;             /* canonical: handles holding uncommitted changes */
 	size_t pending_size;        /* canonical: size of the latest uncommitted buffer */
@@ -86,6 +106,7 @@ struct fs {
 	bool allow_other;
 	bool no_opendir; /* the kernel lists directories without opendir/releasedir */
 	const char *mountpoint;
+	struct engine *engine;
 	pthread_mutex_t cache_lock; /* guards gen and the cached root config size; may be
 				     * taken under lock, never the reverse */
 	uint64_t gen;          /* bumped on every state change */

@@ -220,6 +220,13 @@ int main(int argc, char *argv[])
 		   (long)getpid());
 	notify_start(&fs);
 	store_set_hook(fs.store, fs_store_changed, &fs);
+	if (engine_start(fs.store, 8, &fs.engine) != 0) {
+		if (cmd.foreground)
+			fprintf(stderr, "fleetfs: cannot start the engine\n");
+		else
+			syslog(LOG_ERR, "cannot start the engine");
+		goto out;
+	}
 	if (cmd.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
@@ -235,12 +242,15 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
+	engine_stop(fs.engine);
+	fs.engine = NULL;
 	notify_stop(&fs);
 	state_note(fs.store, "", "unmounted");
 	/* the loop returns the number of the signal that ended it (SIGTERM, SIGINT): a clean
 	 * stop; only a negative value is a failure */
 	ret = ret < 0 ? 1 : 0;
 out:
+	engine_stop(fs.engine);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (handlers)

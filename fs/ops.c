@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "../core/fleets.h"
 #include "../core/state.h"
 #include "fs.h"
 
@@ -78,23 +79,48 @@ static mode_t perm_ro(const struct fs *fs)
 
 static bool is_dir_kind(enum nkind k)
 {
-	return k == N_ROOT || k == N_PROJECTS || k == N_PROJECT || k == N_BACKENDS || k == N_BACKEND;
+	return k == N_ROOT || k == N_PROJECTS || k == N_PROJECT || k == N_BACKENDS ||
+	       k == N_BACKEND || k == N_FLEETS || k == N_FLEET || k == N_INSTANCES ||
+	       k == N_INSTANCE || k == N_PSSHDIR;
 }
 
 static bool is_generated(enum nkind k)
 {
 	return k == N_README || k == N_REVENTS || k == N_RFILTER || k == N_PEVENTS ||
-	       k == N_BSTATUS;
+	       k == N_BSTATUS || k == N_FSTATUS || k == N_FEVENTS || k == N_FSSHCFG ||
+	       k == N_ISTATUS || k == N_ISSH || k == N_IINFO || k == N_PSSHCFG || k == N_PKEY ||
+	       k == N_PKEYPUB || k == N_PKNOWN;
 }
 
 static bool is_canonical(enum nkind k)
 {
-	return k == N_RCONFIG || k == N_BCONFIG;
+	return k == N_RCONFIG || k == N_BCONFIG || k == N_FSPEC;
 }
 
 static bool draft_dir(enum nkind k)
 {
-	return k == N_ROOT || k == N_BACKEND;
+	return k == N_ROOT || k == N_BACKEND || k == N_FLEETS;
+}
+
+/* dstack's resource name rule, for fleets: ^[a-z][a-z0-9-]{1,40}$ */
+static bool fleet_name_valid(const char *s, size_t n)
+{
+	if (n < 2 || n > 41 || !(s[0] >= 'a' && s[0] <= 'z'))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* "<fleet>.yml" -> fleet (into out); false if name is not a spec file name */
+static bool spec_name(const char *name, char *out, size_t outlen)
+{
+	size_t n = strlen(name);
+	if (n < 5 || strcmp(name + n - 4, ".yml") || !fleet_name_valid(name, n - 4))
+		return false;
+	fmt(out, outlen, "%.*s", (int)(n - 4), name);
+	return true;
 }
 
 static struct timespec mount_time;
@@ -235,26 +261,55 @@ static void inval_projects(struct fs *fs)
 void fs_store_changed(void *arg, const char *project)
 {
 	struct fs *fs = arg;
-	fuse_ino_t inos[256];
-	size_t n = 0;
+	struct item {
+		bool entry;
+		fuse_ino_t ino;
+		char name[NAME_MAX + 1];
+	} *items = NULL;
+	size_t n = 0, cap = 0;
 	bool all = project == NULL;
+	char p[STORE_NAME_MAX] = "";
+	if (project)
+		fmt(p, sizeof(p), "%.*s", (int)strcspn(project, ":"), project);
 	pthread_mutex_lock(&fs->lock);
-	for (size_t i = 0; i < fs->nbuckets && n < 256; i++) {
-		for (struct node *x = fs->by_ino[i]; x && n < 256; x = x->ino_next) {
-			bool hit = false;
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
+			bool mine = all || !strcmp(x->project, p);
+			bool hit = false, entry = false;
 			if (x->kind == N_RCONFIG)
 				hit = true;
 			else if (x->kind == N_REVENTS)
-				hit = all || !project[0];
-			else if (x->kind == N_PEVENTS || x->kind == N_BSTATUS)
-				hit = all || !strcmp(x->project, project);
-			if (hit)
-				inos[n++] = x->ino;
+				hit = all || !p[0];
+			else if (is_generated(x->kind) || x->kind == N_FLEETS || x->kind == N_FLEET ||
+				 x->kind == N_INSTANCES)
+				hit = mine;
+			else if (x->kind == N_INSTANCE || x->kind == N_FSPEC)
+				hit = entry = mine && x->linked;
+			if (!hit)
+				continue;
+			if (n + 2 > cap) {
+				cap = cap ? cap * 2 : 64;
+				items = xrealloc(items, cap * sizeof(*items));
+			}
+			items[n].entry = false;
+			items[n].ino = x->ino;
+			n++;
+			if (entry) {
+				items[n].entry = true;
+				items[n].ino = x->parent;
+				fmt(items[n].name, sizeof(items[n].name), "%s", x->name);
+				n++;
+			}
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
-	for (size_t i = 0; i < n; i++)
-		notify_inval_inode(fs, inos[i]);
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].entry)
+			notify_inval_entry(fs, items[i].ino, items[i].name);
+		else
+			notify_inval_inode(fs, items[i].ino);
+	}
+	free(items);
 }
 
 static void bump(struct fs *fs)
@@ -276,19 +331,27 @@ static bool node_exists(struct fs *fs, struct node *n)
 	switch (n->kind) {
 	case N_DRAFT:
 		return n->draft != NULL;
-	case N_PROJECT:
-	case N_PEVENTS:
-	case N_BACKENDS:
-	case N_BACKEND:
-	case N_BSTATUS:
-	case N_BCONFIG:
-		break;
-	default:
+	case N_ROOT:
+	case N_README:
+	case N_RCONFIG:
+	case N_REVENTS:
+	case N_RFILTER:
+	case N_PROJECTS:
 		return true;
+	default:
+		break;
 	}
 	if (store_begin(fs->store, false, &tx))
 		return false;
-	if (n->kind == N_PROJECT || n->kind == N_PEVENTS || n->kind == N_BACKENDS)
+	if (n->kind == N_FSPEC)
+		ok = fleets_spec_exists(tx, n->project, n->backend, NULL, NULL) || n->open;
+	else if (n->kind == N_FLEET || n->kind == N_FSTATUS || n->kind == N_FEVENTS ||
+		 n->kind == N_FSSHCFG || n->kind == N_INSTANCES)
+		ok = fleets_dir_exists(tx, n->project, n->backend);
+	else if (n->kind == N_INSTANCE || n->kind == N_ISTATUS || n->kind == N_ISSH ||
+		 n->kind == N_IINFO)
+		ok = fleets_instance_exists(tx, n->project, n->backend, n->num);
+	else if (n->kind != N_BACKEND && n->kind != N_BSTATUS && n->kind != N_BCONFIG)
 		ok = store_project_get(tx, n->project, &p) == 0;
 	else if (store_backend_get(tx, n->project, n->backend, &b) == 0)
 		ok = n->kind != N_BCONFIG || b.has_config || n->open;
@@ -339,6 +402,89 @@ static int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *
 			*kind = N_PEVENTS;
 		else if (!strcmp(name, "backends"))
 			*kind = N_BACKENDS;
+		else if (!strcmp(name, "fleets"))
+			*kind = N_FLEETS;
+		else if (!strcmp(name, "ssh_config"))
+			*kind = N_PSSHCFG;
+		else if (!strcmp(name, "ssh"))
+			*kind = N_PSSHDIR;
+		else
+			return -ENOENT;
+		return 0;
+	case N_PSSHDIR:
+		if (!strcmp(name, "id_rsa"))
+			*kind = N_PKEY;
+		else if (!strcmp(name, "id_rsa.pub"))
+			*kind = N_PKEYPUB;
+		else if (!strcmp(name, "known_hosts"))
+			*kind = N_PKNOWN;
+		else
+			return -ENOENT;
+		return 0;
+	case N_FLEETS: {
+		char fl[STORE_NAME_MAX];
+		bool ok = false;
+		if (spec_name(name, fl, sizeof(fl))) {
+			d = tree_find(fs, p->ino, name);
+			if (d && d->kind == N_FSPEC && d->open) {
+				*kind = N_FSPEC;
+				return 0; /* being created */
+			}
+			if (store_begin(fs->store, false, &tx))
+				return -EIO;
+			ok = fleets_spec_exists(tx, p->project, fl, NULL, NULL);
+			store_abort(tx);
+			if (ok) {
+				*kind = N_FSPEC;
+				return 0;
+			}
+			goto draft;
+		}
+		if (fleet_name_valid(name, strlen(name))) {
+			if (store_begin(fs->store, false, &tx))
+				return -EIO;
+			ok = fleets_dir_exists(tx, p->project, name);
+			store_abort(tx);
+			if (ok) {
+				*kind = N_FLEET;
+				*backend = name;
+				return 0;
+			}
+		}
+		goto draft;
+	}
+	case N_FLEET:
+		if (!strcmp(name, "status"))
+			*kind = N_FSTATUS;
+		else if (!strcmp(name, "events"))
+			*kind = N_FEVENTS;
+		else if (!strcmp(name, "ssh_config"))
+			*kind = N_FSSHCFG;
+		else if (!strcmp(name, "instances"))
+			*kind = N_INSTANCES;
+		else
+			return -ENOENT;
+		return 0;
+	case N_INSTANCES: {
+		long long num = -1;
+		if (num_parse_ll(name, 0, 100000000, &num) || (name[0] == '0' && name[1]))
+			return -ENOENT;
+		if (store_begin(fs->store, false, &tx))
+			return -EIO;
+		bool ok = fleets_instance_exists(tx, p->project, p->backend, (unsigned)num);
+		store_abort(tx);
+		if (!ok)
+			return -ENOENT;
+		*kind = N_INSTANCE;
+		return 0;
+	}
+	case N_INSTANCE:
+		if (!strcmp(name, "status"))
+			*kind = N_ISTATUS;
+		else if (!strcmp(name, "ssh"))
+			*kind = N_ISSH;
+		else if (!strcmp(name, "info.yml"))
+			*kind = N_IINFO;
 		else
 			return -ENOENT;
 		return 0;
@@ -385,6 +531,9 @@ draft:
 /* Is name the canonical stored file of directory p? */
 static enum nkind canonical_in(const struct node *p, const char *name)
 {
+	char fl[STORE_NAME_MAX];
+	if (p->kind == N_FLEETS)
+		return spec_name(name, fl, sizeof(fl)) ? N_FSPEC : 0;
 	if (strcmp(name, "config.yml"))
 		return 0;
 	if (p->kind == N_ROOT)
@@ -392,6 +541,22 @@ static enum nkind canonical_in(const struct node *p, const char *name)
 	if (p->kind == N_BACKEND)
 		return N_BCONFIG;
 	return 0;
+}
+
+/* tree_child plus what identity the name itself carries: a spec's fleet, an instance's
+ * number (inherited by the files inside it). fs->lock held. */
+static struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
+			  const char *project, const char *backend)
+{
+	struct node *n = tree_child(fs, p, name, kind, project, backend);
+	char fl[STORE_NAME_MAX];
+	long long num = 0;
+	n->num = p->num;
+	if (kind == N_FSPEC && spec_name(name, fl, sizeof(fl)))
+		fmt(n->backend, sizeof(n->backend), "%s", fl);
+	else if (kind == N_INSTANCE && num_parse_ll(name, 0, 100000000, &num) == 0)
+		n->num = (unsigned)num;
+	return n;
 }
 
 /* ---- attributes ---- */
@@ -447,6 +612,18 @@ static int node_attr(struct fs *fs, struct node *n, struct stat *st)
 			size = n->pending_size;
 		if (n->has_pending_mtime)
 			st->st_mtim = n->pending_mtime;
+	} else if (n->kind == N_FSPEC) {
+		struct timespec mt = time_now();
+		st->st_mode = S_IFREG | 0600;
+		if (store_begin(fs->store, false, &tx))
+			return -EIO;
+		if (fleets_spec_exists(tx, n->project, n->backend, &size, &mt))
+			st->st_mtim = st->st_ctim = mt;
+		store_abort(tx);
+		if (n->dirty)
+			size = n->pending_size;
+		if (n->has_pending_mtime)
+			st->st_mtim = n->pending_mtime;
 	} else if (n->kind == N_RCONFIG) {
 		st->st_mode = S_IFREG | 0600;
 		if (n->dirty)
@@ -454,7 +631,8 @@ static int node_attr(struct fs *fs, struct node *n, struct stat *st)
 		else if (render_size(fs, n, &size))
 			return -EIO;
 	} else {
-		st->st_mode = S_IFREG | perm_ro(fs);
+		/* the project's private key is a secret: owner only, whatever the mount says */
+		st->st_mode = S_IFREG | (n->kind == N_PKEY ? 0600 : perm_ro(fs));
 		if (render_size(fs, n, &size))
 			return -EIO;
 	}
@@ -541,6 +719,11 @@ static int commit(fuse_req_t req, struct fs *fs, enum nkind kind, const char *pr
 		r = state_root_commit(fs->store, data, len, &c.bk, err, sizeof(err));
 		if (!r)
 			inval_projects(fs);
+	} else if (kind == N_FSPEC) {
+		r = fleets_commit(fs->store, project, backend, data, len, mtime, &c.bk, err,
+				  sizeof(err));
+		if (!r)
+			engine_wake(fs->engine);
 	} else {
 		r = state_backend_commit(fs->store, project, backend, data, len, mtime, &c.bk, err,
 					 sizeof(err));
@@ -561,7 +744,10 @@ static int canonical_content(struct fs *fs, enum nkind kind, const char *project
 	int r = store_begin(fs->store, false, &tx);
 	if (r)
 		return r;
-	r = store_backend_config(tx, project, backend, &data, &len);
+	if (kind == N_FSPEC)
+		r = fleets_spec_text(tx, project, backend, &data, &len);
+	else
+		r = store_backend_config(tx, project, backend, &data, &len);
 	store_abort(tx);
 	if (r)
 		return r;
@@ -607,7 +793,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	struct node *n = kind == N_DRAFT ? tree_find(fs, parent, name)
-					 : tree_child(fs, p, name, kind, project, backend);
+					 : child(fs, p, name, kind, project, backend);
 	reply_entry_locked(req, fs, n);
 }
 
@@ -747,7 +933,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
 		fmt(project, sizeof(project), "%s", n->project);
 		fmt(backend, sizeof(backend), "%s", n->backend);
-		bool pending = n->kind == N_BCONFIG && n->dirty;
+		bool pending = (n->kind == N_BCONFIG || n->kind == N_FSPEC) && n->dirty;
 		if (pending) {
 			n->pending_mtime = mt;
 			n->has_pending_mtime = true;
@@ -755,11 +941,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		pthread_mutex_unlock(&fs->lock);
 		if (kind == N_BCONFIG && !pending)
 			r = state_backend_set_mtime(fs->store, project, backend, false, mt);
+		else if (kind == N_FSPEC && !pending)
+			r = fleets_set_mtime(fs->store, project, backend, mt);
 		else if (kind == N_BACKEND)
 			r = state_backend_set_mtime(fs->store, project, backend, true, mt);
 		else if (kind == N_PROJECT)
 			r = state_project_set_mtime(fs->store, project, mt);
-		if (r == -ENOENT && kind == N_BCONFIG)
+		if (r == -ENOENT && (kind == N_BCONFIG || kind == N_FSPEC))
 			r = 0; /* not committed yet: the commit stamps it */
 	}
 reply:
@@ -843,6 +1031,19 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (pk == N_BACKENDS) {
 		r = has_drafts ? -ENOTEMPTY : state_backend_delete(fs->store, project, name, err,
 								    sizeof(err));
+	} else if (pk == N_PROJECT && !strcmp(name, "ssh")) {
+		r = 0; /* generated, like events (see below) */
+	} else if (pk == N_PROJECT && !strcmp(name, "fleets")) {
+		struct stx *tx = NULL;
+		char **names = NULL;
+		size_t n = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = fleets_list(tx, project, &names, NULL, &n);
+		store_abort(tx);
+		fleets_names_free(names, n);
+		if (!r && n)
+			r = -ENOTEMPTY;
 	} else if (pk == N_PROJECT && !strcmp(name, "backends")) {
 		/* like events, backends/ is part of every project: "removing" it succeeds when it
 		 * is empty, so that rm -r of a project works; the project itself goes at its rmdir */
@@ -920,6 +1121,10 @@ static int open_node(struct fs *fs, struct node *n, int flags, struct handle **o
 		}
 		h = handle_new(H_SNAP, n);
 		pthread_mutex_unlock(&fs->lock);
+		if (n->kind == N_ISTATUS)
+			/* live: a check younger than 5 s is reused, readers share one check, and
+			 * after 3 s the last known state is shown with its age */
+			engine_check(fs->engine, h->project, h->backend, n->num, 5000, 3000);
 		h->data.limit = 64 * 1024 * 1024;
 		r = render_file(fs, n, &h->data);
 		goto done;
@@ -939,12 +1144,12 @@ static int open_node(struct fs *fs, struct node *n, int flags, struct handle **o
 	if (n->kind == N_RCONFIG || exists) {
 		h->data.limit = n->kind == N_RCONFIG ? 256 * 1024 * 1024 : FS_MAX_FILE;
 		r = canonical_content(fs, h->nkind, h->project, h->backend, &h->data);
-		if (r == -ENOENT && n->kind == N_BCONFIG) {
+		if (r == -ENOENT && (n->kind == N_BCONFIG || n->kind == N_FSPEC)) {
 			r = 0; /* being created by another handle: start empty */
 		}
 		h->data.limit = FS_MAX_FILE > h->data.len ? FS_MAX_FILE : h->data.len;
 	}
-	if (!r && acc != O_RDONLY && n->kind == N_BCONFIG && !exists) {
+	if (!r && acc != O_RDONLY && (n->kind == N_BCONFIG || n->kind == N_FSPEC) && !exists) {
 		/* a new config.yml: it exists from now on for this writer */
 		pthread_mutex_lock(&fs->lock);
 		if (!h->dirty) {
@@ -993,7 +1198,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (n->kind == N_BCONFIG && !node_exists(fs, n) && !(fi->flags & O_CREAT)) {
+	if ((n->kind == N_BCONFIG || n->kind == N_FSPEC) && !node_exists(fs, n) &&
+	    !(fi->flags & O_CREAT)) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -1041,7 +1247,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	enum nkind ck = canonical_in(p, name);
 	if (ck) {
-		n = tree_child(fs, p, name, ck, p->project, p->backend);
+		n = child(fs, p, name, ck, p->project, p->backend);
 	} else if (draft_dir(p->kind)) {
 		enum nkind k;
 		const char *a, *b;
@@ -1167,7 +1373,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	pthread_mutex_unlock(&fs->lock);
 	if (note) {
 		char why[256];
-		if (h->nkind == N_BCONFIG) {
+		if (h->nkind == N_FSPEC) {
+			fmt(why, sizeof(why), "projects/%s/fleets/%s.yml: larger than %d bytes",
+			    h->project, h->backend, FS_MAX_FILE);
+			fleets_reject(fs->store, h->project, h->backend, why);
+		} else if (h->nkind == N_BCONFIG) {
 			fmt(why, sizeof(why), "projects/%s/backends/%s/config.yml: larger than %d bytes",
 			    h->project, h->backend, FS_MAX_FILE);
 			state_backend_reject(fs->store, h->project, h->backend, why);
@@ -1259,7 +1469,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (h->draft)
 		draft_put(h->draft);
 	n->open--;
-	if (inval && n->kind == N_BCONFIG && !n->open && !node_exists(fs, n) && n->linked) {
+	if (inval && (n->kind == N_BCONFIG || n->kind == N_FSPEC) && !n->open &&
+	    !node_exists(fs, n) && n->linked) {
 		gone = true;
 		parent = n->parent;
 		name = xstrdup(n->name);
@@ -1300,11 +1511,29 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (kind == N_PEVENTS || kind == N_BSTATUS) {
+	if (is_generated(kind) && p->project[0]) {
 		/* generated files come back by themselves; accepting their removal lets
 		 * `rm -r projects/<p>` and `rsync --delete` remove a project */
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, 0);
+		return;
+	}
+	if (kind == N_FSPEC) {
+		char pr[STORE_NAME_MAX], fl[STORE_NAME_MAX];
+		fmt(pr, sizeof(pr), "%s", p->project);
+		spec_name(name, fl, sizeof(fl));
+		pthread_mutex_unlock(&fs->lock);
+		r = fleets_unlink(fs->store, pr, fl, err, sizeof(err));
+		if (!r) {
+			bump(fs);
+			engine_wake(fs->engine);
+			pthread_mutex_lock(&fs->lock);
+			struct node *n = tree_find(fs, parent, name);
+			if (n)
+				tree_unlink(fs, n);
+			pthread_mutex_unlock(&fs->lock);
+		}
+		fuse_reply_err(req, -r);
 		return;
 	}
 	if (kind != N_BCONFIG) {
@@ -1382,7 +1611,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct node *src = tree_find(fs, parent, name);
 	if (!src) {
 		/* the kernel always looked the source up; be safe anyway */
-		src = tree_child(fs, p, name, sk, sp, sb);
+		src = child(fs, p, name, sk, sp, sb);
 	}
 	/* the content that moves */
 	struct buf content;
@@ -1391,6 +1620,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char tproject[STORE_NAME_MAX], tbackend[STORE_NAME_MAX];
 	fmt(tproject, sizeof(tproject), "%s", np->project);
 	fmt(tbackend, sizeof(tbackend), "%s", np->backend);
+	if (target == N_FSPEC)
+		spec_name(newname, tbackend, sizeof(tbackend));
 	char sproject[STORE_NAME_MAX], sbackend[STORE_NAME_MAX];
 	fmt(sproject, sizeof(sproject), "%s", src->project);
 	fmt(sbackend, sizeof(sbackend), "%s", src->backend);
@@ -1403,6 +1634,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (!r && sk != N_DRAFT) {
 		content.limit = 256 * 1024 * 1024;
 		r = canonical_content(fs, sk, sproject, sbackend, &content);
+		if (!r && sk == N_FSPEC) {
+			struct stx *tx = NULL;
+			if (store_begin(fs->store, false, &tx) == 0) {
+				fleets_spec_exists(tx, sproject, sbackend, NULL, &mtime);
+				store_abort(tx);
+			}
+		}
 		if (!r && sk == N_BCONFIG) {
 			struct stx *tx = NULL;
 			struct st_backend b;
@@ -1524,7 +1762,64 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 	case N_PROJECT:
 		dent_add(h, &cap, "backends", known_ino(fs, ino, "backends"), S_IFDIR);
 		dent_add(h, &cap, "events", known_ino(fs, ino, "events"), S_IFREG);
+		dent_add(h, &cap, "fleets", known_ino(fs, ino, "fleets"), S_IFDIR);
+		dent_add(h, &cap, "ssh", known_ino(fs, ino, "ssh"), S_IFDIR);
+		dent_add(h, &cap, "ssh_config", known_ino(fs, ino, "ssh_config"), S_IFREG);
 		break;
+	case N_PSSHDIR: {
+		static const char *const f[] = {"id_rsa", "id_rsa.pub", "known_hosts"};
+		for (size_t i = 0; i < 3; i++)
+			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
+		break;
+	}
+	case N_FLEET: {
+		static const char *const f[] = {"events", "ssh_config", "status"};
+		for (size_t i = 0; i < 3; i++)
+			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
+		dent_add(h, &cap, "instances", known_ino(fs, ino, "instances"), S_IFDIR);
+		break;
+	}
+	case N_INSTANCE: {
+		static const char *const f[] = {"info.yml", "ssh", "status"};
+		for (size_t i = 0; i < 3; i++)
+			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
+		break;
+	}
+	case N_FLEETS: {
+		char **names = NULL;
+		bool *live = NULL;
+		size_t nf = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = fleets_list(tx, n->project, &names, &live, &nf);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < nf; i++) {
+			char spec[STORE_NAME_MAX + 8];
+			if (live[i]) {
+				fmt(spec, sizeof(spec), "%s.yml", names[i]);
+				dent_add(h, &cap, spec, known_ino(fs, ino, spec), S_IFREG);
+			}
+			dent_add(h, &cap, names[i], known_ino(fs, ino, names[i]), S_IFDIR);
+		}
+		fleets_names_free(names, nf);
+		free(live);
+		break;
+	}
+	case N_INSTANCES: {
+		unsigned *nums = NULL;
+		size_t ni = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = fleets_instances(tx, n->project, n->backend, &nums, &ni);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < ni; i++) {
+			char nm[16];
+			fmt(nm, sizeof(nm), "%u", nums[i]);
+			dent_add(h, &cap, nm, known_ino(fs, ino, nm), S_IFDIR);
+		}
+		free(nums);
+		break;
+	}
 	case N_PROJECTS: {
 		struct st_project *ps = NULL;
 		size_t np = 0;
@@ -1667,7 +1962,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			if (resolve(fs, dir, name, &kind, &project, &backend))
 				continue; /* gone since the listing was taken */
 			n = kind == N_DRAFT ? tree_find(fs, ino, name)
-					    : tree_child(fs, dir, name, kind, project, backend);
+					    : child(fs, dir, name, kind, project, backend);
 			struct stat st;
 			if (!n || node_attr(fs, n, &st)) {
 				tree_maybe_free(fs, n);

@@ -1,7 +1,9 @@
 /* render: the generated files of the tree. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../core/fleets.h"
 #include "../core/state.h"
 #include "fs.h"
 
@@ -37,7 +39,10 @@ static const char rsync_filter[] =
 	"- /config.yml\n"
 	"- /.rsync-filter\n"
 	"- /projects/*/events\n"
-	"- /projects/*/backends/*/status\n";
+	"- /projects/*/backends/*/status\n"
+	"- /projects/*/ssh_config\n"
+	"- /projects/*/ssh/\n"
+	"- /projects/*/fleets/*/\n";
 
 int render_file(struct fs *fs, struct node *n, struct buf *out)
 {
@@ -60,6 +65,49 @@ int render_file(struct fs *fs, struct node *n, struct buf *out)
 		return r;
 	case N_BSTATUS:
 		return state_backend_status(fs->store, n->project, n->backend, out);
+	case N_FSTATUS:
+		return fleets_render_status(fs->store, n->project, n->backend, out);
+	case N_FEVENTS: {
+		char j[2 * STORE_NAME_MAX + 2];
+		fmt(j, sizeof(j), "%s:%s", n->project, n->backend);
+		r = store_begin(fs->store, false, &tx);
+		if (r)
+			return r;
+		r = store_events_read(tx, j, out);
+		store_abort(tx);
+		return r;
+	}
+	case N_FSSHCFG:
+		return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, n->backend,
+						out);
+	case N_PSSHCFG:
+		return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, NULL, out);
+	case N_PKNOWN:
+		return fleets_render_known_hosts(fs->store, n->project, out);
+	case N_PKEY:
+	case N_PKEYPUB: {
+		char *priv = NULL, *pub = NULL;
+		size_t plen = 0;
+		r = fleets_project_key(fs->store, n->project, true, &priv, &plen, &pub);
+		if (!r) {
+			if (n->kind == N_PKEY)
+				r = buf_append(out, priv, plen);
+			else
+				r = buf_printf(out, "%s\n", pub);
+		}
+		seal_free_secret(priv, plen);
+		free(pub);
+		return r;
+	}
+	case N_ISTATUS:
+		return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend,
+					      n->num, "status", out);
+	case N_ISSH:
+		return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend,
+					      n->num, "ssh", out);
+	case N_IINFO:
+		return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend,
+					      n->num, "info", out);
 	default:
 		return -EINVAL;
 	}
@@ -85,6 +133,16 @@ int render_size(struct fs *fs, struct node *n, size_t *size)
 		*size = store_events_size(tx, n->kind == N_REVENTS ? "" : n->project);
 		store_abort(tx);
 		return 0;
+	case N_FEVENTS: {
+		char j[2 * STORE_NAME_MAX + 2];
+		fmt(j, sizeof(j), "%s:%s", n->project, n->backend);
+		r = store_begin(fs->store, false, &tx);
+		if (r)
+			return r;
+		*size = store_events_size(tx, j);
+		store_abort(tx);
+		return 0;
+	}
 	case N_RCONFIG:
 		/* rendering opens every sealed config: cache the size per state generation */
 		pthread_mutex_lock(&fs->cache_lock);
@@ -108,6 +166,18 @@ int render_size(struct fs *fs, struct node *n, size_t *size)
 			pthread_mutex_unlock(&fs->cache_lock);
 		}
 		return r;
+	case N_PKEY:
+	case N_PKEYPUB: {
+		/* called under fs->lock: never generate here (that commits, and the store hook
+		 * takes fs->lock); a key not made yet reads as empty until its first open */
+		char *priv = NULL, *pub = NULL;
+		size_t plen = 0;
+		r = fleets_project_key(fs->store, n->project, false, &priv, &plen, &pub);
+		*size = r ? 0 : n->kind == N_PKEY ? plen : strlen(pub) + 1;
+		seal_free_secret(priv, plen);
+		free(pub);
+		return 0;
+	}
 	default:
 		buf_init(&b, 16 * 1024 * 1024);
 		r = render_file(fs, n, &b);

@@ -11,5 +11,8 @@ Suite *seal_suite(void);
 Suite *store_suite(void);
 Suite *state_suite(void);
 Suite *rootcfg_suite(void);
+Suite *fleetspec_suite(void);
+Suite *probe_suite(void);
+Suite *ssh_suite(void);
 
 #endif

@@ -1,0 +1,752 @@
+/* engine: see engine.h. */
+#include "engine.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../backends/ssh.h"
+#include "fleets.h"
+#include "probe.h"
+#include "util.h"
+
+#define ENGINE_MAX_WORKERS 32
+#define SSH_TIMEOUT_MS 15000
+#define SSH_MAX_OUT (256 * 1024)
+#define HISTORY_MAX 20
+
+static const double backoff_min[] = {1, 2, 5, 10, 30};
+
+struct job {
+	char key[3 * STORE_NAME_MAX];
+	struct job *next;
+};
+
+struct inflight {
+	char key[3 * STORE_NAME_MAX];
+	bool done;
+	unsigned waiters;
+	struct inflight *next;
+};
+
+struct engine {
+	struct store *s;
+	pthread_t sched;
+	pthread_t workers[ENGINE_MAX_WORKERS];
+	int nworkers;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* scheduler */
+	pthread_cond_t work;     /* workers */
+	pthread_cond_t checked;  /* live readers */
+	bool stop, kicked;
+	struct job *head, *tail;
+	char (*busy)[3 * STORE_NAME_MAX]; /* queued or being worked on */
+	size_t nbusy, capbusy;
+	struct inflight *inflight;
+	double scale;
+};
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsString(x) ? x->valuestring : "";
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+	return cJSON_IsNumber(x) ? x->valuedouble : 0;
+}
+
+static void jset_str(cJSON *o, const char *k, const char *v)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+	cJSON_AddStringToObject(o, k, v ? v : "");
+}
+
+static void jset_num(cJSON *o, const char *k, double v)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+	cJSON_AddNumberToObject(o, k, v);
+}
+
+static void jset_bool(cJSON *o, const char *k, bool v)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
+	cJSON_AddBoolToObject(o, k, v);
+}
+
+static double now_s(void)
+{
+	struct timespec ts = time_now();
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void history(cJSON *v, const char *what)
+{
+	cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log");
+	if (!cJSON_IsArray(log)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(v, "log");
+		log = cJSON_AddArrayToObject(v, "log");
+	}
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddNumberToObject(e, "at", (double)time(NULL));
+	cJSON_AddStringToObject(e, "what", what);
+	cJSON_AddItemToArray(log, e);
+	while (cJSON_GetArraySize(log) > HISTORY_MAX)
+		cJSON_DeleteItemFromArray(log, 0);
+}
+
+/* split "<p>/<fleet>/<num>" */
+static void split_key(const char *key, char *p, char *f, unsigned *num)
+{
+	const char *a = strchr(key, '/');
+	const char *b = a ? strchr(a + 1, '/') : NULL;
+	long long n = 0;
+	fmt(p, STORE_NAME_MAX, "%.*s", a ? (int)(a - key) : 0, key);
+	fmt(f, STORE_NAME_MAX, "%.*s", (a && b) ? (int)(b - a - 1) : 0, a ? a + 1 : "");
+	if (b)
+		num_parse_ll(b + 1, 0, 100000000, &n);
+	*num = (unsigned)n;
+}
+
+static int fleet_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fleet_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
+{
+	char msg[1536], fj[2 * STORE_NAME_MAX + 2];
+	va_list ap;
+	va_start(ap, fmtstr);
+	vfmt(msg, sizeof(msg), fmtstr, ap);
+	va_end(ap);
+	fmt(fj, sizeof(fj), "%s:%s", p, f);
+	int r = store_event(tx, p, "fleet=%s %s", f, msg);
+	if (!r)
+		r = store_event(tx, fj, "%s", msg);
+	return r;
+}
+
+/* ---- the queue ---- */
+
+static bool is_busy(struct engine *e, const char *key)
+{
+	for (size_t i = 0; i < e->nbusy; i++)
+		if (!strcmp(e->busy[i], key))
+			return true;
+	return false;
+}
+
+static void busy_del(struct engine *e, const char *key)
+{
+	for (size_t i = 0; i < e->nbusy; i++) {
+		if (!strcmp(e->busy[i], key)) {
+			memmove(e->busy[i], e->busy[e->nbusy - 1], sizeof(e->busy[i]));
+			e->nbusy--;
+			return;
+		}
+	}
+}
+
+/* lock held */
+static void enqueue(struct engine *e, const char *key, bool front)
+{
+	if (is_busy(e, key))
+		return;
+	if (e->nbusy == e->capbusy) {
+		e->capbusy = e->capbusy ? e->capbusy * 2 : 64;
+		e->busy = xrealloc(e->busy, e->capbusy * sizeof(*e->busy));
+	}
+	fmt(e->busy[e->nbusy++], sizeof(e->busy[0]), "%s", key);
+	struct job *j = xcalloc(1, sizeof(*j));
+	fmt(j->key, sizeof(j->key), "%s", key);
+	if (front) {
+		j->next = e->head;
+		e->head = j;
+		if (!e->tail)
+			e->tail = j;
+	} else {
+		if (e->tail)
+			e->tail->next = j;
+		else
+			e->head = j;
+		e->tail = j;
+	}
+	pthread_cond_signal(&e->work);
+}
+
+/* ---- the work on one row ---- */
+
+static int load_host(struct store *s, const char *p, const char *f, const char *host,
+		     cJSON **out)
+{
+	struct stx *tx = NULL;
+	char key[2 * STORE_NAME_MAX + 16], *js = NULL;
+	size_t len = 0;
+	*out = NULL;
+	int r = store_begin(s, false, &tx);
+	if (r)
+		return r;
+	fmt(key, sizeof(key), "f/%s/%s/hosts", p, f);
+	r = store_secret_get(tx, key, &js, &len);
+	store_abort(tx);
+	if (r)
+		return r;
+	cJSON *arr = cJSON_ParseWithLength(js, len), *it;
+	seal_free_secret(js, len);
+	r = -ENOENT;
+	cJSON_ArrayForEach(it, arr)
+	{
+		if (!strcmp(jstr(it, "hostname"), host)) {
+			*out = cJSON_Duplicate(it, 1);
+			r = 0;
+			break;
+		}
+	}
+	cJSON_Delete(arr);
+	return r;
+}
+
+static void ep_from(const cJSON *o, struct sshc_endpoint *ep, const char *pin)
+{
+	ep->host = jstr(o, "hostname");
+	ep->port = (int)jnum(o, "port");
+	if (!ep->port)
+		ep->port = 22;
+	ep->user = jstr(o, "user");
+	ep->key = jstr(o, "key");
+	ep->keylen = strlen(ep->key);
+	ep->pin = (pin && *pin) ? pin : NULL;
+}
+
+/* The command run on a host: install the project key for user access, then probe. */
+static char *host_command(const char *pub)
+{
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	/* pub is "type base64 comment": no quotes or shell specials in any part */
+	buf_printf(&b, "umask 077; mkdir -p \"$HOME/.ssh\" && "
+		       "(grep -qxF '%s' \"$HOME/.ssh/authorized_keys\" 2>/dev/null || "
+		       "echo '%s' >> \"$HOME/.ssh/authorized_keys\"); ",
+		   pub, pub);
+	buf_printf(&b, "%s", probe_command());
+	char *s = buf_steal(&b, NULL);
+	return s ? s : xstrdup(probe_command());
+}
+
+static cJSON *resources_json(const struct host_info *hi)
+{
+	cJSON *res = cJSON_CreateObject();
+	cJSON_AddNumberToObject(res, "cpus", hi->cpus);
+	cJSON_AddStringToObject(res, "arch", hi->arch);
+	cJSON_AddNumberToObject(res, "memory_mib", (double)hi->memory_mib);
+	cJSON_AddNumberToObject(res, "disk_mib", (double)hi->disk_mib);
+	cJSON *gpus = cJSON_AddArrayToObject(res, "gpus");
+	for (size_t i = 0; i < hi->ngpus; i++) {
+		cJSON *g = cJSON_CreateObject();
+		cJSON_AddStringToObject(g, "vendor", hi->gpus[i].vendor);
+		cJSON_AddStringToObject(g, "name", hi->gpus[i].name);
+		cJSON_AddNumberToObject(g, "memory_mib", (double)hi->gpus[i].memory_mib);
+		cJSON_AddItemToArray(gpus, g);
+	}
+	cJSON_AddStringToObject(res, "addrs", hi->addrs);
+	return res;
+}
+
+static void gpu_summary(const struct host_info *hi, char *out, size_t n)
+{
+	out[0] = '\0';
+	if (!hi->ngpus) {
+		fmt(out, n, "no GPUs");
+		return;
+	}
+	fmt(out, n, "%zux%s %lluGB", hi->ngpus, hi->gpus[0].name,
+	    (unsigned long long)(hi->gpus[0].memory_mib / 1024));
+}
+
+struct outcome {
+	int r;                       /* sshc_run result, or probe parse error */
+	char err[512];
+	struct host_info hi;
+	char host_key[SSHC_HOSTKEY_MAX];
+	char jump_key[SSHC_HOSTKEY_MAX];
+};
+
+static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSON *row,
+		      struct outcome *o)
+{
+	cJSON *h = NULL;
+	char *priv = NULL, *pub = NULL, *cmd = NULL;
+	size_t privlen = 0;
+	struct sshc_result res;
+	memset(&res, 0, sizeof(res));
+	memset(o, 0, sizeof(*o));
+	o->r = load_host(e->s, p, f, jstr(row, "host"), &h);
+	if (o->r) {
+		fmt(o->err, sizeof(o->err), "the host is no longer in the spec");
+		return;
+	}
+	o->r = fleets_project_key(e->s, p, true, &priv, &privlen, &pub);
+	if (o->r) {
+		fmt(o->err, sizeof(o->err), "project key: %s", strerror(-o->r));
+		goto out;
+	}
+	struct sshc_endpoint target, jump;
+	ep_from(h, &target, jstr(row, "hostkey"));
+	const cJSON *px = cJSON_GetObjectItemCaseSensitive(h, "proxy");
+	if (cJSON_IsObject(px))
+		ep_from(px, &jump, jstr(row, "jumpkey"));
+	cmd = host_command(pub);
+	o->r = sshc_run(&target, cJSON_IsObject(px) ? &jump : NULL, cmd, SSH_TIMEOUT_MS,
+			SSH_MAX_OUT, &res, o->err, sizeof(o->err));
+	fmt(o->host_key, sizeof(o->host_key), "%s", res.host_key);
+	fmt(o->jump_key, sizeof(o->jump_key), "%s", res.jump_key);
+	if (o->r)
+		goto out;
+	if (res.exit_status != 0 && (!res.out || !strstr(res.out, "### "))) {
+		o->r = -EIO;
+		fmt(o->err, sizeof(o->err), "the probe failed on the host (exit %d)",
+		    res.exit_status);
+		goto out;
+	}
+	o->r = probe_parse(res.out ? res.out : "", res.outlen, &o->hi, o->err, sizeof(o->err));
+out:
+	sshc_result_free(&res);
+	cJSON_Delete(h);
+	free(cmd);
+	free(pub);
+	seal_free_secret(priv, privlen);
+}
+
+static double backoff(struct engine *e, double attempts)
+{
+	size_t i = attempts < 1 ? 0 : (size_t)attempts - 1;
+	if (i >= sizeof(backoff_min) / sizeof(backoff_min[0]))
+		i = sizeof(backoff_min) / sizeof(backoff_min[0]) - 1;
+	return backoff_min[i] * 60.0 * e->scale;
+}
+
+/* Apply an SSH outcome to the row (re-read inside tx). */
+static int apply_outcome(struct engine *e, struct stx *tx, const char *key, const char *p,
+			 const char *f, unsigned num, const struct outcome *o)
+{
+	cJSON *v = NULL;
+	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	if (r)
+		return r == -ENOENT ? 0 : r;
+	const char *st = jstr(v, "status");
+	double now = now_s();
+	bool pending = !strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING);
+	bool live = !strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY);
+	if (!pending && !live)
+		goto out; /* terminating meanwhile: the spec changed, it wins */
+	jset_num(v, "checked", now);
+	jset_num(v, "updated", now);
+	if (o->r == 0) {
+		if (!*jstr(v, "hostkey") && *o->host_key)
+			jset_str(v, "hostkey", o->host_key);
+		if (!*jstr(v, "jumpkey") && *o->jump_key)
+			jset_str(v, "jumpkey", o->jump_key);
+		cJSON_DeleteItemFromObjectCaseSensitive(v, "res");
+		cJSON_AddItemToObject(v, "res", resources_json(&o->hi));
+		bool was_unreachable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
+		jset_bool(v, "unreachable", false);
+		jset_str(v, "check_error", "");
+		char gs[128];
+		gpu_summary(&o->hi, gs, sizeof(gs));
+		if (pending) {
+			jset_str(v, "status", IST_IDLE);
+			jset_num(v, "started", now);
+			jset_num(v, "next_try", 0);
+			char why[256];
+			fmt(why, sizeof(why), "ready: %d cpus, %llu GiB memory, %s", o->hi.cpus,
+			    (unsigned long long)(o->hi.memory_mib / 1024), gs);
+			jset_str(v, "reason", why);
+			history(v, why);
+			r = fleet_event(tx, p, f, "instance=%u idle %s %s (%d cpus, %llu GiB, %s)",
+					num, jstr(v, "host"), o->hi.arch, o->hi.cpus,
+					(unsigned long long)(o->hi.memory_mib / 1024), gs);
+		} else if (was_unreachable) {
+			jset_str(v, "reason", "reachable again");
+			history(v, "reachable again");
+			r = fleet_event(tx, p, f, "instance=%u reachable again", num);
+		}
+	} else {
+		char why[700];
+		if (o->r == -EKEYREJECTED)
+			fmt(why, sizeof(why), "host key changed: %s; the pinned key stays and the "
+					      "new one is never accepted (remove the host from the "
+					      "spec and add it back if the change is expected)",
+			    o->err);
+		else
+			fmt(why, sizeof(why), "%s", o->err[0] ? o->err : strerror(-o->r));
+		if (pending) {
+			double attempts = jnum(v, "attempts") + 1;
+			double next = now + backoff(e, attempts);
+			char ts[32], msg[900];
+			time_iso((time_t)next, ts, sizeof(ts));
+			jset_num(v, "attempts", attempts);
+			jset_num(v, "next_try", next);
+			jset_str(v, "last_error", why);
+			jset_num(v, "last_error_at", now);
+			fmt(msg, sizeof(msg), "attempt %.0f failed: %s; next try at %s", attempts, why,
+			    ts);
+			jset_str(v, "reason", msg);
+			history(v, msg);
+			r = fleet_event(tx, p, f, "instance=%u pending: %s", num, msg);
+		} else {
+			bool was = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
+			jset_bool(v, "unreachable", true);
+			jset_str(v, "check_error", why);
+			jset_str(v, "last_error", why);
+			jset_num(v, "last_error_at", now);
+			if (!was) {
+				char msg[800];
+				fmt(msg, sizeof(msg), "unreachable: %s", why);
+				jset_str(v, "reason", msg);
+				history(v, msg);
+				r = fleet_event(tx, p, f, "instance=%u unreachable (kept, never "
+							  "terminated): %s",
+						num, why);
+			}
+		}
+	}
+	if (!r)
+		r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
+out:
+	cJSON_Delete(v);
+	return r;
+}
+
+static void work_one(struct engine *e, const char *key)
+{
+	char p[STORE_NAME_MAX], f[STORE_NAME_MAX];
+	unsigned num;
+	struct stx *tx = NULL;
+	cJSON *v = NULL;
+	split_key(key, p, f, &num);
+	if (store_begin(e->s, false, &tx))
+		return;
+	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	store_abort(tx);
+	if (r)
+		return;
+	const char *st = jstr(v, "status");
+	if (!strcmp(st, IST_TERMINATING)) {
+		/* SSH hosts: fleetfs installed nothing but the project key, which stays (the user
+		 * may still use the host); cloud rows of this version never reached a provider.
+		 * Either way nothing is left to release: the row goes. */
+		if (store_begin(e->s, true, &tx) == 0) {
+			cJSON *cur = NULL;
+			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
+			    !strcmp(jstr(cur, "status"), IST_TERMINATING)) {
+				r = store_obj_del(tx, SDB_INSTANCES, key, p);
+				if (!r)
+					r = fleet_event(tx, p, f, "instance=%u terminated (%s)", num,
+							jstr(cur, "termination_reason"));
+				if (!r)
+					r = store_commit(tx);
+				else
+					store_abort(tx);
+				tx = NULL;
+			}
+			cJSON_Delete(cur);
+			store_abort(tx);
+		}
+		goto out;
+	}
+	if (!*jstr(v, "host")) {
+		/* a backend fleet's row: no backend of this version can create instances */
+		if (store_begin(e->s, true, &tx) == 0) {
+			cJSON *cur = NULL;
+			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
+			    !strcmp(jstr(cur, "status"), IST_PENDING)) {
+				double next = now_s() + backoff(e, 5);
+				jset_num(cur, "next_try", next);
+				jset_str(cur, "reason", "waiting for offers: no backend of this fleetfs "
+							"version can create cloud instances yet");
+				r = store_obj_put(tx, SDB_INSTANCES, key, cur, p);
+				if (!r)
+					r = store_commit(tx);
+				else
+					store_abort(tx);
+				tx = NULL;
+			}
+			cJSON_Delete(cur);
+			store_abort(tx);
+		}
+		goto out;
+	}
+	struct outcome o;
+	ssh_probe(e, p, f, v, &o);
+	if (store_begin(e->s, true, &tx) == 0) {
+		r = apply_outcome(e, tx, key, p, f, num, &o);
+		if (!r)
+			store_commit(tx);
+		else
+			store_abort(tx);
+	}
+out:
+	cJSON_Delete(v);
+}
+
+static void *worker_main(void *arg)
+{
+	struct engine *e = arg;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stop) {
+		if (!e->head) {
+			pthread_cond_wait(&e->work, &e->lock);
+			continue;
+		}
+		struct job *j = e->head;
+		e->head = j->next;
+		if (!e->head)
+			e->tail = NULL;
+		pthread_mutex_unlock(&e->lock);
+		work_one(e, j->key);
+		pthread_mutex_lock(&e->lock);
+		busy_del(e, j->key);
+		for (struct inflight *f = e->inflight; f; f = f->next)
+			if (!strcmp(f->key, j->key))
+				f->done = true;
+		pthread_cond_broadcast(&e->checked);
+		free(j);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* ---- the scheduler ---- */
+
+static bool due(struct engine *e, const cJSON *v, double now)
+{
+	const char *st = jstr(v, "status");
+	if (!strcmp(st, IST_TERMINATING))
+		return true;
+	if (!strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING))
+		return jnum(v, "next_try") <= now;
+	if (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY))
+		return jnum(v, "checked") + 60.0 * e->scale <= now;
+	return false;
+}
+
+/* Deleted fleets whose instances are all gone disappear. */
+static void sweep_fleets(struct engine *e)
+{
+	struct stx *tx = NULL;
+	cJSON *fl = NULL, *it;
+	if (store_begin(e->s, true, &tx))
+		return;
+	if (store_obj_list(tx, SDB_FLEETS, "", &fl)) {
+		store_abort(tx);
+		return;
+	}
+	bool changed = false;
+	cJSON_ArrayForEach(it, fl)
+	{
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "deleted")))
+			continue;
+		char p[STORE_NAME_MAX], f[STORE_NAME_MAX], prefix[3 * STORE_NAME_MAX];
+		const char *k = jstr(it, "key"), *slash = strchr(k, '/');
+		if (!slash)
+			continue;
+		fmt(p, sizeof(p), "%.*s", (int)(slash - k), k);
+		fmt(f, sizeof(f), "%s", slash + 1);
+		fmt(prefix, sizeof(prefix), "%s/", k);
+		cJSON *insts = NULL;
+		if (store_obj_list(tx, SDB_INSTANCES, prefix, &insts) == 0 &&
+		    cJSON_GetArraySize(insts) == 0) {
+			fmt(prefix, sizeof(prefix), "f/%s/", k);
+			if (!store_obj_del(tx, SDB_FLEETS, k, p) &&
+			    !store_secret_del_prefix(tx, prefix) &&
+			    !fleet_event(tx, p, f, "terminated: every instance is gone"))
+				changed = true;
+		}
+		cJSON_Delete(insts);
+	}
+	cJSON_Delete(fl);
+	if (changed)
+		store_commit(tx);
+	else
+		store_abort(tx);
+}
+
+static void *sched_main(void *arg)
+{
+	struct engine *e = arg;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stop) {
+		e->kicked = false;
+		pthread_mutex_unlock(&e->lock);
+		struct stx *tx = NULL;
+		cJSON *all = NULL, *it;
+		if (store_begin(e->s, false, &tx) == 0) {
+			store_obj_list(tx, SDB_INSTANCES, "", &all);
+			store_abort(tx);
+		}
+		double now = now_s();
+		pthread_mutex_lock(&e->lock);
+		cJSON_ArrayForEach(it, all)
+		if (due(e, cJSON_GetObjectItemCaseSensitive(it, "value"), now))
+			enqueue(e, jstr(it, "key"), false);
+		pthread_mutex_unlock(&e->lock);
+		cJSON_Delete(all);
+		sweep_fleets(e);
+		pthread_mutex_lock(&e->lock);
+		if (e->stop || e->kicked)
+			continue;
+		/* scan again within a second (scaled), or at once when kicked */
+		double wait = e->scale < 1 ? 0.25 : 1.0;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (long)(wait * 1e9);
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&e->wake, &e->lock, &until);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+int engine_start(struct store *s, int workers, struct engine **out)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	e->s = s;
+	e->scale = 1.0;
+	const char *sc = getenv("FLEETFS_TIME_SCALE");
+	if (sc) {
+		char *end = NULL;
+		double d = strtod(sc, &end);
+		if (end && !*end && d > 0 && d <= 100)
+			e->scale = d;
+	}
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->wake, NULL);
+	pthread_cond_init(&e->work, NULL);
+	pthread_cond_init(&e->checked, NULL);
+	if (workers < 1)
+		workers = 1;
+	if (workers > ENGINE_MAX_WORKERS)
+		workers = ENGINE_MAX_WORKERS;
+	int r = sshc_global_init();
+	if (r) {
+		free(e);
+		return r;
+	}
+	for (int i = 0; i < workers; i++) {
+		if (pthread_create(&e->workers[i], NULL, worker_main, e))
+			break;
+		e->nworkers++;
+	}
+	if (pthread_create(&e->sched, NULL, sched_main, e)) {
+		engine_stop(e);
+		return -EAGAIN;
+	}
+	*out = e;
+	return 0;
+}
+
+void engine_stop(struct engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stop = true;
+	pthread_cond_broadcast(&e->wake);
+	pthread_cond_broadcast(&e->work);
+	pthread_cond_broadcast(&e->checked);
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->sched, NULL);
+	for (int i = 0; i < e->nworkers; i++)
+		pthread_join(e->workers[i], NULL);
+	while (e->head) {
+		struct job *j = e->head;
+		e->head = j->next;
+		free(j);
+	}
+	while (e->inflight) {
+		struct inflight *f = e->inflight;
+		e->inflight = f->next;
+		free(f);
+	}
+	free(e->busy);
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->wake);
+	pthread_cond_destroy(&e->work);
+	pthread_cond_destroy(&e->checked);
+	free(e);
+}
+
+void engine_wake(struct engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->kicked = true;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void engine_check(struct engine *e, const char *project, const char *fleet, unsigned num,
+		  int ttl_ms, int wait_ms)
+{
+	char key[3 * STORE_NAME_MAX];
+	struct stx *tx = NULL;
+	cJSON *v = NULL;
+	if (!e)
+		return;
+	fmt(key, sizeof(key), "%s/%s/%08u", project, fleet, num);
+	if (store_begin(e->s, false, &tx))
+		return;
+	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	store_abort(tx);
+	if (r)
+		return;
+	const char *st = jstr(v, "status");
+	bool checkable = *jstr(v, "host") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY));
+	bool fresh = now_s() - jnum(v, "checked") < ttl_ms / 1000.0;
+	cJSON_Delete(v);
+	if (!checkable || fresh)
+		return;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&e->lock);
+	struct inflight *f = e->inflight;
+	while (f && strcmp(f->key, key))
+		f = f->next;
+	if (!f || f->done) {
+		if (!f) {
+			f = xcalloc(1, sizeof(*f));
+			fmt(f->key, sizeof(f->key), "%s", key);
+			f->next = e->inflight;
+			e->inflight = f;
+		}
+		f->done = false;
+		if (!is_busy(e, key))
+			enqueue(e, key, true);
+	}
+	f->waiters++;
+	while (!f->done && !e->stop)
+		if (pthread_cond_timedwait(&e->checked, &e->lock, &until) == ETIMEDOUT)
+			break;
+	if (--f->waiters == 0 && f->done) {
+		struct inflight **pp = &e->inflight;
+		while (*pp && *pp != f)
+			pp = &(*pp)->next;
+		if (*pp)
+			*pp = f->next;
+		free(f);
+	}
+	pthread_mutex_unlock(&e->lock);
+}

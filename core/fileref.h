@@ -1,0 +1,30 @@
+/* fileref: files a configuration names by path (a backend's key_file, a fleet's identity_file).
+ *
+ * Paths are those of the *writer*: "~/x" resolves against ctx->home, a relative path against
+ * ctx->cwd, an absolute path is taken as is. A file inside ctx->mountpoint is refused (reading
+ * our own mount from a request handler could deadlock), and so is anything that is not a
+ * regular file or is larger than the caller's cap.
+ *
+ * Messages go into `why` without a file/line prefix (the caller adds its own, e.g. through
+ * ydoc_err); they name the resolved path but never the file's contents.
+ */
+#ifndef FLEETFS_FILEREF_H
+#define FLEETFS_FILEREF_H
+
+#include <stddef.h>
+
+struct bk_ctx;
+
+/* Resolve p (as written in the config) into abs (abslen bytes). ctx may be NULL (then only
+ * absolute paths resolve). Returns 0 or -EINVAL with the reason in why. */
+int fileref_resolve(const struct bk_ctx *ctx, const char *p, char *abs, size_t abslen, char *why,
+		    size_t whylen);
+
+/* Read the regular file abs (an absolute path from fileref_resolve), at most max bytes.
+ * On success *data is malloc'd and NUL-terminated past *len (caller frees). Returns 0,
+ * -EINVAL with the reason in why (refused, missing, unreadable, not regular, too large),
+ * or -ENOMEM. */
+int fileref_read(const struct bk_ctx *ctx, const char *abs, size_t max, char **data, size_t *len,
+		 char *why, size_t whylen);
+
+#endif
