@@ -18,7 +18,7 @@ CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
 BACKENDS_SRC := backends/ssh.c
-ENGINE_SRC := core/fleets.c core/fleetview.c core/engine.c
+ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c
 FS_SRC    := fs/main.c fs/tree.c fs/ops.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
@@ -32,18 +32,24 @@ PYTHON  ?= /usr/bin/python3
 .PHONY: all check test unit integration deps lint bench run install clean
 all: fleetfs
 
-fleetfs: $(LIB_OBJ) $(FS_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(PKGLIBS)
+# V=1 shows the compiler command lines
+Q := $(if $(V),,@)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h cache/*.h fs/*.h)
+fleetfs: $(LIB_OBJ) $(FS_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKGLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard core/*.h cache/*.h fs/*.h backends/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # Unit tests: Check, under ASan+UBSan, built separately so the daemon build stays plain.
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-build/unit-tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard core/*.h cache/*.h tests/unit/*.h)
+build/unit-tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard core/*.h cache/*.h backends/*.h tests/unit/*.h)
 	@mkdir -p build
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKGCFLAGS) $(shell pkg-config --cflags check) \
+	@echo "  CC      $@ (ASan+UBSan)"
+	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKGCFLAGS) $(shell pkg-config --cflags check) \
 	    -o $@ $(LIB_SRC) $(UNIT_SRC) $(PKGLIBS) $(shell pkg-config --libs check)
 
 check: build/unit-tests lint

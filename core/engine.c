@@ -13,6 +13,7 @@
 
 #include "../backends/ssh.h"
 #include "fleets.h"
+#include "jsonx.h"
 #include "probe.h"
 #include "util.h"
 
@@ -52,36 +53,6 @@ struct engine {
 	double scale;
 };
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(x) ? x->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
-
-static void jset_str(cJSON *o, const char *k, const char *v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-	cJSON_AddStringToObject(o, k, v ? v : "");
-}
-
-static void jset_num(cJSON *o, const char *k, double v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-	cJSON_AddNumberToObject(o, k, v);
-}
-
-static void jset_bool(cJSON *o, const char *k, bool v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-	cJSON_AddBoolToObject(o, k, v);
-}
-
 static double now_s(void)
 {
 	struct timespec ts = time_now();
@@ -114,22 +85,6 @@ static void split_key(const char *key, char *p, char *f, unsigned *num)
 	if (b)
 		num_parse_ll(b + 1, 0, 100000000, &n);
 	*num = (unsigned)n;
-}
-
-static int fleet_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fleet_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
-{
-	char msg[1536], fj[2 * STORE_NAME_MAX + 2];
-	va_list ap;
-	va_start(ap, fmtstr);
-	vfmt(msg, sizeof(msg), fmtstr, ap);
-	va_end(ap);
-	fmt(fj, sizeof(fj), "%s:%s", p, f);
-	int r = store_event(tx, p, "fleet=%s %s", f, msg);
-	if (!r)
-		r = store_event(tx, fj, "%s", msg);
-	return r;
 }
 
 /* ---- the queue ---- */
@@ -202,7 +157,7 @@ static int load_host(struct store *s, const char *p, const char *f, const char *
 	r = -ENOENT;
 	cJSON_ArrayForEach(it, arr)
 	{
-		if (!strcmp(jstr(it, "hostname"), host)) {
+		if (!strcmp(jx_str(it, "hostname"), host)) {
 			*out = cJSON_Duplicate(it, 1);
 			r = 0;
 			break;
@@ -214,12 +169,12 @@ static int load_host(struct store *s, const char *p, const char *f, const char *
 
 static void ep_from(const cJSON *o, struct sshc_endpoint *ep, const char *pin)
 {
-	ep->host = jstr(o, "hostname");
-	ep->port = (int)jnum(o, "port");
+	ep->host = jx_str(o, "hostname");
+	ep->port = (int)jx_num(o, "port");
 	if (!ep->port)
 		ep->port = 22;
-	ep->user = jstr(o, "user");
-	ep->key = jstr(o, "key");
+	ep->user = jx_str(o, "user");
+	ep->key = jx_str(o, "key");
 	ep->keylen = strlen(ep->key);
 	ep->pin = (pin && *pin) ? pin : NULL;
 }
@@ -286,7 +241,7 @@ static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSO
 	struct sshc_result res;
 	memset(&res, 0, sizeof(res));
 	memset(o, 0, sizeof(*o));
-	o->r = load_host(e->s, p, f, jstr(row, "host"), &h);
+	o->r = load_host(e->s, p, f, jx_str(row, "host"), &h);
 	if (o->r) {
 		fmt(o->err, sizeof(o->err), "the host is no longer in the spec");
 		return;
@@ -297,10 +252,10 @@ static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSO
 		goto out;
 	}
 	struct sshc_endpoint target, jump;
-	ep_from(h, &target, jstr(row, "hostkey"));
+	ep_from(h, &target, jx_str(row, "hostkey"));
 	const cJSON *px = cJSON_GetObjectItemCaseSensitive(h, "proxy");
 	if (cJSON_IsObject(px))
-		ep_from(px, &jump, jstr(row, "jumpkey"));
+		ep_from(px, &jump, jx_str(row, "jumpkey"));
 	cmd = host_command(pub);
 	o->r = sshc_run(&target, cJSON_IsObject(px) ? &jump : NULL, cmd, SSH_TIMEOUT_MS,
 			SSH_MAX_OUT, &res, o->err, sizeof(o->err));
@@ -339,42 +294,42 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
 	if (r)
 		return r == -ENOENT ? 0 : r;
-	const char *st = jstr(v, "status");
+	const char *st = jx_str(v, "status");
 	double now = now_s();
 	bool pending = !strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING);
 	bool live = !strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY);
 	if (!pending && !live)
 		goto out; /* terminating meanwhile: the spec changed, it wins */
-	jset_num(v, "checked", now);
-	jset_num(v, "updated", now);
+	jx_set_num(v, "checked", now);
+	jx_set_num(v, "updated", now);
 	if (o->r == 0) {
-		if (!*jstr(v, "hostkey") && *o->host_key)
-			jset_str(v, "hostkey", o->host_key);
-		if (!*jstr(v, "jumpkey") && *o->jump_key)
-			jset_str(v, "jumpkey", o->jump_key);
+		if (!*jx_str(v, "hostkey") && *o->host_key)
+			jx_set_str(v, "hostkey", o->host_key);
+		if (!*jx_str(v, "jumpkey") && *o->jump_key)
+			jx_set_str(v, "jumpkey", o->jump_key);
 		cJSON_DeleteItemFromObjectCaseSensitive(v, "res");
 		cJSON_AddItemToObject(v, "res", resources_json(&o->hi));
 		bool was_unreachable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-		jset_bool(v, "unreachable", false);
-		jset_str(v, "check_error", "");
+		jx_set_bool(v, "unreachable", false);
+		jx_set_str(v, "check_error", "");
 		char gs[128];
 		gpu_summary(&o->hi, gs, sizeof(gs));
 		if (pending) {
-			jset_str(v, "status", IST_IDLE);
-			jset_num(v, "started", now);
-			jset_num(v, "next_try", 0);
+			jx_set_str(v, "status", IST_IDLE);
+			jx_set_num(v, "started", now);
+			jx_set_num(v, "next_try", 0);
 			char why[256];
 			fmt(why, sizeof(why), "ready: %d cpus, %llu GiB memory, %s", o->hi.cpus,
 			    (unsigned long long)(o->hi.memory_mib / 1024), gs);
-			jset_str(v, "reason", why);
+			jx_set_str(v, "reason", why);
 			history(v, why);
-			r = fleet_event(tx, p, f, "instance=%u idle %s %s (%d cpus, %llu GiB, %s)",
-					num, jstr(v, "host"), o->hi.arch, o->hi.cpus,
+			r = fleets_event(tx, p, f, "instance=%u idle %s %s (%d cpus, %llu GiB, %s)",
+					num, jx_str(v, "host"), o->hi.arch, o->hi.cpus,
 					(unsigned long long)(o->hi.memory_mib / 1024), gs);
 		} else if (was_unreachable) {
-			jset_str(v, "reason", "reachable again");
+			jx_set_str(v, "reason", "reachable again");
 			history(v, "reachable again");
-			r = fleet_event(tx, p, f, "instance=%u reachable again", num);
+			r = fleets_event(tx, p, f, "instance=%u reachable again", num);
 		}
 	} else {
 		char why[700];
@@ -386,31 +341,31 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 		else
 			fmt(why, sizeof(why), "%s", o->err[0] ? o->err : strerror(-o->r));
 		if (pending) {
-			double attempts = jnum(v, "attempts") + 1;
+			double attempts = jx_num(v, "attempts") + 1;
 			double next = now + backoff(e, attempts);
 			char ts[32], msg[900];
 			time_iso((time_t)next, ts, sizeof(ts));
-			jset_num(v, "attempts", attempts);
-			jset_num(v, "next_try", next);
-			jset_str(v, "last_error", why);
-			jset_num(v, "last_error_at", now);
+			jx_set_num(v, "attempts", attempts);
+			jx_set_num(v, "next_try", next);
+			jx_set_str(v, "last_error", why);
+			jx_set_num(v, "last_error_at", now);
 			fmt(msg, sizeof(msg), "attempt %.0f failed: %s; next try at %s", attempts, why,
 			    ts);
-			jset_str(v, "reason", msg);
+			jx_set_str(v, "reason", msg);
 			history(v, msg);
-			r = fleet_event(tx, p, f, "instance=%u pending: %s", num, msg);
+			r = fleets_event(tx, p, f, "instance=%u pending: %s", num, msg);
 		} else {
 			bool was = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-			jset_bool(v, "unreachable", true);
-			jset_str(v, "check_error", why);
-			jset_str(v, "last_error", why);
-			jset_num(v, "last_error_at", now);
+			jx_set_bool(v, "unreachable", true);
+			jx_set_str(v, "check_error", why);
+			jx_set_str(v, "last_error", why);
+			jx_set_num(v, "last_error_at", now);
 			if (!was) {
 				char msg[800];
 				fmt(msg, sizeof(msg), "unreachable: %s", why);
-				jset_str(v, "reason", msg);
+				jx_set_str(v, "reason", msg);
 				history(v, msg);
-				r = fleet_event(tx, p, f, "instance=%u unreachable (kept, never "
+				r = fleets_event(tx, p, f, "instance=%u unreachable (kept, never "
 							  "terminated): %s",
 						num, why);
 			}
@@ -436,7 +391,7 @@ static void work_one(struct engine *e, const char *key)
 	store_abort(tx);
 	if (r)
 		return;
-	const char *st = jstr(v, "status");
+	const char *st = jx_str(v, "status");
 	if (!strcmp(st, IST_TERMINATING)) {
 		/* SSH hosts: fleetfs installed nothing but the project key, which stays (the user
 		 * may still use the host); cloud rows of this version never reached a provider.
@@ -444,11 +399,11 @@ static void work_one(struct engine *e, const char *key)
 		if (store_begin(e->s, true, &tx) == 0) {
 			cJSON *cur = NULL;
 			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
-			    !strcmp(jstr(cur, "status"), IST_TERMINATING)) {
+			    !strcmp(jx_str(cur, "status"), IST_TERMINATING)) {
 				r = store_obj_del(tx, SDB_INSTANCES, key, p);
 				if (!r)
-					r = fleet_event(tx, p, f, "instance=%u terminated (%s)", num,
-							jstr(cur, "termination_reason"));
+					r = fleets_event(tx, p, f, "instance=%u terminated (%s)", num,
+							jx_str(cur, "termination_reason"));
 				if (!r)
 					r = store_commit(tx);
 				else
@@ -460,15 +415,15 @@ static void work_one(struct engine *e, const char *key)
 		}
 		goto out;
 	}
-	if (!*jstr(v, "host")) {
+	if (!*jx_str(v, "host")) {
 		/* a backend fleet's row: no backend of this version can create instances */
 		if (store_begin(e->s, true, &tx) == 0) {
 			cJSON *cur = NULL;
 			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
-			    !strcmp(jstr(cur, "status"), IST_PENDING)) {
+			    !strcmp(jx_str(cur, "status"), IST_PENDING)) {
 				double next = now_s() + backoff(e, 5);
-				jset_num(cur, "next_try", next);
-				jset_str(cur, "reason", "waiting for offers: no backend of this fleetfs "
+				jx_set_num(cur, "next_try", next);
+				jx_set_str(cur, "reason", "waiting for offers: no backend of this fleetfs "
 							"version can create cloud instances yet");
 				r = store_obj_put(tx, SDB_INSTANCES, key, cur, p);
 				if (!r)
@@ -526,13 +481,13 @@ static void *worker_main(void *arg)
 
 static bool due(struct engine *e, const cJSON *v, double now)
 {
-	const char *st = jstr(v, "status");
+	const char *st = jx_str(v, "status");
 	if (!strcmp(st, IST_TERMINATING))
 		return true;
 	if (!strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING))
-		return jnum(v, "next_try") <= now;
+		return jx_num(v, "next_try") <= now;
 	if (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY))
-		return jnum(v, "checked") + 60.0 * e->scale <= now;
+		return jx_num(v, "checked") + 60.0 * e->scale <= now;
 	return false;
 }
 
@@ -554,7 +509,7 @@ static void sweep_fleets(struct engine *e)
 		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "deleted")))
 			continue;
 		char p[STORE_NAME_MAX], f[STORE_NAME_MAX], prefix[3 * STORE_NAME_MAX];
-		const char *k = jstr(it, "key"), *slash = strchr(k, '/');
+		const char *k = jx_str(it, "key"), *slash = strchr(k, '/');
 		if (!slash)
 			continue;
 		fmt(p, sizeof(p), "%.*s", (int)(slash - k), k);
@@ -566,7 +521,7 @@ static void sweep_fleets(struct engine *e)
 			fmt(prefix, sizeof(prefix), "f/%s/", k);
 			if (!store_obj_del(tx, SDB_FLEETS, k, p) &&
 			    !store_secret_del_prefix(tx, prefix) &&
-			    !fleet_event(tx, p, f, "terminated: every instance is gone"))
+			    !fleets_event(tx, p, f, "terminated: every instance is gone"))
 				changed = true;
 		}
 		cJSON_Delete(insts);
@@ -595,7 +550,7 @@ static void *sched_main(void *arg)
 		pthread_mutex_lock(&e->lock);
 		cJSON_ArrayForEach(it, all)
 		if (due(e, cJSON_GetObjectItemCaseSensitive(it, "value"), now))
-			enqueue(e, jstr(it, "key"), false);
+			enqueue(e, jx_str(it, "key"), false);
 		pthread_mutex_unlock(&e->lock);
 		cJSON_Delete(all);
 		sweep_fleets(e);
@@ -709,9 +664,9 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 	store_abort(tx);
 	if (r)
 		return;
-	const char *st = jstr(v, "status");
-	bool checkable = *jstr(v, "host") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY));
-	bool fresh = now_s() - jnum(v, "checked") < ttl_ms / 1000.0;
+	const char *st = jx_str(v, "status");
+	bool checkable = *jx_str(v, "host") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY));
+	bool fresh = now_s() - jx_num(v, "checked") < ttl_ms / 1000.0;
 	cJSON_Delete(v);
 	if (!checkable || fresh)
 		return;

@@ -1,5 +1,6 @@
 /* fleets: see fleets.h. */
 #include "fleets.h"
+#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -24,43 +25,7 @@ static void inst_key(char *dst, size_t n, const char *p, const char *f, unsigned
 	fmt(dst, n, "%s/%s/%08u", p, f, num);
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(x) ? x->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
-
-static void jset_str(cJSON *o, const char *k, const char *v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-	if (v)
-		cJSON_AddStringToObject(o, k, v);
-	else
-		cJSON_AddNullToObject(o, k);
-}
-
-static void jset_num(cJSON *o, const char *k, double v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-	cJSON_AddNumberToObject(o, k, v);
-}
-
-static void jset_bool(cJSON *o, const char *k, bool v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
-	cJSON_AddBoolToObject(o, k, v);
-}
-
-/* Write an event to the project's journal and to the fleet's. */
-static int fleet_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fleet_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
+int fleets_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
 {
 	char msg[1536], fj[2 * STORE_NAME_MAX + 2];
 	va_list ap;
@@ -86,10 +51,10 @@ bool fleets_spec_exists(struct stx *tx, const char *project, const char *fleet, 
 		return false;
 	bool live = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "deleted"));
 	if (size)
-		*size = (size_t)jnum(o, "size");
+		*size = (size_t)jx_num(o, "size");
 	if (mtime) {
-		mtime->tv_sec = (time_t)jnum(o, "mt_s");
-		mtime->tv_nsec = (long)jnum(o, "mt_ns");
+		mtime->tv_sec = (time_t)jx_num(o, "mt_s");
+		mtime->tv_nsec = (long)jx_num(o, "mt_ns");
 	}
 	cJSON_Delete(o);
 	return live;
@@ -143,7 +108,7 @@ int fleets_list(struct stx *tx, const char *project, char ***names, bool **live,
 		*live = xcalloc(cnt ? cnt : 1, sizeof(bool));
 	cJSON_ArrayForEach(it, arr)
 	{
-		const char *k = jstr(it, "key") + strlen(prefix);
+		const char *k = jx_str(it, "key") + strlen(prefix);
 		if (strchr(k, '/'))
 			continue;
 		(*names)[i] = xstrdup(k);
@@ -176,7 +141,7 @@ int fleets_instances(struct stx *tx, const char *project, const char *fleet, uns
 	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
 	*nums = xcalloc(cnt ? cnt : 1, sizeof(unsigned));
 	cJSON_ArrayForEach(it, arr)
-	(*nums)[i++] = (unsigned)jnum(cJSON_GetObjectItemCaseSensitive(it, "value"), "num");
+	(*nums)[i++] = (unsigned)jx_num(cJSON_GetObjectItemCaseSensitive(it, "value"), "num");
 	*n = i;
 	cJSON_Delete(arr);
 	return 0;
@@ -287,10 +252,10 @@ static bool ep_same(const cJSON *a, const struct ssh_endpoint *b)
 {
 	if (!a || !b)
 		return !a && !b;
-	return !strcmp(jstr(a, "hostname"), b->hostname ? b->hostname : "") &&
-	       (int)jnum(a, "port") == (b->port ? b->port : 22) &&
-	       !strcmp(jstr(a, "user"), b->user ? b->user : "") &&
-	       !strcmp(jstr(a, "key"), b->key ? b->key : "");
+	return !strcmp(jx_str(a, "hostname"), b->hostname ? b->hostname : "") &&
+	       (int)jx_num(a, "port") == (b->port ? b->port : 22) &&
+	       !strcmp(jx_str(a, "user"), b->user ? b->user : "") &&
+	       !strcmp(jx_str(a, "key"), b->key ? b->key : "");
 }
 
 static unsigned lowest_free(const cJSON *arr)
@@ -299,7 +264,7 @@ static unsigned lowest_free(const cJSON *arr)
 		bool used = false;
 		const cJSON *it;
 		cJSON_ArrayForEach(it, arr)
-		used |= (unsigned)jnum(cJSON_GetObjectItemCaseSensitive(it, "value"), "num") == n;
+		used |= (unsigned)jx_num(cJSON_GetObjectItemCaseSensitive(it, "value"), "num") == n;
 		if (!used)
 			return n;
 	}
@@ -339,16 +304,16 @@ static cJSON *new_instance(unsigned num, const char *host, const struct ssh_host
 
 static void terminate_row(cJSON *v, const char *reason, const char *msg)
 {
-	jset_str(v, "status", IST_TERMINATING);
-	jset_str(v, "termination_reason", reason);
-	jset_str(v, "reason", msg);
-	jset_num(v, "next_try", 0);
-	jset_num(v, "updated", (double)time(NULL));
+	jx_set_str(v, "status", IST_TERMINATING);
+	jx_set_str(v, "termination_reason", reason);
+	jx_set_str(v, "reason", msg);
+	jx_set_num(v, "next_try", 0);
+	jx_set_num(v, "updated", (double)time(NULL));
 }
 
 static bool row_active(const cJSON *v)
 {
-	const char *st = jstr(v, "status");
+	const char *st = jx_str(v, "status");
 	return strcmp(st, IST_TERMINATING) && strcmp(st, IST_TERMINATED);
 }
 
@@ -365,12 +330,12 @@ static int host_taken(struct stx *tx, const char *p, const char *fleet,
 	fmt(own, sizeof(own), "%s/%s/", p, fleet);
 	cJSON_ArrayForEach(it, arr)
 	{
-		const char *k = jstr(it, "key");
+		const char *k = jx_str(it, "key");
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
 		if (!strncmp(k, own, strlen(own)) || !row_active(v))
 			continue;
 		for (size_t i = 0; i < f->nhosts; i++) {
-			if (strcmp(jstr(v, "host"), f->hosts[i].ep.hostname))
+			if (strcmp(jx_str(v, "host"), f->hosts[i].ep.hostname))
 				continue;
 			char other[2 * STORE_NAME_MAX + 2];
 			fmt(other, sizeof(other), "%s", k);
@@ -406,15 +371,15 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 				continue;
 			bool kept = false;
 			for (size_t i = 0; i < f->nhosts && !kept; i++)
-				kept = !strcmp(jstr(v, "host"), f->hosts[i].ep.hostname);
+				kept = !strcmp(jx_str(v, "host"), f->hosts[i].ep.hostname);
 			if (kept)
 				continue;
 			terminate_row(v, "fleet_spec_mismatch", "the host was removed from the spec");
-			r = store_obj_put(tx, SDB_INSTANCES, jstr(it, "key"), v, p);
+			r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, p);
 			if (!r)
-				r = fleet_event(tx, p, fleet, "instance=%u terminating: host %s removed "
+				r = fleets_event(tx, p, fleet, "instance=%u terminating: host %s removed "
 							      "from the spec",
-						(unsigned)jnum(v, "num"), jstr(v, "host"));
+						(unsigned)jx_num(v, "num"), jx_str(v, "host"));
 			if (r)
 				goto out;
 			(*removed)++;
@@ -425,7 +390,7 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 			cJSON_ArrayForEach(it, arr)
 			{
 				cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-				have |= row_active(v) && !strcmp(jstr(v, "host"), f->hosts[i].ep.hostname);
+				have |= row_active(v) && !strcmp(jx_str(v, "host"), f->hosts[i].ep.hostname);
 			}
 			if (have)
 				continue;
@@ -438,7 +403,7 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 			cJSON_AddItemToObject(item, "value", v);
 			cJSON_AddItemToArray(arr, item);
 			if (!r)
-				r = fleet_event(tx, p, fleet, "instance=%u pending: host %s added",
+				r = fleets_event(tx, p, fleet, "instance=%u pending: host %s added",
 						num, f->hosts[i].ep.hostname);
 			if (r)
 				goto out;
@@ -461,7 +426,7 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 			cJSON_AddItemToObject(item, "value", v);
 			cJSON_AddItemToArray(arr, item);
 			if (!r)
-				r = fleet_event(tx, p, fleet, "instance=%u pending", num);
+				r = fleets_event(tx, p, fleet, "instance=%u pending", num);
 			if (r)
 				goto out;
 			(*added)++;
@@ -472,10 +437,10 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 				cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
 				if (live <= f->nodes_max)
 					break;
-				if (!row_active(v) || strcmp(jstr(v, "status"), IST_PENDING))
+				if (!row_active(v) || strcmp(jx_str(v, "status"), IST_PENDING))
 					continue;
 				terminate_row(v, "max_instances_limit", "above nodes.max");
-				r = store_obj_put(tx, SDB_INSTANCES, jstr(it, "key"), v, p);
+				r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, p);
 				if (r)
 					goto out;
 				live--;
@@ -497,11 +462,11 @@ void fleets_reject(struct store *s, const char *project, const char *fleet, cons
 		return;
 	fleet_key(key, sizeof(key), project, fleet);
 	if (store_obj_get(tx, SDB_FLEETS, key, &o) == 0) {
-		jset_str(o, "err", why);
-		jset_num(o, "errat", (double)time(NULL));
+		jx_set_str(o, "err", why);
+		jx_set_num(o, "errat", (double)time(NULL));
 		store_obj_put(tx, SDB_FLEETS, key, o, project);
 		cJSON_Delete(o);
-		fleet_event(tx, project, fleet, "%s.yml rejected: %s", fleet, why);
+		fleets_event(tx, project, fleet, "%s.yml rejected: %s", fleet, why);
 	} else {
 		store_event(tx, project, "fleet=%s %s.yml rejected: %s", fleet, fleet, why);
 	}
@@ -539,17 +504,17 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	}
 	char digest[65];
 	store_digest(s, data, len, digest);
-	if (live && !strcmp(jstr(rec, "dg"), digest)) {
+	if (live && !strcmp(jx_str(rec, "dg"), digest)) {
 		/* the same bytes: not a change */
 		struct timespec mt = mtime ? *mtime : time_now();
-		jset_num(rec, "mt_s", (double)mt.tv_sec);
-		jset_num(rec, "mt_ns", (double)mt.tv_nsec);
+		jx_set_num(rec, "mt_s", (double)mt.tv_sec);
+		jx_set_num(rec, "mt_ns", (double)mt.tv_nsec);
 		r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
 		goto commit;
 	}
 	if (live) {
 		/* in-place update rules */
-		bool was_ssh = !strcmp(jstr(rec, "kind"), "ssh");
+		bool was_ssh = !strcmp(jx_str(rec, "kind"), "ssh");
 		if (was_ssh != f->ssh) {
 			fmt(err, errlen, "%s: a fleet can't change between ssh_config and nodes in "
 					 "place; delete it first",
@@ -569,7 +534,7 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 			cJSON_ArrayForEach(oh, old_hosts)
 			{
 				for (size_t i = 0; i < f->nhosts; i++) {
-					if (strcmp(jstr(oh, "hostname"), f->hosts[i].ep.hostname))
+					if (strcmp(jx_str(oh, "hostname"), f->hosts[i].ep.hostname))
 						continue;
 					const cJSON *op = cJSON_GetObjectItemCaseSensitive(oh, "proxy");
 					if (!ep_same(oh, &f->hosts[i].ep) ||
@@ -606,18 +571,18 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	if (!rec)
 		rec = cJSON_CreateObject();
 	struct timespec mt = mtime ? *mtime : time_now();
-	jset_num(rec, "size", (double)len);
-	jset_num(rec, "mt_s", (double)mt.tv_sec);
-	jset_num(rec, "mt_ns", (double)mt.tv_nsec);
-	jset_num(rec, "cat", (double)time(NULL));
-	jset_str(rec, "err", "");
-	jset_str(rec, "dg", digest);
-	jset_bool(rec, "deleted", false);
-	jset_str(rec, "kind", f->ssh ? "ssh" : "cloud");
-	jset_num(rec, "hosts", (double)f->nhosts);
-	jset_num(rec, "nodes_min", (double)f->nodes_min);
-	jset_num(rec, "nodes_target", (double)f->nodes_target);
-	jset_num(rec, "nodes_max", (double)f->nodes_max);
+	jx_set_num(rec, "size", (double)len);
+	jx_set_num(rec, "mt_s", (double)mt.tv_sec);
+	jx_set_num(rec, "mt_ns", (double)mt.tv_nsec);
+	jx_set_num(rec, "cat", (double)time(NULL));
+	jx_set_str(rec, "err", "");
+	jx_set_str(rec, "dg", digest);
+	jx_set_bool(rec, "deleted", false);
+	jx_set_str(rec, "kind", f->ssh ? "ssh" : "cloud");
+	jx_set_num(rec, "hosts", (double)f->nhosts);
+	jx_set_num(rec, "nodes_min", (double)f->nodes_min);
+	jx_set_num(rec, "nodes_target", (double)f->nodes_target);
+	jx_set_num(rec, "nodes_max", (double)f->nodes_max);
 	r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
 	fmt(sk, sizeof(sk), "f/%s/%s/spec", project, fleet);
 	if (!r)
@@ -631,7 +596,7 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	if (!r)
 		r = reconcile(tx, project, fleet, f, old_hosts, &added, &removed);
 	if (!r)
-		r = fleet_event(tx, project, fleet, "%s.yml %s (%s fleet, %zu bytes): %zu instances "
+		r = fleets_event(tx, project, fleet, "%s.yml %s (%s fleet, %zu bytes): %zu instances "
 						    "added, %zu terminating",
 				fleet, live ? "updated" : "created", f->ssh ? "ssh" : "cloud", len,
 				added, removed);
@@ -678,8 +643,8 @@ int fleets_unlink(struct store *s, const char *project, const char *fleet, char 
 		r = -ENOENT;
 		goto out;
 	}
-	jset_bool(rec, "deleted", true);
-	jset_num(rec, "deleted_at", (double)time(NULL));
+	jx_set_bool(rec, "deleted", true);
+	jx_set_num(rec, "deleted_at", (double)time(NULL));
 	r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
 	if (!r)
 		r = instances_of(tx, project, fleet, &arr);
@@ -689,11 +654,11 @@ int fleets_unlink(struct store *s, const char *project, const char *fleet, char 
 		if (r || !row_active(v))
 			continue;
 		terminate_row(v, "terminated_by_user", "the fleet was deleted");
-		r = store_obj_put(tx, SDB_INSTANCES, jstr(it, "key"), v, project);
+		r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, project);
 		n++;
 	}
 	if (!r)
-		r = fleet_event(tx, project, fleet, "deleted: %zu instances terminating", n);
+		r = fleets_event(tx, project, fleet, "deleted: %zu instances terminating", n);
 	if (!r) {
 		r = store_commit(tx);
 		tx = NULL;
@@ -719,8 +684,8 @@ int fleets_set_mtime(struct store *s, const char *project, const char *fleet,
 	fleet_key(key, sizeof(key), project, fleet);
 	r = store_obj_get(tx, SDB_FLEETS, key, &rec);
 	if (!r) {
-		jset_num(rec, "mt_s", (double)mtime.tv_sec);
-		jset_num(rec, "mt_ns", (double)mtime.tv_nsec);
+		jx_set_num(rec, "mt_s", (double)mtime.tv_sec);
+		jx_set_num(rec, "mt_ns", (double)mtime.tv_nsec);
 		r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
 	}
 	cJSON_Delete(rec);

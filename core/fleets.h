@@ -31,6 +31,10 @@
 #define IST_TERMINATING "terminating"
 #define IST_TERMINATED "terminated"
 
+/* Append an event to the project's journal ("fleet=<f> ...") and to the fleet's. */
+int fleets_event(struct stx *tx, const char *project, const char *fleet, const char *f, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Commit data as projects/<p>/fleets/<fleet>.yml. -EINVAL/-EFBIG with the reason recorded in
  * the project's events (and the fleet's status when the fleet exists). */
 int fleets_commit(struct store *s, const char *project, const char *fleet, const char *data,

@@ -7,18 +7,7 @@
 #include <string.h>
 
 #include "fleets.h"
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(x) ? x->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(x) ? x->valuedouble : 0;
-}
+#include "jsonx.h"
 
 static void ytime(struct buf *out, const char *key, double t, const char *indent)
 {
@@ -81,39 +70,39 @@ int fleets_render_status(struct store *s, const char *project, const char *fleet
 	{
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
 		for (size_t i = 0; i < 6; i++)
-			counts[i] += !strcmp(jstr(v, "status"), sts[i]);
+			counts[i] += !strcmp(jx_str(v, "status"), sts[i]);
 		unreachable += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-		double nt = jnum(v, "next_try");
-		if (nt > 0 && (!next || nt < next) && strcmp(jstr(v, "status"), IST_IDLE))
+		double nt = jx_num(v, "next_try");
+		if (nt > 0 && (!next || nt < next) && strcmp(jx_str(v, "status"), IST_IDLE))
 			next = nt;
-		if (jnum(v, "last_error_at") > last_err_at && *jstr(v, "last_error")) {
-			last_err_at = jnum(v, "last_error_at");
-			last_err = jstr(v, "last_error");
+		if (jx_num(v, "last_error_at") > last_err_at && *jx_str(v, "last_error")) {
+			last_err_at = jx_num(v, "last_error_at");
+			last_err = jx_str(v, "last_error");
 		}
 	}
 	bool deleted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "deleted"));
-	bool ssh = !strcmp(jstr(rec, "kind"), "ssh");
+	bool ssh = !strcmp(jx_str(rec, "kind"), "ssh");
 	buf_printf(out, "# fleetfs fleet status (format: docs/fleets.md#status)\n");
 	buf_printf(out, "name: %s\nkind: %s\nstatus: %s\n", fleet, ssh ? "ssh" : "cloud",
 		   deleted ? "terminating" : "active");
 	buf_printf(out, "desired:\n");
 	if (ssh)
-		buf_printf(out, "  hosts: %.0f\n", deleted ? 0.0 : jnum(rec, "hosts"));
-	else if (jnum(rec, "nodes_max") < 0)
+		buf_printf(out, "  hosts: %.0f\n", deleted ? 0.0 : jx_num(rec, "hosts"));
+	else if (jx_num(rec, "nodes_max") < 0)
 		buf_printf(out, "  nodes: {min: %.0f, target: %.0f, max: null}\n",
-			   jnum(rec, "nodes_min"), jnum(rec, "nodes_target"));
+			   jx_num(rec, "nodes_min"), jx_num(rec, "nodes_target"));
 	else
 		buf_printf(out, "  nodes: {min: %.0f, target: %.0f, max: %.0f}\n",
-			   jnum(rec, "nodes_min"), jnum(rec, "nodes_target"), jnum(rec, "nodes_max"));
+			   jx_num(rec, "nodes_min"), jx_num(rec, "nodes_target"), jx_num(rec, "nodes_max"));
 	buf_printf(out, "actual:\n");
 	for (size_t i = 0; i < 6; i++)
 		buf_printf(out, "  %s: %zu\n", sts[i], counts[i]);
 	buf_printf(out, "  unreachable: %zu\n", unreachable);
 	ytime(out, "next_retry", next, "");
-	if (*jstr(rec, "err")) {
+	if (*jx_str(rec, "err")) {
 		buf_printf(out, "last_rejected_write:\n");
-		ytime(out, "at", jnum(rec, "errat"), "  ");
-		ystr(out, "  ", "message", jstr(rec, "err"));
+		ytime(out, "at", jx_num(rec, "errat"), "  ");
+		ystr(out, "  ", "message", jx_str(rec, "err"));
 	} else {
 		buf_printf(out, "last_rejected_write: null\n");
 	}
@@ -128,13 +117,13 @@ int fleets_render_status(struct store *s, const char *project, const char *fleet
 	cJSON_ArrayForEach(it, insts)
 	{
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		buf_printf(out, "- num: %.0f\n", jnum(v, "num"));
-		ystr(out, "  ", "host", jstr(v, "host"));
-		buf_printf(out, "  status: %s\n", jstr(v, "status"));
+		buf_printf(out, "- num: %.0f\n", jx_num(v, "num"));
+		ystr(out, "  ", "host", jx_str(v, "host"));
+		buf_printf(out, "  status: %s\n", jx_str(v, "status"));
 		buf_printf(out, "  unreachable: %s\n",
 			   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable")) ? "true"
 											    : "false");
-		ystr(out, "  ", "reason", jstr(v, "reason"));
+		ystr(out, "  ", "reason", jx_str(v, "reason"));
 	}
 	cJSON_Delete(rec);
 	cJSON_Delete(insts);
@@ -145,15 +134,15 @@ int fleets_render_status(struct store *s, const char *project, const char *fleet
 static void stanza(struct buf *out, const char *mnt, const char *project, const char *fleet,
 		   const cJSON *v)
 {
-	const char *host = jstr(v, "host");
+	const char *host = jx_str(v, "host");
 	if (!*host)
 		return;
-	unsigned num = (unsigned)jnum(v, "num");
-	const char *proxy = jstr(v, "proxy");
+	unsigned num = (unsigned)jx_num(v, "num");
+	const char *proxy = jx_str(v, "proxy");
 	buf_printf(out, "Host %s-%u\n", fleet, num);
 	buf_printf(out, "  HostName %s\n", host);
-	buf_printf(out, "  Port %.0f\n", jnum(v, "port") ? jnum(v, "port") : 22);
-	buf_printf(out, "  User %s\n", jstr(v, "user"));
+	buf_printf(out, "  Port %.0f\n", jx_num(v, "port") ? jx_num(v, "port") : 22);
+	buf_printf(out, "  User %s\n", jx_str(v, "user"));
 	buf_printf(out, "  IdentityFile \"%s/projects/%s/ssh/id_rsa\"\n", mnt, project);
 	buf_printf(out, "  IdentitiesOnly yes\n");
 	buf_printf(out, "  UserKnownHostsFile \"%s/projects/%s/ssh/known_hosts\"\n", mnt, project);
@@ -184,8 +173,8 @@ static void stanza(struct buf *out, const char *mnt, const char *project, const 
 
 static bool stanza_worthy(const cJSON *v)
 {
-	const char *st = jstr(v, "status");
-	return *jstr(v, "hostkey") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY) ||
+	const char *st = jx_str(v, "status");
+	return *jx_str(v, "hostkey") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY) ||
 				       !strcmp(st, IST_PROVISIONING));
 }
 
@@ -214,7 +203,7 @@ int fleets_render_ssh_config(struct store *s, const char *mnt, const char *proje
 		if (!stanza_worthy(v))
 			continue;
 		char f[STORE_NAME_MAX];
-		const char *k = jstr(it, "key") + strlen(project) + 1;
+		const char *k = jx_str(it, "key") + strlen(project) + 1;
 		const char *slash = strchr(k, '/');
 		fmt(f, sizeof(f), "%.*s", slash ? (int)(slash - k) : 0, k);
 		stanza(out, mnt, project, f, v);
@@ -250,15 +239,15 @@ int fleets_render_known_hosts(struct store *s, const char *project, struct buf *
 	cJSON_ArrayForEach(it, insts)
 	{
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		known_line(out, jstr(v, "host"), (int)jnum(v, "port"), jstr(v, "hostkey"));
-		const char *proxy = jstr(v, "proxy");
+		known_line(out, jx_str(v, "host"), (int)jx_num(v, "port"), jx_str(v, "hostkey"));
+		const char *proxy = jx_str(v, "proxy");
 		const char *at = strchr(proxy, '@'), *colon = strrchr(proxy, ':');
 		if (at && colon && colon > at) {
 			char h[256];
 			fmt(h, sizeof(h), "%.*s", (int)(colon - at - 1), at + 1);
 			long long port = 22;
 			num_parse_ll(colon + 1, 1, 65535, &port);
-			known_line(out, h, (int)port, jstr(v, "jumpkey"));
+			known_line(out, h, (int)port, jx_str(v, "jumpkey"));
 		}
 	}
 	cJSON_Delete(insts);
@@ -273,14 +262,14 @@ static void render_resources(struct buf *out, const cJSON *res)
 	}
 	buf_printf(out, "resources:\n  cpus: %.0f\n  arch: %s\n  memory_mib: %.0f\n"
 			"  disk_mib: %.0f\n",
-		   jnum(res, "cpus"), *jstr(res, "arch") ? jstr(res, "arch") : "null",
-		   jnum(res, "memory_mib"), jnum(res, "disk_mib"));
+		   jx_num(res, "cpus"), *jx_str(res, "arch") ? jx_str(res, "arch") : "null",
+		   jx_num(res, "memory_mib"), jx_num(res, "disk_mib"));
 	const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(res, "gpus"), *g;
 	buf_printf(out, "  gpus:%s\n", cJSON_GetArraySize(gpus) ? "" : " []");
 	cJSON_ArrayForEach(g, gpus)
-	buf_printf(out, "  - {vendor: %s, name: %s, memory_mib: %.0f}\n", jstr(g, "vendor"),
-		   jstr(g, "name"), jnum(g, "memory_mib"));
-	ystr(out, "  ", "addresses", jstr(res, "addrs"));
+	buf_printf(out, "  - {vendor: %s, name: %s, memory_mib: %.0f}\n", jx_str(g, "vendor"),
+		   jx_str(g, "name"), jx_num(g, "memory_mib"));
+	ystr(out, "  ", "addresses", jx_str(res, "addrs"));
 }
 
 int fleets_render_instance(struct store *s, const char *mnt, const char *project,
@@ -298,51 +287,51 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 	if (r)
 		return r;
 	bool unreach = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-	double checked = jnum(v, "checked");
+	double checked = jx_num(v, "checked");
 	if (!strcmp(what, "ssh")) {
 		if (stanza_worthy(v))
 			stanza(out, mnt, project, fleet, v);
 		else
 			buf_printf(out, "# instance %s-%u is %s: no ssh access yet\n", fleet, num,
-				   jstr(v, "status"));
+				   jx_str(v, "status"));
 	} else if (!strcmp(what, "status")) {
-		buf_printf(out, "status: %s\n", jstr(v, "status"));
+		buf_printf(out, "status: %s\n", jx_str(v, "status"));
 		buf_printf(out, "reachable: %s\n",
 			   checked <= 0 ? "null" : unreach ? "false" : "true");
 		ytime(out, "checked_at", checked, "");
 		if (checked > 0)
 			buf_printf(out, "check_age_s: %.0f\n", (double)time(NULL) - checked);
-		ystr(out, "", "reason", jstr(v, "reason"));
-		ystr(out, "", "check_error", jstr(v, "check_error"));
+		ystr(out, "", "reason", jx_str(v, "reason"));
+		ystr(out, "", "check_error", jx_str(v, "check_error"));
 	} else {
 		buf_printf(out, "name: %s-%u\nfleet: %s\nnum: %u\n", fleet, num, fleet, num);
-		buf_printf(out, "backend: %s\n", *jstr(v, "proxy") || *jstr(v, "host") ? "ssh" : "null");
-		buf_printf(out, "status: %s\n", jstr(v, "status"));
+		buf_printf(out, "backend: %s\n", *jx_str(v, "proxy") || *jx_str(v, "host") ? "ssh" : "null");
+		buf_printf(out, "status: %s\n", jx_str(v, "status"));
 		buf_printf(out, "unreachable: %s\n", unreach ? "true" : "false");
-		ystr(out, "", "reason", jstr(v, "reason"));
-		ystr(out, "", "host", jstr(v, "host"));
-		buf_printf(out, "port: %.0f\n", jnum(v, "port"));
-		ystr(out, "", "user", jstr(v, "user"));
-		ystr(out, "", "proxy_jump", jstr(v, "proxy"));
-		ystr(out, "", "internal_ip", jstr(v, "internal_ip"));
-		ystr(out, "", "host_key", jstr(v, "hostkey"));
+		ystr(out, "", "reason", jx_str(v, "reason"));
+		ystr(out, "", "host", jx_str(v, "host"));
+		buf_printf(out, "port: %.0f\n", jx_num(v, "port"));
+		ystr(out, "", "user", jx_str(v, "user"));
+		ystr(out, "", "proxy_jump", jx_str(v, "proxy"));
+		ystr(out, "", "internal_ip", jx_str(v, "internal_ip"));
+		ystr(out, "", "host_key", jx_str(v, "hostkey"));
 		render_resources(out, cJSON_GetObjectItemCaseSensitive(v, "res"));
-		ytime(out, "created", jnum(v, "created"), "");
-		ytime(out, "started", jnum(v, "started"), "");
-		ytime(out, "updated", jnum(v, "updated"), "");
+		ytime(out, "created", jx_num(v, "created"), "");
+		ytime(out, "started", jx_num(v, "started"), "");
+		ytime(out, "updated", jx_num(v, "updated"), "");
 		ytime(out, "checked_at", checked, "");
-		buf_printf(out, "attempts: %.0f\n", jnum(v, "attempts"));
-		ytime(out, "next_try", jnum(v, "next_try"), "");
-		ystr(out, "", "last_error", jstr(v, "last_error"));
-		ystr(out, "", "termination_reason", jstr(v, "termination_reason"));
+		buf_printf(out, "attempts: %.0f\n", jx_num(v, "attempts"));
+		ytime(out, "next_try", jx_num(v, "next_try"), "");
+		ystr(out, "", "last_error", jx_str(v, "last_error"));
+		ystr(out, "", "termination_reason", jx_str(v, "termination_reason"));
 		const cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log"), *e;
 		buf_printf(out, "history:%s\n", cJSON_GetArraySize(log) ? "" : " []");
 		cJSON_ArrayForEach(e, log)
 		{
 			char ts[32];
-			time_iso((time_t)jnum(e, "at"), ts, sizeof(ts));
+			time_iso((time_t)jx_num(e, "at"), ts, sizeof(ts));
 			buf_printf(out, "- at: %s\n  what: ", ts);
-			buf_yaml_str(out, jstr(e, "what"));
+			buf_yaml_str(out, jx_str(e, "what"));
 			buf_printf(out, "\n");
 		}
 	}
