@@ -29,7 +29,7 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  ?= /usr/bin/python3
 
-.PHONY: all check test unit integration deps lint bench run install clean
+.PHONY: all check test unit integration deps lint bench fleet-bench run install clean
 all: fleetfs
 
 # V=1 shows the compiler command lines
@@ -55,7 +55,7 @@ build/unit-tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard core/*.h cache/*.h backends/
 check: build/unit-tests lint
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_FORK=yes ./build/unit-tests
 
-integration: fleetfs
+integration: fleetfs fleetfs-tsan
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The README's test command.
@@ -70,6 +70,9 @@ deps:
 bench: fleetfs
 	$(PYTHON) bench/bench.py
 
+fleet-bench: fleetfs
+	$(PYTHON) bench/fleet_bench.py
+
 # The README's run command: install what is missing, build, mount on MNT (default ~/fleet).
 MNT ?= $(HOME)/fleet
 run: deps all
@@ -83,3 +86,9 @@ install: fleetfs
 
 clean:
 	rm -rf build fleetfs
+
+# The daemon under ThreadSanitizer, for tests/integration/test_tsan.py (the engine's threads
+# against the FUSE workers).
+fleetfs-tsan: $(LIB_SRC) $(FS_SRC) $(wildcard core/*.h cache/*.h fs/*.h backends/*.h)
+	@echo "  CC      $@ (TSan)"
+	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g -fsanitize=thread $(PKGCFLAGS) -o $@ $(LIB_SRC) $(FS_SRC) $(PKGLIBS)

@@ -148,3 +148,7 @@ def lam(fleet):
     fleet.add_backend("lambda", fleetlib.LAMBDA)
     assert fleetlib.read_file(fleet.cfg("lambda")) == fleetlib.LAMBDA
     return fleet
+
+
+# The SSH test hosts (tests/hosts), shared by the fleet tests of a module.
+from test_fleets import net  # noqa: E402,F401

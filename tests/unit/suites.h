@@ -13,6 +13,7 @@ Suite *state_suite(void);
 Suite *rootcfg_suite(void);
 Suite *fleetspec_suite(void);
 Suite *probe_suite(void);
+Suite *fleets_suite(void);
 Suite *ssh_suite(void);
 
 #endif
