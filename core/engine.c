@@ -21,6 +21,7 @@
 #define SSH_TIMEOUT_MS 15000
 #define SSH_MAX_OUT (256 * 1024)
 #define HISTORY_MAX 20
+#define ENGINE_MAX_LIVE_WAITERS 8
 
 static const double backoff_min[] = {1, 2, 5, 10, 30};
 
@@ -50,6 +51,7 @@ struct engine {
 	char (*busy)[3 * STORE_NAME_MAX]; /* queued or being worked on */
 	size_t nbusy, capbusy;
 	struct inflight *inflight;
+	unsigned live_waiters;
 	double scale;
 };
 
@@ -691,10 +693,19 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 		if (!is_busy(e, key))
 			enqueue(e, key, true);
 	}
+	/* at most ENGINE_MAX_LIVE_WAITERS request threads wait at once (a FUSE thread that
+	 * waits is one the rest of the mount can't use); the others show the last known state
+	 * right away, the check still runs */
+	if (e->live_waiters >= ENGINE_MAX_LIVE_WAITERS) {
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
+	e->live_waiters++;
 	f->waiters++;
 	while (!f->done && !e->stop)
 		if (pthread_cond_timedwait(&e->checked, &e->lock, &until) == ETIMEDOUT)
 			break;
+	e->live_waiters--;
 	if (--f->waiters == 0 && f->done) {
 		struct inflight **pp = &e->inflight;
 		while (*pp && *pp != f)

@@ -299,8 +299,11 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 		buf_printf(out, "reachable: %s\n",
 			   checked <= 0 ? "null" : unreach ? "false" : "true");
 		ytime(out, "checked_at", checked, "");
-		if (checked > 0)
-			buf_printf(out, "check_age_s: %.0f\n", (double)time(NULL) - checked);
+		if (checked > 0) {
+			struct timespec now = time_now();
+			double age = (double)now.tv_sec + now.tv_nsec / 1e9 - checked;
+			buf_printf(out, "check_age_s: %.0f\n", age > 0 ? age : 0.0);
+		}
 		ystr(out, "", "reason", jx_str(v, "reason"));
 		ystr(out, "", "check_error", jx_str(v, "check_error"));
 	} else {

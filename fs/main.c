@@ -232,8 +232,11 @@ int main(int argc, char *argv[])
 	} else {
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
-		if (cmd.max_threads && cmd.max_threads != UINT_MAX)
-			fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads);
+		/* live status reads may wait up to 3 s for an SSH check (at most 8 at once, see
+		 * engine_check): leave plenty of threads for everything else */
+		fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads && cmd.max_threads != UINT_MAX
+							   ? cmd.max_threads
+							   : 64);
 		/* keep workers alive between requests: thread churn costs more than the FUSE
 		 * round trip itself */
 		fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads == UINT_MAX

@@ -267,3 +267,37 @@ def test_cloud_fleet_waits_with_reason(mnt):
     s = fstatus(mnt, "cloud")
     assert s["kind"] == "cloud" and s["actual"]["pending"] == 2
     assert "no backend" in str(s["instances"][0]["reason"])
+
+
+def test_hung_host_does_not_stall_the_mount(net, mnt):
+    """Live status reads of a host that accepts TCP but never speaks wait at most ~3 s, and
+    the rest of the mount keeps answering meanwhile."""
+    import threading
+    h = [x for x in net.hosts if not x.hidden][0]
+    write_file(mnt.p("projects", "main", "fleets", "gpu.yml"), spec_for(net, [h]))
+    wait_idle(mnt, 1)
+    time.sleep(float(SCALE) * 60 + 0.5)      # let the last check age past the status TTL
+    net.down(h, kind="hang")
+    try:
+        st_path = os.path.join(fdir(mnt), "instances", "0", "status")
+        took = []
+
+        def reader():
+            t0 = time.monotonic()
+            read_file(st_path)
+            took.append(time.monotonic() - t0)
+
+        ts = [threading.Thread(target=reader) for _ in range(16)]
+        for t in ts:
+            t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        os.stat(mnt.p("projects", "main", "fleets", "gpu.yml"))
+        read_file(os.path.join(fdir(mnt), "events"))
+        other = time.monotonic() - t0
+        for t in ts:
+            t.join(20)
+        assert other < 1.0, f"unrelated operations waited {other:.2f} s"
+        assert len(took) == 16 and max(took) < 4.5, took
+    finally:
+        net.up(h)
