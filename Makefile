@@ -19,7 +19,7 @@ CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec
 CACHE_SRC := cache/seal.c cache/store.c
 BACKENDS_SRC := backends/ssh.c
 ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c
-FS_SRC    := fs/main.c fs/tree.c fs/ops.c fs/render.c
+FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 

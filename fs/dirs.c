@@ -1,0 +1,322 @@
+/* dirs: directory listings (snapshots of store names + drafts), readdir, readdirplus, statfs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/fleets.h"
+#include "../core/state.h"
+#include "internal.h"
+#include <sys/statvfs.h>
+
+/* ---- directories ---- */
+
+static void dent_add(struct handle *h, size_t *cap, const char *name, fuse_ino_t ino,
+		     mode_t type)
+{
+	if (h->nents == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		h->ents = xrealloc(h->ents, *cap * sizeof(*h->ents));
+	}
+	h->ents[h->nents].name = xstrdup(name);
+	h->ents[h->nents].ino = ino;
+	h->ents[h->nents].type = type;
+	h->nents++;
+}
+
+static fuse_ino_t known_ino(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	struct node *n = tree_find(fs, parent, name);
+	return n ? n->ino : (fuse_ino_t)-1;
+}
+
+static void dir_handle_free(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->lock);
+	h->node->open--;
+	tree_maybe_free(fs, h->node);
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < h->nents; i++)
+		free(h->ents[i].name);
+	free(h->ents);
+	free(h);
+}
+
+/* Snapshot the listing of directory ino into a new handle: fixed entries first, then the
+ * store's names (sorted), then drafts oldest first. 0 or -errno. */
+static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
+{
+	struct stx *tx = NULL;
+	size_t cap = 0;
+	*out = NULL;
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = tree_get(fs, ino);
+	if (!n || !is_dir_kind(n->kind) || !node_exists(fs, n)) {
+		pthread_mutex_unlock(&fs->lock);
+		return n && !is_dir_kind(n->kind) ? -ENOTDIR : -ENOENT;
+	}
+	struct handle *h = handle_new(H_DIR, n);
+	dent_add(h, &cap, ".", n->ino, S_IFDIR);
+	dent_add(h, &cap, "..", n->parent ? n->parent : n->ino, S_IFDIR);
+	static const char *const root_files[] = {".rsync-filter", "README", "config.yml", "events"};
+	int r = 0;
+	switch (n->kind) {
+	case N_ROOT:
+		for (size_t i = 0; i < 4; i++)
+			dent_add(h, &cap, root_files[i], known_ino(fs, ino, root_files[i]),
+				 S_IFREG);
+		dent_add(h, &cap, "projects", known_ino(fs, ino, "projects"), S_IFDIR);
+		break;
+	case N_PROJECT:
+		dent_add(h, &cap, "backends", known_ino(fs, ino, "backends"), S_IFDIR);
+		dent_add(h, &cap, "events", known_ino(fs, ino, "events"), S_IFREG);
+		dent_add(h, &cap, "fleets", known_ino(fs, ino, "fleets"), S_IFDIR);
+		dent_add(h, &cap, "ssh", known_ino(fs, ino, "ssh"), S_IFDIR);
+		dent_add(h, &cap, "ssh_config", known_ino(fs, ino, "ssh_config"), S_IFREG);
+		break;
+	case N_PSSHDIR: {
+		static const char *const f[] = {"id_rsa", "id_rsa.pub", "known_hosts"};
+		for (size_t i = 0; i < 3; i++)
+			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
+		break;
+	}
+	case N_FLEET: {
+		static const char *const f[] = {"events", "ssh_config", "status"};
+		for (size_t i = 0; i < 3; i++)
+			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
+		dent_add(h, &cap, "instances", known_ino(fs, ino, "instances"), S_IFDIR);
+		break;
+	}
+	case N_INSTANCE: {
+		static const char *const f[] = {"info.yml", "ssh", "status"};
+		for (size_t i = 0; i < 3; i++)
+			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
+		break;
+	}
+	case N_FLEETS: {
+		char **names = NULL;
+		bool *live = NULL;
+		size_t nf = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = fleets_list(tx, n->project, &names, &live, &nf);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < nf; i++) {
+			char spec[STORE_NAME_MAX + 8];
+			if (live[i]) {
+				fmt(spec, sizeof(spec), "%s.yml", names[i]);
+				dent_add(h, &cap, spec, known_ino(fs, ino, spec), S_IFREG);
+			}
+			dent_add(h, &cap, names[i], known_ino(fs, ino, names[i]), S_IFDIR);
+		}
+		fleets_names_free(names, nf);
+		free(live);
+		break;
+	}
+	case N_INSTANCES: {
+		unsigned *nums = NULL;
+		size_t ni = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = fleets_instances(tx, n->project, n->backend, &nums, &ni);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < ni; i++) {
+			char nm[16];
+			fmt(nm, sizeof(nm), "%u", nums[i]);
+			dent_add(h, &cap, nm, known_ino(fs, ino, nm), S_IFDIR);
+		}
+		free(nums);
+		break;
+	}
+	case N_PROJECTS: {
+		struct st_project *ps = NULL;
+		size_t np = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = store_project_list(tx, &ps, &np);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < np; i++)
+			dent_add(h, &cap, ps[i].name, known_ino(fs, ino, ps[i].name), S_IFDIR);
+		free(ps);
+		break;
+	}
+	case N_BACKENDS: {
+		struct st_backend *bs = NULL;
+		size_t nb = 0;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			r = store_backend_list(tx, n->project, &bs, &nb);
+		store_abort(tx);
+		for (size_t i = 0; !r && i < nb; i++)
+			dent_add(h, &cap, bs[i].name, known_ino(fs, ino, bs[i].name), S_IFDIR);
+		free(bs);
+		break;
+	}
+	case N_BACKEND: {
+		struct st_backend b;
+		bool has = false;
+		r = store_begin(fs->store, false, &tx);
+		if (!r)
+			has = store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config;
+		store_abort(tx);
+		struct node *c = tree_find(fs, ino, "config.yml");
+		if (has || (c && c->kind == N_BCONFIG && c->open))
+			dent_add(h, &cap, "config.yml", known_ino(fs, ino, "config.yml"), S_IFREG);
+		dent_add(h, &cap, "status", known_ino(fs, ino, "status"), S_IFREG);
+		break;
+	}
+	default:
+		break;
+	}
+	if (draft_dir(n->kind)) {
+		/* drafts, oldest first, for a stable order */
+		struct node *last = NULL;
+		for (struct node *d = fs->drafts; d; d = d->draft_next)
+			last = d;
+		for (struct node *d = last; d; d = d->draft_prev)
+			if (d->parent == ino && d->linked)
+				dent_add(h, &cap, d->name, d->ino, S_IFREG);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (r) {
+		dir_handle_free(fs, h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = NULL;
+	if (fs->no_opendir) {
+		/* the kernel then skips opendir/releasedir for good: each readdir lists afresh */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	int r = dir_listing(fs, ino, &h);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	/* the kernel may cache listings: it drops them itself when an entry is added or removed
+	 * through it, and we invalidate directories the root config.yml changes */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool own = false;
+	if (!h) {
+		int r = dir_listing(fs, ino, &h);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		own = true;
+	}
+	char *out = xmalloc(size);
+	size_t used = 0;
+	for (size_t i = (size_t)off; i < h->nents; i++) {
+		struct stat st = {.st_ino = h->ents[i].ino, .st_mode = h->ents[i].type};
+		size_t need = fuse_add_direntry(req, out + used, size - used, h->ents[i].name, &st,
+						(off_t)(i + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, out, used);
+	free(out);
+	if (own)
+		dir_handle_free(fs, h);
+}
+
+/* readdir with attributes: the kernel needs no LOOKUP per entry afterwards (ls -l, rsync). Each
+ * entry handed out takes a kernel reference, like a lookup. */
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	bool own = false;
+	if (!h) {
+		int r = dir_listing(fs, ino, &h);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		own = true;
+	}
+	char *out = xmalloc(size);
+	size_t used = 0;
+	pthread_mutex_lock(&fs->lock);
+	struct node *dir = tree_get(fs, ino);
+	for (size_t i = (size_t)off; dir && i < h->nents; i++) {
+		struct fuse_entry_param e;
+		struct node *n = NULL;
+		const char *name = h->ents[i].name;
+		memset(&e, 0, sizeof(e));
+		if (strcmp(name, ".") && strcmp(name, "..")) {
+			enum nkind kind;
+			const char *project, *backend;
+			if (resolve(fs, dir, name, &kind, &project, &backend))
+				continue; /* gone since the listing was taken */
+			n = kind == N_DRAFT ? tree_find(fs, ino, name)
+					    : child(fs, dir, name, kind, project, backend);
+			struct stat st;
+			if (!n || node_attr(fs, n, &st)) {
+				tree_maybe_free(fs, n);
+				continue;
+			}
+			fill_entry(&e, n, &st);
+		} else {
+			e.attr.st_ino = h->ents[i].ino;
+			e.attr.st_mode = h->ents[i].type;
+		}
+		size_t need = fuse_add_direntry_plus(req, out + used, size - used, name, &e,
+						     (off_t)(i + 1));
+		if (need > size - used) {
+			tree_maybe_free(fs, n);
+			break;
+		}
+		if (n)
+			n->nlookup++;
+		used += need;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_buf(req, out, used);
+	free(out);
+	if (own)
+		dir_handle_free(fs, h);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	(void)ino;
+	if (h)
+		dir_handle_free(FS(req), h);
+	fuse_reply_err(req, 0);
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_namemax = NAME_MAX;
+	sv.f_files = FS(req)->nnodes;
+	fuse_reply_statfs(req, &sv);
+}
+
