@@ -139,34 +139,24 @@ static void enqueue(struct engine *e, const char *key, bool front)
 
 /* ---- the work on one row ---- */
 
-static int load_host(struct store *s, const char *p, const char *f, const char *host,
-		     cJSON **out)
+/* The sealed endpoint of row num (host, port, user, key, proxy). */
+static int load_host(struct store *s, const char *p, const char *f, unsigned num, cJSON **out)
 {
 	struct stx *tx = NULL;
-	char key[2 * STORE_NAME_MAX + 16], *js = NULL;
+	char key[3 * STORE_NAME_MAX + 16], *js = NULL;
 	size_t len = 0;
 	*out = NULL;
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
-	fmt(key, sizeof(key), "f/%s/%s/hosts", p, f);
+	fmt(key, sizeof(key), "f/%s/%s/inst/%08u", p, f, num);
 	r = store_secret_get(tx, key, &js, &len);
 	store_abort(tx);
 	if (r)
 		return r;
-	cJSON *arr = cJSON_ParseWithLength(js, len), *it;
+	*out = cJSON_ParseWithLength(js, len);
 	seal_free_secret(js, len);
-	r = -ENOENT;
-	cJSON_ArrayForEach(it, arr)
-	{
-		if (!strcmp(jx_str(it, "hostname"), host)) {
-			*out = cJSON_Duplicate(it, 1);
-			r = 0;
-			break;
-		}
-	}
-	cJSON_Delete(arr);
-	return r;
+	return *out ? 0 : -EIO;
 }
 
 static void ep_from(const cJSON *o, struct sshc_endpoint *ep, const char *pin)
@@ -243,7 +233,7 @@ static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSO
 	struct sshc_result res;
 	memset(&res, 0, sizeof(res));
 	memset(o, 0, sizeof(*o));
-	o->r = load_host(e->s, p, f, jx_str(row, "host"), &h);
+	o->r = load_host(e->s, p, f, (unsigned)jx_num(row, "num"), &h);
 	if (o->r) {
 		fmt(o->err, sizeof(o->err), "the host is no longer in the spec");
 		return;
@@ -380,6 +370,48 @@ out:
 	return r;
 }
 
+/* Remove the project key from the host's authorized_keys; note what happened. */
+static void unkey_host(struct engine *e, const char *p, const char *f, const cJSON *row,
+		       char *note, size_t notelen)
+{
+	cJSON *h = NULL;
+	char *priv = NULL, *pub = NULL, err[512] = "";
+	size_t privlen = 0;
+	struct sshc_result res;
+	memset(&res, 0, sizeof(res));
+	int r = load_host(e->s, p, f, (unsigned)jx_num(row, "num"), &h);
+	if (!r)
+		r = fleets_project_key(e->s, p, false, &priv, &privlen, &pub);
+	if (!r) {
+		struct buf cmd;
+		struct sshc_endpoint target, jump;
+		buf_init(&cmd, 1 << 16);
+		buf_printf(&cmd, "f=\"$HOME/.ssh/authorized_keys\"; if [ -f \"$f\" ]; then "
+				 "grep -vxF '%s' \"$f\" > \"$f.fleetfs.$$\"; "
+				 "cat \"$f.fleetfs.$$\" > \"$f\"; rm -f \"$f.fleetfs.$$\"; fi",
+			   pub);
+		ep_from(h, &target, jx_str(row, "hostkey"));
+		const cJSON *px = cJSON_GetObjectItemCaseSensitive(h, "proxy");
+		if (cJSON_IsObject(px))
+			ep_from(px, &jump, jx_str(row, "jumpkey"));
+		r = sshc_run(&target, cJSON_IsObject(px) ? &jump : NULL, cmd.data, 10000, 65536,
+			     &res, err, sizeof(err));
+		if (!r && res.exit_status != 0)
+			r = -EIO;
+		buf_free(&cmd);
+	}
+	if (!r)
+		fmt(note, notelen, "; project key removed from %s", jx_str(row, "host"));
+	else
+		fmt(note, notelen, "; the project key could not be removed from %s (%s): delete the "
+				   "line ending in fleetfs-%s from its ~/.ssh/authorized_keys",
+		    jx_str(row, "host"), err[0] ? err : strerror(-r), p);
+	sshc_result_free(&res);
+	cJSON_Delete(h);
+	free(pub);
+	seal_free_secret(priv, privlen);
+}
+
 static void work_one(struct engine *e, const char *key)
 {
 	char p[STORE_NAME_MAX], f[STORE_NAME_MAX];
@@ -395,17 +427,24 @@ static void work_one(struct engine *e, const char *key)
 		return;
 	const char *st = jx_str(v, "status");
 	if (!strcmp(st, IST_TERMINATING)) {
-		/* SSH hosts: fleetfs installed nothing but the project key, which stays (the user
-		 * may still use the host); cloud rows of this version never reached a provider.
-		 * Either way nothing is left to release: the row goes. */
+		/* SSH hosts: fleetfs installed nothing but the project key; take it back (once,
+		 * bounded: the host is not ours to keep retrying) and say how that went. Cloud
+		 * rows of this version never reached a provider. Then the row goes. */
+		char note[600] = "";
+		if (*jx_str(v, "host") && *jx_str(v, "hostkey"))
+			unkey_host(e, p, f, v, note, sizeof(note));
 		if (store_begin(e->s, true, &tx) == 0) {
 			cJSON *cur = NULL;
+			char sk[3 * STORE_NAME_MAX + 16];
+			fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
 			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
 			    !strcmp(jx_str(cur, "status"), IST_TERMINATING)) {
 				r = store_obj_del(tx, SDB_INSTANCES, key, p);
 				if (!r)
-					r = fleets_event(tx, p, f, "instance=%u terminated (%s)", num,
-							jx_str(cur, "termination_reason"));
+					r = store_secret_del_prefix(tx, sk);
+				if (!r)
+					r = fleets_event(tx, p, f, "instance=%u terminated (%s)%s", num,
+							 jx_str(cur, "termination_reason"), note);
 				if (!r)
 					r = store_commit(tx);
 				else

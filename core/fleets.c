@@ -231,21 +231,43 @@ static cJSON *endpoint_json(const struct ssh_endpoint *ep)
 	return o;
 }
 
+/* One host's resolved endpoint (with its private key: sealed wherever it is stored). */
+static cJSON *host_json(const struct ssh_host *h)
+{
+	cJSON *o = endpoint_json(&h->ep);
+	if (h->proxy)
+		cJSON_AddItemToObject(o, "proxy", endpoint_json(h->proxy));
+	if (h->internal_ip)
+		cJSON_AddStringToObject(o, "internal_ip", h->internal_ip);
+	cJSON_AddNumberToObject(o, "blocks", h->blocks);
+	return o;
+}
+
 static char *hosts_json(const struct fleet_spec *f)
 {
 	cJSON *arr = cJSON_CreateArray();
-	for (size_t i = 0; i < f->nhosts; i++) {
-		cJSON *h = endpoint_json(&f->hosts[i].ep);
-		if (f->hosts[i].proxy)
-			cJSON_AddItemToObject(h, "proxy", endpoint_json(f->hosts[i].proxy));
-		if (f->hosts[i].internal_ip)
-			cJSON_AddStringToObject(h, "internal_ip", f->hosts[i].internal_ip);
-		cJSON_AddNumberToObject(h, "blocks", f->hosts[i].blocks);
-		cJSON_AddItemToArray(arr, h);
-	}
+	for (size_t i = 0; i < f->nhosts; i++)
+		cJSON_AddItemToArray(arr, host_json(&f->hosts[i]));
 	char *s = cJSON_PrintUnformatted(arr);
 	cJSON_Delete(arr);
 	return s;
+}
+
+/* Each SSH row keeps its own sealed endpoint ("f/<p>/<fleet>/inst/<num>"), so the engine can
+ * still reach a host that has left the spec, to remove the project key when terminating. */
+static int put_row_endpoint(struct stx *tx, const char *p, const char *fleet, unsigned num,
+			    const struct ssh_host *h)
+{
+	char key[3 * STORE_NAME_MAX + 16];
+	cJSON *o = host_json(h);
+	char *js = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!js)
+		return -ENOMEM;
+	fmt(key, sizeof(key), "f/%s/%s/inst/%08u", p, fleet, num);
+	int r = store_secret_put(tx, key, js, strlen(js));
+	seal_free_secret(js, strlen(js));
+	return r;
 }
 
 static bool ep_same(const cJSON *a, const struct ssh_endpoint *b)
@@ -398,6 +420,8 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 			cJSON *v = new_instance(num, f->hosts[i].ep.hostname, &f->hosts[i]);
 			inst_key(key, sizeof(key), p, fleet, num);
 			r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
+			if (!r)
+				r = put_row_endpoint(tx, p, fleet, num, &f->hosts[i]);
 			cJSON *item = cJSON_CreateObject();
 			cJSON_AddStringToObject(item, "key", key);
 			cJSON_AddItemToObject(item, "value", v);

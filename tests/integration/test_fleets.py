@@ -207,12 +207,17 @@ def test_delete_fleet(net, mnt):
     path = mnt.p("projects", "main", "fleets", "gpu.yml")
     write_file(path, spec_for(net, vis))
     wait_idle(mnt, 2)
+    import pwd
+    pub = read_file(mnt.p("projects", "main", "ssh", "id_rsa.pub")).decode().strip()
+    ak = os.path.join(pwd.getpwnam(vis[0].user).pw_dir, ".ssh", "authorized_keys")
+    assert pub in read_file(ak).decode()          # installed for the user's ssh access
     os.unlink(path)
     assert not os.path.exists(path)
     ok = wait_until(lambda: not os.path.exists(fdir(mnt)), 20, 0.2)
     assert ok, read_file(os.path.join(fdir(mnt), "status"))
     ev = read_file(mnt.p("projects", "main", "events")).decode()
-    assert "terminated (terminated_by_user)" in ev
+    assert "terminated (terminated_by_user); project key removed from" in ev
+    assert pub not in read_file(ak).decode()      # and taken back on termination
     # the hosts are free for another fleet
     write_file(mnt.p("projects", "main", "fleets", "other.yml"),
                spec_for(net, vis, name="other"))
