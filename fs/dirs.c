@@ -210,21 +210,32 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+/* The listing a readdir works from: the opendir snapshot, or (the kernel skipping opendir)
+ * a fresh one that the caller frees (*own). NULL after replying with the error. */
+static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+				  bool *own)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	*own = false;
+	if (h)
+		return h;
+	int r = dir_listing(FS(req), ino, &h);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return NULL;
+	}
+	*own = true;
+	return h;
+}
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	bool own = false;
-	if (!h) {
-		int r = dir_listing(fs, ino, &h);
-		if (r) {
-			fuse_reply_err(req, -r);
-			return;
-		}
-		own = true;
-	}
+	struct handle *h = listing_for(req, ino, fi, &own);
+	if (!h)
+		return;
 	char *out = xmalloc(size);
 	size_t used = 0;
 	for (size_t i = (size_t)off; i < h->nents; i++) {
@@ -247,16 +258,10 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	bool own = false;
-	if (!h) {
-		int r = dir_listing(fs, ino, &h);
-		if (r) {
-			fuse_reply_err(req, -r);
-			return;
-		}
-		own = true;
-	}
+	struct handle *h = listing_for(req, ino, fi, &own);
+	if (!h)
+		return;
 	char *out = xmalloc(size);
 	size_t used = 0;
 	pthread_mutex_lock(&fs->lock);
