@@ -14,7 +14,6 @@ at the end; every mount made here (the fleetfs mount, the tmpfs) is unmounted in
 block, also on an error, Ctrl-C or SIGTERM.
 """
 import argparse
-import datetime
 import errno
 import os
 import shutil
@@ -25,8 +24,8 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(REPO, "fleetfs")
+import benchlib  # noqa: E402
+from benchlib import BIN, REPO, BenchError, log, loadavg, mount_fstype, pct  # noqa: E402,F401
 EXAMPLES = os.path.join(REPO, "examples", "backends")
 TYPES = ["lambda", "aws", "runpod", "vastai", "vultr"]
 FSTYPE = "fuse.fleetfs"
@@ -38,29 +37,7 @@ TARGET_COMMIT_P99_MS = 5.0
 ENV = dict(os.environ, LC_ALL="C")
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------ mounts
-
-def mount_fstype(path):
-    """fstype of the mount whose mountpoint is exactly path (the top one), or None."""
-    path = os.path.realpath(path)
-    found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            sep = parts.index("-")
-            mp = parts[4].encode().decode("unicode_escape")
-            if mp == path:
-                found = parts[sep + 1]
-    return found
-
 
 def mounts_under(root):
     root = os.path.realpath(root)
@@ -301,61 +278,13 @@ def commit_latency(fleet, path, base_cfg, n):
     return lat
 
 
-def pct(sorted_vals, q):
-    """Nearest-rank percentile."""
-    k = max(0, min(len(sorted_vals) - 1, int(round(q / 100 * len(sorted_vals) + 0.5)) - 1))
-    return sorted_vals[k]
-
-
 # ------------------------------------------------------------------------------ report
 
 def machine_info(tmpbase):
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        with open("/proc/meminfo") as f:
-            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-
-    def out(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
-        except OSError:
-            return "?"
-    commit = out(["git", "rev-parse", "--short", "HEAD"]) or "?"
-    dirty = out(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                 "fs", "core", "cache", "Makefile"])
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "nproc": os.cpu_count(),
-        "kernel": out(["uname", "-r"]),
-        "uname": out(["uname", "-srvm"]),
-        "cpu": cpu,
-        "mem": mem,
-        "commit": commit + (" (with uncommitted changes to the C sources)" if dirty else ""),
-        "version": out([BIN, "-V"]).splitlines()[0] if os.path.exists(BIN) else "?",
-        "statefs": fs_type_of(tmpbase),
-        "rsync": (out(["rsync", "--version"]).splitlines() or ["?"])[0],
-        "python": sys.version.split()[0],
-        "load": loadavg(),
-    }
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
+    m = benchlib.machine_info()
+    m["statefs"] = fs_type_of(tmpbase)
+    m["rsync"] = (benchlib.out(["rsync", "--version"]).splitlines() or ["?"])[0]
+    return m
 
 
 def fmt_s(x):

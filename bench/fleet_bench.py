@@ -25,7 +25,6 @@ See bench/README.md for what each figure means. The mount is always unmounted an
 always stopped, also on an error, Ctrl-C or SIGTERM.
 """
 import argparse
-import datetime
 import os
 import shutil
 import signal
@@ -38,8 +37,8 @@ import time
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(REPO, "fleetfs")
+import benchlib  # noqa: E402
+from benchlib import BIN, REPO, BenchError, log, loadavg, mount_fstype, pct  # noqa: E402,F401
 sys.path.insert(0, os.path.join(REPO, "tests", "hosts"))
 import hosts as testhosts  # noqa: E402
 
@@ -56,27 +55,7 @@ WORKERS = 8              # fs/main.c: engine_start(..., 8, ...)
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------ mount
-
-def mount_fstype(path):
-    path = os.path.realpath(path)
-    found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            sep = parts.index("-")
-            if parts[4].encode().decode("unicode_escape") == path:
-                found = parts[sep + 1]
-    return found
-
 
 class Mount:
     """A fleetfs daemon in the foreground (-f), own session, real intervals."""
@@ -351,60 +330,11 @@ def summarize(rows, sel=lambda r: True):
 
 # ------------------------------------------------------------------------------ report
 
-def pct(sorted_vals, q):
-    """Nearest-rank percentile."""
-    k = max(0, min(len(sorted_vals) - 1, int(round(q / 100 * len(sorted_vals) + 0.5)) - 1))
-    return sorted_vals[k]
-
-
 def machine_info():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        with open("/proc/meminfo") as f:
-            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-
-    def out(cmd):
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-            return (p.stdout + p.stderr).strip()
-        except OSError:
-            return "?"
-    commit = out(["git", "rev-parse", "--short", "HEAD"]) or "?"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                            "fs", "core", "cache", "backends"], capture_output=True,
-                           text=True, cwd=REPO).stdout.strip()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "mem": mem,
-        "kernel": out(["uname", "-r"]),
-        "commit": commit + (" (with uncommitted changes to the C sources)" if dirty else ""),
-        "version": out([BIN, "-V"]).splitlines()[0] if os.path.exists(BIN) else "?",
-        "libssh2": out(["pkg-config", "--modversion", "libssh2"]) or "?",
-        "openssh": out(["ssh", "-V"]).split(",")[0],
-        "python": sys.version.split()[0],
-        "load": loadavg(),
-    }
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
+    m = benchlib.machine_info()
+    m["libssh2"] = benchlib.out(["pkg-config", "--modversion", "libssh2"]) or "?"
+    m["openssh"] = benchlib.out(["ssh", "-V"]).split(",")[0]
+    return m
 
 
 def ms(x):
