@@ -9,17 +9,17 @@ CSTD    := -std=c11 -D_GNU_SOURCE -DFLEETFS_VERSION=\"$(VERSION)\" -DFLEETFS_SRC
 
 OPT     ?= -O2 -g
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKGLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lpthread
+PKGLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lcsv -lpthread -lm
 CFLAGS  ?=
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKGCFLAGS)
 PREFIX  ?= /usr/local
 
-CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
+CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
 BACKENDS_SRC := backends/ssh.c
 ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c
-FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/render.c
+FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 

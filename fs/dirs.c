@@ -9,6 +9,7 @@
 #include "../core/fleets.h"
 #include "../core/state.h"
 #include "internal.h"
+#include "offcache.h"
 #include <sys/statvfs.h>
 
 /* ---- directories ---- */
@@ -75,7 +76,31 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 		dent_add(h, &cap, "fleets", known_ino(fs, ino, "fleets"), S_IFDIR);
 		dent_add(h, &cap, "ssh", known_ino(fs, ino, "ssh"), S_IFDIR);
 		dent_add(h, &cap, "ssh_config", known_ino(fs, ino, "ssh_config"), S_IFREG);
+		dent_add(h, &cap, "offers", known_ino(fs, ino, "offers"), S_IFDIR);
+		dent_add(h, &cap, "offers.json", known_ino(fs, ino, "offers.json"), S_IFREG);
+		dent_add(h, &cap, "offers.tsv", known_ino(fs, ino, "offers.tsv"), S_IFREG);
 		break;
+	case N_OFFERS:
+	case N_OQUERY: {
+		/* offers cheapest first; query directories themselves are not listed */
+		struct offsnap *snap = NULL;
+		struct offer_query *q = NULL;
+		char e2[8];
+		if (n->kind == N_OQUERY) {
+			dent_add(h, &cap, "offers.json", known_ino(fs, ino, "offers.json"), S_IFREG);
+			dent_add(h, &cap, "offers.tsv", known_ino(fs, ino, "offers.tsv"), S_IFREG);
+			if (offers_query_parse(n->query ? n->query : "", &q, e2, sizeof(e2)))
+				break;
+		}
+		r = offcache_get(fs, n->project, &snap);
+		for (size_t i = 0; !r && i < snap->list.n; i++)
+			if (!q || offers_match(q, &snap->list.v[i]))
+				dent_add(h, &cap, snap->names[i], known_ino(fs, ino, snap->names[i]),
+					 S_IFREG);
+		offcache_put(fs, snap);
+		offers_query_free(q);
+		break;
+	}
 	case N_PSSHDIR: {
 		static const char *const f[] = {"id_rsa", "id_rsa.pub", "known_hosts"};
 		for (size_t i = 0; i < 3; i++)

@@ -62,6 +62,12 @@ enum nkind {
 	N_PKEY,     /* ssh/id_rsa */
 	N_PKEYPUB,  /* ssh/id_rsa.pub */
 	N_PKNOWN,   /* ssh/known_hosts */
+	/* offers */
+	N_OFFERS,   /* projects/<p>/offers/ */
+	N_OQUERY,   /* offers/<query>/ (the node's name is the query) */
+	N_OFFER,    /* an offer file, in offers/ or a query directory */
+	N_OTSV,     /* offers.tsv of the project or of a query directory */
+	N_OJSON,
 };
 
 struct draft {
@@ -82,6 +88,7 @@ struct node {
 	char project[STORE_NAME_MAX];
 	char backend[STORE_NAME_MAX]; /* the backend, or the fleet for fleet kinds */
 	unsigned num;                 /* instance number */
+	char *query;                  /* offers: the query of a query directory and its files */
 	struct draft *draft;        /* N_DRAFT */
 	unsigned dirty;             /* canonical: handles holding uncommitted changes */
 	size_t pending_size;        /* canonical: size of the latest uncommitted buffer */
@@ -107,6 +114,10 @@ struct fs {
 	bool no_opendir; /* the kernel lists directories without opendir/releasedir */
 	const char *mountpoint;
 	struct engine *engine;
+	const char *catalog;          /* -o catalog=DIR: gpuhunt CSVs, or NULL */
+	pthread_mutex_t offers_lock;  /* offsnaps */
+	struct offsnap *offsnaps[64];
+	size_t noffsnaps;
 	pthread_mutex_t cache_lock; /* guards gen and the cached root config size; may be
 				     * taken under lock, never the reverse */
 	uint64_t gen;          /* bumped on every state change */

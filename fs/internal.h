@@ -62,6 +62,12 @@ bool spec_name(const char *name, char *out, size_t outlen);
 /* when the mount started (names.c; set by op_init) */
 extern struct timespec mount_time;
 
+/* A refusal found while fs->lock was held (a bad offers query): written to the project's
+ * events by the request once the lock is released (a store write under it would deadlock). */
+extern __thread char pending_note[512];
+extern __thread char pending_note_project[64];
+void flush_pending_note(struct fs *fs);
+
 /* notify.c */
 void inval_projects(struct fs *fs);
 void bump(struct fs *fs);

@@ -20,9 +20,11 @@
 
 #include "../core/state.h"
 #include "fs.h"
+#include "offcache.h"
 
 struct options {
 	char *state;
+	char *catalog;
 	char *positional[2];
 	int npos;
 	int allow_other;
@@ -34,6 +36,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_IGNORE };
 #define OPT(t, p) {t, offsetof(struct options, p), 1}
 static const struct fuse_opt opt_spec[] = {
 	OPT("state=%s", state),
+	OPT("catalog=%s", catalog),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -91,6 +94,7 @@ static void usage(const char *prog)
 	       "    -o state=DIR           state directory (default $XDG_DATA_HOME/fleetfs,\n"
 	       "                           or ~/.local/share/fleetfs)\n"
 	       "    -o allow_other         let other users list the tree (permissions still apply)\n"
+	       "    -o catalog=DIR         gpuhunt-format offer catalogs (<provider>.csv) for offers/\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug output (implies -f)\n"
 	       "    -s                     single-threaded\n"
@@ -132,6 +136,7 @@ int main(int argc, char *argv[])
 	memset(&cmd, 0, sizeof(cmd));
 	pthread_mutex_init(&fs.lock, NULL);
 	pthread_mutex_init(&fs.cache_lock, NULL);
+	pthread_mutex_init(&fs.offers_lock, NULL);
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
 		goto out;
 	if (o.help) {
@@ -179,6 +184,16 @@ int main(int argc, char *argv[])
 			state = abs;
 		}
 	}
+	if (o.catalog && o.catalog[0] != '/') {
+		/* the daemon runs from /: keep the catalog directory absolute */
+		char *abs = realpath(o.catalog, NULL);
+		if (!abs) {
+			fprintf(stderr, "fleetfs: catalog=%s: %s\n", o.catalog, strerror(errno));
+			goto out;
+		}
+		free(o.catalog);
+		o.catalog = abs;
+	}
 	if (store_open(state, &fs.store, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fleetfs: %s\n", err);
 		goto out;
@@ -189,6 +204,7 @@ int main(int argc, char *argv[])
 	fs.gid = getgid();
 	fs.allow_other = o.allow_other;
 	fs.mountpoint = mnt;
+	fs.catalog = o.catalog;
 	fs.gen = 1;
 	tree_init(&fs);
 
@@ -262,9 +278,11 @@ out:
 		fuse_session_destroy(se);
 	if (fs.by_ino)
 		tree_destroy(&fs);
+	offcache_destroy(&fs);
 	store_close(fs.store);
 	free(cmd.mountpoint);
 	free(o.state);
+	free(o.catalog);
 	for (int i = 0; i < o.npos; i++)
 		free(o.positional[i]);
 	free(state);

@@ -9,6 +9,7 @@
 #include "../core/fleets.h"
 #include "../core/state.h"
 #include "internal.h"
+#include "offcache.h"
 
 struct fs *FS(fuse_req_t req)
 {
@@ -29,7 +30,7 @@ bool is_dir_kind(enum nkind k)
 {
 	return k == N_ROOT || k == N_PROJECTS || k == N_PROJECT || k == N_BACKENDS ||
 	       k == N_BACKEND || k == N_FLEETS || k == N_FLEET || k == N_INSTANCES ||
-	       k == N_INSTANCE || k == N_PSSHDIR;
+	       k == N_INSTANCE || k == N_PSSHDIR || k == N_OFFERS || k == N_OQUERY;
 }
 
 bool is_generated(enum nkind k)
@@ -37,7 +38,7 @@ bool is_generated(enum nkind k)
 	return k == N_README || k == N_REVENTS || k == N_RFILTER || k == N_PEVENTS ||
 	       k == N_BSTATUS || k == N_FSTATUS || k == N_FEVENTS || k == N_FSSHCFG ||
 	       k == N_ISTATUS || k == N_ISSH || k == N_IINFO || k == N_PSSHCFG || k == N_PKEY ||
-	       k == N_PKEYPUB || k == N_PKNOWN;
+	       k == N_PKEYPUB || k == N_PKNOWN || k == N_OFFER || k == N_OTSV || k == N_OJSON;
 }
 
 bool is_canonical(enum nkind k)
@@ -71,7 +72,17 @@ bool spec_name(const char *name, char *out, size_t outlen)
 	return true;
 }
 
-struct timespec mount_time; /* set in op_init: the mtime of things that have none */
+struct timespec mount_time;
+__thread char pending_note[512];
+__thread char pending_note_project[64];
+
+void flush_pending_note(struct fs *fs)
+{
+	if (!pending_note[0])
+		return;
+	state_note(fs->store, pending_note_project, "%s", pending_note);
+	pending_note[0] = '\0';
+} /* set in op_init: the mtime of things that have none */
 
 
 /* ---- what a name is ---- */
@@ -123,6 +134,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 	struct st_project sp;
 	struct st_backend sb;
 	struct node *d;
+	pending_note[0] = '\0';
 	*project = p->project;
 	*backend = p->backend;
 	switch (p->kind) {
@@ -163,9 +175,59 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 			*kind = N_PSSHCFG;
 		else if (!strcmp(name, "ssh"))
 			*kind = N_PSSHDIR;
+		else if (!strcmp(name, "offers"))
+			*kind = N_OFFERS;
+		else if (!strcmp(name, "offers.tsv"))
+			*kind = N_OTSV;
+		else if (!strcmp(name, "offers.json"))
+			*kind = N_OJSON;
 		else
 			return -ENOENT;
 		return 0;
+	case N_OFFERS:
+	case N_OQUERY: {
+		if (p->kind == N_OQUERY && !strcmp(name, "offers.tsv")) {
+			*kind = N_OTSV;
+			return 0;
+		}
+		if (p->kind == N_OQUERY && !strcmp(name, "offers.json")) {
+			*kind = N_OJSON;
+			return 0;
+		}
+		struct offsnap *snap = NULL;
+		if (offcache_get(fs, p->project, &snap))
+			return -EIO;
+		long i = offsnap_find(snap, name);
+		bool ok = i >= 0;
+		if (ok && p->kind == N_OQUERY) {
+			struct offer_query *q = NULL;
+			char e2[8];
+			ok = offers_query_parse(p->query ? p->query : "", &q, e2, sizeof(e2)) == 0 &&
+			     offers_match(q, &snap->list.v[i]);
+			offers_query_free(q);
+		}
+		offcache_put(fs, snap);
+		if (ok) {
+			*kind = N_OFFER;
+			return 0;
+		}
+		if (p->kind == N_OQUERY)
+			return -ENOENT;
+		/* not an offer: a query directory? */
+		struct offer_query *q = NULL;
+		char err[400];
+		if (offers_query_parse(name, &q, err, sizeof(err)) != 0) {
+			char safe[128];
+			str_sanitize(safe, sizeof(safe), name);
+			fmt(pending_note, sizeof(pending_note),
+			    "offers/%s: neither an offer nor a query: %s", safe, err);
+			fmt(pending_note_project, sizeof(pending_note_project), "%s", p->project);
+			return -ENOENT;
+		}
+		offers_query_free(q);
+		*kind = N_OQUERY;
+		return 0;
+	}
 	case N_PSSHDIR:
 		if (!strcmp(name, "id_rsa"))
 			*kind = N_PKEY;
@@ -307,6 +369,10 @@ struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind k
 	char fl[STORE_NAME_MAX];
 	long long num = 0;
 	n->num = p->num;
+	if (kind == N_OQUERY || p->kind == N_OQUERY) {
+		free(n->query);
+		n->query = xstrdup(kind == N_OQUERY ? name : p->query ? p->query : "");
+	}
 	if (kind == N_FSPEC && spec_name(name, fl, sizeof(fl)))
 		fmt(n->backend, sizeof(n->backend), "%s", fl);
 	else if (kind == N_INSTANCE && num_parse_ll(name, 0, 100000000, &num) == 0)

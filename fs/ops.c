@@ -141,6 +141,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int r = resolve(fs, p, name, &kind, &project, &backend);
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
+		flush_pending_note(fs); /* before the reply: the caller may read events next */
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -383,7 +384,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (pk == N_BACKENDS) {
 		r = has_drafts ? -ENOTEMPTY : state_backend_delete(fs->store, project, name, err,
 								    sizeof(err));
-	} else if (pk == N_PROJECT && !strcmp(name, "ssh")) {
+	} else if (pk == N_PROJECT && (!strcmp(name, "ssh") || !strcmp(name, "offers"))) {
 		r = 0; /* generated, like events (see below) */
 	} else if (pk == N_PROJECT && !strcmp(name, "fleets")) {
 		struct stx *tx = NULL;

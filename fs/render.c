@@ -5,7 +5,8 @@
 
 #include "../core/fleets.h"
 #include "../core/state.h"
-#include "fs.h"
+#include "internal.h"
+#include "offcache.h"
 
 static const char readme[] =
 	"fleetfs — GPU fleets on many clouds as a tree of files\n"
@@ -42,7 +43,10 @@ static const char rsync_filter[] =
 	"- /projects/*/backends/*/status\n"
 	"- /projects/*/ssh_config\n"
 	"- /projects/*/ssh/\n"
-	"- /projects/*/fleets/*/\n";
+	"- /projects/*/fleets/*/\n"
+	"- /projects/*/offers/\n"
+	"- /projects/*/offers.tsv\n"
+	"- /projects/*/offers.json\n";
 
 int render_file(struct fs *fs, struct node *n, struct buf *out)
 {
@@ -97,6 +101,29 @@ int render_file(struct fs *fs, struct node *n, struct buf *out)
 		}
 		seal_free_secret(priv, plen);
 		free(pub);
+		return r;
+	}
+	case N_OFFER:
+	case N_OTSV:
+	case N_OJSON: {
+		struct offsnap *snap = NULL;
+		struct offer_query *q = NULL;
+		char err[256];
+		if (n->query && offers_query_parse(n->query, &q, err, sizeof(err)))
+			return -ENOENT;
+		r = offcache_get(fs, n->project, &snap);
+		if (!r) {
+			if (n->kind == N_OFFER) {
+				long i = offsnap_find(snap, n->name);
+				r = i < 0 ? -ENOENT : offer_yaml(&snap->list.v[i], out);
+			} else if (n->kind == N_OTSV) {
+				r = offers_tsv(&snap->list, q, out);
+			} else {
+				r = offers_json(&snap->list, q, out);
+			}
+		}
+		offcache_put(fs, snap);
+		offers_query_free(q);
 		return r;
 	}
 	case N_ISTATUS:

@@ -102,6 +102,7 @@ void tree_destroy(struct fs *fs)
 			next = n->ino_next;
 			if (n->draft)
 				draft_put(n->draft);
+			free(n->query);
 			free(n->name);
 			free(n);
 		}
@@ -163,6 +164,7 @@ void tree_maybe_free(struct fs *fs, struct node *n)
 	if (n->draft)
 		tree_draft_detach(fs, n);
 	fs->nnodes--;
+	free(n->query);
 	free(n->name);
 	free(n);
 }

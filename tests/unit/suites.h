@@ -15,5 +15,6 @@ Suite *fleetspec_suite(void);
 Suite *probe_suite(void);
 Suite *fleets_suite(void);
 Suite *ssh_suite(void);
+Suite *offers_suite(void);
 
 #endif

@@ -1,0 +1,930 @@
+/* offers: gpuhunt CSV catalogs, requirement queries and dstack's offer matching.
+ *
+ * Design: the CSV is streamed through libcsv (RFC 4180) in 64 KiB chunks; the header row
+ * maps column names to the fields we use, every later row is converted into a struct offer or
+ * counted as malformed (gpuhunt skips such rows with a warning). Matching mirrors gpuhunt's
+ * constraints.matches() on the QueryFilter dstack builds from the requirements (§1.9), plus
+ * the server-side backend/region/instance-type filters (§3.2). Sizes are kept in MiB in the
+ * offer and compared in GB (MiB / 1024) against the ranges, which is how dstack converts.
+ */
+#include "offers.h"
+
+#include <cjson/cJSON.h>
+#include <csv.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define OFFERS_MAX_FILE (256ull << 20)
+#define OFFERS_MAX_QUERY 1024
+#define OFFERS_MAX_COLS 64
+#define OFFERS_FIELD_MAX 256
+
+void offer_list_free(struct offer_list *l)
+{
+	if (!l)
+		return;
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+static const struct {
+	const char *backend, *provider;
+} provider_map[] = {
+	{"aws", "aws"},		{"azure", "azure"},   {"gcp", "gcp"},
+	{"lambda", "lambdalabs"}, {"nebius", "nebius"}, {"oci", "oci"},
+	{"runpod", "runpod"},	{"cloudrift", "cloudrift"}, {"verda", "verda"},
+	{"datacrunch", "verda"},
+};
+
+const char *offers_catalog_provider(const char *backend_type)
+{
+	if (!backend_type)
+		return NULL;
+	for (size_t i = 0; i < sizeof(provider_map) / sizeof(provider_map[0]); i++)
+		if (!strcmp(backend_type, provider_map[i].backend))
+			return provider_map[i].provider;
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- CSV reading */
+
+enum col {
+	C_INSTANCE, C_LOCATION, C_PRICE, C_CPU, C_MEMORY, C_GPU_COUNT, C_GPU_NAME, C_GPU_MEMORY,
+	C_SPOT, C_DISK, C_GPU_VENDOR, C_FLAGS, C_CPU_ARCH, C_NCOLS
+};
+static const char *const col_names[C_NCOLS] = {
+	"instance_name", "location", "price", "cpu", "memory", "gpu_count", "gpu_name",
+	"gpu_memory", "spot", "disk_size", "gpu_vendor", "flags", "cpu_arch"};
+static const bool col_required[C_NCOLS] = {true, true, true, true, true, true, false,
+					   false, true, false, false, false, false};
+
+/* dstack's allowed_flags (core/backends/base/offers.py). */
+static const char *const allowed_flags[] = {"oci-spot",	 "lambda-arm", "gcp-a4", "gcp-g4",
+					    "gcp-dws-calendar-mode", "runpod-cpu", "runpod-cluster"};
+
+struct csv_state {
+	const char *backend;
+	struct offer_list *l;
+	size_t skipped;
+	size_t row;	       /* rows seen, header included */
+	int err;	       /* first fatal error */
+	char *errbuf;
+	size_t errlen;
+	/* header */
+	char *hdr[OFFERS_MAX_COLS];
+	size_t nhdr;
+	int colmap[OFFERS_MAX_COLS]; /* column index -> enum col, -1 unused */
+	/* current row */
+	size_t field;
+	char val[C_NCOLS][OFFERS_FIELD_MAX];
+	bool present[C_NCOLS];
+	bool toolong;
+};
+
+static void csv_field_cb(void *s, size_t len, void *data)
+{
+	struct csv_state *st = data;
+	size_t i = st->field++;
+	if (st->err)
+		return;
+	if (st->row == 0) {
+		if (i >= OFFERS_MAX_COLS)
+			return;
+		const char *p = s ? s : "";
+		if (i == 0 && len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) { /* UTF-8 BOM */
+			p += 3;
+			len -= 3;
+		}
+		st->hdr[i] = xstrndup(p, len);
+		st->nhdr = i + 1;
+		return;
+	}
+	if (i >= st->nhdr || st->colmap[i] < 0)
+		return;
+	int c = st->colmap[i];
+	if (len >= OFFERS_FIELD_MAX) {
+		st->toolong = true;
+		return;
+	}
+	memcpy(st->val[c], s ? s : "", len);
+	st->val[c][len] = '\0';
+	st->present[c] = true;
+}
+
+static void strip_spaces(char *s)
+{
+	size_t n = strlen(s), a = 0;
+	while (a < n && isspace((unsigned char)s[a]))
+		a++;
+	while (n > a && isspace((unsigned char)s[n - 1]))
+		n--;
+	memmove(s, s + a, n - a);
+	s[n - a] = '\0';
+}
+
+/* A whole-string finite non-negative float; "" is -EINVAL. */
+static int parse_float(const char *s, double *out)
+{
+	char *end;
+	if (!*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	double d = strtod(s, &end);
+	if (errno || *end || !isfinite(d) || d < 0)
+		return -EINVAL;
+	*out = d;
+	return 0;
+}
+
+/* A count: an integer, or a float with no fractional part ("8.0", as pandas may write). */
+static int parse_count(const char *s, int *out)
+{
+	long long v;
+	double d;
+	if (!num_parse_ll(s, 0, 1000000, &v)) {
+		*out = (int)v;
+		return 0;
+	}
+	if (parse_float(s, &d) || d > 1000000 || floor(d) != d)
+		return -EINVAL;
+	*out = (int)d;
+	return 0;
+}
+
+static uint64_t gb_to_mib(double gb)
+{
+	return (uint64_t)llround(gb * 1024.0);
+}
+
+static bool flags_allowed(const char *flags)
+{
+	const char *p = flags;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		size_t n = strcspn(p, " ");
+		if (!n)
+			break;
+		bool ok = false;
+		for (size_t i = 0; i < sizeof(allowed_flags) / sizeof(allowed_flags[0]); i++)
+			if (strlen(allowed_flags[i]) == n && !strncmp(p, allowed_flags[i], n))
+				ok = true;
+		if (!ok)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+static int copy_text(char *dst, size_t dstlen, const char *s)
+{
+	return fmt(dst, dstlen, "%s", s);
+}
+
+/* Convert the current row. 1 = an offer in *o, 0 = dropped (flags), -EINVAL = malformed. */
+static int row_to_offer(struct csv_state *st, struct offer *o)
+{
+	char(*v)[OFFERS_FIELD_MAX] = st->val;
+	double price, mem, gmem = 0, disk = 0;
+	int cpus, gcount;
+	memset(o, 0, sizeof(*o));
+	if (st->toolong)
+		return -EINVAL;
+	for (int c = 0; c < C_NCOLS; c++) {
+		if (!st->present[c])
+			v[c][0] = '\0';
+		strip_spaces(v[c]);
+		if (col_required[c] && !v[c][0])
+			return -EINVAL;
+	}
+	if (parse_float(v[C_PRICE], &price) || parse_count(v[C_CPU], &cpus) ||
+	    parse_float(v[C_MEMORY], &mem) || parse_count(v[C_GPU_COUNT], &gcount))
+		return -EINVAL;
+	if (v[C_GPU_MEMORY][0] && parse_float(v[C_GPU_MEMORY], &gmem))
+		return -EINVAL;
+	if (v[C_DISK][0] && parse_float(v[C_DISK], &disk))
+		return -EINVAL;
+	if (!strcasecmp(v[C_SPOT], "true"))
+		o->spot = true;
+	else if (strcasecmp(v[C_SPOT], "false"))
+		return -EINVAL;
+	if (!v[C_CPU_ARCH][0] || !strcasecmp(v[C_CPU_ARCH], "x86"))
+		(void)copy_text(o->cpu_arch, sizeof(o->cpu_arch), "x86");
+	else if (!strcasecmp(v[C_CPU_ARCH], "arm"))
+		(void)copy_text(o->cpu_arch, sizeof(o->cpu_arch), "arm");
+	else
+		return -EINVAL;
+	if (copy_text(o->backend, sizeof(o->backend), st->backend) ||
+	    copy_text(o->region, sizeof(o->region), v[C_LOCATION]) ||
+	    copy_text(o->instance, sizeof(o->instance), v[C_INSTANCE]))
+		return -EINVAL;
+	if (gcount > 0) {
+		if (!v[C_GPU_NAME][0] || gcount > 1024 ||
+		    copy_text(o->gpu_name, sizeof(o->gpu_name), v[C_GPU_NAME]))
+			return -EINVAL;
+		const char *vendor = v[C_GPU_VENDOR];
+		for (char *p = v[C_GPU_VENDOR]; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (!*vendor) /* legacy rows: tpu- means google, else nvidia */
+			vendor = !strncasecmp(o->gpu_name, "tpu-", 4) ? "google" : "nvidia";
+		if (strcmp(vendor, "nvidia") && strcmp(vendor, "amd") && strcmp(vendor, "google") &&
+		    strcmp(vendor, "intel") && strcmp(vendor, "tenstorrent"))
+			return -EINVAL;
+		(void)copy_text(o->gpu_vendor, sizeof(o->gpu_vendor), vendor);
+		o->gpu_count = gcount;
+		o->gpu_memory_mib = gb_to_mib(gmem);
+	}
+	if (!flags_allowed(v[C_FLAGS]))
+		return 0;
+	o->price = price;
+	o->cpus = cpus;
+	o->memory_mib = gb_to_mib(mem);
+	o->disk_mib = gb_to_mib(disk);
+	(void)copy_text(o->availability, sizeof(o->availability), "unknown");
+	(void)copy_text(o->source, sizeof(o->source), "catalog");
+	return 1;
+}
+
+static int list_push(struct offer_list *l, const struct offer *o)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		struct offer *nv = realloc(l->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = *o;
+	return 0;
+}
+
+static int header_done(struct csv_state *st)
+{
+	for (size_t i = 0; i < OFFERS_MAX_COLS; i++)
+		st->colmap[i] = -1;
+	bool seen[C_NCOLS] = {false};
+	for (size_t i = 0; i < st->nhdr; i++) {
+		char name[64];
+		(void)fmt(name, sizeof(name), "%s", st->hdr[i]);
+		strip_spaces(name);
+		for (int c = 0; c < C_NCOLS; c++) {
+			if (strcmp(name, col_names[c]))
+				continue;
+			if (seen[c])
+				return -EINVAL;
+			seen[c] = true;
+			st->colmap[i] = c;
+		}
+	}
+	for (int c = 0; c < C_NCOLS; c++)
+		if (col_required[c] && !seen[c]) {
+			(void)fmt(st->errbuf, st->errlen, "not a gpuhunt catalog: no %s column",
+				  col_names[c]);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static void csv_row_cb(int term, void *data)
+{
+	struct csv_state *st = data;
+	(void)term;
+	if (!st->err) {
+		if (st->row == 0) {
+			st->err = header_done(st);
+			if (st->err && st->errbuf && st->errlen && !st->errbuf[0])
+				(void)fmt(st->errbuf, st->errlen,
+					  "not a gpuhunt catalog: duplicate column");
+		} else {
+			struct offer o;
+			int r = row_to_offer(st, &o);
+			if (r < 0)
+				st->skipped++;
+			else if (r == 1)
+				st->err = list_push(st->l, &o);
+		}
+	}
+	st->row++;
+	st->field = 0;
+	st->toolong = false;
+	memset(st->present, 0, sizeof(st->present));
+}
+
+int offers_read_csv(const char *path, const char *backend, struct offer_list *l,
+		    size_t *skipped, char *err, size_t errlen)
+{
+	struct csv_state *st = NULL;
+	struct csv_parser p;
+	bool pinit = false;
+	FILE *f = NULL;
+	char *chunk = NULL;
+	size_t n0 = l->n, total = 0;
+	int r = 0;
+	if (err && errlen)
+		err[0] = '\0';
+	f = fopen(path, "r");
+	if (!f) {
+		r = -errno;
+		(void)fmt(err, errlen, "cannot open catalog: %s", strerror(errno));
+		goto out;
+	}
+	struct stat sb;
+	if (fstat(fileno(f), &sb) == 0 && (unsigned long long)sb.st_size > OFFERS_MAX_FILE) {
+		r = -EFBIG;
+		(void)fmt(err, errlen, "catalog larger than 256 MiB");
+		goto out;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->backend = backend;
+	st->l = l;
+	st->errbuf = err;
+	st->errlen = errlen;
+	if (csv_init(&p, CSV_APPEND_NULL) != 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pinit = true;
+	chunk = xmalloc(65536);
+	for (;;) {
+		size_t n = fread(chunk, 1, 65536, f);
+		if (n == 0)
+			break;
+		total += n;
+		if (total > OFFERS_MAX_FILE) {
+			r = -EFBIG;
+			(void)fmt(err, errlen, "catalog larger than 256 MiB");
+			goto out;
+		}
+		if (csv_parse(&p, chunk, n, csv_field_cb, csv_row_cb, st) != n) {
+			r = csv_error(&p) == CSV_ENOMEM ? -ENOMEM : -EINVAL;
+			(void)fmt(err, errlen, "catalog: %s", csv_strerror(csv_error(&p)));
+			goto out;
+		}
+		if (st->err)
+			break;
+	}
+	if (ferror(f)) {
+		r = -EIO;
+		(void)fmt(err, errlen, "cannot read catalog");
+		goto out;
+	}
+	if (!st->err)
+		(void)csv_fini(&p, csv_field_cb, csv_row_cb, st);
+	if (!st->err && st->row == 0) {
+		st->err = -EINVAL;
+		(void)fmt(err, errlen, "not a gpuhunt catalog: empty file");
+	}
+	r = st->err;
+	if (!r && skipped)
+		*skipped = st->skipped;
+out:
+	if (r)
+		l->n = n0;
+	if (pinit)
+		csv_free(&p);
+	if (st)
+		for (size_t i = 0; i < st->nhdr; i++)
+			free(st->hdr[i]);
+	free(st);
+	free(chunk);
+	if (f)
+		fclose(f);
+	return r;
+}
+
+/* ---------------------------------------------------------------- sorting and names */
+
+static int cmp_offer_ptr(const void *a, const void *b)
+{
+	const struct offer *x = *(const struct offer *const *)a;
+	const struct offer *y = *(const struct offer *const *)b;
+	if (x->price < y->price)
+		return -1;
+	if (x->price > y->price)
+		return 1;
+	return x < y ? -1 : x > y; /* stable: catalog order */
+}
+
+void offers_sort(struct offer_list *l)
+{
+	if (!l || l->n < 2)
+		return;
+	struct offer **pv = xmalloc(l->n * sizeof(*pv));
+	struct offer *nv = xmalloc(l->cap * sizeof(*nv));
+	for (size_t i = 0; i < l->n; i++)
+		pv[i] = &l->v[i];
+	qsort(pv, l->n, sizeof(*pv), cmp_offer_ptr);
+	for (size_t i = 0; i < l->n; i++)
+		nv[i] = *pv[i];
+	free(pv);
+	free(l->v);
+	l->v = nv;
+}
+
+static size_t name_part(char *out, size_t outlen, size_t pos, const char *s)
+{
+	for (; *s && pos + 1 < outlen; s++) {
+		unsigned char c = (unsigned char)*s;
+		out[pos++] = (isalnum(c) || c == '.' || c == '_' || c == '-') && c < 0x80 ? (char)c
+											   : '_';
+	}
+	return pos;
+}
+
+void offer_name(const struct offer *o, char *out, size_t outlen)
+{
+	size_t pos = 0;
+	if (!outlen)
+		return;
+	pos = name_part(out, outlen, pos, o->backend);
+	if (pos + 1 < outlen)
+		out[pos++] = ':';
+	pos = name_part(out, outlen, pos, o->region);
+	if (pos + 1 < outlen)
+		out[pos++] = ':';
+	pos = name_part(out, outlen, pos, o->instance);
+	if (o->spot && pos + 5 < outlen) {
+		memcpy(out + pos, ":spot", 5);
+		pos += 5;
+	}
+	out[pos] = '\0';
+}
+
+/* ---------------------------------------------------------------- queries */
+
+struct strlist {
+	char **v;
+	size_t n;
+};
+
+struct offer_query {
+	bool has_gpu;
+	struct gpu_spec gpu;
+	struct rrange cpu;
+	char cpu_arch[8];
+	struct rrange memory, disk;
+	int spot; /* -1 any, 0 on-demand, 1 spot */
+	double max_price; /* < 0: none */
+	int min_cc;	  /* major*100+minor; < 0: none */
+	struct strlist backends, regions, instance_types;
+};
+
+static void strlist_free(struct strlist *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
+
+void offers_query_free(struct offer_query *q)
+{
+	if (!q)
+		return;
+	gpu_spec_free(&q->gpu);
+	strlist_free(&q->backends);
+	strlist_free(&q->regions);
+	strlist_free(&q->instance_types);
+	free(q);
+}
+
+static int strlist_parse(const char *key, const char *v, struct strlist *out, char *err,
+			 size_t errlen)
+{
+	const char *p = v;
+	for (;;) {
+		size_t n = strcspn(p, "+,");
+		if (!n) {
+			strlist_free(out);
+			return fmt(err, errlen, "%s: empty list item", key), -EINVAL;
+		}
+		out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
+		out->v[out->n++] = xstrndup(p, n);
+		if (!p[n])
+			return 0;
+		p += n + 1;
+	}
+}
+
+static int parse_cpu(const char *v, struct offer_query *q, char *err, size_t errlen)
+{
+	char b[OFFERS_MAX_QUERY];
+	bool have_c = false, have_a = false;
+	(void)fmt(b, sizeof(b), "%s", v);
+	for (char *tok = b;;) {
+		char *colon = strchr(tok, ':');
+		if (colon)
+			*colon = '\0';
+		bool digits = *tok && strspn(tok, "0123456789") == strlen(tok);
+		if (digits || strstr(tok, "..")) {
+			if (have_c)
+				return fmt(err, errlen, "cpu: CPU spec count conflict"), -EINVAL;
+			char e[128];
+			if (fleetspec_parse_range(tok, false, &q->cpu, e, sizeof(e)))
+				return fmt(err, errlen, "cpu: %s", e), -EINVAL;
+			have_c = true;
+		} else if (!strcasecmp(tok, "x86") || !strcasecmp(tok, "arm")) {
+			if (have_a)
+				return fmt(err, errlen, "cpu: CPU spec arch conflict"), -EINVAL;
+			(void)fmt(q->cpu_arch, sizeof(q->cpu_arch), "%s",
+				  !strcasecmp(tok, "x86") ? "x86" : "arm");
+			have_a = true;
+		} else {
+			return fmt(err, errlen, "cpu: invalid CPU architecture"), -EINVAL;
+		}
+		if (!colon)
+			return 0;
+		tok = colon + 1;
+	}
+}
+
+/* "8.0", "8", "10.3" -> major*100+minor. */
+static int parse_cc(const char *s, int *out)
+{
+	long long maj, min = 0;
+	char b[32];
+	if (fmt(b, sizeof(b), "%s", s))
+		return -EINVAL;
+	char *dot = strchr(b, '.');
+	if (dot)
+		*dot = '\0';
+	if (num_parse_ll(b, 0, 99, &maj) || (dot && num_parse_ll(dot + 1, 0, 99, &min)))
+		return -EINVAL;
+	*out = (int)(maj * 100 + min);
+	return 0;
+}
+
+static int query_kv(struct offer_query *q, const char *key, const char *v, char *err,
+		    size_t errlen)
+{
+	char e[160];
+	if (!*v)
+		return fmt(err, errlen, "%s: empty value", key), -EINVAL;
+	if (!strcmp(key, "gpu")) {
+		char b[OFFERS_MAX_QUERY];
+		(void)fmt(b, sizeof(b), "%s", v);
+		for (char *p = b; *p; p++)
+			if (*p == '+')
+				*p = ',';
+		if (fleetspec_parse_gpu(b, &q->gpu, e, sizeof(e)))
+			return fmt(err, errlen, "gpu: %s", e), -EINVAL;
+		q->has_gpu = true;
+		return 0;
+	}
+	if (!strcmp(key, "cpu"))
+		return parse_cpu(v, q, err, errlen);
+	if (!strcmp(key, "memory") || !strcmp(key, "disk")) {
+		if (fleetspec_parse_range(v, true, key[0] == 'm' ? &q->memory : &q->disk, e,
+					  sizeof(e)))
+			return fmt(err, errlen, "%s: %s", key, e), -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "spot")) {
+		if (!strcasecmp(v, "true"))
+			q->spot = 1;
+		else if (!strcasecmp(v, "false"))
+			q->spot = 0;
+		else if (!strcasecmp(v, "auto"))
+			q->spot = -1;
+		else
+			return fmt(err, errlen, "spot: must be true, false or auto"), -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "max_price")) {
+		if (parse_float(v, &q->max_price))
+			return fmt(err, errlen, "max_price: not a non-negative number"), -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "compute_capability")) {
+		if (parse_cc(v, &q->min_cc))
+			return fmt(err, errlen, "compute_capability: expected MAJOR.MINOR"), -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "backends"))
+		return strlist_parse(key, v, &q->backends, err, errlen);
+	if (!strcmp(key, "regions"))
+		return strlist_parse(key, v, &q->regions, err, errlen);
+	if (!strcmp(key, "instance_types"))
+		return strlist_parse(key, v, &q->instance_types, err, errlen);
+	return -EINVAL; /* unreachable: keys are checked by the caller */
+}
+
+static const char *const query_keys[] = {"gpu",	 "cpu",	      "memory",
+					 "disk", "spot",      "max_price",
+					 "compute_capability", "backends", "regions",
+					 "instance_types"};
+
+int offers_query_parse(const char *s, struct offer_query **out, char *err, size_t errlen)
+{
+	enum { NK = sizeof(query_keys) / sizeof(query_keys[0]) };
+	char *val[NK] = {NULL};
+	char b[OFFERS_MAX_QUERY];
+	struct offer_query *q = NULL;
+	int r = 0, last = -1;
+	if (err && errlen)
+		err[0] = '\0';
+	if (fmt(b, sizeof(b), "%s", s ? s : ""))
+		return fmt(err, errlen, "query longer than %d bytes", OFFERS_MAX_QUERY - 1), -EINVAL;
+	for (char *seg = b; *b;) {
+		char *comma = strchr(seg, ',');
+		if (comma)
+			*comma = '\0';
+		char *eq = strchr(seg, '=');
+		if (!eq) {
+			if (last < 0 || !*seg) {
+				r = -EINVAL;
+				(void)fmt(err, errlen, !*seg ? "empty query item"
+							     : "expected key=value");
+				goto out;
+			}
+			/* a list continued with ',' (gpu=H100,A100:8) */
+			char *nv = xasprintf("%s,%s", val[last], seg);
+			free(val[last]);
+			val[last] = nv;
+		} else {
+			*eq = '\0';
+			int k = -1;
+			for (int i = 0; i < NK; i++)
+				if (!strcmp(seg, query_keys[i]))
+					k = i;
+			if (k < 0) {
+				r = -EINVAL;
+				(void)fmt(err, errlen, "unknown key (expected one of: gpu, cpu, memory, disk, spot, max_price, compute_capability, backends, regions, instance_types)");
+				goto out;
+			}
+			if (val[k]) {
+				r = -EINVAL;
+				(void)fmt(err, errlen, "%s: given twice", query_keys[k]);
+				goto out;
+			}
+			val[k] = xstrdup(eq + 1);
+			last = k;
+		}
+		if (!comma)
+			break;
+		seg = comma + 1;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->spot = -1;
+	q->max_price = -1;
+	q->min_cc = -1;
+	for (int i = 0; i < NK && !r; i++)
+		if (val[i])
+			r = query_kv(q, query_keys[i], val[i], err, errlen);
+	if (r)
+		goto out;
+	*out = q;
+	q = NULL;
+out:
+	for (int i = 0; i < NK; i++)
+		free(val[i]);
+	offers_query_free(q);
+	return r;
+}
+
+/* ---------------------------------------------------------------- matching */
+
+/* Compute capability of known NVIDIA GPUs (gpuhunt KNOWN_NVIDIA_GPUS), major*100+minor. */
+static const struct {
+	const char *name;
+	int cc;
+} nvidia_cc[] = {
+	{"A10", 806},	  {"A10G", 806},    {"A16", 806},     {"A40", 806},	{"A100", 800},
+	{"A4000", 806},	  {"A4500", 806},   {"A5000", 806},   {"A6000", 806}, {"B200", 1000},
+	{"GB200", 1000},  {"H100", 900},    {"H100NVL", 900}, {"H200", 900},	{"GH200", 900},
+	{"L4", 809},	  {"L40", 809},	    {"L40S", 809},    {"K80", 307},	{"M60", 502},
+	{"P4", 601},	  {"P40", 601},	    {"P100", 600},    {"T4", 705},	{"V100", 700},
+	{"RTX3060", 806}, {"RTX3070", 806}, {"RTX3080", 806}, {"RTX3090", 806},
+	{"RTX4090", 809}, {"RTX4000", 705}, {"RTX5000", 705}, {"RTX6000", 705},
+	{"RTX4000Ada", 809}, {"RTX6000Ada", 809}, {"RTX5090", 1200}, {"RTXPRO6000", 1200},
+};
+
+static int gpu_cc(const char *name)
+{
+	for (size_t i = 0; i < sizeof(nvidia_cc) / sizeof(nvidia_cc[0]); i++)
+		if (!strcasecmp(name, nvidia_cc[i].name))
+			return nvidia_cc[i].cc;
+	return -1;
+}
+
+/* gpuhunt is_between on an rrange (unset = no bound). */
+static bool in_range(const struct rrange *r, double v)
+{
+	if (!r->set)
+		return true;
+	const double eps = 1e-9;
+	if (v + eps < r->min)
+		return false;
+	if (r->max >= 0 && v > r->max + eps)
+		return false;
+	return true;
+}
+
+static bool in_list(const struct strlist *s, const char *v, const char *alt)
+{
+	if (!s->n)
+		return true;
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcasecmp(s->v[i], v) || (alt && !strcasecmp(s->v[i], alt)))
+			return true;
+	return false;
+}
+
+bool offers_match(const struct offer_query *q, const struct offer *o)
+{
+	if (!q)
+		return true;
+	if (!in_list(&q->backends, o->backend, offers_catalog_provider(o->backend)))
+		return false;
+	if (!in_list(&q->regions, o->region, NULL) ||
+	    !in_list(&q->instance_types, o->instance, NULL))
+		return false;
+	if (q->max_price >= 0 && o->price > q->max_price)
+		return false;
+	if (q->spot >= 0 && o->spot != (q->spot == 1))
+		return false;
+	if (q->cpu_arch[0] && strcmp(q->cpu_arch, o->cpu_arch))
+		return false;
+	if (!in_range(&q->cpu, o->cpus) || !in_range(&q->memory, o->memory_mib / 1024.0))
+		return false;
+	/* ResourcesSpec default gpu: count 0.. — GPU checks skipped for CPU-only items. */
+	const struct gpu_spec *g = &q->gpu;
+	double gmin = q->has_gpu && g->count.set ? g->count.min : 0;
+	if (!(gmin == 0 && o->gpu_count == 0)) {
+		if (q->has_gpu) {
+			if (g->vendor[0] && strcmp(g->vendor, o->gpu_vendor))
+				return false;
+			if (!in_range(&g->count, o->gpu_count))
+				return false;
+			if (g->nnames) {
+				bool found = false;
+				for (size_t i = 0; i < g->nnames && !found; i++)
+					found = o->gpu_count > 0 && !strcasecmp(g->names[i], o->gpu_name);
+				if (!found)
+					return false;
+			}
+			double per = o->gpu_count > 0 ? o->gpu_memory_mib / 1024.0 : 0;
+			if (!in_range(&g->memory, per) ||
+			    !in_range(&g->total_memory, per * o->gpu_count))
+				return false;
+		}
+		if (q->min_cc >= 0) {
+			if (strcmp(o->gpu_vendor, "nvidia") || !o->gpu_name[0])
+				return false;
+			int cc = gpu_cc(o->gpu_name);
+			if (cc < 0 || cc < q->min_cc)
+				return false;
+		}
+	}
+	if (o->disk_mib && !in_range(&q->disk, o->disk_mib / 1024.0))
+		return false;
+	return true;
+}
+
+/* ---------------------------------------------------------------- renderings */
+
+/* Shortest %g form that reads back as the same double. */
+static void fmt_double(char *b, size_t n, double d)
+{
+	for (int prec = 6; prec <= 17; prec++) {
+		(void)fmt(b, n, "%.*g", prec, d);
+		if (strtod(b, NULL) == d)
+			return;
+	}
+}
+
+int offer_yaml(const struct offer *o, struct buf *out)
+{
+	char price[40];
+	int r = 0;
+	fmt_double(price, sizeof(price), o->price);
+	if ((r = buf_printf(out, "backend: ")) || (r = buf_yaml_str(out, o->backend)) ||
+	    (r = buf_printf(out, "\nregion: ")) || (r = buf_yaml_str(out, o->region)) ||
+	    (r = buf_printf(out, "\ninstance: ")) || (r = buf_yaml_str(out, o->instance)) ||
+	    (r = buf_printf(out, "\nspot: %s\nprice: %s\ngpus:\n  vendor: ",
+			    o->spot ? "true" : "false", price)) ||
+	    (r = buf_yaml_str(out, o->gpu_vendor)) || (r = buf_printf(out, "\n  name: ")) ||
+	    (r = buf_yaml_str(out, o->gpu_name)) ||
+	    (r = buf_printf(out,
+			    "\n  memory_mib: %llu\n  count: %d\ncpus: %d\ncpu_arch: %s\n"
+			    "memory_mib: %llu\ndisk_mib: %llu\navailability: %s\nsource: %s\n",
+			    (unsigned long long)o->gpu_memory_mib, o->gpu_count, o->cpus,
+			    o->cpu_arch, (unsigned long long)o->memory_mib,
+			    (unsigned long long)o->disk_mib, o->availability, o->source)))
+		return r;
+	return 0;
+}
+
+static int tsv_field(struct buf *out, const char *s, bool last)
+{
+	int r = 0;
+	for (; *s && !r; s++) {
+		char c = (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s;
+		r = buf_append(out, &c, 1);
+	}
+	return r ? r : buf_append(out, last ? "\n" : "\t", 1);
+}
+
+int offers_tsv(const struct offer_list *l, const struct offer_query *q, struct buf *out)
+{
+	int r = buf_printf(out, "name\tbackend\tregion\tinstance\tspot\tprice\tgpu_vendor\t"
+				"gpu_name\tgpu_memory_mib\tgpu_count\tcpus\tcpu_arch\tmemory_mib\t"
+				"disk_mib\tavailability\tsource\n");
+	for (size_t i = 0; !r && i < l->n; i++) {
+		const struct offer *o = &l->v[i];
+		if (!offers_match(q, o))
+			continue;
+		char name[256], price[40];
+		offer_name(o, name, sizeof(name));
+		fmt_double(price, sizeof(price), o->price);
+		if ((r = tsv_field(out, name, false)) || (r = tsv_field(out, o->backend, false)) ||
+		    (r = tsv_field(out, o->region, false)) ||
+		    (r = tsv_field(out, o->instance, false)) ||
+		    (r = buf_printf(out, "%s\t%s\t", o->spot ? "true" : "false", price)) ||
+		    (r = tsv_field(out, o->gpu_vendor, false)) ||
+		    (r = tsv_field(out, o->gpu_name, false)))
+			break;
+		r = buf_printf(out, "%llu\t%d\t%d\t%s\t%llu\t%llu\t%s\t%s\n",
+			       (unsigned long long)o->gpu_memory_mib, o->gpu_count, o->cpus,
+			       o->cpu_arch, (unsigned long long)o->memory_mib,
+			       (unsigned long long)o->disk_mib, o->availability, o->source);
+	}
+	return r;
+}
+
+static cJSON *offer_to_json(const struct offer *o)
+{
+	char name[256];
+	offer_name(o, name, sizeof(name));
+	cJSON *j = cJSON_CreateObject(), *g = cJSON_CreateObject();
+	if (!j || !g) {
+		cJSON_Delete(j);
+		cJSON_Delete(g);
+		return NULL;
+	}
+	bool ok = cJSON_AddStringToObject(j, "name", name) &&
+		  cJSON_AddStringToObject(j, "backend", o->backend) &&
+		  cJSON_AddStringToObject(j, "region", o->region) &&
+		  cJSON_AddStringToObject(j, "instance", o->instance) &&
+		  cJSON_AddBoolToObject(j, "spot", o->spot) &&
+		  cJSON_AddNumberToObject(j, "price", o->price) &&
+		  cJSON_AddStringToObject(g, "vendor", o->gpu_vendor) &&
+		  cJSON_AddStringToObject(g, "name", o->gpu_name) &&
+		  cJSON_AddNumberToObject(g, "memory_mib", (double)o->gpu_memory_mib) &&
+		  cJSON_AddNumberToObject(g, "count", o->gpu_count);
+	if (ok)
+		cJSON_AddItemToObject(j, "gpus", g);
+	else
+		cJSON_Delete(g);
+	ok = ok && cJSON_AddNumberToObject(j, "cpus", o->cpus) &&
+	     cJSON_AddStringToObject(j, "cpu_arch", o->cpu_arch) &&
+	     cJSON_AddNumberToObject(j, "memory_mib", (double)o->memory_mib) &&
+	     cJSON_AddNumberToObject(j, "disk_mib", (double)o->disk_mib) &&
+	     cJSON_AddStringToObject(j, "availability", o->availability) &&
+	     cJSON_AddStringToObject(j, "source", o->source);
+	if (!ok) {
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+int offers_json(const struct offer_list *l, const struct offer_query *q, struct buf *out)
+{
+	cJSON *arr = cJSON_CreateArray();
+	char *text = NULL;
+	int r = 0;
+	if (!arr)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		if (!offers_match(q, &l->v[i]))
+			continue;
+		cJSON *j = offer_to_json(&l->v[i]);
+		if (!j) {
+			r = -ENOMEM;
+			goto out;
+		}
+		cJSON_AddItemToArray(arr, j);
+	}
+	text = cJSON_Print(arr);
+	if (!text) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = buf_append(out, text, strlen(text));
+	if (!r)
+		r = buf_append(out, "\n", 1);
+out:
+	cJSON_free(text);
+	cJSON_Delete(arr);
+	return r;
+}
