@@ -52,6 +52,7 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 	struct stx *tx = NULL;
 	size_t cap = 0;
 	*out = NULL;
+	offcache_warm(fs, ino);
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = tree_get(fs, ino);
 	if (!n || !is_dir_kind(n->kind) || !node_exists(fs, n)) {

@@ -142,3 +142,18 @@ void offcache_destroy(struct fs *fs)
 		snap_free(fs->offsnaps[i]);
 	fs->noffsnaps = 0;
 }
+
+void offcache_warm(struct fs *fs, fuse_ino_t dir)
+{
+	char project[STORE_NAME_MAX] = "";
+	pthread_mutex_lock(&fs->lock);
+	struct node *n = tree_get(fs, dir);
+	if (n && (n->kind == N_OFFERS || n->kind == N_OQUERY))
+		fmt(project, sizeof(project), "%s", n->project);
+	pthread_mutex_unlock(&fs->lock);
+	if (!project[0])
+		return;
+	struct offsnap *s = NULL;
+	if (offcache_get(fs, project, &s) == 0)
+		offcache_put(fs, s);
+}

@@ -6,6 +6,7 @@
 #define FLEETFS_OFFCACHE_H
 
 #include "../core/offers.h"
+#include "fs.h"
 
 struct fs;
 
@@ -25,5 +26,9 @@ void offcache_put(struct fs *fs, struct offsnap *s);
 /* Index of the offer named name, or -1. */
 long offsnap_find(const struct offsnap *s, const char *name);
 void offcache_destroy(struct fs *fs);
+/* Build the snapshot of the project whose offers directory (or query directory) is dir,
+ * if it is out of date, without fs->lock held: callers do this before taking the lock so a
+ * large catalog never stalls the mount while it is parsed. */
+void offcache_warm(struct fs *fs, fuse_ino_t dir);
 
 #endif

@@ -18,6 +18,7 @@
 #include "../core/fleets.h"
 #include "../core/state.h"
 #include "internal.h"
+#include "offcache.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -131,6 +132,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = FS(req);
 	enum nkind kind;
 	const char *project, *backend;
+	offcache_warm(fs, parent);
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
 	if (!p) {
