@@ -89,6 +89,7 @@ struct node {
 	char backend[STORE_NAME_MAX]; /* the backend, or the fleet for fleet kinds */
 	unsigned num;                 /* instance number */
 	char *query;                  /* offers: the query of a query directory and its files */
+	size_t last_size;             /* offers tables: size of the latest rendering */
 	struct draft *draft;        /* N_DRAFT */
 	unsigned dirty;             /* canonical: handles holding uncommitted changes */
 	size_t pending_size;        /* canonical: size of the latest uncommitted buffer */

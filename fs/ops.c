@@ -482,6 +482,11 @@ static int open_node(struct fs *fs, struct node *n, int flags, struct handle **o
 			engine_check(fs->engine, h->project, h->backend, n->num, 5000, 3000);
 		h->data.limit = 64 * 1024 * 1024;
 		r = render_file(fs, n, &h->data);
+		if (!r && (n->kind == N_OTSV || n->kind == N_OJSON)) {
+			pthread_mutex_lock(&fs->lock);
+			n->last_size = h->data.len;
+			pthread_mutex_unlock(&fs->lock);
+		}
 		goto done;
 	}
 	/* canonical */
