@@ -2,6 +2,7 @@
 #include "offcache.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,8 @@ static struct offsnap *build(struct fs *fs, const char *project, uint64_t gen)
 	qsort(s->by_name, s->list.n, sizeof(*s->by_name), cmp_names);
 	cmp_snap = NULL;
 	pthread_mutex_unlock(&fs->offers_lock);
+	/* parsing a large catalog leaves freed buffers behind: give them back */
+	malloc_trim(0);
 	return s;
 }
 
