@@ -152,3 +152,34 @@ char *events_text(struct store *s, const char *project)
 	char *t = buf_steal(&b, NULL);
 	return t ? t : xstrdup("");
 }
+
+struct st_backend backend_of(struct store *s, const char *project, const char *name)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	ck_assert_int_eq(store_begin(s, false, &tx), 0);
+	int r = store_backend_get(tx, project, name, &b);
+	store_abort(tx);
+	ck_assert_msg(r == 0, "no backend %s/%s: %d", project, name, r);
+	return b;
+}
+
+bool has_backend(struct store *s, const char *project, const char *name)
+{
+	struct stx *tx = NULL;
+	struct st_backend b;
+	ck_assert_int_eq(store_begin(s, false, &tx), 0);
+	int r = store_backend_get(tx, project, name, &b);
+	store_abort(tx);
+	return r == 0;
+}
+
+bool has_project(struct store *s, const char *name)
+{
+	struct stx *tx = NULL;
+	struct st_project p;
+	ck_assert_int_eq(store_begin(s, false, &tx), 0);
+	int r = store_project_get(tx, name, &p);
+	store_abort(tx);
+	return r == 0;
+}

@@ -39,6 +39,11 @@ struct store *store_tmp(const char *tag);
 /* The text of a journal ("" = the mount's), malloc'd; caller frees. */
 char *events_text(struct store *s, const char *project);
 
+/* A backend's record (fails the test when missing); whether a backend / project exists. */
+struct st_backend backend_of(struct store *s, const char *project, const char *name);
+bool has_backend(struct store *s, const char *project, const char *name);
+bool has_project(struct store *s, const char *name);
+
 /* Minimal valid backend configs (see the unit test brief). */
 extern const char cfg_lambda[];
 extern const char cfg_aws[];

@@ -197,36 +197,6 @@ static char *snapshot(void)
 	return buf_steal(&out, NULL);
 }
 
-static struct st_backend get_backend(const char *project, const char *name)
-{
-	struct stx *tx = NULL;
-	struct st_backend b;
-	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	int r = store_backend_get(tx, project, name, &b);
-	store_abort(tx);
-	ck_assert_msg(r == 0, "no backend %s/%s: %d", project, name, r);
-	return b;
-}
-
-static bool has_backend(const char *project, const char *name)
-{
-	struct stx *tx = NULL;
-	struct st_backend b;
-	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	int r = store_backend_get(tx, project, name, &b);
-	store_abort(tx);
-	return r == 0;
-}
-
-static bool has_project(const char *name)
-{
-	struct stx *tx = NULL;
-	struct st_project p;
-	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	int r = store_project_get(tx, name, &p);
-	store_abort(tx);
-	return r == 0;
-}
 
 static char *config_of(const char *project, const char *name)
 {
@@ -255,15 +225,15 @@ static char *b64_of_bytes(size_t n, unsigned char fill)
 START_TEST(test_commit_and_render)
 {
 	commit_ok(cfg_two_projects);
-	ck_assert(has_project("main"));
-	ck_assert(has_project("other"));
-	struct st_backend b = get_backend("main", "lambda");
+	ck_assert(has_project(g_s, "main"));
+	ck_assert(has_project(g_s, "other"));
+	struct st_backend b = backend_of(g_s, "main", "lambda");
 	ck_assert(b.has_config);
 	ck_assert_str_eq(b.type, "lambda");
-	b = get_backend("main", "aws");
+	b = backend_of(g_s, "main", "aws");
 	ck_assert(b.has_config);
 	ck_assert_str_eq(b.type, "aws");
-	b = get_backend("main", "aws-dev");
+	b = backend_of(g_s, "main", "aws-dev");
 	ck_assert(b.has_config);
 	ck_assert_str_eq(b.type, "aws");
 	/* a named backend's config.yml is the entry without name: */
@@ -362,10 +332,10 @@ START_TEST(test_second_commit)
 	struct timespec mt = {1000, 5}, dmt = {2000, 6};
 	ck_assert_int_eq(state_backend_set_mtime(g_s, "main", "lambda", false, mt), 0);
 	ck_assert_int_eq(state_backend_set_mtime(g_s, "main", "lambda", true, dmt), 0);
-	struct st_backend lam0 = get_backend("main", "lambda");
+	struct st_backend lam0 = backend_of(g_s, "main", "lambda");
 	char *lamcfg0 = config_of("main", "lambda");
-	struct st_backend keep0 = get_backend("keep", "aws");
-	struct st_backend dev0 = get_backend("main", "aws-dev");
+	struct st_backend keep0 = backend_of(g_s, "keep", "aws");
+	struct st_backend dev0 = backend_of(g_s, "main", "aws-dev");
 
 	/* main: lambda the same (written differently), aws-dev changed, aws omitted; other and
 	 * keep not listed */
@@ -380,10 +350,10 @@ START_TEST(test_second_commit)
 		  "          type: access_key\n"
 		  "          access_key: AKIADEV\n"
 		  "          secret_key: rotated\n");
-	ck_assert(!has_backend("main", "aws"));
+	ck_assert(!has_backend(g_s, "main", "aws"));
 	ck_assert_ptr_null(config_of("main", "aws"));
 	/* unchanged: bytes and mtimes */
-	struct st_backend lam1 = get_backend("main", "lambda");
+	struct st_backend lam1 = backend_of(g_s, "main", "lambda");
 	char *lamcfg1 = config_of("main", "lambda");
 	ck_assert_str_eq(lamcfg0, lamcfg1);
 	ck_assert_int_eq(lam1.mtime.tv_sec, 1000);
@@ -397,15 +367,15 @@ START_TEST(test_second_commit)
 	char *c = config_of("main", "aws-dev");
 	ck_assert_ptr_nonnull(strstr(c, "secret_key: rotated"));
 	free(c);
-	struct st_backend dev1 = get_backend("main", "aws-dev");
+	struct st_backend dev1 = backend_of(g_s, "main", "aws-dev");
 	ck_assert_int_eq(dev1.dir_mtime.tv_sec, dev0.dir_mtime.tv_sec);
 	ck_assert_int_eq(dev1.dir_mtime.tv_nsec, dev0.dir_mtime.tv_nsec);
 	ck_assert(dev1.mtime.tv_sec > dev0.mtime.tv_sec ||
 		  (dev1.mtime.tv_sec == dev0.mtime.tv_sec &&
 		   dev1.mtime.tv_nsec > dev0.mtime.tv_nsec));
 	/* unlisted projects untouched */
-	ck_assert(has_project("other"));
-	struct st_backend keep1 = get_backend("keep", "aws");
+	ck_assert(has_project(g_s, "other"));
+	struct st_backend keep1 = backend_of(g_s, "keep", "aws");
 	ck_assert_int_eq(keep1.mtime.tv_sec, keep0.mtime.tv_sec);
 	ck_assert_int_eq(keep1.mtime.tv_nsec, keep0.mtime.tv_nsec);
 	c = config_of("keep", "aws");
@@ -427,15 +397,15 @@ START_TEST(test_second_commit)
 	free(t);
 	/* a listed project with no backends loses all of them; backends: may be left out */
 	commit_ok("projects:\n- name: main\n  backends: []\n- name: keep\n");
-	ck_assert(!has_backend("main", "lambda"));
-	ck_assert(!has_backend("main", "aws-dev"));
-	ck_assert(!has_backend("keep", "aws"));
+	ck_assert(!has_backend(g_s, "main", "lambda"));
+	ck_assert(!has_backend(g_s, "main", "aws-dev"));
+	ck_assert(!has_backend(g_s, "keep", "aws"));
 	ck_assert_ptr_null(config_of("keep", "aws"));
 	/* an empty list of projects changes no project */
 	commit_ok("projects: []\n");
-	ck_assert(has_project("main"));
-	ck_assert(has_project("other"));
-	ck_assert(has_project("keep"));
+	ck_assert(has_project(g_s, "main"));
+	ck_assert(has_project(g_s, "other"));
+	ck_assert(has_project(g_s, "keep"));
 }
 END_TEST
 
@@ -467,16 +437,16 @@ START_TEST(test_backend_dirs_in_tree)
 	ck_assert_int_eq(find_backend(d, m, "vastai"), 0);
 	ydoc_free(d);
 	/* applying the render keeps lambda's bytes (comment and all) */
-	struct st_backend lam0 = get_backend("main", "lambda");
+	struct st_backend lam0 = backend_of(g_s, "main", "lambda");
 	commit_ok(text);
 	char *c = config_of("main", "lambda");
 	ck_assert_str_eq(c, cfg);
 	free(c);
-	struct st_backend lam1 = get_backend("main", "lambda");
+	struct st_backend lam1 = backend_of(g_s, "main", "lambda");
 	ck_assert_int_eq(lam1.mtime.tv_sec, lam0.mtime.tv_sec);
 	ck_assert_int_eq(lam1.mtime.tv_nsec, lam0.mtime.tv_nsec);
 	/* the unconfigured directory was not listed, so it is removed */
-	ck_assert(!has_backend("main", "vastai"));
+	ck_assert(!has_backend(g_s, "main", "vastai"));
 	free(text);
 }
 END_TEST
@@ -592,8 +562,8 @@ START_TEST(test_invalid_changes_nothing)
 		free(want);
 		free(t);
 	}
-	ck_assert(!has_project("newproject"));
-	ck_assert(!has_project("newp"));
+	ck_assert(!has_project(g_s, "newproject"));
+	ck_assert(!has_project(g_s, "newp"));
 	/* the secret of the failing case never reaches the journal */
 	char *t = events_text(g_s, "");
 	ck_assert_ptr_null(strstr(t, "changed"));
@@ -635,8 +605,8 @@ START_TEST(test_duplicate_dirs)
 		  "- name: main\n  backends:\n  - {name: prod, type: aws, creds: {type: default}}\n"
 		  "- name: other\n  backends:\n  - {name: prod, type: aws, creds: {type: "
 		  "default}}\n");
-	ck_assert(has_backend("main", "prod"));
-	ck_assert(has_backend("other", "prod"));
+	ck_assert(has_backend(g_s, "main", "prod"));
+	ck_assert(has_backend(g_s, "other", "prod"));
 	free(before);
 }
 END_TEST

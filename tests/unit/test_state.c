@@ -36,36 +36,6 @@ static void teardown(void)
 	tmp_remove_all();
 }
 
-static struct st_backend get_backend(const char *project, const char *name)
-{
-	struct stx *tx = NULL;
-	struct st_backend b;
-	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	int r = store_backend_get(tx, project, name, &b);
-	store_abort(tx);
-	ck_assert_msg(r == 0, "no backend %s/%s: %d", project, name, r);
-	return b;
-}
-
-static bool has_backend(const char *project, const char *name)
-{
-	struct stx *tx = NULL;
-	struct st_backend b;
-	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	int r = store_backend_get(tx, project, name, &b);
-	store_abort(tx);
-	return r == 0;
-}
-
-static bool has_project(const char *name)
-{
-	struct stx *tx = NULL;
-	struct st_project p;
-	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	int r = store_project_get(tx, name, &p);
-	store_abort(tx);
-	return r == 0;
-}
 
 /* The stored config text (caller frees with free()), or NULL when there is none. */
 static char *config_of(const char *project, const char *name, size_t *len)
@@ -138,7 +108,7 @@ START_TEST(test_project_create)
 {
 	char err[ERRSZ];
 	ck_assert_int_eq(state_project_create(g_s, "alpha", err, sizeof(err)), 0);
-	ck_assert(has_project("alpha"));
+	ck_assert(has_project(g_s, "alpha"));
 	char *t = events_text(g_s, "");
 	ck_assert_uint_eq(str_count(t, " project=alpha created\n"), 1);
 	free(t);
@@ -155,7 +125,7 @@ START_TEST(test_project_create)
 	memset(n50, 'p', 50);
 	n50[50] = '\0';
 	ck_assert_int_eq(state_project_create(g_s, n50, err, sizeof(err)), 0);
-	ck_assert(has_project(n50));
+	ck_assert(has_project(g_s, n50));
 }
 END_TEST
 
@@ -169,7 +139,7 @@ START_TEST(test_project_bad_names)
 		char err[ERRSZ] = "", safe[80], want[256];
 		ck_assert_msg(state_project_create(g_s, bad[i], err, sizeof(err)) == -EINVAL, "%s",
 			      bad[i]);
-		ck_assert(!has_project(bad[i]));
+		ck_assert(!has_project(g_s, bad[i]));
 		str_sanitize(safe, sizeof(safe), bad[i]);
 		fmt(want, sizeof(want),
 		    "mkdir projects/%s refused: names must match ^[a-zA-Z0-9_-]{1,50}$", safe);
@@ -213,14 +183,14 @@ START_TEST(test_project_delete)
 	err[0] = '\0';
 	ck_assert_int_eq(state_project_delete(g_s, "p", err, sizeof(err)), -ENOTEMPTY);
 	ck_assert_str_eq(err, "rmdir projects/p refused: the project still has backends");
-	ck_assert(has_project("p"));
+	ck_assert(has_project(g_s, "p"));
 	char *t = events_text(g_s, "");
 	ck_assert_uint_eq(
 		str_count(t, " rmdir projects/p refused: the project still has backends\n"), 1);
 	free(t);
 	ck_assert_int_eq(state_backend_delete(g_s, "p", "aws", err, sizeof(err)), 0);
 	ck_assert_int_eq(state_project_delete(g_s, "p", err, sizeof(err)), 0);
-	ck_assert(!has_project("p"));
+	ck_assert(!has_project(g_s, "p"));
 	t = events_text(g_s, "");
 	ck_assert_uint_eq(str_count(t, " project=p deleted\n"), 1);
 	free(t);
@@ -232,7 +202,7 @@ START_TEST(test_project_delete)
 	mkproject("p");
 	/* "main" is an ordinary project */
 	ck_assert_int_eq(state_project_delete(g_s, "main", err, sizeof(err)), 0);
-	ck_assert(!has_project("main"));
+	ck_assert(!has_project(g_s, "main"));
 }
 END_TEST
 
@@ -243,9 +213,9 @@ START_TEST(test_backend_create)
 	char err[ERRSZ] = "";
 	ck_assert_int_eq(state_backend_create(g_s, "nope", "aws", err, sizeof(err)), -ENOENT);
 	ck_assert_str_eq(err, "no project nope");
-	ck_assert(!has_backend("nope", "aws"));
+	ck_assert(!has_backend(g_s, "nope", "aws"));
 	mkbackend("main", "aws");
-	struct st_backend b = get_backend("main", "aws");
+	struct st_backend b = backend_of(g_s, "main", "aws");
 	ck_assert(!b.has_config);
 	ck_assert_str_eq(b.type, "");
 	ck_assert(b.dir_mtime.tv_sec > 0);
@@ -265,7 +235,7 @@ START_TEST(test_backend_create)
 	ck_assert_int_eq(state_backend_create(g_s, "main", "a b", err, sizeof(err)), -EINVAL);
 	ck_assert_msg(strncmp(err, "mkdir backends/a b refused: names must match ", 45) == 0, "%s",
 		      err);
-	ck_assert(!has_backend("main", "a b"));
+	ck_assert(!has_backend(g_s, "main", "a b"));
 	t = events_text(g_s, "main");
 	ck_assert_uint_eq(str_count(t, " mkdir backends/a b refused: "), 1);
 	free(t);
@@ -284,14 +254,14 @@ START_TEST(test_backend_delete)
 	err[0] = '\0';
 	ck_assert_int_eq(state_backend_delete(g_s, "main", "aws", err, sizeof(err)), -ENOTEMPTY);
 	ck_assert_str_eq(err, "rmdir backends/aws refused: remove its config.yml first");
-	ck_assert(has_backend("main", "aws"));
+	ck_assert(has_backend(g_s, "main", "aws"));
 	char *t = events_text(g_s, "main");
 	ck_assert_uint_eq(
 		str_count(t, " rmdir backends/aws refused: remove its config.yml first\n"), 1);
 	free(t);
 	ck_assert_int_eq(state_backend_unlink_config(g_s, "main", "aws", err, sizeof(err)), 0);
 	ck_assert_int_eq(state_backend_delete(g_s, "main", "aws", err, sizeof(err)), 0);
-	ck_assert(!has_backend("main", "aws"));
+	ck_assert(!has_backend(g_s, "main", "aws"));
 	ck_assert_ptr_null(config_of("main", "aws", NULL));
 	t = events_text(g_s, "main");
 	ck_assert_uint_eq(str_count(t, " backend=aws deleted\n"), 1);
@@ -313,7 +283,7 @@ START_TEST(test_commit_valid)
 	ck_assert_uint_eq(n, strlen(cfg));
 	ck_assert_str_eq(c, cfg); /* byte for byte, comments and all */
 	free(c);
-	struct st_backend b = get_backend("main", "aws");
+	struct st_backend b = backend_of(g_s, "main", "aws");
 	ck_assert(b.has_config);
 	ck_assert_str_eq(b.type, "aws");
 	ck_assert_uint_eq(b.size, strlen(cfg));
@@ -359,10 +329,10 @@ START_TEST(test_commit_valid)
 	/* a backend without type: in a type-named directory; a named backend with type: */
 	mkbackend("main", "lambda");
 	commit_ok("main", "lambda", "creds:\n  type: api_key\n  api_key: abc\n");
-	ck_assert_str_eq(get_backend("main", "lambda").type, "lambda");
+	ck_assert_str_eq(backend_of(g_s, "main", "lambda").type, "lambda");
 	mkbackend("main", "aws-dev");
 	commit_ok("main", "aws-dev", cfg_aws);
-	ck_assert_str_eq(get_backend("main", "aws-dev").type, "aws");
+	ck_assert_str_eq(backend_of(g_s, "main", "aws-dev").type, "aws");
 	st = status_of("main", "aws-dev");
 	v = status_field(st, "type", NULL);
 	ck_assert_str_eq(v, "aws");
@@ -376,7 +346,7 @@ START_TEST(test_commit_invalid)
 	char err[ERRSZ];
 	mkbackend("main", "aws");
 	commit_ok("main", "aws", cfg_aws);
-	struct st_backend before = get_backend("main", "aws");
+	struct st_backend before = backend_of(g_s, "main", "aws");
 	const char *bad = "type: aws\ncreds:\n  type: access_key\n  access_key: AKIA\n";
 	err[0] = '\0';
 	int r = state_backend_commit(g_s, "main", "aws", bad, strlen(bad), NULL, &g_ctx, err,
@@ -387,7 +357,7 @@ START_TEST(test_commit_invalid)
 	char *c = config_of("main", "aws", NULL);
 	ck_assert_str_eq(c, cfg_aws);
 	free(c);
-	struct st_backend b = get_backend("main", "aws");
+	struct st_backend b = backend_of(g_s, "main", "aws");
 	ck_assert(b.has_config);
 	ck_assert_uint_eq(b.size, before.size);
 	ck_assert_int_eq(b.mtime.tv_sec, before.mtime.tv_sec);
@@ -430,15 +400,15 @@ START_TEST(test_commit_invalid)
 	free(v);
 	free(st);
 	ck_assert_ptr_null(config_of("main", "gcp", NULL));
-	ck_assert(!get_backend("main", "gcp").has_config);
+	ck_assert(!backend_of(g_s, "main", "gcp").has_config);
 	/* committing the stored bytes again is not a change: the refusal stays visible */
 	commit_ok("main", "aws", cfg_aws);
-	ck_assert_str_ne(get_backend("main", "aws").last_error, "");
+	ck_assert_str_ne(backend_of(g_s, "main", "aws").last_error, "");
 	/* a valid commit that changes the file clears the last error */
 	char *changed = xasprintf("# changed\n%s", cfg_aws);
 	commit_ok("main", "aws", changed);
 	free(changed);
-	ck_assert_str_eq(get_backend("main", "aws").last_error, "");
+	ck_assert_str_eq(backend_of(g_s, "main", "aws").last_error, "");
 	st = status_of("main", "aws");
 	ck_assert_ptr_nonnull(strstr(st, "\nlast_error: null\n"));
 	free(st);
@@ -479,16 +449,16 @@ START_TEST(test_commit_invalid_kinds)
 		ck_assert_msg(r == -EINVAL, "case %zu: %d %s", i, r, err);
 		ck_assert_msg(strncmp(err, cases[i].prefix, strlen(cases[i].prefix)) == 0,
 			      "case %zu:\nwant %s\ngot  %s", i, cases[i].prefix, err);
-		ck_assert_str_eq(get_backend("main", cases[i].name).last_error, err);
+		ck_assert_str_eq(backend_of(g_s, "main", cases[i].name).last_error, err);
 	}
-	ck_assert(!get_backend("main", "lambda").has_config);
+	ck_assert(!backend_of(g_s, "main", "lambda").has_config);
 	/* a commit to a backend that does not exist */
 	err[0] = '\0';
 	int r = state_backend_commit(g_s, "main", "aws", cfg_aws, strlen(cfg_aws), NULL, &g_ctx,
 				     err, sizeof(err));
 	ck_assert_int_eq(r, -ENOENT);
 	ck_assert_str_ne(err, "");
-	ck_assert(!has_backend("main", "aws"));
+	ck_assert(!has_backend(g_s, "main", "aws"));
 }
 END_TEST
 
@@ -508,7 +478,7 @@ START_TEST(test_commit_efbig)
 	int r = state_backend_commit(g_s, "main", "lambda", big, STATE_MAX_FILE, NULL, &g_ctx, err,
 				     sizeof(err));
 	ck_assert_msg(r == 0, "%d %s", r, err);
-	ck_assert_uint_eq(get_backend("main", "lambda").size, STATE_MAX_FILE);
+	ck_assert_uint_eq(backend_of(g_s, "main", "lambda").size, STATE_MAX_FILE);
 	commit_ok("main", "lambda", cfg_lambda);
 	/* one more byte is refused */
 	big[STATE_MAX_FILE] = '\n';
@@ -520,7 +490,7 @@ START_TEST(test_commit_efbig)
 	char *c = config_of("main", "lambda", NULL);
 	ck_assert_str_eq(c, cfg_lambda);
 	free(c);
-	struct st_backend b = get_backend("main", "lambda");
+	struct st_backend b = backend_of(g_s, "main", "lambda");
 	ck_assert_uint_eq(b.size, strlen(cfg_lambda));
 	ck_assert_str_eq(b.last_error, err);
 	char *t = events_text(g_s, "main");
@@ -538,7 +508,7 @@ START_TEST(test_commit_mtime)
 	ck_assert_int_eq(state_backend_commit(g_s, "main", "lambda", cfg_lambda, strlen(cfg_lambda),
 					      &mt, &g_ctx, err, sizeof(err)),
 			 0);
-	struct st_backend b = get_backend("main", "lambda");
+	struct st_backend b = backend_of(g_s, "main", "lambda");
 	ck_assert_int_eq(b.mtime.tv_sec, 1234567890);
 	ck_assert_int_eq(b.mtime.tv_nsec, 987654321);
 	ck_assert(b.committed_at >= time(NULL) - 5);
@@ -546,7 +516,7 @@ START_TEST(test_commit_mtime)
 	struct timespec f = {1111, 1}, d = {2222, 2}, p = {3333, 3};
 	ck_assert_int_eq(state_backend_set_mtime(g_s, "main", "lambda", false, f), 0);
 	ck_assert_int_eq(state_backend_set_mtime(g_s, "main", "lambda", true, d), 0);
-	b = get_backend("main", "lambda");
+	b = backend_of(g_s, "main", "lambda");
 	ck_assert_int_eq(b.mtime.tv_sec, 1111);
 	ck_assert_int_eq(b.mtime.tv_nsec, 1);
 	ck_assert_int_eq(b.dir_mtime.tv_sec, 2222);
@@ -578,7 +548,7 @@ START_TEST(test_unlink_config)
 			 -ENOENT);
 	commit_ok("main", "aws", cfg_aws);
 	ck_assert_int_eq(state_backend_unlink_config(g_s, "main", "aws", err, sizeof(err)), 0);
-	struct st_backend b = get_backend("main", "aws");
+	struct st_backend b = backend_of(g_s, "main", "aws");
 	ck_assert(!b.has_config);
 	ck_assert_uint_eq(b.size, 0);
 	ck_assert_str_eq(b.type, "");
