@@ -22,7 +22,7 @@ struct store {
 	char *dir;
 	int lockfd;
 	MDB_env *env;
-	MDB_dbi meta, projects, backends, secrets, events, fleets, instances;
+	MDB_dbi meta, projects, backends, secrets, events, fleets, instances, offers;
 	pthread_mutex_t ring_lock;
 	struct seal_key local;
 	struct seal_ring ring; /* user keys first, then local */
@@ -260,7 +260,7 @@ static int env_open(struct store *s, char *err, size_t errlen)
 	int rc = mdb_env_create(&s->env);
 	if (rc)
 		goto fail;
-	mdb_env_set_maxdbs(s->env, 8);
+	mdb_env_set_maxdbs(s->env, 16);
 	mdb_env_set_mapsize(s->env, MAP_SIZE);
 	rc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600);
 	if (rc)
@@ -274,7 +274,8 @@ static int env_open(struct store *s, char *err, size_t errlen)
 	    (rc = mdb_dbi_open(txn, "secrets", MDB_CREATE, &s->secrets)) ||
 	    (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events)) ||
 	    (rc = mdb_dbi_open(txn, "fleets", MDB_CREATE, &s->fleets)) ||
-	    (rc = mdb_dbi_open(txn, "instances", MDB_CREATE, &s->instances)))
+	    (rc = mdb_dbi_open(txn, "instances", MDB_CREATE, &s->instances)) ||
+	    (rc = mdb_dbi_open(txn, "offers", MDB_CREATE, &s->offers)))
 		goto fail;
 	struct stx tx = {.s = s, .txn = txn, .write = true};
 	MDB_val v;
@@ -719,6 +720,12 @@ int store_backend_del(struct stx *tx, const char *project, const char *name)
 	int r = kv_del_prefix(tx, tx->s->secrets, prefix);
 	if (!r)
 		r = kv_del(tx, tx->s->backends, key);
+	for (const char *k = "md"; !r && *k; k++) { /* its offers cache (store_offers_key) */
+		fmt(prefix, sizeof(prefix), "%c/%s", *k, key);
+		r = kv_del(tx, tx->s->offers, prefix);
+		if (r == -ENOENT)
+			r = 0;
+	}
 	touch(tx, project);
 	return r;
 }
@@ -911,7 +918,26 @@ uint64_t store_events_size(struct stx *tx, const char *project)
 
 static MDB_dbi obj_dbi(struct stx *tx, enum store_db db)
 {
-	return db == SDB_FLEETS ? tx->s->fleets : tx->s->instances;
+	return db == SDB_FLEETS ? tx->s->fleets : db == SDB_INSTANCES ? tx->s->instances : tx->s->offers;
+}
+
+int store_blob_get(struct stx *tx, enum store_db db, const char *key, const void **data,
+		   size_t *len)
+{
+	MDB_val v;
+	int r = kv_get(tx, obj_dbi(tx, db), key, &v);
+	if (r)
+		return r;
+	*data = v.mv_data;
+	*len = v.mv_size;
+	return 0;
+}
+
+int store_blob_put(struct stx *tx, enum store_db db, const char *key, const void *data,
+		   size_t len, const char *project)
+{
+	store_touch(tx, project);
+	return kv_put(tx, obj_dbi(tx, db), key, data, len);
 }
 
 void store_touch(struct stx *tx, const char *project)

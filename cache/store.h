@@ -6,6 +6,9 @@
  *   backends  <project>/<backend>       -> JSON metadata (type, size, mtimes, last error)
  *   secrets   b/<project>/<backend>/... -> sealed config text and sealed attachments
  *   events    <project>/<seq:016x>      -> one event line ("" project = the mount's events)
+ *   fleets, instances                   -> JSON records (core/fleets.c)
+ *   offers    m/<project>/<backend>     -> JSON fetch metadata of the backend's offers cache
+ *             d/<project>/<backend>     -> the cached offers (CSV, core/offers.h)
  * Every change a caller makes through one stx is one LMDB write transaction: all or nothing,
  * durable when store_commit returns 0 (LMDB syncs on commit). Secrets never reach the file in
  * plain text: they are sealed with seal.h under the ring (the key file, plus dstack
@@ -81,12 +84,17 @@ void store_abort(struct stx *tx);
  * caller (cJSON_Delete). list: every record whose key starts with prefix, as a cJSON array of
  * {"key": ..., "value": {...}} in key order. */
 struct cJSON;
-enum store_db { SDB_FLEETS = 0, SDB_INSTANCES };
+enum store_db { SDB_FLEETS = 0, SDB_INSTANCES, SDB_OFFERS };
 int store_obj_get(struct stx *tx, enum store_db db, const char *key, struct cJSON **out);
 int store_obj_put(struct stx *tx, enum store_db db, const char *key, const struct cJSON *obj,
 		  const char *project);
 int store_obj_del(struct stx *tx, enum store_db db, const char *key, const char *project);
 int store_obj_list(struct stx *tx, enum store_db db, const char *prefix, struct cJSON **out);
+/* Raw values (the offers cache's CSV). get: *data points into the map, valid until tx ends. */
+int store_blob_get(struct stx *tx, enum store_db db, const char *key, const void **data,
+		   size_t *len);
+int store_blob_put(struct stx *tx, enum store_db db, const char *key, const void *data,
+		   size_t len, const char *project);
 /* Sealed blobs by key ("f/<p>/<fleet>/spec", "p/<p>/sshkey", ...). get: *out malloc'd, free
  * with seal_free_secret. del_prefix removes every key starting with prefix. */
 int store_secret_put(struct stx *tx, const char *key, const void *data, size_t len);

@@ -25,13 +25,121 @@
 #define OFFERS_MAX_COLS 64
 #define OFFERS_FIELD_MAX 256
 
+/* ---------------------------------------------------------------- string pool */
+
+/* Interned strings: an open-addressing set of pointers into 64 KiB arena blocks. A catalog
+ * repeats a few hundred distinct strings (regions, instance types, GPU names) over 100,000
+ * rows, so offers hold pointers instead of copies. */
+#define POOL_BLOCK 65536
+
+struct strpool {
+	const char **slots;
+	size_t nslots, used;
+	char *block;          /* current arena block; each block starts with a link to the
+			       * previous one */
+	size_t block_used, block_size;
+};
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static void pool_free(struct strpool *p)
+{
+	if (!p)
+		return;
+	while (p->block) {
+		char *prev;
+		memcpy(&prev, p->block, sizeof(prev));
+		free(p->block);
+		p->block = prev;
+	}
+	free(p->slots);
+	free(p);
+}
+
+static const char *pool_add(struct strpool *p, const char *s)
+{
+	if (p->used * 2 >= p->nslots) {
+		size_t nn = p->nslots ? p->nslots * 2 : 256;
+		const char **ns = xcalloc(nn, sizeof(*ns));
+		for (size_t i = 0; i < p->nslots; i++) {
+			if (!p->slots[i])
+				continue;
+			size_t j = str_hash(p->slots[i]) & (nn - 1);
+			while (ns[j])
+				j = (j + 1) & (nn - 1);
+			ns[j] = p->slots[i];
+		}
+		free(p->slots);
+		p->slots = ns;
+		p->nslots = nn;
+	}
+	size_t j = str_hash(s) & (p->nslots - 1);
+	for (; p->slots[j]; j = (j + 1) & (p->nslots - 1))
+		if (!strcmp(p->slots[j], s))
+			return p->slots[j];
+	size_t len = strlen(s) + 1;
+	if (!p->block || p->block_used + len > p->block_size) {
+		size_t bs = len + sizeof(char *) > POOL_BLOCK ? len + sizeof(char *) : POOL_BLOCK;
+		char *b = xmalloc(bs);
+		memcpy(b, &p->block, sizeof(char *));
+		p->block = b;
+		p->block_size = bs;
+		p->block_used = sizeof(char *);
+	}
+	char *copy = p->block + p->block_used;
+	memcpy(copy, s, len);
+	p->block_used += len;
+	p->slots[j] = copy;
+	p->used++;
+	return copy;
+}
+
+const char *offer_list_intern(struct offer_list *l, const char *s)
+{
+	if (!l->pool)
+		l->pool = xcalloc(1, sizeof(*l->pool));
+	return pool_add(l->pool, s ? s : "");
+}
+
 void offer_list_free(struct offer_list *l)
 {
 	if (!l)
 		return;
 	free(l->v);
+	pool_free(l->pool);
 	l->v = NULL;
+	l->pool = NULL;
 	l->n = l->cap = 0;
+}
+
+int offer_list_push(struct offer_list *l, const struct offer *o)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		struct offer *nv = realloc(l->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	struct offer *d = &l->v[l->n++];
+	*d = *o;
+	d->backend = offer_list_intern(l, o->backend);
+	d->type = offer_list_intern(l, o->type);
+	d->region = offer_list_intern(l, o->region);
+	d->instance = offer_list_intern(l, o->instance);
+	d->cpu_arch = offer_list_intern(l, o->cpu_arch);
+	d->gpu_vendor = offer_list_intern(l, o->gpu_vendor);
+	d->gpu_name = offer_list_intern(l, o->gpu_name);
+	d->availability = offer_list_intern(l, o->availability);
+	d->source = offer_list_intern(l, o->source);
+	return 0;
 }
 
 static const struct {
@@ -53,24 +161,64 @@ const char *offers_catalog_provider(const char *backend_type)
 	return NULL;
 }
 
+/* dstack's CONFIGURABLE_DISK_SIZE per compute, GB (TB = 1024 GB). */
+static const struct {
+	const char *type;
+	double min, max;
+} disk_ranges[] = {
+	{"aws", 100, 16384},  {"azure", 30, 4095},   {"gcp", 20, 32768}, {"oci", 50, 32768},
+	{"nebius", 40, 8192}, {"verda", 50, -1},     {"datacrunch", 50, -1},
+};
+
+void offers_disk_range(const char *type, double *min, double *max)
+{
+	*min = 1;
+	*max = -1;
+	for (size_t i = 0; type && i < sizeof(disk_ranges) / sizeof(disk_ranges[0]); i++)
+		if (!strcmp(type, disk_ranges[i].type)) {
+			*min = disk_ranges[i].min;
+			*max = disk_ranges[i].max;
+		}
+}
+
+/* Lower bound of want ∩ the type's range in GB, or < 0 when empty. dstack's default disk
+ * request is 100GB.. (DEFAULT_DISK). */
+static double disk_choose(const char *type, const struct rrange *want)
+{
+	double lo, hi, wlo = 100, whi = -1;
+	offers_disk_range(type, &lo, &hi);
+	if (want && want->set) {
+		wlo = want->min;
+		whi = want->max;
+	}
+	double a = wlo > lo ? wlo : lo;
+	double b = whi < 0 ? hi : (hi < 0 ? whi : (whi < hi ? whi : hi));
+	if (b >= 0 && a > b + 1e-9)
+		return -1;
+	return a;
+}
+
 /* ---------------------------------------------------------------- CSV reading */
 
 enum col {
 	C_INSTANCE, C_LOCATION, C_PRICE, C_CPU, C_MEMORY, C_GPU_COUNT, C_GPU_NAME, C_GPU_MEMORY,
-	C_SPOT, C_DISK, C_GPU_VENDOR, C_FLAGS, C_CPU_ARCH, C_NCOLS
+	C_SPOT, C_DISK, C_GPU_VENDOR, C_FLAGS, C_CPU_ARCH, C_AVAIL, C_NCOLS
 };
 static const char *const col_names[C_NCOLS] = {
 	"instance_name", "location", "price", "cpu", "memory", "gpu_count", "gpu_name",
-	"gpu_memory", "spot", "disk_size", "gpu_vendor", "flags", "cpu_arch"};
+	"gpu_memory", "spot", "disk_size", "gpu_vendor", "flags", "cpu_arch", "availability"};
 static const bool col_required[C_NCOLS] = {true, true, true, true, true, true, false,
-					   false, true, false, false, false, false};
+					   false, true, false, false, false, false, false};
 
 /* dstack's allowed_flags (core/backends/base/offers.py). */
 static const char *const allowed_flags[] = {"oci-spot",	 "lambda-arm", "gcp-a4", "gcp-g4",
 					    "gcp-dws-calendar-mode", "runpod-cpu", "runpod-cluster"};
 
+static const char *const availabilities[] = {"unknown", "available", "not_available",
+					     "no_quota", "no_balance", "idle", "busy"};
+
 struct csv_state {
-	const char *backend;
+	const struct offer_origin *org;
 	struct offer_list *l;
 	size_t skipped;
 	size_t row;	       /* rows seen, header included */
@@ -183,12 +331,8 @@ static bool flags_allowed(const char *flags)
 	return true;
 }
 
-static int copy_text(char *dst, size_t dstlen, const char *s)
-{
-	return fmt(dst, dstlen, "%s", s);
-}
-
-/* Convert the current row. 1 = an offer in *o, 0 = dropped (flags), -EINVAL = malformed. */
+/* Convert the current row. 1 = an offer in *o (strings point into st), 0 = dropped (flags,
+ * no disk size the backend can give), -EINVAL = malformed. */
 static int row_to_offer(struct csv_state *st, struct offer *o)
 {
 	char(*v)[OFFERS_FIELD_MAX] = st->val;
@@ -216,19 +360,27 @@ static int row_to_offer(struct csv_state *st, struct offer *o)
 	else if (strcasecmp(v[C_SPOT], "false"))
 		return -EINVAL;
 	if (!v[C_CPU_ARCH][0] || !strcasecmp(v[C_CPU_ARCH], "x86"))
-		(void)copy_text(o->cpu_arch, sizeof(o->cpu_arch), "x86");
+		o->cpu_arch = "x86";
 	else if (!strcasecmp(v[C_CPU_ARCH], "arm"))
-		(void)copy_text(o->cpu_arch, sizeof(o->cpu_arch), "arm");
+		o->cpu_arch = "arm";
 	else
 		return -EINVAL;
-	if (copy_text(o->backend, sizeof(o->backend), st->backend) ||
-	    copy_text(o->region, sizeof(o->region), v[C_LOCATION]) ||
-	    copy_text(o->instance, sizeof(o->instance), v[C_INSTANCE]))
-		return -EINVAL;
+	o->availability = "unknown";
+	for (size_t i = 0; v[C_AVAIL][0] && i < sizeof(availabilities) / sizeof(*availabilities);
+	     i++)
+		if (!strcmp(v[C_AVAIL], availabilities[i]))
+			o->availability = availabilities[i];
+	o->backend = st->org->backend;
+	o->type = st->org->type;
+	o->source = st->org->source;
+	o->fetched_at = st->org->fetched_at;
+	o->region = v[C_LOCATION];
+	o->instance = v[C_INSTANCE];
+	o->gpu_vendor = o->gpu_name = "";
 	if (gcount > 0) {
-		if (!v[C_GPU_NAME][0] || gcount > 1024 ||
-		    copy_text(o->gpu_name, sizeof(o->gpu_name), v[C_GPU_NAME]))
+		if (!v[C_GPU_NAME][0] || gcount > 1024)
 			return -EINVAL;
+		o->gpu_name = v[C_GPU_NAME];
 		const char *vendor = v[C_GPU_VENDOR];
 		for (char *p = v[C_GPU_VENDOR]; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
@@ -237,7 +389,7 @@ static int row_to_offer(struct csv_state *st, struct offer *o)
 		if (strcmp(vendor, "nvidia") && strcmp(vendor, "amd") && strcmp(vendor, "google") &&
 		    strcmp(vendor, "intel") && strcmp(vendor, "tenstorrent"))
 			return -EINVAL;
-		(void)copy_text(o->gpu_vendor, sizeof(o->gpu_vendor), vendor);
+		o->gpu_vendor = vendor;
 		o->gpu_count = gcount;
 		o->gpu_memory_mib = gb_to_mib(gmem);
 	}
@@ -246,24 +398,16 @@ static int row_to_offer(struct csv_state *st, struct offer *o)
 	o->price = price;
 	o->cpus = cpus;
 	o->memory_mib = gb_to_mib(mem);
-	o->disk_mib = gb_to_mib(disk);
-	(void)copy_text(o->availability, sizeof(o->availability), "unknown");
-	(void)copy_text(o->source, sizeof(o->source), "catalog");
-	return 1;
-}
-
-static int list_push(struct offer_list *l, const struct offer *o)
-{
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 64;
-		struct offer *nv = realloc(l->v, ncap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = ncap;
+	if (disk > 0) {
+		o->disk_fixed = true;
+		o->disk_mib = gb_to_mib(disk);
+	} else {
+		double d = disk_choose(o->type, NULL);
+		if (d < 0)
+			return 0;
+		o->disk_mib = gb_to_mib(d);
 	}
-	l->v[l->n++] = *o;
-	return 0;
+	return 1;
 }
 
 static int header_done(struct csv_state *st)
@@ -309,7 +453,7 @@ static void csv_row_cb(int term, void *data)
 			if (r < 0)
 				st->skipped++;
 			else if (r == 1)
-				st->err = list_push(st->l, &o);
+				st->err = offer_list_push(st->l, &o);
 		}
 	}
 	st->row++;
@@ -318,62 +462,26 @@ static void csv_row_cb(int term, void *data)
 	memset(st->present, 0, sizeof(st->present));
 }
 
-int offers_read_csv(const char *path, const char *backend, struct offer_list *l,
-		    size_t *skipped, char *err, size_t errlen)
+int offers_parse_csv(const char *data, size_t len, const struct offer_origin *org,
+		     struct offer_list *l, size_t *skipped, char *err, size_t errlen)
 {
-	struct csv_state *st = NULL;
 	struct csv_parser p;
-	bool pinit = false;
-	FILE *f = NULL;
-	char *chunk = NULL;
-	size_t n0 = l->n, total = 0;
+	size_t n0 = l->n;
 	int r = 0;
 	if (err && errlen)
 		err[0] = '\0';
-	f = fopen(path, "r");
-	if (!f) {
-		r = -errno;
-		(void)fmt(err, errlen, "cannot open catalog: %s", strerror(errno));
-		goto out;
-	}
-	struct stat sb;
-	if (fstat(fileno(f), &sb) == 0 && (unsigned long long)sb.st_size > OFFERS_MAX_FILE) {
-		r = -EFBIG;
-		(void)fmt(err, errlen, "catalog larger than 256 MiB");
-		goto out;
-	}
-	st = xcalloc(1, sizeof(*st));
-	st->backend = backend;
+	if (len > OFFERS_MAX_FILE)
+		return fmt(err, errlen, "catalog larger than 256 MiB"), -EFBIG;
+	if (csv_init(&p, CSV_APPEND_NULL) != 0)
+		return -ENOMEM;
+	struct csv_state *st = xcalloc(1, sizeof(*st));
+	st->org = org;
 	st->l = l;
 	st->errbuf = err;
 	st->errlen = errlen;
-	if (csv_init(&p, CSV_APPEND_NULL) != 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	pinit = true;
-	chunk = xmalloc(65536);
-	for (;;) {
-		size_t n = fread(chunk, 1, 65536, f);
-		if (n == 0)
-			break;
-		total += n;
-		if (total > OFFERS_MAX_FILE) {
-			r = -EFBIG;
-			(void)fmt(err, errlen, "catalog larger than 256 MiB");
-			goto out;
-		}
-		if (csv_parse(&p, chunk, n, csv_field_cb, csv_row_cb, st) != n) {
-			r = csv_error(&p) == CSV_ENOMEM ? -ENOMEM : -EINVAL;
-			(void)fmt(err, errlen, "catalog: %s", csv_strerror(csv_error(&p)));
-			goto out;
-		}
-		if (st->err)
-			break;
-	}
-	if (ferror(f)) {
-		r = -EIO;
-		(void)fmt(err, errlen, "cannot read catalog");
+	if (csv_parse(&p, data, len, csv_field_cb, csv_row_cb, st) != len) {
+		r = csv_error(&p) == CSV_ENOMEM ? -ENOMEM : -EINVAL;
+		(void)fmt(err, errlen, "catalog: %s", csv_strerror(csv_error(&p)));
 		goto out;
 	}
 	if (!st->err)
@@ -384,20 +492,93 @@ int offers_read_csv(const char *path, const char *backend, struct offer_list *l,
 	}
 	r = st->err;
 	if (!r && skipped)
-		*skipped = st->skipped;
+		*skipped += st->skipped;
 out:
 	if (r)
 		l->n = n0;
-	if (pinit)
-		csv_free(&p);
-	if (st)
-		for (size_t i = 0; i < st->nhdr; i++)
-			free(st->hdr[i]);
+	csv_free(&p);
+	for (size_t i = 0; i < st->nhdr; i++)
+		free(st->hdr[i]);
 	free(st);
-	free(chunk);
-	if (f)
-		fclose(f);
 	return r;
+}
+
+int offers_read_csv(const char *path, const struct offer_origin *org, struct offer_list *l,
+		    size_t *skipped, char *err, size_t errlen)
+{
+	struct buf b;
+	buf_init(&b, OFFERS_MAX_FILE);
+	int r = buf_read_file(&b, path);
+	if (r == -EFBIG)
+		(void)fmt(err, errlen, "catalog larger than 256 MiB");
+	else if (r)
+		(void)fmt(err, errlen, "cannot read catalog: %s", strerror(-r));
+	else
+		r = offers_parse_csv(b.data ? b.data : "", b.len, org, l, skipped, err, errlen);
+	buf_free(&b);
+	return r;
+}
+
+/* One CSV field, quoted when it holds a separator, a quote or a line break. */
+static int csv_put(struct buf *out, const char *s, bool last)
+{
+	int r = 0;
+	if (strpbrk(s, ",\"\r\n")) {
+		size_t n = strlen(s), need = n * 2 + 2;
+		char *q = xmalloc(need);
+		size_t w = csv_write(q, need, s, n);
+		r = buf_append(out, q, w);
+		free(q);
+	} else {
+		r = buf_append(out, s, strlen(s));
+	}
+	return r ? r : buf_append(out, last ? "\n" : ",", 1);
+}
+
+int offers_write_csv(const struct offer_list *l, struct buf *out)
+{
+	int r = buf_printf(out, "instance_name,location,price,cpu,memory,gpu_count,gpu_name,"
+				"gpu_memory,spot,disk_size,gpu_vendor,flags,cpu_arch,availability\n");
+	for (size_t i = 0; !r && i < l->n; i++) {
+		const struct offer *o = &l->v[i];
+		char nums[160], gmem[40] = "", disk[40] = "";
+		if (o->gpu_count)
+			(void)fmt(gmem, sizeof(gmem), "%.17g", o->gpu_memory_mib / 1024.0);
+		if (o->disk_fixed)
+			(void)fmt(disk, sizeof(disk), "%.17g", o->disk_mib / 1024.0);
+		(void)fmt(nums, sizeof(nums), "%.17g,%d,%.17g,%d,", o->price, o->cpus,
+			  o->memory_mib / 1024.0, o->gpu_count);
+		if ((r = csv_put(out, o->instance, false)) || (r = csv_put(out, o->region, false)) ||
+		    (r = buf_append(out, nums, strlen(nums))) ||
+		    (r = csv_put(out, o->gpu_name, false)) ||
+		    (r = buf_printf(out, "%s,%s,%s,", gmem, o->spot ? "True" : "False", disk)) ||
+		    (r = csv_put(out, o->gpu_vendor, false)) ||
+		    (r = buf_printf(out, ",%s,%s\n", o->cpu_arch, o->availability)))
+			break;
+	}
+	return r;
+}
+
+static bool region_in(const char *loc, char *const *regions, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strlen(regions[i]);
+		if (!strcasecmp(loc, regions[i]) ||
+		    (!strncasecmp(loc, regions[i], k) && loc[k] == '-'))
+			return true;
+	}
+	return false;
+}
+
+void offers_filter_regions(struct offer_list *l, char *const *regions, size_t n)
+{
+	if (!n)
+		return;
+	size_t w = 0;
+	for (size_t i = 0; i < l->n; i++)
+		if (region_in(l->v[i].region, regions, n))
+			l->v[w++] = l->v[i];
+	l->n = w;
 }
 
 /* ---------------------------------------------------------------- sorting and names */
@@ -729,24 +910,33 @@ static bool in_range(const struct rrange *r, double v)
 	return true;
 }
 
-static bool in_list(const struct strlist *s, const char *v, const char *alt)
+static bool in_list(const struct strlist *s, const char *v, const char *alt, const char *alt2)
 {
 	if (!s->n)
 		return true;
 	for (size_t i = 0; i < s->n; i++)
-		if (!strcasecmp(s->v[i], v) || (alt && !strcasecmp(s->v[i], alt)))
+		if (!strcasecmp(s->v[i], v) || (alt && !strcasecmp(s->v[i], alt)) ||
+		    (alt2 && !strcasecmp(s->v[i], alt2)))
 			return true;
 	return false;
+}
+
+uint64_t offers_disk_for(const struct offer_query *q, const struct offer *o)
+{
+	if (o->disk_fixed || !q || !q->disk.set)
+		return o->disk_mib;
+	double d = disk_choose(o->type, &q->disk);
+	return d < 0 ? 0 : gb_to_mib(d);
 }
 
 bool offers_match(const struct offer_query *q, const struct offer *o)
 {
 	if (!q)
 		return true;
-	if (!in_list(&q->backends, o->backend, offers_catalog_provider(o->backend)))
+	if (!in_list(&q->backends, o->backend, o->type, offers_catalog_provider(o->type)))
 		return false;
-	if (!in_list(&q->regions, o->region, NULL) ||
-	    !in_list(&q->instance_types, o->instance, NULL))
+	if (!in_list(&q->regions, o->region, NULL, NULL) ||
+	    !in_list(&q->instance_types, o->instance, NULL, NULL))
 		return false;
 	if (q->max_price >= 0 && o->price > q->max_price)
 		return false;
@@ -785,7 +975,8 @@ bool offers_match(const struct offer_query *q, const struct offer *o)
 				return false;
 		}
 	}
-	if (o->disk_mib && !in_range(&q->disk, o->disk_mib / 1024.0))
+	/* gpuhunt checks the catalog's disk; otherwise dstack picks one in the backend's range */
+	if (o->disk_fixed ? !in_range(&q->disk, o->disk_mib / 1024.0) : !offers_disk_for(q, o))
 		return false;
 	return true;
 }
@@ -802,24 +993,29 @@ static void fmt_double(char *b, size_t n, double d)
 	}
 }
 
-int offer_yaml(const struct offer *o, struct buf *out)
+int offer_yaml(const struct offer *o, const struct offer_query *q, struct buf *out)
 {
-	char price[40];
+	char price[40], at[32] = "";
 	int r = 0;
 	fmt_double(price, sizeof(price), o->price);
+	if (o->fetched_at)
+		time_iso((time_t)o->fetched_at, at, sizeof(at));
 	if ((r = buf_printf(out, "backend: ")) || (r = buf_yaml_str(out, o->backend)) ||
-	    (r = buf_printf(out, "\nregion: ")) || (r = buf_yaml_str(out, o->region)) ||
-	    (r = buf_printf(out, "\ninstance: ")) || (r = buf_yaml_str(out, o->instance)) ||
+	    (r = buf_printf(out, "\ntype: %s\nregion: ", o->type)) ||
+	    (r = buf_yaml_str(out, o->region)) || (r = buf_printf(out, "\ninstance: ")) ||
+	    (r = buf_yaml_str(out, o->instance)) ||
 	    (r = buf_printf(out, "\nspot: %s\nprice: %s\ngpus:\n  vendor: ",
 			    o->spot ? "true" : "false", price)) ||
 	    (r = buf_yaml_str(out, o->gpu_vendor)) || (r = buf_printf(out, "\n  name: ")) ||
 	    (r = buf_yaml_str(out, o->gpu_name)) ||
 	    (r = buf_printf(out,
 			    "\n  memory_mib: %llu\n  count: %d\ncpus: %d\ncpu_arch: %s\n"
-			    "memory_mib: %llu\ndisk_mib: %llu\navailability: %s\nsource: %s\n",
+			    "memory_mib: %llu\ndisk_mib: %llu\navailability: %s\nsource: %s\n"
+			    "fetched_at: %s\n",
 			    (unsigned long long)o->gpu_memory_mib, o->gpu_count, o->cpus,
 			    o->cpu_arch, (unsigned long long)o->memory_mib,
-			    (unsigned long long)o->disk_mib, o->availability, o->source)))
+			    (unsigned long long)offers_disk_for(q, o), o->availability, o->source,
+			    at[0] ? at : "null")))
 		return r;
 	return 0;
 }
@@ -838,14 +1034,16 @@ int offers_tsv(const struct offer_list *l, const struct offer_query *q, struct b
 {
 	int r = buf_printf(out, "name\tbackend\tregion\tinstance\tspot\tprice\tgpu_vendor\t"
 				"gpu_name\tgpu_memory_mib\tgpu_count\tcpus\tcpu_arch\tmemory_mib\t"
-				"disk_mib\tavailability\tsource\n");
+				"disk_mib\tavailability\tsource\tfetched_at\n");
 	for (size_t i = 0; !r && i < l->n; i++) {
 		const struct offer *o = &l->v[i];
 		if (!offers_match(q, o))
 			continue;
-		char name[256], price[40];
+		char name[256], price[40], at[32] = "";
 		offer_name(o, name, sizeof(name));
 		fmt_double(price, sizeof(price), o->price);
+		if (o->fetched_at)
+			time_iso((time_t)o->fetched_at, at, sizeof(at));
 		if ((r = tsv_field(out, name, false)) || (r = tsv_field(out, o->backend, false)) ||
 		    (r = tsv_field(out, o->region, false)) ||
 		    (r = tsv_field(out, o->instance, false)) ||
@@ -853,18 +1051,21 @@ int offers_tsv(const struct offer_list *l, const struct offer_query *q, struct b
 		    (r = tsv_field(out, o->gpu_vendor, false)) ||
 		    (r = tsv_field(out, o->gpu_name, false)))
 			break;
-		r = buf_printf(out, "%llu\t%d\t%d\t%s\t%llu\t%llu\t%s\t%s\n",
+		r = buf_printf(out, "%llu\t%d\t%d\t%s\t%llu\t%llu\t%s\t%s\t%s\n",
 			       (unsigned long long)o->gpu_memory_mib, o->gpu_count, o->cpus,
 			       o->cpu_arch, (unsigned long long)o->memory_mib,
-			       (unsigned long long)o->disk_mib, o->availability, o->source);
+			       (unsigned long long)offers_disk_for(q, o), o->availability, o->source,
+			       at);
 	}
 	return r;
 }
 
-static cJSON *offer_to_json(const struct offer *o)
+static cJSON *offer_to_json(const struct offer *o, const struct offer_query *q)
 {
-	char name[256];
+	char name[256], at[32] = "";
 	offer_name(o, name, sizeof(name));
+	if (o->fetched_at)
+		time_iso((time_t)o->fetched_at, at, sizeof(at));
 	cJSON *j = cJSON_CreateObject(), *g = cJSON_CreateObject();
 	if (!j || !g) {
 		cJSON_Delete(j);
@@ -873,6 +1074,7 @@ static cJSON *offer_to_json(const struct offer *o)
 	}
 	bool ok = cJSON_AddStringToObject(j, "name", name) &&
 		  cJSON_AddStringToObject(j, "backend", o->backend) &&
+		  cJSON_AddStringToObject(j, "type", o->type) &&
 		  cJSON_AddStringToObject(j, "region", o->region) &&
 		  cJSON_AddStringToObject(j, "instance", o->instance) &&
 		  cJSON_AddBoolToObject(j, "spot", o->spot) &&
@@ -888,9 +1090,11 @@ static cJSON *offer_to_json(const struct offer *o)
 	ok = ok && cJSON_AddNumberToObject(j, "cpus", o->cpus) &&
 	     cJSON_AddStringToObject(j, "cpu_arch", o->cpu_arch) &&
 	     cJSON_AddNumberToObject(j, "memory_mib", (double)o->memory_mib) &&
-	     cJSON_AddNumberToObject(j, "disk_mib", (double)o->disk_mib) &&
+	     cJSON_AddNumberToObject(j, "disk_mib", (double)offers_disk_for(q, o)) &&
 	     cJSON_AddStringToObject(j, "availability", o->availability) &&
-	     cJSON_AddStringToObject(j, "source", o->source);
+	     cJSON_AddStringToObject(j, "source", o->source) &&
+	     (at[0] ? cJSON_AddStringToObject(j, "fetched_at", at)
+		    : cJSON_AddNullToObject(j, "fetched_at"));
 	if (!ok) {
 		cJSON_Delete(j);
 		return NULL;
@@ -908,7 +1112,7 @@ int offers_json(const struct offer_list *l, const struct offer_query *q, struct 
 	for (size_t i = 0; i < l->n; i++) {
 		if (!offers_match(q, &l->v[i]))
 			continue;
-		cJSON *j = offer_to_json(&l->v[i]);
+		cJSON *j = offer_to_json(&l->v[i], q);
 		if (!j) {
 			r = -ENOMEM;
 			goto out;

@@ -1,12 +1,16 @@
 /* state: see state.h. */
 #include "state.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../backends/backend.h"
+#include "jsonx.h"
+#include "offerd.h"
 #include "ydoc.h"
 
 static const char name_rule[] = "names must match ^[a-zA-Z0-9_-]{1,50}$";
@@ -345,6 +349,51 @@ int state_project_set_mtime(struct store *s, const char *project, struct timespe
 	return store_commit(tx);
 }
 
+static void status_time(struct buf *out, const char *key, double t)
+{
+	char ts[32];
+	if (t <= 0) {
+		buf_printf(out, "  %s: null\n", key);
+		return;
+	}
+	time_iso((time_t)t, ts, sizeof(ts));
+	buf_printf(out, "  %s: %s\n", key, ts);
+}
+
+/* The offers cache of the backend (core/offerd.h). */
+static void status_offers(struct buf *out, const struct st_backend *b, const cJSON *m)
+{
+	const struct backend_ops *ops = b->has_config ? backend_find(b->type) : NULL;
+	if (!ops || !ops->offers) {
+		buf_printf(out, "offers: null\n");
+		return;
+	}
+	if (!m || strcmp(jx_str(m, "digest"), b->digest)) {
+		buf_printf(out, "offers:\n  state: fetching\n");
+		return;
+	}
+	const char *err = jx_str(m, "error");
+	bool have = jx_num(m, "data_at") > 0;
+	buf_printf(out, "offers:\n  state: %s\n  count: %.0f\n",
+		   err[0] ? (have ? "stale" : "failed") : "fresh", jx_num(m, "count"));
+	buf_printf(out, "  source: ");
+	buf_yaml_str(out, jx_str(m, "source"));
+	buf_printf(out, "\n  version: ");
+	buf_yaml_str(out, jx_str(m, "version"));
+	buf_printf(out, "\n  skipped_rows: %.0f\n  ttl_seconds: %d\n", jx_num(m, "skipped"),
+		   ops->offers_ttl);
+	status_time(out, "fetched_at", jx_num(m, "data_at"));
+	status_time(out, "checked_at", jx_num(m, "checked_at"));
+	if (err[0]) {
+		status_time(out, "error_at", jx_num(m, "error_at"));
+		buf_printf(out, "  error: ");
+		buf_yaml_str(out, err);
+		buf_printf(out, "\n");
+	} else {
+		buf_printf(out, "  error: null\n");
+	}
+}
+
 int state_backend_status(struct store *s, const char *project, const char *name,
 			 struct buf *out)
 {
@@ -355,6 +404,12 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 	if (r)
 		return r;
 	r = store_backend_get(tx, project, name, &b);
+	cJSON *m = NULL;
+	if (!r) {
+		char key[2 * STORE_NAME_MAX + 4];
+		offerd_key(key, sizeof(key), 'm', project, name);
+		(void)store_obj_get(tx, SDB_OFFERS, key, &m);
+	}
 	store_abort(tx);
 	if (r)
 		return r;
@@ -388,5 +443,7 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 	} else {
 		buf_printf(out, "last_error: null\n");
 	}
+	status_offers(out, &b, m);
+	cJSON_Delete(m);
 	return 0;
 }

@@ -47,6 +47,8 @@ int buf_set(struct buf *b, const void *p, size_t n);
 /* Write n bytes at off, zero-filling any gap; grows len as needed. */
 int buf_pwrite(struct buf *b, const void *p, size_t n, size_t off);
 int buf_truncate(struct buf *b, size_t n);
+/* Append the whole of the file at path (0, -EFBIG past limit, -errno of open/read). */
+int buf_read_file(struct buf *b, const char *path);
 /* Move the contents out: returns data (caller frees, may be NULL when empty) and resets b. */
 char *buf_steal(struct buf *b, size_t *len);
 

@@ -96,7 +96,8 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 		r = offcache_get(fs, n->project, &snap);
 		for (size_t i = 0; !r && i < snap->list.n; i++)
 			if (!q || offers_match(q, &snap->list.v[i]))
-				dent_add(h, &cap, snap->names[i], known_ino(fs, ino, snap->names[i]),
+				dent_add(h, &cap, offsnap_name(snap, i),
+					 known_ino(fs, ino, offsnap_name(snap, i)),
 					 S_IFREG);
 		offcache_put(fs, snap);
 		offers_query_free(q);

@@ -70,6 +70,10 @@ enum nkind {
 	N_OJSON,
 };
 
+struct catalog;
+struct http_client;
+struct offerd;
+
 struct draft {
 	struct buf data;
 	mode_t mode;
@@ -115,7 +119,10 @@ struct fs {
 	bool no_opendir; /* the kernel lists directories without opendir/releasedir */
 	const char *mountpoint;
 	struct engine *engine;
-	const char *catalog;          /* -o catalog=DIR: gpuhunt CSVs, or NULL */
+	struct catalog *catalog;      /* -o catalog=DIR|URL|none */
+	struct http_client *http;
+	struct offerd *offerd;        /* keeps the offers cache fresh */
+	int offers_wait_ms;           /* -o offers_wait: bound on waiting for a first fetch */
 	pthread_mutex_t offers_lock;  /* offsnaps */
 	struct offsnap *offsnaps[64];
 	size_t noffsnaps;

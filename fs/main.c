@@ -15,9 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include "../backends/catalog.h"
+#include "../backends/http.h"
+#include "../core/offerd.h"
 #include "../core/state.h"
 #include "fs.h"
 #include "offcache.h"
@@ -25,6 +29,7 @@
 struct options {
 	char *state;
 	char *catalog;
+	char *offers_wait;
 	char *positional[2];
 	int npos;
 	int allow_other;
@@ -37,6 +42,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_IGNORE };
 static const struct fuse_opt opt_spec[] = {
 	OPT("state=%s", state),
 	OPT("catalog=%s", catalog),
+	OPT("offers_wait=%s", offers_wait),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -94,7 +100,12 @@ static void usage(const char *prog)
 	       "    -o state=DIR           state directory (default $XDG_DATA_HOME/fleetfs,\n"
 	       "                           or ~/.local/share/fleetfs)\n"
 	       "    -o allow_other         let other users list the tree (permissions still apply)\n"
-	       "    -o catalog=DIR         gpuhunt-format offer catalogs (<provider>.csv) for offers/\n"
+	       "    -o catalog=DIR|URL|none where offers/ reads gpuhunt catalogs: <DIR>/<provider>.csv,\n"
+	       "                           or <URL>/<provider>/version and .../catalog.zip\n"
+	       "                           (default: $GPUHUNT_CATALOG_DIR, $GPUHUNT_CATALOG_URL,\n"
+	       "                           else gpuhunt's public catalog)\n"
+	       "    -o offers_wait=SECONDS how long a listing waits for a backend's first offers\n"
+	       "                           fetch (default 10)\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug output (implies -f)\n"
 	       "    -s                     single-threaded\n"
@@ -184,7 +195,8 @@ int main(int argc, char *argv[])
 			state = abs;
 		}
 	}
-	if (o.catalog && o.catalog[0] != '/') {
+	if (o.catalog && o.catalog[0] != '/' && strcmp(o.catalog, "none") &&
+	    strncasecmp(o.catalog, "http://", 7) && strncasecmp(o.catalog, "https://", 8)) {
 		/* the daemon runs from /: keep the catalog directory absolute */
 		char *abs = realpath(o.catalog, NULL);
 		if (!abs) {
@@ -193,6 +205,20 @@ int main(int argc, char *argv[])
 		}
 		free(o.catalog);
 		o.catalog = abs;
+	}
+	fs.offers_wait_ms = 10000;
+	if (o.offers_wait) {
+		long long w;
+		if (num_parse_ll(o.offers_wait, 0, 3600, &w)) {
+			fprintf(stderr, "fleetfs: offers_wait=%s: expected seconds (0..3600)\n",
+				o.offers_wait);
+			goto out;
+		}
+		fs.offers_wait_ms = (int)w * 1000;
+	}
+	if (catalog_new(o.catalog, &fs.catalog, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fleetfs: %s\n", err);
+		goto out;
 	}
 	if (store_open(state, &fs.store, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fleetfs: %s\n", err);
@@ -204,7 +230,6 @@ int main(int argc, char *argv[])
 	fs.gid = getgid();
 	fs.allow_other = o.allow_other;
 	fs.mountpoint = mnt;
-	fs.catalog = o.catalog;
 	fs.gen = 1;
 	tree_init(&fs);
 
@@ -243,6 +268,16 @@ int main(int argc, char *argv[])
 			syslog(LOG_ERR, "cannot start the engine");
 		goto out;
 	}
+	fs.http = http_client_new();
+	catalog_set_http(fs.catalog, fs.http);
+	fs.offerd = offerd_new(fs.store, fs.catalog, fs.http);
+	if (!fs.http || offerd_start(fs.offerd) != 0) {
+		if (cmd.foreground)
+			fprintf(stderr, "fleetfs: cannot start the offers refresher\n");
+		else
+			syslog(LOG_ERR, "cannot start the offers refresher");
+		goto out;
+	}
 	if (cmd.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
@@ -263,6 +298,7 @@ int main(int argc, char *argv[])
 	}
 	engine_stop(fs.engine);
 	fs.engine = NULL;
+	offerd_stop(fs.offerd);
 	notify_stop(&fs);
 	state_note(fs.store, "", "unmounted");
 	/* the loop returns the number of the signal that ended it (SIGTERM, SIGINT): a clean
@@ -270,6 +306,10 @@ int main(int argc, char *argv[])
 	ret = ret < 0 ? 1 : 0;
 out:
 	engine_stop(fs.engine);
+	offerd_stop(fs.offerd);
+	offerd_free(fs.offerd);
+	http_client_free(fs.http);
+	catalog_free(fs.catalog);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (handlers)
@@ -283,6 +323,7 @@ out:
 	free(cmd.mountpoint);
 	free(o.state);
 	free(o.catalog);
+	free(o.offers_wait);
 	for (int i = 0; i < o.npos; i++)
 		free(o.positional[i]);
 	free(state);

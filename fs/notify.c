@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/fleets.h"
+#include "../core/offerd.h"
 #include "../core/state.h"
 #include "internal.h"
 
@@ -157,6 +158,9 @@ void fs_store_changed(void *arg, const char *project)
 	char p[STORE_NAME_MAX] = "";
 	if (project)
 		fmt(p, sizeof(p), "%.*s", (int)strcspn(project, ":"), project);
+	bump(fs); /* also for changes made in the background (engine, offers refreshes) */
+	if (fs->offerd)
+		offerd_changed(fs->offerd, project ? p : NULL);
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
@@ -166,8 +170,11 @@ void fs_store_changed(void *arg, const char *project)
 				hit = true;
 			else if (x->kind == N_REVENTS)
 				hit = all || !p[0];
+			else if (x->kind == N_OFFER)
+				continue; /* maybe 100,000 of them: their dentries time out, their
+					   * contents are read uncached */
 			else if (is_generated(x->kind) || x->kind == N_FLEETS || x->kind == N_FLEET ||
-				 x->kind == N_INSTANCES)
+				 x->kind == N_INSTANCES || x->kind == N_OFFERS || x->kind == N_OQUERY)
 				hit = mine;
 			else if (x->kind == N_INSTANCE || x->kind == N_FSPEC)
 				hit = entry = mine && x->linked;

@@ -1,13 +1,17 @@
 /* offcache: see offcache.h. */
 #include "offcache.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../backends/backend.h"
 #include "../cache/store.h"
+#include "../core/jsonx.h"
+#include "../core/offerd.h"
 #include "internal.h"
 
 #define OFFCACHE_PROJECTS 64
@@ -16,7 +20,8 @@ static const struct offsnap *cmp_snap;
 
 static int cmp_names(const void *a, const void *b)
 {
-	return strcmp(cmp_snap->names[*(const size_t *)a], cmp_snap->names[*(const size_t *)b]);
+	return strcmp(offsnap_name(cmp_snap, *(const uint32_t *)a),
+		      offsnap_name(cmp_snap, *(const uint32_t *)b));
 }
 
 static void snap_free(struct offsnap *s)
@@ -24,75 +29,163 @@ static void snap_free(struct offsnap *s)
 	if (!s)
 		return;
 	offer_list_free(&s->list);
+	free(s->sig);
 	free(s->names);
+	free(s->name_at);
 	free(s->by_name);
 	free(s);
 }
 
-static struct offsnap *build(struct fs *fs, const char *project, uint64_t gen)
+/* The backends whose cached offers count, with their metadata, in one read transaction. */
+struct cached {
+	struct st_backend *bs;
+	size_t nb;
+	cJSON **meta; /* meta[i]: NULL when backend i shows no offers */
+	struct buf sig;
+};
+
+static void cached_free(struct cached *c)
+{
+	for (size_t i = 0; i < c->nb; i++)
+		cJSON_Delete(c->meta[i]);
+	free(c->meta);
+	free(c->bs);
+	buf_free(&c->sig);
+}
+
+static void cached_read(struct stx *tx, const char *project, struct cached *c)
+{
+	memset(c, 0, sizeof(*c));
+	buf_init(&c->sig, 1 << 20);
+	store_backend_list(tx, project, &c->bs, &c->nb);
+	c->meta = xcalloc(c->nb ? c->nb : 1, sizeof(*c->meta));
+	for (size_t i = 0; i < c->nb; i++) {
+		const struct backend_ops *ops = backend_find(c->bs[i].type);
+		char key[2 * STORE_NAME_MAX + 4];
+		cJSON *m = NULL;
+		if (!c->bs[i].has_config || !ops || !ops->offers)
+			continue;
+		offerd_key(key, sizeof(key), 'm', project, c->bs[i].name);
+		if (store_obj_get(tx, SDB_OFFERS, key, &m) ||
+		    strcmp(jx_str(m, "digest"), c->bs[i].digest) || jx_num(m, "data_at") <= 0) {
+			cJSON_Delete(m);
+			continue;
+		}
+		c->meta[i] = m;
+		(void)buf_printf(&c->sig, "%s|%s|%.0f;", c->bs[i].name, c->bs[i].digest,
+				 jx_num(m, "data_at"));
+	}
+}
+
+static struct offsnap *build(struct stx *tx, const char *project, struct cached *c,
+			     uint64_t gen)
 {
 	struct offsnap *s = xcalloc(1, sizeof(*s));
-	struct stx *tx = NULL;
-	struct st_backend *bs = NULL;
-	size_t nb = 0, skipped = 0;
 	s->refs = 1;
 	s->gen = gen;
+	s->sig = xstrdup(c->sig.data ? c->sig.data : "");
 	fmt(s->project, sizeof(s->project), "%s", project);
-	if (!fs->catalog) {
-		fmt(s->note, sizeof(s->note), "no catalog: mount with -o catalog=DIR");
-	} else if (store_begin(fs->store, false, &tx) == 0) {
-		store_backend_list(tx, project, &bs, &nb);
-		store_abort(tx);
-		for (size_t i = 0; i < nb; i++) {
-			const char *prov = bs[i].has_config ? offers_catalog_provider(bs[i].type) : NULL;
-			char path[4096], err[256];
-			if (!prov)
-				continue;
-			fmt(path, sizeof(path), "%s/%s.csv", fs->catalog, prov);
-			int r = offers_read_csv(path, bs[i].name, &s->list, &skipped, err, sizeof(err));
-			if (r)
-				fmt(s->note, sizeof(s->note), "%s: %s", path,
-				    r == -EINVAL ? err : strerror(-r));
-		}
-		free(bs);
+	for (size_t i = 0; i < c->nb; i++) {
+		const void *data = NULL;
+		size_t len = 0;
+		char key[2 * STORE_NAME_MAX + 4], err[256];
+		if (!c->meta[i])
+			continue;
+		offerd_key(key, sizeof(key), 'd', project, c->bs[i].name);
+		if (store_blob_get(tx, SDB_OFFERS, key, &data, &len) || !len)
+			continue;
+		const struct backend_ops *ops = backend_find(c->bs[i].type);
+		struct offer_origin org = {.backend = c->bs[i].name, .type = c->bs[i].type,
+					   .source = ops->offers_source,
+					   .fetched_at = (int64_t)jx_num(c->meta[i], "data_at")};
+		(void)offers_parse_csv(data, len, &org, &s->list, NULL, err, sizeof(err));
 	}
 	offers_sort(&s->list);
-	s->names = xcalloc(s->list.n ? s->list.n : 1, sizeof(*s->names));
-	s->by_name = xcalloc(s->list.n ? s->list.n : 1, sizeof(*s->by_name));
+	struct buf names;
+	buf_init(&names, (size_t)UINT32_MAX);
+	size_t n = s->list.n ? s->list.n : 1;
+	s->name_at = xcalloc(n, sizeof(*s->name_at));
+	s->by_name = xcalloc(n, sizeof(*s->by_name));
 	for (size_t i = 0; i < s->list.n; i++) {
-		offer_name(&s->list.v[i], s->names[i], sizeof(s->names[i]));
-		s->by_name[i] = i;
+		char name[256];
+		offer_name(&s->list.v[i], name, sizeof(name));
+		s->name_at[i] = (uint32_t)names.len;
+		s->by_name[i] = (uint32_t)i;
+		if (buf_append(&names, name, strlen(name) + 1)) {
+			s->list.n = i; /* over 4 GiB of names: keep what fits */
+			break;
+		}
 	}
-	pthread_mutex_lock(&fs->offers_lock);
-	cmp_snap = s; /* qsort has no context argument; serialised by offers_lock */
+	size_t nlen = 0;
+	s->names = buf_steal(&names, &nlen);
+	if (!s->names)
+		s->names = xstrdup("");
+	return s;
+}
+
+/* Sort the name index; qsort has no context argument, so this is serialised. */
+static void index_names(struct fs *fs, struct offsnap *s)
+{
+	static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+	(void)fs;
+	pthread_mutex_lock(&sort_lock);
+	cmp_snap = s;
 	qsort(s->by_name, s->list.n, sizeof(*s->by_name), cmp_names);
 	cmp_snap = NULL;
-	pthread_mutex_unlock(&fs->offers_lock);
-	/* parsing a large catalog leaves freed buffers behind: give them back */
-	malloc_trim(0);
-	return s;
+	pthread_mutex_unlock(&sort_lock);
 }
 
 int offcache_get(struct fs *fs, const char *project, struct offsnap **out)
 {
+	if (fs->offerd)
+		(void)offerd_check(fs->offerd, project, 0, false); /* stale: refresh behind */
 	pthread_mutex_lock(&fs->cache_lock);
 	uint64_t gen = fs->gen;
 	pthread_mutex_unlock(&fs->cache_lock);
 	pthread_mutex_lock(&fs->offers_lock);
-	for (size_t i = 0; i < fs->noffsnaps; i++) {
-		struct offsnap *s = fs->offsnaps[i];
-		if (!strcmp(s->project, project) && s->gen == gen) {
-			s->refs++;
-			pthread_mutex_unlock(&fs->offers_lock);
-			*out = s;
-			return 0;
+	struct offsnap *cur = NULL;
+	size_t slot = fs->noffsnaps;
+	for (size_t i = 0; i < fs->noffsnaps; i++)
+		if (!strcmp(fs->offsnaps[i]->project, project)) {
+			cur = fs->offsnaps[i];
+			slot = i;
 		}
+	if (cur && cur->gen == gen) {
+		cur->refs++;
+		pthread_mutex_unlock(&fs->offers_lock);
+		*out = cur;
+		return 0;
 	}
 	pthread_mutex_unlock(&fs->offers_lock);
-	struct offsnap *s = build(fs, project, gen);
+
+	struct stx *tx = NULL;
+	struct cached c;
+	int r = store_begin(fs->store, false, &tx);
+	if (r)
+		return r;
+	cached_read(tx, project, &c);
+	struct offsnap *s = NULL;
 	pthread_mutex_lock(&fs->offers_lock);
-	/* replace this project's older snapshot (or the oldest slot when full) */
-	size_t slot = fs->noffsnaps;
+	if (cur && !strcmp(cur->sig, c.sig.data ? c.sig.data : "")) {
+		/* same offers as before the state changed elsewhere: keep the snapshot */
+		cur->gen = gen;
+		cur->refs++;
+		pthread_mutex_unlock(&fs->offers_lock);
+		store_abort(tx);
+		cached_free(&c);
+		*out = cur;
+		return 0;
+	}
+	pthread_mutex_unlock(&fs->offers_lock);
+	s = build(tx, project, &c, gen);
+	store_abort(tx);
+	cached_free(&c);
+	index_names(fs, s);
+	malloc_trim(0); /* parsing leaves freed buffers behind: give them back */
+
+	pthread_mutex_lock(&fs->offers_lock);
+	/* replace this project's snapshot (or the oldest slot when full) */
+	slot = fs->noffsnaps;
 	for (size_t i = 0; i < fs->noffsnaps; i++)
 		if (!strcmp(fs->offsnaps[i]->project, project))
 			slot = i;
@@ -128,7 +221,7 @@ long offsnap_find(const struct offsnap *s, const char *name)
 	size_t lo = 0, hi = s->list.n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		int c = strcmp(s->names[s->by_name[mid]], name);
+		int c = strcmp(offsnap_name(s, s->by_name[mid]), name);
 		if (!c)
 			return (long)s->by_name[mid];
 		if (c < 0)
@@ -146,17 +239,34 @@ void offcache_destroy(struct fs *fs)
 	fs->noffsnaps = 0;
 }
 
+static void dir_project(struct fs *fs, fuse_ino_t dir, char *project, size_t n)
+{
+	project[0] = '\0';
+	pthread_mutex_lock(&fs->lock);
+	struct node *nd = tree_get(fs, dir);
+	if (nd && (nd->kind == N_OFFERS || nd->kind == N_OQUERY))
+		fmt(project, n, "%s", nd->project);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 void offcache_warm(struct fs *fs, fuse_ino_t dir)
 {
-	char project[STORE_NAME_MAX] = "";
-	pthread_mutex_lock(&fs->lock);
-	struct node *n = tree_get(fs, dir);
-	if (n && (n->kind == N_OFFERS || n->kind == N_OQUERY))
-		fmt(project, sizeof(project), "%s", n->project);
-	pthread_mutex_unlock(&fs->lock);
-	if (!project[0])
-		return;
+	char project[STORE_NAME_MAX];
+	dir_project(fs, dir, project, sizeof(project));
+	if (project[0])
+		offcache_prepare(fs, project);
+}
+
+void offcache_prepare(struct fs *fs, const char *project)
+{
+	if (fs->offerd)
+		(void)offerd_check(fs->offerd, project, fs->offers_wait_ms, false);
 	struct offsnap *s = NULL;
 	if (offcache_get(fs, project, &s) == 0)
 		offcache_put(fs, s);
+}
+
+int offcache_refresh(struct fs *fs, const char *project)
+{
+	return fs->offerd ? offerd_check(fs->offerd, project, fs->offers_wait_ms, true) : 0;
 }

@@ -302,6 +302,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			r = state_backend_set_mtime(fs->store, project, backend, true, mt);
 		else if (kind == N_PROJECT)
 			r = state_project_set_mtime(fs->store, project, mt);
+		else if (kind == N_OFFERS) /* touch offers/: refresh every backend's offers now */
+			(void)offcache_refresh(fs, project);
 		if (r == -ENOENT && (kind == N_BCONFIG || kind == N_FSPEC))
 			r = 0; /* not committed yet: the commit stamps it */
 	}
@@ -480,6 +482,8 @@ static int open_node(struct fs *fs, struct node *n, int flags, struct handle **o
 			/* live: a check younger than 5 s is reused, readers share one check, and
 			 * after 3 s the last known state is shown with its age */
 			engine_check(fs->engine, h->project, h->backend, n->num, 5000, 3000);
+		else if (n->kind == N_OTSV || n->kind == N_OJSON || n->kind == N_OFFER)
+			offcache_prepare(fs, h->project);
 		h->data.limit = 64 * 1024 * 1024;
 		r = render_file(fs, n, &h->data);
 		if (!r && (n->kind == N_OTSV || n->kind == N_OJSON)) {

@@ -115,7 +115,7 @@ int render_file(struct fs *fs, struct node *n, struct buf *out)
 		if (!r) {
 			if (n->kind == N_OFFER) {
 				long i = offsnap_find(snap, n->name);
-				r = i < 0 ? -ENOENT : offer_yaml(&snap->list.v[i], out);
+				r = i < 0 ? -ENOENT : offer_yaml(&snap->list.v[i], q, out);
 			} else if (n->kind == N_OTSV) {
 				r = offers_tsv(&snap->list, q, out);
 			} else {

@@ -23,6 +23,12 @@ import fleetlib
 from fleetlib import BIN, Fleet, force_unmount, mounts, pids_of_binary
 
 PREFIX = "fleetfs-it-"
+
+# A daemon mounted without -o catalog= would download gpuhunt's public catalog: tests never
+# leave the machine, so the default points at a closed loopback port (Fleet mounts also pass
+# catalog=none unless a test gives its own).
+os.environ["GPUHUNT_CATALOG_URL"] = "http://127.0.0.1:9/v3"
+os.environ.pop("GPUHUNT_CATALOG_DIR", None)
 TEST_TIMEOUT = float(os.environ.get("FLEETFS_TEST_TIMEOUT", "90"))
 
 

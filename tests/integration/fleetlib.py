@@ -217,7 +217,8 @@ class Fleet:
 
     # -- lifecycle -------------------------------------------------------------------------
     def cmdline(self):
-        o = ",".join([f"state={self.state}"] + self.opts)
+        extra = [] if any(x.startswith("catalog=") for x in self.opts) else ["catalog=none"]
+        o = ",".join([f"state={self.state}"] + extra + self.opts)
         return [BIN, "-f", *self.args, "-o", o, self.mnt]
 
     def start(self, timeout=MOUNT_TIMEOUT):

@@ -15,6 +15,8 @@ Suite *fleetspec_suite(void);
 Suite *probe_suite(void);
 Suite *fleets_suite(void);
 Suite *ssh_suite(void);
+Suite *http_suite(void);
 Suite *offers_suite(void);
+Suite *catalog_suite(void);
 
 #endif

@@ -46,6 +46,14 @@ static const char fixture[] =
 
 static struct offer_list L;
 
+/* Offers of a backend named after its type. */
+static const struct offer_origin *org(const char *type)
+{
+	static struct offer_origin o;
+	o = (struct offer_origin){.backend = type, .type = type, .source = "catalog"};
+	return &o;
+}
+
 static const char *write_csv(const char *name, const char *text)
 {
 	static char path[512];
@@ -58,9 +66,9 @@ static const char *write_csv(const char *name, const char *text)
 static void load(void)
 {
 	char err[256] = "";
-	size_t skipped = 99;
+	size_t skipped = 0;
 	memset(&L, 0, sizeof(L));
-	int r = offers_read_csv(write_csv("aws.csv", fixture), "aws", &L, &skipped, err,
+	int r = offers_read_csv(write_csv("aws.csv", fixture), org("aws"), &L, &skipped, err,
 				sizeof(err));
 	ck_assert_msg(r == 0, "read: %d %s", r, err);
 	ck_assert_uint_eq(L.n, NGOOD);
@@ -111,7 +119,8 @@ START_TEST(test_read_fields)
 	ck_assert_int_eq(o->cpus, 96);
 	ck_assert_str_eq(o->cpu_arch, "x86");
 	ck_assert_uint_eq(o->memory_mib, 1152 * 1024);
-	ck_assert_uint_eq(o->disk_mib, 0);
+	ck_assert_uint_eq(o->disk_mib, 100 * 1024); /* no catalog disk: aws's default 100GB */
+	ck_assert(!o->disk_fixed);
 	ck_assert_str_eq(o->gpu_vendor, "nvidia");
 	ck_assert_str_eq(o->gpu_name, "A100");
 	ck_assert_int_eq(o->gpu_count, 8);
@@ -122,6 +131,7 @@ START_TEST(test_read_fields)
 	ck_assert(L.v[2].spot);
 	ck_assert_str_eq(L.v[3].instance, "p5.48xlarge"); /* quoted */
 	ck_assert_uint_eq(L.v[7].disk_mib, 500 * 1024);
+	ck_assert(L.v[7].disk_fixed);
 	ck_assert_str_eq(L.v[8].gpu_vendor, "amd");
 	ck_assert_str_eq(L.v[9].cpu_arch, "arm");
 	ck_assert_int_eq(L.v[9].gpu_count, 0);
@@ -145,7 +155,7 @@ START_TEST(test_read_columns)
 					   "spot,extra,gpu_count,memory,cpu,price,location,"
 					   "instance_name,gpu_name,gpu_memory\n"
 					   "True,zz,1,30,8,0.75,FIN-01,1V100.6V,V100,16\n");
-	ck_assert_int_eq(offers_read_csv(p, "verda", &l, &skipped, err, sizeof(err)), 0);
+	ck_assert_int_eq(offers_read_csv(p, org("verda"), &l, &skipped, err, sizeof(err)), 0);
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_uint_eq(skipped, 0);
 	ck_assert_str_eq(l.v[0].instance, "1V100.6V");
@@ -159,12 +169,12 @@ START_TEST(test_read_columns)
 	p = write_csv("y.csv", "instance_name,location,cpu,memory,gpu_count,spot\n"
 			       "a,b,1,1,0,False\n");
 	err[0] = '\0';
-	ck_assert_int_eq(offers_read_csv(p, "verda", &l, NULL, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(offers_read_csv(p, org("verda"), &l, NULL, err, sizeof(err)), -EINVAL);
 	ck_assert_msg(strstr(err, "price") != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 1);
 	p = write_csv("z.csv", "");
-	ck_assert_int_eq(offers_read_csv(p, "verda", &l, NULL, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(offers_read_csv("/nonexistent/aws.csv", "aws", &l, NULL, err,
+	ck_assert_int_eq(offers_read_csv(p, org("verda"), &l, NULL, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(offers_read_csv("/nonexistent/aws.csv", org("aws"), &l, NULL, err,
 					 sizeof(err)),
 			 -ENOENT);
 	ck_assert_uint_eq(l.n, 1);
@@ -266,7 +276,7 @@ START_TEST(test_match_other)
 				  "gpu_memory,spot,disk_size,gpu_vendor,flags,cpu_arch,provider_data\n"
 				  "gpu_1x_gh200,us-east-3,1.49,64,432,1,GH200,96,False,4096,nvidia,"
 				  "lambda-arm,arm,\n");
-	ck_assert_int_eq(offers_read_csv(p, "lambda", &l, NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(offers_read_csv(p, org("lambda"), &l, NULL, err, sizeof(err)), 0);
 	ck_assert_uint_eq(l.n, 1);
 	struct offer_query *q = NULL;
 	ck_assert_int_eq(offers_query_parse("backends=lambdalabs,gpu=GH200", &q, err,
@@ -347,13 +357,13 @@ START_TEST(test_render)
 	load();
 	struct buf b;
 	buf_init(&b, 1 << 20);
-	ck_assert_int_eq(offer_yaml(&L.v[0], &b), 0);
-	ck_assert_str_eq(b.data, "backend: \"aws\"\nregion: \"us-east-1\"\n"
+	ck_assert_int_eq(offer_yaml(&L.v[0], NULL, &b), 0);
+	ck_assert_str_eq(b.data, "backend: \"aws\"\ntype: aws\nregion: \"us-east-1\"\n"
 				 "instance: \"p4d.24xlarge\"\nspot: false\nprice: 32.77\n"
 				 "gpus:\n  vendor: \"nvidia\"\n  name: \"A100\"\n"
 				 "  memory_mib: 40960\n  count: 8\ncpus: 96\ncpu_arch: x86\n"
-				 "memory_mib: 1179648\ndisk_mib: 0\navailability: unknown\n"
-				 "source: catalog\n");
+				 "memory_mib: 1179648\ndisk_mib: 102400\navailability: unknown\n"
+				 "source: catalog\nfetched_at: null\n");
 	buf_free(&b);
 
 	struct offer_query *q = NULL;
@@ -364,11 +374,12 @@ START_TEST(test_render)
 	ck_assert_uint_eq(str_count(b.data, "\n"), 5);
 	ck_assert_ptr_eq(strstr(b.data, "name\tbackend\tregion\tinstance\tspot\tprice\t"
 					"gpu_vendor\tgpu_name\tgpu_memory_mib\tgpu_count\tcpus\t"
-					"cpu_arch\tmemory_mib\tdisk_mib\tavailability\tsource\n"),
+					"cpu_arch\tmemory_mib\tdisk_mib\tavailability\tsource\t"
+					"fetched_at\n"),
 			 b.data);
 	ck_assert_msg(strstr(b.data, "\naws:us-east-1:gpu_2x_a100\taws\tus-east-1\tgpu_2x_a100\t"
 				     "false\t2.58\tnvidia\tA100\t81920\t2\t60\tx86\t460800\t"
-				     "512000\tunknown\tcatalog\n") != NULL,
+				     "512000\tunknown\tcatalog\t\n") != NULL,
 		      "%s", b.data);
 	ck_assert(strstr(b.data, "aws:us-east-1:p4de.24xlarge:spot\t") != NULL);
 	buf_free(&b);

@@ -1,0 +1,247 @@
+"""The offers cache and catalog downloads: -o catalog=URL against a local fake of gpuhunt's
+published catalogs (catalogserver.py), TTL expiry and stale-while-revalidate, coalesced
+refreshes, failed refreshes keeping the cached offers (reported in the backend's status and
+the project's events), corrupt zips, slow and hung servers, forced refresh (touch offers/),
+and the cache surviving a kill -9."""
+import os
+import time
+
+import pytest
+import yaml
+
+from catalogserver import CatalogServer
+from fleetlib import AWS, LAMBDA, read_file, write_file, wait_until
+
+# TTLs scale with FLEETFS_TIME_SCALE: catalogs stay fresh 15 min x 0.005 = 4.5 s, a failed
+# refresh is retried after 60 s x 0.005 = 0.3 s at the earliest.
+SCALE = "0.005"
+TTL = 15 * 60 * float(SCALE)
+
+HEADER = ("instance_name,location,price,cpu,memory,gpu_count,gpu_name,gpu_memory,spot,"
+          "disk_size,gpu_vendor,flags,cpu_arch,provider_data\n")
+LAMBDA_CSV = HEADER + (
+    "gpu_8x_h100_sxm5,us-east-1,23.92,208,1800,8,H100,80,False,,nvidia,,x86,\n"
+    "gpu_1x_a100_sxm4,us-west-2,1.29,30,200,1,A100,40,False,512,nvidia,,x86,\n"
+    "cpu_only,us-west-2,0.10,4,16,0,,,False,,,,x86,\n")
+AWS_CSV = HEADER + (
+    "p4d.24xlarge,us-east-1,32.77,96,1152,8,A100,40,False,,nvidia,,x86,\n"
+    "g5.xlarge,us-east-1,1.006,4,16,1,A10G,24,False,,nvidia,,x86,\n"
+    "g5.xlarge,eu-west-1,1.1,4,16,1,A10G,24,False,,nvidia,,x86,\n")
+NEW_ROW = "gpu_1x_gh200,us-east-3,1.49,64,432,1,GH200,96,False,4096,nvidia,,x86,\n"
+
+
+@pytest.fixture
+def cs():
+    with CatalogServer() as s:
+        s.set_catalog("lambdalabs", LAMBDA_CSV)
+        s.set_catalog("aws", AWS_CSV)
+        yield s
+
+
+@pytest.fixture
+def mk(fleet_factory, cs, monkeypatch):
+    """A mount reading the fake catalog; configs are written by the test."""
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", SCALE)
+
+    def make(*opts):
+        return fleet_factory(opts=[f"catalog={cs.url}", *opts])
+    return make
+
+
+def offers_dir(m):
+    return m.p("projects", "main", "offers")
+
+
+def configure(m, name, cfg):
+    os.makedirs(m.p("projects", "main", "backends", name), exist_ok=True)
+    write_file(m.p("projects", "main", "backends", name, "config.yml"), cfg)
+
+
+def status(m, name):
+    return yaml.safe_load(read_file(m.p("projects", "main", "backends", name, "status")))
+
+
+def events(m):
+    return read_file(m.p("projects", "main", "events")).decode()
+
+
+def timed_listdir(path):
+    t = time.monotonic()
+    names = os.listdir(path)
+    return names, time.monotonic() - t
+
+
+def test_url_catalog(mk, cs):
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    configure(m, "aws", AWS)
+    names = os.listdir(offers_dir(m))
+    # the first listing waited for both downloads; aws is cut to its configured us-east-1
+    assert names == ["lambda:us-west-2:cpu_only", "aws:us-east-1:g5.xlarge",
+                     "lambda:us-west-2:gpu_1x_a100_sxm4", "lambda:us-east-1:gpu_8x_h100_sxm5",
+                     "aws:us-east-1:p4d.24xlarge"]
+    o = yaml.safe_load(read_file(os.path.join(offers_dir(m), "aws:us-east-1:g5.xlarge")))
+    assert o["source"] == "catalog" and o["fetched_at"]
+    assert o["disk_mib"] == 100 * 1024  # no disk in the catalog: aws's default
+    st = status(m, "lambda")["offers"]
+    assert st["state"] == "fresh" and st["count"] == 3 and st["error"] is None
+    assert st["version"] == cs.version("lambdalabs")
+    assert st["source"] == cs.zip_url("lambdalabs")
+    assert cs.count("/lambdalabs/version") == 1 and cs.count("/catalog.zip") == 2
+    # within the TTL nothing is fetched again, however often it is listed
+    for _ in range(20):
+        assert len(os.listdir(offers_dir(m))) == 5
+        read_file(m.p("projects", "main", "offers.tsv"))
+    assert cs.count("/version") == 2 and cs.count("/catalog.zip") == 2
+
+
+def test_ttl_expiry_stale_while_revalidate(mk, cs):
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    assert len(os.listdir(offers_dir(m))) == 3
+    # same version after the TTL: only the version is read again, never the zip
+    time.sleep(TTL + 1.2)
+    os.listdir(offers_dir(m))
+    assert cs.wait_for("/lambdalabs/version", 2, timeout=5)
+    time.sleep(0.3)
+    assert cs.count("/catalog.zip") == 1
+    # a new version whose download hangs: listings keep answering at once with the cached
+    # offers while the refresh (started in the background once the TTL is over) runs
+    cs.set_catalog("lambdalabs", LAMBDA_CSV + NEW_ROW)
+    cs.hang(what="zip")
+    assert cs.wait_for("/catalog.zip", 2, timeout=TTL + 5)
+    for _ in range(10):
+        names, took = timed_listdir(offers_dir(m))
+        assert len(names) == 3 and took < 0.5, took
+    # the server recovers: the refresh's retry gets the zip and the new offers show
+    cs.clear_faults()
+    cs.release_hung()
+    assert wait_until(lambda: len(os.listdir(offers_dir(m))) == 4, timeout=10)
+    assert "lambda:us-east-3:gpu_1x_gh200" in os.listdir(offers_dir(m))
+    # one refresh at a time per backend: the listings above started no other download
+    assert cs.count("/catalog.zip") == 3
+
+
+def test_failed_refresh_keeps_offers(mk, cs):
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    assert len(os.listdir(offers_dir(m))) == 3
+    cs.fail(500, what="version")
+    time.sleep(TTL + 1.2)
+    os.listdir(offers_dir(m))
+    assert wait_until(lambda: status(m, "lambda")["offers"]["state"] == "stale", timeout=10)
+    st = status(m, "lambda")["offers"]
+    assert "HTTP 500" in st["error"] and st["count"] == 3 and st["error_at"]
+    assert len(os.listdir(offers_dir(m))) == 3  # still served
+    assert "refresh failed" in events(m) and "keeping the cached offers" in events(m)
+    # the source is back with a new catalog: a forced refresh picks it up at once
+    cs.clear_faults()
+    cs.set_catalog("lambdalabs", LAMBDA_CSV + NEW_ROW)
+    os.utime(offers_dir(m))
+    assert len(os.listdir(offers_dir(m))) == 4
+    st = status(m, "lambda")["offers"]
+    assert st["state"] == "fresh" and st["error"] is None and st["count"] == 4
+
+
+def test_corrupt_zip_and_bad_version(mk, cs):
+    cs.corrupt_zip("aws")
+    cs.set_catalog("oci", HEADER)
+    cs.fail(500, what="both", provider="oci")
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    configure(m, "aws", AWS)
+    names = os.listdir(offers_dir(m))
+    assert len(names) == 3 and not any(n.startswith("aws:") for n in names)
+    st = status(m, "aws")["offers"]
+    assert st["state"] == "failed" and "not a zip" in st["error"], st
+    assert "offers backend=aws refresh failed" in events(m)
+    # a truncated zip is refused the same way, never read as a shorter catalog
+    cs.clear_faults()
+    cs.truncate_zip("aws", times=1)
+    os.utime(offers_dir(m))
+    assert not any(n.startswith("aws:") for n in os.listdir(offers_dir(m)))
+    assert status(m, "aws")["offers"]["state"] == "failed"
+    os.utime(offers_dir(m))
+    assert sum(n.startswith("aws:") for n in os.listdir(offers_dir(m))) == 2
+    assert status(m, "aws")["offers"]["state"] == "fresh"
+
+
+def test_missing_provider_is_reported(mk, cs):
+    cs.remove_catalog("aws")
+    m = mk()
+    configure(m, "aws", AWS)
+    assert os.listdir(offers_dir(m)) == []
+    st = status(m, "aws")["offers"]
+    assert st["state"] == "failed" and "404" in st["error"]
+
+
+def test_first_listing_is_bounded(mk, cs):
+    cs.hang(provider="lambdalabs")
+    m = mk("offers_wait=1")
+    configure(m, "lambda", LAMBDA)
+    names, took = timed_listdir(offers_dir(m))
+    assert names == [] and 0.9 < took < 3, took
+    assert status(m, "lambda")["offers"]["state"] == "fetching"
+    # everything else stays quick meanwhile
+    t = time.monotonic()
+    os.listdir(m.p("projects", "main", "backends"))
+    read_file(m.p("projects", "main", "backends", "lambda", "config.yml"))
+    assert time.monotonic() - t < 0.5
+    cs.clear_faults()
+    cs.release_hung()
+    assert wait_until(lambda: len(os.listdir(offers_dir(m))) == 3, timeout=20)
+
+
+def test_slow_first_fetch_is_waited_for(mk, cs):
+    cs.slow(1.5, what="zip")
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    names, took = timed_listdir(offers_dir(m))
+    assert len(names) == 3 and took >= 1.4, took
+
+
+def test_source_down_ls_stays_fast(mk, cs):
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    configure(m, "aws", AWS)
+    assert len(os.listdir(offers_dir(m))) == 5
+    cs.hang()
+    time.sleep(TTL + 1.2)
+    worst = 0
+    for _ in range(20):
+        names, took = timed_listdir(offers_dir(m))
+        assert len(names) == 5
+        worst = max(worst, took)
+        read_file(m.p("projects", "main", "offers", "gpu=A100", "offers.tsv"))
+    assert worst < 0.5, worst
+    cs.release_hung()
+
+
+def test_config_change_refetches(mk, cs):
+    m = mk()
+    configure(m, "aws", AWS)
+    assert sorted(os.listdir(offers_dir(m))) == ["aws:us-east-1:g5.xlarge",
+                                                 "aws:us-east-1:p4d.24xlarge"]
+    configure(m, "aws", AWS.replace(b"[us-east-1]", b"[eu-west-1]"))
+    assert os.listdir(offers_dir(m)) == ["aws:eu-west-1:g5.xlarge"]
+    # a named backend of the same type has offers of its own
+    configure(m, "aws-all", AWS.replace(b"regions: [us-east-1]\n", b""))
+    names = os.listdir(offers_dir(m))
+    assert sum(n.startswith("aws-all:") for n in names) == 3
+    assert os.listdir(os.path.join(offers_dir(m), "backends=aws-all")) == \
+        ["offers.json", "offers.tsv"] + [n for n in names if n.startswith("aws-all:")]
+    # removing the backend drops its offers and its cache
+    os.unlink(m.p("projects", "main", "backends", "aws-all", "config.yml"))
+    assert not any(n.startswith("aws-all:") for n in os.listdir(offers_dir(m)))
+
+
+def test_cache_survives_kill9(mk, cs):
+    m = mk()
+    configure(m, "lambda", LAMBDA)
+    assert len(os.listdir(offers_dir(m))) == 3
+    m.kill9()
+    cs.hang()
+    m.start()
+    names, took = timed_listdir(offers_dir(m))
+    assert len(names) == 3 and took < 0.5, took
+    cs.release_hung()
