@@ -25,86 +25,13 @@
 #define OFFERS_MAX_COLS 64
 #define OFFERS_FIELD_MAX 256
 
-/* ---------------------------------------------------------------- string pool */
-
-/* Interned strings: an open-addressing set of pointers into 64 KiB arena blocks. A catalog
- * repeats a few hundred distinct strings (regions, instance types, GPU names) over 100,000
- * rows, so offers hold pointers instead of copies. */
-#define POOL_BLOCK 65536
-
-struct strpool {
-	const char **slots;
-	size_t nslots, used;
-	char *block;          /* current arena block; each block starts with a link to the
-			       * previous one */
-	size_t block_used, block_size;
-};
-
-static uint64_t str_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static void pool_free(struct strpool *p)
-{
-	if (!p)
-		return;
-	while (p->block) {
-		char *prev;
-		memcpy(&prev, p->block, sizeof(prev));
-		free(p->block);
-		p->block = prev;
-	}
-	free(p->slots);
-	free(p);
-}
-
-static const char *pool_add(struct strpool *p, const char *s)
-{
-	if (p->used * 2 >= p->nslots) {
-		size_t nn = p->nslots ? p->nslots * 2 : 256;
-		const char **ns = xcalloc(nn, sizeof(*ns));
-		for (size_t i = 0; i < p->nslots; i++) {
-			if (!p->slots[i])
-				continue;
-			size_t j = str_hash(p->slots[i]) & (nn - 1);
-			while (ns[j])
-				j = (j + 1) & (nn - 1);
-			ns[j] = p->slots[i];
-		}
-		free(p->slots);
-		p->slots = ns;
-		p->nslots = nn;
-	}
-	size_t j = str_hash(s) & (p->nslots - 1);
-	for (; p->slots[j]; j = (j + 1) & (p->nslots - 1))
-		if (!strcmp(p->slots[j], s))
-			return p->slots[j];
-	size_t len = strlen(s) + 1;
-	if (!p->block || p->block_used + len > p->block_size) {
-		size_t bs = len + sizeof(char *) > POOL_BLOCK ? len + sizeof(char *) : POOL_BLOCK;
-		char *b = xmalloc(bs);
-		memcpy(b, &p->block, sizeof(char *));
-		p->block = b;
-		p->block_size = bs;
-		p->block_used = sizeof(char *);
-	}
-	char *copy = p->block + p->block_used;
-	memcpy(copy, s, len);
-	p->block_used += len;
-	p->slots[j] = copy;
-	p->used++;
-	return copy;
-}
+/* ---------------------------------------------------------------- lists */
 
 const char *offer_list_intern(struct offer_list *l, const char *s)
 {
 	if (!l->pool)
-		l->pool = xcalloc(1, sizeof(*l->pool));
-	return pool_add(l->pool, s ? s : "");
+		l->pool = strpool_new();
+	return strpool_add(l->pool, s ? s : "");
 }
 
 void offer_list_free(struct offer_list *l)
@@ -112,7 +39,7 @@ void offer_list_free(struct offer_list *l)
 	if (!l)
 		return;
 	free(l->v);
-	pool_free(l->pool);
+	strpool_free(l->pool);
 	l->v = NULL;
 	l->pool = NULL;
 	l->n = l->cap = 0;

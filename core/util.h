@@ -52,6 +52,14 @@ int buf_read_file(struct buf *b, const char *path);
 /* Move the contents out: returns data (caller frees, may be NULL when empty) and resets b. */
 char *buf_steal(struct buf *b, size_t *len);
 
+/* Interned strings: strpool_add returns the pool's one copy of s, valid until strpool_free.
+ * Not thread-safe (callers serialise). Used where many records repeat few strings (offers'
+ * regions and instance types, the inode table's project and backend names). */
+struct strpool;
+struct strpool *strpool_new(void);
+const char *strpool_add(struct strpool *p, const char *s);
+void strpool_free(struct strpool *p);
+
 /* Append s as a YAML double-quoted scalar ("..." with \" \\ and \xNN escapes). */
 int buf_yaml_str(struct buf *b, const char *s);
 

@@ -89,10 +89,11 @@ struct node {
 	uint64_t nlookup;
 	unsigned open;   /* open handles */
 	bool linked;     /* reachable by (parent, name) */
-	char project[STORE_NAME_MAX];
-	char backend[STORE_NAME_MAX]; /* the backend, or the fleet for fleet kinds */
+	/* interned in fs->names (a listing of 100,000 offers makes as many nodes) */
+	const char *project;
+	const char *backend;          /* the backend, or the fleet for fleet kinds */
 	unsigned num;                 /* instance number */
-	char *query;                  /* offers: the query of a query directory and its files */
+	const char *query;            /* offers: the query of a query directory and its files */
 	size_t last_size;             /* offers tables: size of the latest rendering */
 	struct draft *draft;        /* N_DRAFT */
 	unsigned dirty;             /* canonical: handles holding uncommitted changes */
@@ -109,6 +110,7 @@ struct fs {
 	struct fuse_session *se;
 	pthread_mutex_t lock;
 	struct node **by_ino, **by_name;
+	struct strpool *names;  /* the nodes' project, backend and query strings */
 	size_t nbuckets, nnodes;
 	fuse_ino_t next_ino;
 	struct node *drafts;

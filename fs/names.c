@@ -370,11 +370,10 @@ struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind k
 	long long num = 0;
 	n->num = p->num;
 	if (kind == N_OQUERY || p->kind == N_OQUERY) {
-		free(n->query);
-		n->query = xstrdup(kind == N_OQUERY ? name : p->query ? p->query : "");
+		n->query = strpool_add(fs->names, kind == N_OQUERY ? name : p->query ? p->query : "");
 	}
 	if (kind == N_FSPEC && spec_name(name, fl, sizeof(fl)))
-		fmt(n->backend, sizeof(n->backend), "%s", fl);
+		n->backend = strpool_add(fs->names, fl);
 	else if (kind == N_INSTANCE && num_parse_ll(name, 0, 100000000, &num) == 0)
 		n->num = (unsigned)num;
 	return n;

@@ -1034,13 +1034,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			if (src->draft)
 				tree_draft_detach(fs, src);
 			src->kind = target;
-			fmt(src->project, sizeof(src->project), "%s", tproject);
-			fmt(src->backend, sizeof(src->backend), "%s", tbackend);
+			src->project = strpool_add(fs->names, tproject);
+			src->backend = strpool_add(fs->names, tbackend);
 			tree_relink(fs, src, newparent, newname);
 		} else if (sk == N_DRAFT) {
 			tree_relink(fs, src, newparent, newname);
-			fmt(src->project, sizeof(src->project), "%s", np->project);
-			fmt(src->backend, sizeof(src->backend), "%s", np->backend);
+			src->project = strpool_add(fs->names, np->project);
+			src->backend = strpool_add(fs->names, np->backend);
 		} else {
 			/* a canonical file renamed away stays; the moved inode becomes a draft
 			 * copy of it (vim's config.yml -> config.yml~) */
@@ -1048,8 +1048,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			buf_set(&d->data, content.data ? content.data : "", content.len);
 			d->mtime = mtime;
 			tree_relink(fs, src, newparent, newname);
-			fmt(src->project, sizeof(src->project), "%s", np->project);
-			fmt(src->backend, sizeof(src->backend), "%s", np->backend);
+			src->project = strpool_add(fs->names, np->project);
+			src->backend = strpool_add(fs->names, np->backend);
 			tree_draft_attach(fs, src, d);
 		}
 	}

@@ -75,6 +75,7 @@ static struct node *node_new(struct fs *fs, fuse_ino_t ino, fuse_ino_t parent, c
 	n->parent = parent;
 	n->name = xstrdup(name);
 	n->kind = kind;
+	n->project = n->backend = "";
 	size_t h = hash_ino(ino, fs->nbuckets);
 	n->ino_next = fs->by_ino[h];
 	fs->by_ino[h] = n;
@@ -88,6 +89,7 @@ static void draft_list_del(struct fs *fs, struct node *n);
 void tree_init(struct fs *fs)
 {
 	fs->nbuckets = 1024;
+	fs->names = strpool_new();
 	fs->by_ino = xcalloc(fs->nbuckets, sizeof(*fs->by_ino));
 	fs->by_name = xcalloc(fs->nbuckets, sizeof(*fs->by_name));
 	fs->next_ino = FUSE_ROOT_ID + 1;
@@ -102,11 +104,11 @@ void tree_destroy(struct fs *fs)
 			next = n->ino_next;
 			if (n->draft)
 				draft_put(n->draft);
-			free(n->query);
 			free(n->name);
 			free(n);
 		}
 	}
+	strpool_free(fs->names);
 	free(fs->by_ino);
 	free(fs->by_name);
 	fs->by_ino = fs->by_name = NULL;
@@ -141,8 +143,8 @@ struct node *tree_child(struct fs *fs, struct node *parent, const char *name, en
 	}
 	if (!n)
 		n = node_new(fs, fs->next_ino++, parent->ino, name, kind);
-	fmt(n->project, sizeof(n->project), "%s", project ? project : "");
-	fmt(n->backend, sizeof(n->backend), "%s", backend ? backend : "");
+	n->project = strpool_add(fs->names, project ? project : "");
+	n->backend = strpool_add(fs->names, backend ? backend : "");
 	return n;
 }
 
@@ -164,7 +166,6 @@ void tree_maybe_free(struct fs *fs, struct node *n)
 	if (n->draft)
 		tree_draft_detach(fs, n);
 	fs->nnodes--;
-	free(n->query);
 	free(n->name);
 	free(n);
 }
