@@ -21,6 +21,17 @@
  *   same store. curl can instead install a store cached on the handle
  *   (CURLOPT_CA_CACHE_TIMEOUT), which would drop ours, so that cache is off for calls with a
  *   bundle.
+ *
+ * - Cancellation (http_client_shutdown): a call runs its transfer on a multi handle of its
+ *   own instead of curl_easy_perform, which waits in curl_multi_poll for up to 1 s at a time
+ *   when nothing happens on the socket, and the progress callback only runs when it wakes.
+ *   Our loop waits at most CANCEL_POLL_MS and checks the client's flag each time round, in
+ *   every phase (resolve, connect, TLS handshake, waiting for the answer, reading it); the
+ *   CURLOPT_XFERINFOFUNCTION callback checks the same flag from inside curl while data
+ *   flows. CURLOPT_QUICK_EXIT lets curl_multi_remove_handle leave a threaded resolve
+ *   running instead of waiting for getaddrinfo. The pauses between attempts are timed waits
+ *   on the client's condition variable, which shutdown broadcasts. Each idle handle keeps
+ *   its multi handle, because the multi handle owns the connection and DNS caches.
  */
 #include "http.h"
 
@@ -51,18 +62,30 @@
 #define BACKOFF_CAP_MS 30000
 #define POOL_MAX 16 /* idle handles kept per client */
 #define URL_LOG_MAX 512
+#define CANCEL_POLL_MS 50 /* the longest a transfer goes without looking at the stop flag */
+#define CANCELLED "cancelled: fleetfs is stopping"
+
+/* An easy handle and the multi handle it runs on (which holds its connections). */
+struct handle {
+	CURL *h;
+	CURLM *m;
+};
 
 struct http_client {
 	pthread_mutex_t mu;
-	CURL *idle[POOL_MAX];
+	pthread_cond_t wake; /* broadcast by http_client_shutdown; CLOCK_MONOTONIC */
+	atomic_bool stop;
+	struct handle idle[POOL_MAX];
 	size_t nidle;
 };
 
 /* One http_do call. */
 struct xfer {
+	struct http_client *c;
 	const struct http_req *req;
 	struct http_resp *resp;
 	CURL *h;
+	CURLM *m;
 	const char *method, *label;
 	bool idempotent;
 	long timeout_ms;
@@ -157,13 +180,6 @@ static double time_scale(void)
 	return end != s && *end == '\0' && isfinite(v) && v >= 0 ? v : 1.0;
 }
 
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* url without user, password, query and fragment: what logs and err may show. */
 static void url_public(const char *url, char *out, size_t outlen)
 {
@@ -223,11 +239,25 @@ static int slist_add(struct curl_slist **l, const char *s)
 
 struct http_client *http_client_new(void)
 {
+	pthread_condattr_t ca;
 	if (http_global_init() != 0)
 		return NULL;
 	struct http_client *c = xcalloc(1, sizeof(*c));
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_init(&c->stop, false);
 	return c;
+}
+
+/* The easy handle first: it is no longer in its multi handle, which then closes the
+ * connections it holds. */
+static void handle_cleanup(struct handle *hd)
+{
+	curl_easy_cleanup(hd->h);
+	curl_multi_cleanup(hd->m);
 }
 
 void http_client_free(struct http_client *c)
@@ -235,31 +265,78 @@ void http_client_free(struct http_client *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->nidle; i++)
-		curl_easy_cleanup(c->idle[i]);
+		handle_cleanup(&c->idle[i]);
+	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
-static CURL *pool_take(struct http_client *c)
+void http_client_shutdown(struct http_client *c)
 {
-	CURL *h = NULL;
+	if (!c)
+		return;
+	atomic_store(&c->stop, true);
+	/* under the lock, so that a pause checks the flag either before this or after the
+	 * broadcast, never in between */
 	pthread_mutex_lock(&c->mu);
-	if (c->nidle)
-		h = c->idle[--c->nidle];
+	pthread_cond_broadcast(&c->wake);
 	pthread_mutex_unlock(&c->mu);
-	return h ? h : curl_easy_init();
 }
 
-static void pool_give(struct http_client *c, CURL *h)
+static bool stopping(struct http_client *c)
 {
-	curl_easy_reset(h); /* options only: connections and caches stay */
+	return atomic_load(&c->stop);
+}
+
+/* An idle handle, or a new one; false when out of memory. */
+static bool pool_take(struct http_client *c, struct handle *hd)
+{
+	bool found = false;
 	pthread_mutex_lock(&c->mu);
-	if (c->nidle < POOL_MAX) {
-		c->idle[c->nidle++] = h;
-		h = NULL;
+	if (c->nidle) {
+		*hd = c->idle[--c->nidle];
+		found = true;
 	}
 	pthread_mutex_unlock(&c->mu);
-	curl_easy_cleanup(h);
+	if (found)
+		return true;
+	hd->h = curl_easy_init();
+	hd->m = curl_multi_init();
+	if (hd->h && hd->m)
+		return true;
+	handle_cleanup(hd);
+	return false;
+}
+
+static void pool_give(struct http_client *c, struct handle *hd)
+{
+	curl_easy_reset(hd->h); /* options only: connections and caches stay */
+	pthread_mutex_lock(&c->mu);
+	if (c->nidle < POOL_MAX) {
+		c->idle[c->nidle++] = *hd;
+		hd = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (hd)
+		handle_cleanup(hd);
+}
+
+/* Wait ms, or less when the client is shut down meanwhile: 0 or -ECANCELED. */
+static int pause_ms(struct http_client *c, int64_t ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)(ms / 1000);
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (!stopping(c) && pthread_cond_timedwait(&c->wake, &c->mu, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&c->mu);
+	return stopping(c) ? -ECANCELED : 0;
 }
 
 /* ---- curl callbacks ---- */
@@ -305,6 +382,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct xfer *x = ud;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return stopping(x->c); /* non-zero: CURLE_ABORTED_BY_CALLBACK */
+}
+
 static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *ud)
 {
 	struct xfer *x = ud;
@@ -322,6 +410,10 @@ static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *ud)
 static int transport_errno(struct xfer *x)
 {
 	long os = 0;
+	if (x->cc == CURLE_ABORTED_BY_CALLBACK) { /* on_progress or perform, nothing else */
+		(void)fmt(x->why, sizeof(x->why), CANCELLED);
+		return -ECANCELED;
+	}
 	if (!x->why[0])
 		(void)fmt(x->why, sizeof(x->why), "%s",
 			  x->cerr[0] ? x->cerr : curl_easy_strerror(x->cc));
@@ -401,6 +493,36 @@ static void log_request(const struct xfer *x, const char *url, int attempt, int6
 	fn(line);
 }
 
+/* curl_easy_perform of x->h, but one that http_client_shutdown stops within about
+ * CANCEL_POLL_MS: CURLE_ABORTED_BY_CALLBACK then. */
+static CURLcode perform(struct xfer *x)
+{
+	CURLcode cc = CURLE_OK;
+	CURLMcode mc = curl_multi_add_handle(x->m, x->h);
+	while (!mc) {
+		int running = 0, left = 0;
+		if (stopping(x->c)) {
+			cc = CURLE_ABORTED_BY_CALLBACK;
+			break;
+		}
+		mc = curl_multi_perform(x->m, &running);
+		if (!mc && !running) {
+			CURLMsg *msg = curl_multi_info_read(x->m, &left);
+			cc = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_FAILED_INIT;
+			break;
+		}
+		if (!mc)
+			mc = curl_multi_poll(x->m, NULL, 0, CANCEL_POLL_MS, NULL);
+	}
+	if (mc) {
+		(void)fmt(x->why, sizeof(x->why), "%s", curl_multi_strerror(mc));
+		cc = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
+	}
+	/* mid-transfer, this closes the connection; the handle keeps its CURLINFO */
+	(void)curl_multi_remove_handle(x->m, x->h);
+	return cc;
+}
+
 /* One attempt: the request to req->url and its redirects. 0 with resp->status, body and
  * headers of the final response, or -errno with the reason in x->why. */
 static int attempt(struct xfer *x, int n)
@@ -425,7 +547,7 @@ static int attempt(struct xfer *x, int n)
 		/* 0 would mean no limit: a hop that starts past the deadline times out at once */
 		curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS,
 				 (long)(deadline > t0 ? deadline - t0 : 1));
-		x->cc = curl_easy_perform(x->h);
+		x->cc = perform(x);
 		curl_easy_getinfo(x->h, CURLINFO_REQUEST_SIZE, &reqsize);
 		x->sent |= reqsize > 0;
 		if (x->cc == CURLE_OK) {
@@ -534,11 +656,18 @@ static int setup(struct http_client *c, struct xfer *x)
 			return -ENOMEM;
 	}
 
-	x->h = pool_take(c);
-	if (!x->h)
+	struct handle hd;
+	if (!pool_take(c, &hd))
 		return -ENOMEM;
+	x->h = hd.h;
+	x->m = hd.m;
 	CURL *h = x->h;
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+	/* a cancelled resolve leaves its getaddrinfo thread behind instead of waiting for it */
+	curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -572,7 +701,7 @@ static int setup(struct http_client *c, struct xfer *x)
 
 int http_do(struct http_client *c, const struct http_req *req, struct http_resp *resp)
 {
-	struct xfer x = {.req = req, .resp = resp};
+	struct xfer x = {.c = c, .req = req, .resp = resp};
 	char pub[URL_LOG_MAX];
 	memset(resp, 0, sizeof(*resp));
 	buf_init(&resp->body, req->max_body > 0 ? req->max_body : DEF_MAX_BODY);
@@ -587,7 +716,11 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 	if (x.ca_bundle && !*x.ca_bundle)
 		x.ca_bundle = NULL;
 
-	int rc = setup(c, &x);
+	int rc = -ECANCELED;
+	if (stopping(c))
+		(void)fmt(x.why, sizeof(x.why), CANCELLED);
+	else
+		rc = setup(c, &x);
 	if (rc) {
 		(void)fmt(resp->err, sizeof(resp->err), "%s: %s", x.method,
 			  x.why[0] ? x.why : "out of memory");
@@ -597,9 +730,16 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 		resp->attempts = n;
 		rc = attempt(&x, n);
 		int64_t ra = rc ? -1 : retry_after_ms(resp);
-		if (n >= x.max_attempts || !should_retry(&x, rc, ra))
+		if (rc == -ECANCELED || n >= x.max_attempts || !should_retry(&x, rc, ra))
 			break;
-		sleep_ms(retry_delay_ms(&x, n, ra));
+		rc = pause_ms(c, retry_delay_ms(&x, n, ra));
+		if (rc) { /* the previous attempt's answer is not the result */
+			(void)fmt(x.why, sizeof(x.why), CANCELLED);
+			resp->status = 0;
+			(void)buf_truncate(&resp->body, 0);
+			(void)buf_truncate(&resp->headers, 0);
+			break;
+		}
 	}
 	url_public(req->url, pub, sizeof(pub));
 	if (rc) {
@@ -617,7 +757,7 @@ out:
 	curl_slist_free_all(x.hdr_all);
 	curl_slist_free_all(x.hdr_public);
 	if (x.h)
-		pool_give(c, x.h);
+		pool_give(c, &(struct handle){.h = x.h, .m = x.m});
 	return rc;
 }
 

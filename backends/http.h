@@ -28,6 +28,12 @@
  *
  * Threads: a client is shared by any number of threads. It keeps idle curl handles, each
  * with its connection cache (keep-alive, TLS sessions, DNS), and lends one to each call.
+ *
+ * Cancellation: http_client_shutdown stops a client for good, so that the daemon can unmount
+ * promptly while downloads with long timeouts and retries are under way: every call in
+ * flight, whatever it is doing (resolving, connecting, waiting for or reading an answer,
+ * pausing before a retry), ends within about 100 ms with -ECANCELED, and every later call
+ * fails at once without sending anything.
  */
 #ifndef FLEETFS_HTTP_H
 #define FLEETFS_HTTP_H
@@ -80,9 +86,17 @@ void http_global_cleanup(void);
 void http_set_logger(void (*fn)(const char *line));
 
 /* A client; NULL on failure (global init failed). Free with http_client_free once no call
- * is running; NULL is fine. */
+ * is running (after http_client_shutdown too: join the callers first); NULL is fine. */
 struct http_client *http_client_new(void);
 void http_client_free(struct http_client *c);
+
+/* Cancel c's calls for good: once this returns, each call of http_do (or http_get) on c that
+ * is in flight returns -ECANCELED within about 100 ms, its err saying "cancelled: fleetfs is
+ * stopping" (a request cut short this way is not retried; the connection it used is
+ * closed), and each later call returns -ECANCELED at once, having sent nothing. Any thread
+ * may call it, any number of times, also while calls run; it does not wait for them. c stays
+ * valid until http_client_free; NULL is fine. */
+void http_client_shutdown(struct http_client *c);
 
 /* Perform req. resp is overwritten (it needs no initialisation and must not hold anything
  * to free); free it with http_resp_free after every call, whatever the result.
@@ -91,8 +105,10 @@ void http_client_free(struct http_client *c);
  * reason in resp->err: -EINVAL (bad method, header line or body on GET/HEAD), -ETIMEDOUT,
  * -ECONNREFUSED, -EHOSTUNREACH (no route, or the name does not resolve), -EFBIG (body over
  * max_body, or headers over HTTP_HEADERS_MAX), -EPROTO (TLS: handshake, certificate, CA
- * bundle), -ENOMEM, -EIO (anything else: bad URL, protocol other than http(s), too many
- * redirects, connection dropped). req and what it points to are only borrowed. */
+ * bundle), -ECANCELED (http_client_shutdown was called; when it woke the pause before a
+ * retry, the previous attempt's response is dropped), -ENOMEM, -EIO (anything else: bad URL,
+ * protocol other than http(s), too many redirects, connection dropped). req and what it
+ * points to are only borrowed. */
 int http_do(struct http_client *c, const struct http_req *req, struct http_resp *resp);
 
 /* GET url with the given limits (0 for the defaults of struct http_req); as http_do. */

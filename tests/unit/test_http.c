@@ -1,8 +1,8 @@
 /* Unit tests of backends/http against a scripted HTTP/1.1 server running in a thread of the
  * test (127.0.0.1, port 0): bodies and headers, retries and their delays, the POST retry
  * rule, redirects and secret headers, size and time limits, keep-alive, concurrent callers,
- * the log lines, the endpoint variables; HTTPS against `openssl s_server` with a CA made at
- * test time. Sleeps run at FLEETFS_TIME_SCALE=0.01. */
+ * the log lines, the endpoint variables, cancellation by http_client_shutdown; HTTPS against
+ * `openssl s_server` with a CA made at test time. Sleeps run at FLEETFS_TIME_SCALE=0.01. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -839,6 +839,189 @@ START_TEST(test_endpoint)
 }
 END_TEST
 
+/* ---- cancellation ---- */
+
+#define CANCEL_AFTER_MS 200 /* how long the calls run before http_client_shutdown */
+#define CANCEL_WITHIN_MS 600
+
+/* A call of http_do in a thread of its own. */
+struct bg {
+	struct http_client *c;
+	struct http_req q;
+	struct http_resp r;
+	int rc;
+	int64_t end_ms; /* when it returned */
+	atomic_bool done;
+	pthread_t th;
+};
+
+static void *bg_main(void *arg)
+{
+	struct bg *b = arg;
+	b->rc = http_do(b->c, &b->q, &b->r);
+	b->end_ms = mono_ms();
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+static void bg_start(struct bg *b, struct http_client *c, const struct http_req *q)
+{
+	memset(b, 0, sizeof(*b));
+	b->c = c;
+	b->q = *q;
+	ck_assert_int_eq(pthread_create(&b->th, NULL, bg_main, b), 0);
+}
+
+static void pause_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static void *shutdown_main(void *arg)
+{
+	http_client_shutdown(arg);
+	return NULL;
+}
+
+/* Let the n calls run CANCEL_AFTER_MS, shut c down (from another thread when asked), join
+ * the calls and check that each ended in -ECANCELED within CANCEL_WITHIN_MS of it. */
+static void cancel_and_check(struct http_client *c, struct bg *b, size_t n, bool other_thread)
+{
+	pause_ms(CANCEL_AFTER_MS);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(!atomic_load(&b[i].done), "call %zu ended before the shutdown", i);
+	int64_t t0 = mono_ms();
+	if (other_thread) {
+		pthread_t th;
+		ck_assert_int_eq(pthread_create(&th, NULL, shutdown_main, c), 0);
+		pthread_join(th, NULL);
+	} else {
+		http_client_shutdown(c);
+	}
+	for (size_t i = 0; i < n; i++) {
+		pthread_join(b[i].th, NULL);
+		int64_t dt = b[i].end_ms - t0;
+		ck_assert_int_eq(b[i].rc, -ECANCELED);
+		ck_assert_msg(dt < CANCEL_WITHIN_MS, "call %zu took %lld ms", i, (long long)dt);
+		ck_assert_msg(strstr(b[i].r.err, "cancelled: fleetfs is stopping") != NULL, "%s",
+			      b[i].r.err);
+		ck_assert_int_eq(b[i].r.status, 0);
+		ck_assert_uint_eq(b[i].r.body.len, 0);
+		ck_assert_int_eq(b[i].r.attempts, 1); /* not retried */
+		http_resp_free(&b[i].r);
+	}
+}
+
+/* After the shutdown: a call fails at once and sends nothing. */
+static void check_refused_after(struct http_client *c, const char *url)
+{
+	struct http_resp r;
+	int64_t t0 = mono_ms();
+	struct http_req q = {.method = "POST", .url = url, .body = "b", .body_len = 1};
+	ck_assert_int_eq(http_do(c, &q, &r), -ECANCELED);
+	ck_assert_int_lt(mono_ms() - t0, 50);
+	ck_assert_int_eq(r.attempts, 0);
+	ck_assert(strstr(r.err, "cancelled: fleetfs is stopping") != NULL);
+	http_resp_free(&r);
+	ck_assert_int_eq(http_get(c, url, 0, 0, 0, &r), -ECANCELED);
+	http_resp_free(&r);
+}
+
+/* A server that accepts and never answers: the calls wait for a response. */
+START_TEST(test_cancel_no_answer)
+{
+	static const struct step steps[] = {{.hang = true}};
+	struct srv s;
+	struct bg b[2];
+	struct http_client *c = client();
+	srv_start(&s, steps, 1);
+	const struct http_req get = {.url = at(&s, "/hang"), .timeout_ms = 30000};
+	const struct http_req post = {.method = "POST",
+				      .url = at(&s, "/hang"),
+				      .timeout_ms = 30000,
+				      .body = "x=1",
+				      .body_len = 3};
+	bg_start(&b[0], c, &get);
+	bg_start(&b[1], c, &post);
+	cancel_and_check(c, b, 2, false);
+	http_client_shutdown(c); /* again: harmless */
+	http_client_shutdown(NULL);
+	check_refused_after(c, at(&s, "/after"));
+	srv_stop(&s);
+	ck_assert_uint_eq(s.nreq, 2);
+	for (size_t i = 0; i < s.nreq; i++)
+		ck_assert(starts(s.rec[i].head, "GET /hang ") ||
+			  starts(s.rec[i].head, "POST /hang "));
+	srv_free(&s);
+	http_client_free(c);
+}
+END_TEST
+
+/* A listening socket whose accept queue is full (backlog 0, one connection nobody accepts):
+ * the kernel drops the SYNs, so connect() never completes. */
+START_TEST(test_cancel_connecting)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(a);
+	char url[64];
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &sl), 0);
+	int filler = -1, probe = -1;
+	for (int i = 0; i < 2; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fd, 0);
+		ck_assert(connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 &&
+			  errno == EINPROGRESS);
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int ready = poll(&p, 1, i == 0 ? 2000 : 200);
+		if (i == 0) {
+			ck_assert_int_eq(ready, 1); /* the one connection the queue takes */
+			filler = fd;
+		} else {
+			ck_assert_msg(ready == 0, "the accept queue is not full"); /* the premise */
+			probe = fd;
+		}
+	}
+	close(probe);
+	ck_assert_int_eq(fmt(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(a.sin_port)), 0);
+
+	struct bg b;
+	struct http_client *c = client();
+	const struct http_req q = {.url = url, .timeout_ms = 30000, .connect_timeout_ms = 30000};
+	bg_start(&b, c, &q);
+	cancel_and_check(c, &b, 1, true);
+	check_refused_after(c, url);
+	http_client_free(c);
+	close(filler);
+	close(lfd);
+}
+END_TEST
+
+/* A call pausing before its retry (Retry-After: 30 at full time scale) is woken. */
+START_TEST(test_cancel_retry_pause)
+{
+	static const struct step steps[] = {{.status = 503, .headers = "Retry-After: 30\r\n"},
+					    {.status = 200}};
+	struct srv s;
+	struct bg b;
+	struct http_client *c = client();
+	setenv("FLEETFS_TIME_SCALE", "1", 1);
+	srv_start(&s, steps, 2);
+	const struct http_req q = {.url = at(&s, "/r"), .timeout_ms = 30000};
+	bg_start(&b, c, &q);
+	cancel_and_check(c, &b, 1, false);
+	srv_stop(&s);
+	ck_assert_uint_eq(s.nreq, 1); /* the 503; the retry was never sent */
+	srv_free(&s);
+	http_client_free(c);
+}
+END_TEST
+
 /* ---- HTTPS against openssl s_server ---- */
 
 /* Run argv (openssl), output to /dev/null; fails the test unless it exits 0. */
@@ -1030,6 +1213,9 @@ Suite *http_suite(void)
 	tcase_add_test(t, test_concurrent);
 	tcase_add_test(t, test_log_lines);
 	tcase_add_test(t, test_endpoint);
+	tcase_add_test(t, test_cancel_no_answer);
+	tcase_add_test(t, test_cancel_connecting);
+	tcase_add_test(t, test_cancel_retry_pause);
 	tcase_add_test(tls, test_https);
 	return s;
 }
