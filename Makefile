@@ -29,7 +29,7 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  ?= /usr/bin/python3
 
-.PHONY: all check test unit integration deps lint bench fleet-bench run install clean
+.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench run install clean
 all: fleetfs
 
 # V=1 shows the compiler command lines
@@ -72,6 +72,9 @@ bench: fleetfs
 
 fleet-bench: fleetfs
 	$(PYTHON) bench/fleet_bench.py
+
+offers-bench: fleetfs
+	$(PYTHON) bench/offers_bench.py
 
 # The README's run command: install what is missing, build, mount on MNT (default ~/fleet).
 MNT ?= $(HOME)/fleet

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,7 +237,10 @@ static void refresh(struct offerd *od, const char *project, const char *backend,
 	if (rc && !err[0])
 		(void)fmt(err, sizeof(err), "%s", strerror(-rc));
 	refresh_commit(od, project, backend, b.digest, rc, &res, err);
+	bool big = res.list.n > 1000;
 	bk_offers_res_free(&res);
+	if (big) /* the download, the parsed list and the CSV written: give them back */
+		malloc_trim(0);
 }
 
 static void *worker(void *arg)

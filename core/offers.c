@@ -1031,31 +1031,22 @@ static cJSON *offer_to_json(const struct offer *o, const struct offer_query *q)
 
 int offers_json(const struct offer_list *l, const struct offer_query *q, struct buf *out)
 {
-	cJSON *arr = cJSON_CreateArray();
-	char *text = NULL;
-	int r = 0;
-	if (!arr)
-		return -ENOMEM;
-	for (size_t i = 0; i < l->n; i++) {
+	/* one object per line, built and printed one at a time: a tree of 100,000 objects
+	 * would cost hundreds of MiB */
+	int r = buf_append(out, "[", 1);
+	bool first = true;
+	for (size_t i = 0; !r && i < l->n; i++) {
 		if (!offers_match(q, &l->v[i]))
 			continue;
 		cJSON *j = offer_to_json(&l->v[i], q);
-		if (!j) {
-			r = -ENOMEM;
-			goto out;
-		}
-		cJSON_AddItemToArray(arr, j);
+		char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+		cJSON_Delete(j);
+		if (!text)
+			return -ENOMEM;
+		if (!(r = buf_append(out, first ? "\n" : ",\n", first ? 1 : 2)))
+			r = buf_append(out, text, strlen(text));
+		cJSON_free(text);
+		first = false;
 	}
-	text = cJSON_Print(arr);
-	if (!text) {
-		r = -ENOMEM;
-		goto out;
-	}
-	r = buf_append(out, text, strlen(text));
-	if (!r)
-		r = buf_append(out, "\n", 1);
-out:
-	cJSON_free(text);
-	cJSON_Delete(arr);
-	return r;
+	return r ? r : buf_append(out, first ? "]\n" : "\n]\n", first ? 2 : 3);
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,13 @@ int main(int argc, char *argv[])
 	int ret = 1;
 	bool mounted = false, handlers = false;
 
+	/* Offers make large, short-lived buffers (a catalog, a 40 MB offers.json) on any of 64
+	 * FUSE threads: with glibc's defaults each thread's arena keeps what it once held and
+	 * the adaptive mmap threshold moves big buffers into those arenas. A fixed 1 MiB
+	 * threshold gives big buffers back to the system when freed, and few arenas keep the
+	 * small allocations (nodes, offers) together. */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	mallopt(M_ARENA_MAX, 2);
 	memset(&o, 0, sizeof(o));
 	memset(&fs, 0, sizeof(fs));
 	memset(&cmd, 0, sizeof(cmd));
@@ -298,6 +306,7 @@ int main(int argc, char *argv[])
 	}
 	engine_stop(fs.engine);
 	fs.engine = NULL;
+	http_client_shutdown(fs.http); /* downloads in flight end now */
 	offerd_stop(fs.offerd);
 	notify_stop(&fs);
 	state_note(fs.store, "", "unmounted");
@@ -306,6 +315,7 @@ int main(int argc, char *argv[])
 	ret = ret < 0 ? 1 : 0;
 out:
 	engine_stop(fs.engine);
+	http_client_shutdown(fs.http);
 	offerd_stop(fs.offerd);
 	offerd_free(fs.offerd);
 	http_client_free(fs.http);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../backends/backend.h"
 #include "../cache/store.h"
@@ -77,6 +79,17 @@ static void cached_read(struct stx *tx, const char *project, struct cached *c)
 	}
 }
 
+/* The parsed blob's pages of the store's map are not needed any more: take them out of this
+ * process's resident set (they stay in the page cache; a later read faults them back in). */
+static void drop_pages(const void *data, size_t len)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)data + pg - 1) & ~(pg - 1);
+	uintptr_t b = ((uintptr_t)data + len) & ~(pg - 1);
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static struct offsnap *build(struct stx *tx, const char *project, struct cached *c,
 			     uint64_t gen)
 {
@@ -99,6 +112,7 @@ static struct offsnap *build(struct stx *tx, const char *project, struct cached 
 					   .source = ops->offers_source,
 					   .fetched_at = (int64_t)jx_num(c->meta[i], "data_at")};
 		(void)offers_parse_csv(data, len, &org, &s->list, NULL, err, sizeof(err));
+		drop_pages(data, len);
 	}
 	offers_sort(&s->list);
 	struct buf names;

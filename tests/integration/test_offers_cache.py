@@ -245,3 +245,15 @@ def test_cache_survives_kill9(mk, cs):
     names, took = timed_listdir(offers_dir(m))
     assert len(names) == 3 and took < 0.5, took
     cs.release_hung()
+
+
+def test_unmount_with_a_download_hanging(mk, cs):
+    cs.hang()
+    m = mk("offers_wait=0")
+    configure(m, "lambda", LAMBDA)
+    assert os.listdir(offers_dir(m)) == []
+    assert cs.wait_for("/lambdalabs/version", 1, timeout=5)
+    t = time.monotonic()
+    assert m.umount() == 0
+    assert time.monotonic() - t < 3
+    cs.release_hung()
