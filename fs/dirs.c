@@ -237,22 +237,94 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
-/* The listing a readdir works from: the opendir snapshot, or (the kernel skipping opendir)
- * a fresh one that the caller frees (*own). NULL after replying with the error. */
-static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-				  bool *own)
+/* Without opendir, every readdir call would list the directory again (100,000 offers come in
+ * hundreds of calls): the listing made at offset 0 is kept for the calls that continue it, as
+ * long as the state generation is the same, and dropped when a reader reaches its end. */
+#define LISTINGS 8
+
+static pthread_mutex_t listings_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	fuse_ino_t ino;
+	uint64_t gen;
+	struct handle *h; /* holds one of h->lrefs */
+} listings[LISTINGS];
+
+static uint64_t cur_gen(struct fs *fs)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	pthread_mutex_lock(&fs->cache_lock);
+	uint64_t g = fs->gen;
+	pthread_mutex_unlock(&fs->cache_lock);
+	return g;
+}
+
+/* The listing a readdir works from: the opendir snapshot, or (the kernel skipping opendir)
+ * a kept or fresh one that the caller releases with listing_done (*own). NULL after
+ * replying with the error. */
+static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, off_t off,
+				  struct fuse_file_info *fi, bool *own)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh, *old = NULL;
 	*own = false;
 	if (h)
 		return h;
-	int r = dir_listing(FS(req), ino, &h);
+	uint64_t gen = cur_gen(fs);
+	*own = true;
+	pthread_mutex_lock(&listings_lock);
+	for (size_t i = 0; off > 0 && i < LISTINGS && !h; i++)
+		if (listings[i].h && listings[i].ino == ino && listings[i].gen == gen) {
+			h = listings[i].h;
+			h->lrefs++;
+		}
+	pthread_mutex_unlock(&listings_lock);
+	if (h)
+		return h;
+	int r = dir_listing(fs, ino, &h);
 	if (r) {
 		fuse_reply_err(req, -r);
 		return NULL;
 	}
-	*own = true;
+	h->lrefs = 2; /* this reader's and the cache's */
+	pthread_mutex_lock(&listings_lock);
+	size_t slot = (size_t)(ino % LISTINGS);
+	for (size_t i = 0; i < LISTINGS; i++)
+		if (listings[i].h && listings[i].ino == ino)
+			slot = i;
+	if (listings[slot].h && --listings[slot].h->lrefs == 0)
+		old = listings[slot].h;
+	listings[slot].ino = ino;
+	listings[slot].gen = gen;
+	listings[slot].h = h;
+	pthread_mutex_unlock(&listings_lock);
+	if (old)
+		dir_handle_free(fs, old);
 	return h;
+}
+
+void listings_drop(struct fs *fs)
+{
+	for (size_t i = 0; i < LISTINGS; i++) {
+		struct handle *h = listings[i].h;
+		listings[i].h = NULL;
+		if (h && --h->lrefs == 0)
+			dir_handle_free(fs, h);
+	}
+}
+
+/* Release a listing from listing_for; at_end: the reader got to its end (the kept copy goes:
+ * the next listing starts afresh). */
+static void listing_done(struct fs *fs, struct handle *h, bool at_end)
+{
+	pthread_mutex_lock(&listings_lock);
+	unsigned left = --h->lrefs;
+	for (size_t i = 0; at_end && i < LISTINGS; i++)
+		if (listings[i].h == h) {
+			listings[i].h = NULL;
+			left = --h->lrefs;
+		}
+	pthread_mutex_unlock(&listings_lock);
+	if (left == 0)
+		dir_handle_free(fs, h);
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -260,11 +332,12 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = FS(req);
 	bool own = false;
-	struct handle *h = listing_for(req, ino, fi, &own);
+	struct handle *h = listing_for(req, ino, off, fi, &own);
 	if (!h)
 		return;
 	char *out = xmalloc(size);
 	size_t used = 0;
+	bool at_end = (size_t)off >= h->nents;
 	for (size_t i = (size_t)off; i < h->nents; i++) {
 		struct stat st = {.st_ino = h->ents[i].ino, .st_mode = h->ents[i].type};
 		size_t need = fuse_add_direntry(req, out + used, size - used, h->ents[i].name, &st,
@@ -276,7 +349,7 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, out, used);
 	free(out);
 	if (own)
-		dir_handle_free(fs, h);
+		listing_done(fs, h, at_end);
 }
 
 /* readdir with attributes: the kernel needs no LOOKUP per entry afterwards (ls -l, rsync). Each
@@ -286,11 +359,12 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = FS(req);
 	bool own = false;
-	struct handle *h = listing_for(req, ino, fi, &own);
+	struct handle *h = listing_for(req, ino, off, fi, &own);
 	if (!h)
 		return;
 	char *out = xmalloc(size);
 	size_t used = 0;
+	bool at_end = (size_t)off >= h->nents;
 	pthread_mutex_lock(&fs->lock);
 	struct node *dir = tree_get(fs, ino);
 	for (size_t i = (size_t)off; dir && i < h->nents; i++) {
@@ -329,7 +403,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_buf(req, out, used);
 	free(out);
 	if (own)
-		dir_handle_free(fs, h);
+		listing_done(fs, h, at_end);
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -36,6 +36,7 @@ struct handle {
 	int last_err;
 	struct dent *ents;
 	size_t nents;
+	unsigned lrefs; /* listings kept between readdir calls (dirs.c) */
 };
 
 
@@ -51,6 +52,8 @@ mode_t perm_dir(const struct fs *fs);
 mode_t perm_ro(const struct fs *fs);
 bool is_dir_kind(enum nkind k);
 bool is_generated(enum nkind k);
+/* Free the listings kept between readdir calls (at unmount, no request running). */
+void listings_drop(struct fs *fs);
 bool is_canonical(enum nkind k);
 /* directories where drafts may be created */
 bool draft_dir(enum nkind k);

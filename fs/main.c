@@ -25,6 +25,7 @@
 #include "../core/offerd.h"
 #include "../core/state.h"
 #include "fs.h"
+#include "internal.h"
 #include "offcache.h"
 
 struct options {
@@ -326,8 +327,10 @@ out:
 		fuse_remove_signal_handlers(se);
 	if (se)
 		fuse_session_destroy(se);
-	if (fs.by_ino)
+	if (fs.by_ino) {
+		listings_drop(&fs);
 		tree_destroy(&fs);
+	}
 	offcache_destroy(&fs);
 	store_close(fs.store);
 	free(cmd.mountpoint);
