@@ -57,6 +57,7 @@ int offer_list_push(struct offer_list *l, const struct offer *o)
 	}
 	struct offer *d = &l->v[l->n++];
 	*d = *o;
+	d->name = NULL; /* a name belongs to the list that made it unique */
 	d->backend = offer_list_intern(l, o->backend);
 	d->type = offer_list_intern(l, o->type);
 	d->region = offer_list_intern(l, o->region);
@@ -566,6 +567,15 @@ void offer_name(const struct offer *o, char *out, size_t outlen)
 	out[pos] = '\0';
 }
 
+/* The name a rendering shows: the holder's unique name, else the computed one. */
+static void offer_label(const struct offer *o, char *out, size_t outlen)
+{
+	if (o->name)
+		(void)fmt(out, outlen, "%s", o->name);
+	else
+		offer_name(o, out, outlen);
+}
+
 /* ---------------------------------------------------------------- queries */
 
 struct strlist {
@@ -967,7 +977,7 @@ int offers_tsv(const struct offer_list *l, const struct offer_query *q, struct b
 		if (!offers_match(q, o))
 			continue;
 		char name[256], price[40], at[32] = "";
-		offer_name(o, name, sizeof(name));
+		offer_label(o, name, sizeof(name));
 		fmt_double(price, sizeof(price), o->price);
 		if (o->fetched_at)
 			time_iso((time_t)o->fetched_at, at, sizeof(at));
@@ -990,7 +1000,7 @@ int offers_tsv(const struct offer_list *l, const struct offer_query *q, struct b
 static cJSON *offer_to_json(const struct offer *o, const struct offer_query *q)
 {
 	char name[256], at[32] = "";
-	offer_name(o, name, sizeof(name));
+	offer_label(o, name, sizeof(name));
 	if (o->fetched_at)
 		time_iso((time_t)o->fetched_at, at, sizeof(at));
 	cJSON *j = cJSON_CreateObject(), *g = cJSON_CreateObject();

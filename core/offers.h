@@ -21,6 +21,8 @@
 /* Strings of an offer point into the string pool of the list that holds it (interned: equal
  * strings share one copy), so an offer is only valid while its list is. */
 struct offer {
+	const char *name;         /* its file name when the holder made names unique, or NULL
+				   * (renderings then use offer_name) */
 	const char *backend;      /* the backend's name (its directory: lambda, aws-dev, ...) */
 	const char *type;         /* backend type (lambda, not lambdalabs) */
 	const char *region;

@@ -18,12 +18,46 @@
 
 #define OFFCACHE_PROJECTS 64
 
-static const struct offsnap *cmp_snap;
+struct named {
+	char *name;
+	uint32_t i; /* index in the list (cheapest first) */
+};
 
-static int cmp_names(const void *a, const void *b)
+static int cmp_named(const void *a, const void *b)
 {
-	return strcmp(offsnap_name(cmp_snap, *(const uint32_t *)a),
-		      offsnap_name(cmp_snap, *(const uint32_t *)b));
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Give offers that share a name (RunPod lists one GPU type in one data center with several
+ * GPU counts) a unique one: ":<count>x" (":cpu" without GPUs) first, then ":<n>" in price
+ * order for what is still shared. v is sorted by name on return. */
+static void unique_names(struct named *v, size_t n, const struct offer_list *l)
+{
+	for (int round = 0; round < 2; round++) {
+		bool again = false;
+		qsort(v, n, sizeof(*v), cmp_named);
+		for (size_t a = 0, b; a < n; a = b) {
+			for (b = a + 1; b < n && !strcmp(v[a].name, v[b].name); b++)
+				;
+			if (b - a < 2)
+				continue;
+			again = true;
+			for (size_t k = a; k < b; k++) {
+				const struct offer *o = &l->v[v[k].i];
+				char *nm = round == 0 ? (o->gpu_count
+							     ? xasprintf("%s:%dx", v[k].name, o->gpu_count)
+							     : xasprintf("%s:cpu", v[k].name))
+						      : xasprintf("%s:%zu", v[k].name, k - a + 1);
+				free(v[k].name);
+				v[k].name = nm;
+			}
+		}
+		if (!again)
+			return;
+	}
+	qsort(v, n, sizeof(*v), cmp_named);
 }
 
 static void snap_free(struct offsnap *s)
@@ -33,7 +67,6 @@ static void snap_free(struct offsnap *s)
 	offer_list_free(&s->list);
 	free(s->sig);
 	free(s->names);
-	free(s->name_at);
 	free(s->by_name);
 	free(s);
 }
@@ -115,38 +148,34 @@ static struct offsnap *build(struct stx *tx, const char *project, struct cached 
 		drop_pages(data, len);
 	}
 	offers_sort(&s->list);
-	struct buf names;
-	buf_init(&names, (size_t)UINT32_MAX);
-	size_t n = s->list.n ? s->list.n : 1;
-	s->name_at = xcalloc(n, sizeof(*s->name_at));
-	s->by_name = xcalloc(n, sizeof(*s->by_name));
-	for (size_t i = 0; i < s->list.n; i++) {
+	size_t n = s->list.n;
+	struct named *v = xcalloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
 		char name[256];
 		offer_name(&s->list.v[i], name, sizeof(name));
-		s->name_at[i] = (uint32_t)names.len;
-		s->by_name[i] = (uint32_t)i;
-		if (buf_append(&names, name, strlen(name) + 1)) {
-			s->list.n = i; /* over 4 GiB of names: keep what fits */
-			break;
-		}
+		v[i].name = xstrdup(name);
+		v[i].i = (uint32_t)i;
 	}
+	unique_names(v, n, &s->list);
+	struct buf names;
+	buf_init(&names, (size_t)UINT32_MAX);
+	uint32_t *at = xcalloc(n ? n : 1, sizeof(*at));
+	s->by_name = xcalloc(n ? n : 1, sizeof(*s->by_name));
+	for (size_t k = 0; k < n; k++) {
+		at[v[k].i] = (uint32_t)names.len;
+		s->by_name[k] = v[k].i;
+		(void)buf_append(&names, v[k].name, strlen(v[k].name) + 1);
+		free(v[k].name);
+	}
+	free(v);
 	size_t nlen = 0;
 	s->names = buf_steal(&names, &nlen);
 	if (!s->names)
 		s->names = xstrdup("");
+	for (size_t i = 0; i < n; i++)
+		s->list.v[i].name = s->names + at[i];
+	free(at);
 	return s;
-}
-
-/* Sort the name index; qsort has no context argument, so this is serialised. */
-static void index_names(struct fs *fs, struct offsnap *s)
-{
-	static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-	(void)fs;
-	pthread_mutex_lock(&sort_lock);
-	cmp_snap = s;
-	qsort(s->by_name, s->list.n, sizeof(*s->by_name), cmp_names);
-	cmp_snap = NULL;
-	pthread_mutex_unlock(&sort_lock);
 }
 
 int offcache_get(struct fs *fs, const char *project, struct offsnap **out)
@@ -194,7 +223,6 @@ int offcache_get(struct fs *fs, const char *project, struct offsnap **out)
 	s = build(tx, project, &c, gen);
 	store_abort(tx);
 	cached_free(&c);
-	index_names(fs, s);
 	malloc_trim(0); /* parsing leaves freed buffers behind: give them back */
 
 	pthread_mutex_lock(&fs->offers_lock);

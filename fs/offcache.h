@@ -17,8 +17,7 @@ struct offsnap {
 	uint64_t gen;             /* state generation it was last found current at */
 	char *sig;                /* what it was built from: backend|digest|data_at;... */
 	struct offer_list list;   /* cheapest first */
-	char *names;              /* offer_name of every offer, NUL-separated */
-	uint32_t *name_at;        /* offset of list.v[i]'s name in names */
+	char *names;              /* the offers' unique names (list.v[i].name), NUL-separated */
 	uint32_t *by_name;        /* indices sorted by name */
 };
 
@@ -28,7 +27,7 @@ int offcache_get(struct fs *fs, const char *project, struct offsnap **out);
 void offcache_put(struct fs *fs, struct offsnap *s);
 static inline const char *offsnap_name(const struct offsnap *s, size_t i)
 {
-	return s->names + s->name_at[i];
+	return s->list.v[i].name;
 }
 /* Index of the offer named name, or -1. */
 long offsnap_find(const struct offsnap *s, const char *name);

@@ -80,3 +80,33 @@ def test_backend_removed_drops_its_offers(omnt):
     os.unlink(omnt.p("projects", "main", "backends", "aws", "config.yml"))
     names = os.listdir(omnt.p("projects", "main", "offers"))
     assert names and not any(n.startswith("aws:") for n in names)
+
+
+RUNPOD = b"type: runpod\ncreds:\n  type: api_key\n  api_key: rpSECRETkey1234567890\n"
+RUNPOD_CSV = HEADER + (
+    "NVIDIA A100 80GB PCIe,CA-MTL-1,1.64,8,117,1,A100,80,False,,nvidia,,x86,\n"
+    "NVIDIA A100 80GB PCIe,CA-MTL-1,3.28,16,234,2,A100,80,False,,nvidia,,x86,\n"
+    "NVIDIA A100 80GB PCIe,CA-MTL-1,1.70,8,117,1,A100,80,False,,nvidia,runpod-cluster,x86,"
+    "\"{\"\"pod_counts\"\": [2, 4]}\"\n"
+    "NVIDIA L4,CA-MTL-1,0.43,4,50,1,L4,24,False,,nvidia,,x86,\n")
+
+
+def test_shared_names_made_unique(fleet_factory, tmp_path):
+    """RunPod lists one GPU type in one data center with several GPU counts (and cluster
+    rows): each offer still gets its own, stable name."""
+    cat = tmp_path / "catalog"
+    cat.mkdir()
+    (cat / "runpod.csv").write_text(RUNPOD_CSV)
+    m = fleet_factory(opts=[f"catalog={cat}"])
+    os.mkdir(m.p("projects", "main", "backends", "runpod"))
+    write_file(m.p("projects", "main", "backends", "runpod", "config.yml"), RUNPOD)
+    d = m.p("projects", "main", "offers")
+    names = os.listdir(d)
+    assert names == ["runpod:CA-MTL-1:NVIDIA_L4",
+                     "runpod:CA-MTL-1:NVIDIA_A100_80GB_PCIe:1x:1",
+                     "runpod:CA-MTL-1:NVIDIA_A100_80GB_PCIe:1x:2",
+                     "runpod:CA-MTL-1:NVIDIA_A100_80GB_PCIe:2x"], names
+    o = yaml.safe_load(read_file(os.path.join(d, "runpod:CA-MTL-1:NVIDIA_A100_80GB_PCIe:2x")))
+    assert o["gpus"]["count"] == 2 and o["price"] == pytest.approx(3.28)
+    tsv = read_file(m.p("projects", "main", "offers.tsv")).decode().splitlines()[1:]
+    assert [r.split("\t")[0] for r in tsv] == names
