@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "../core/ydoc.h"
+#include "http.h"
 
 #define CATALOG_TTL (15 * 60)
 #define LIVE_TTL 180
@@ -31,6 +34,78 @@ char **backend_regions(const char *config, size_t len)
 	return v;
 }
 
+char *backend_config_str(const struct backend_ctx *ctx, const char *path)
+{
+	struct ydoc *d = NULL;
+	char e[8], part[128];
+	char *out = NULL;
+	if (ydoc_load(ctx->config, ctx->config_len, "config.yml", &d, e, sizeof(e)))
+		return NULL;
+	int node = ydoc_root(d);
+	for (const char *p = path; node && *p;) {
+		size_t n = strcspn(p, ".");
+		(void)fmt(part, sizeof(part), "%.*s", (int)n, p);
+		node = ydoc_kind(d, node) == Y_MAP ? ydoc_map_get(d, node, part) : 0;
+		p += n + (p[n] == '.');
+	}
+	const char *v = node ? ydoc_str(d, node) : NULL;
+	if (v)
+		out = xstrdup(v);
+	ydoc_free(d);
+	return out;
+}
+
+void backend_secret_free(char *s)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+const char *backend_endpoint(const struct backend_ctx *ctx, const char *dflt)
+{
+	return http_endpoint(ctx->type, dflt);
+}
+
+int backend_json(const struct backend_ctx *ctx, const char *method, const char *url,
+		 const char *bearer, const cJSON *body, long *status, cJSON **out, char *err,
+		 size_t errlen)
+{
+	char *auth = bearer ? xasprintf("Authorization: Bearer %s", bearer) : NULL;
+	char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+	const char *hdrs[4] = {"Accept: application/json", NULL, NULL, NULL};
+	size_t nh = 1;
+	if (text)
+		hdrs[nh++] = "Content-Type: application/json";
+	if (auth)
+		hdrs[nh++] = auth;
+	struct http_req req = {.method = method, .url = url, .headers = hdrs, .body = text,
+			       .body_len = text ? strlen(text) : 0, .label = ctx->type};
+	struct http_resp resp;
+	int r = http_do(ctx->http, &req, &resp);
+	if (out)
+		*out = NULL;
+	if (r) {
+		(void)fmt(err, errlen, "%s", resp.err[0] ? resp.err : strerror(-r));
+	} else {
+		*status = resp.status;
+		if (out && resp.body.len)
+			*out = cJSON_ParseWithLength(resp.body.data, resp.body.len);
+	}
+	http_resp_free(&resp);
+	if (text)
+		cJSON_free(text);
+	backend_secret_free(auth);
+	return r;
+}
+
+char *backend_cloud_init(const char *ssh_pubkey)
+{
+	/* the key is one OpenSSH line: type, base64, comment (no quotes, no specials) */
+	return xasprintf("#cloud-config\nssh_authorized_keys:\n  - \"%s\"\n", ssh_pubkey);
+}
+
 void backend_regions_free(char **regions)
 {
 	for (size_t i = 0; regions && regions[i]; i++)
@@ -45,26 +120,27 @@ void bk_offers_res_free(struct bk_offers_res *res)
 
 /* The gpuhunt catalog source (aws, azure, gcp, oci, nebius, lambda, verda/datacrunch,
  * runpod, cloudrift): the provider's catalog, cut to the config's regions. */
-static int catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
-			  char *err, size_t errlen)
+int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
+			   char *err, size_t errlen)
 {
-	const char *prov = offers_catalog_provider(req->type);
+	const struct backend_ctx *ctx = &req->ctx;
+	const char *prov = offers_catalog_provider(ctx->type);
 	struct catalog_fetch f;
-	if (!prov || !req->catalog)
-		return fmt(err, errlen, "no catalog for backend type %s", req->type), -ENOTSUP;
-	int r = catalog_fetch(req->catalog, prov, req->known_version, &f, err, errlen);
+	if (!prov || !ctx->catalog)
+		return fmt(err, errlen, "no catalog for backend type %s", ctx->type), -ENOTSUP;
+	int r = catalog_fetch(ctx->catalog, prov, req->known_version, &f, err, errlen);
 	if (r)
 		return r;
 	(void)fmt(res->version, sizeof(res->version), "%s", f.version);
 	(void)fmt(res->source, sizeof(res->source), "%s", f.source);
 	res->unchanged = f.unchanged;
 	if (!f.unchanged) {
-		struct offer_origin org = {.backend = req->name, .type = req->type,
+		struct offer_origin org = {.backend = ctx->name, .type = ctx->type,
 					   .source = "catalog", .fetched_at = req->now};
 		r = offers_parse_csv(f.csv.data ? f.csv.data : "", f.csv.len, &org, &res->list,
 				     &res->skipped, err, errlen);
 		if (!r) {
-			char **regions = backend_regions(req->config, req->config_len);
+			char **regions = backend_regions(ctx->config, ctx->config_len);
 			size_t n = 0;
 			while (regions && regions[n])
 				n++;
@@ -76,28 +152,30 @@ static int catalog_offers(const struct bk_offers_req *req, struct bk_offers_res 
 	return r;
 }
 
+#define CATALOG(t)                                                                        \
+	{.type = t, .offers_ttl = CATALOG_TTL, .offers_source = "catalog",                  \
+	 .offers = backend_catalog_offers, .provision_timeout_min = 10}
+#define LIVE(t) {.type = t, .offers_ttl = LIVE_TTL, .offers_source = "api", .provision_timeout_min = 10}
+
+/* Types without a provider client of their own yet. */
 static const struct backend_ops registry[] = {
-	{"aws", CATALOG_TTL, "catalog", catalog_offers},
-	{"azure", CATALOG_TTL, "catalog", catalog_offers},
-	{"gcp", CATALOG_TTL, "catalog", catalog_offers},
-	{"oci", CATALOG_TTL, "catalog", catalog_offers},
-	{"nebius", CATALOG_TTL, "catalog", catalog_offers},
-	{"lambda", CATALOG_TTL, "catalog", catalog_offers},
-	{"verda", CATALOG_TTL, "catalog", catalog_offers},
-	{"datacrunch", CATALOG_TTL, "catalog", catalog_offers},
-	{"runpod", CATALOG_TTL, "catalog", catalog_offers},
-	{"cloudrift", CATALOG_TTL, "catalog", catalog_offers},
-	{"vastai", LIVE_TTL, "api", NULL},
-	{"vultr", LIVE_TTL, "api", NULL},
-	{"digitalocean", LIVE_TTL, "api", NULL},
-	{"amddevcloud", LIVE_TTL, "api", NULL},
-	{"hotaisle", LIVE_TTL, "api", NULL},
-	{"cudo", LIVE_TTL, "api", NULL},
-	{"kubernetes", LIVE_TTL, "api", NULL},
+	CATALOG("aws"),	    CATALOG("azure"),	   CATALOG("gcp"),     CATALOG("oci"),
+	CATALOG("nebius"),  CATALOG("lambda"),	   CATALOG("verda"),   CATALOG("datacrunch"),
+	CATALOG("runpod"),  CATALOG("cloudrift"),  LIVE("vastai"),     LIVE("vultr"),
+	LIVE("digitalocean"), LIVE("amddevcloud"), LIVE("hotaisle"),   LIVE("cudo"),
+	LIVE("kubernetes"),
+};
+
+/* Provider clients (backends/<type>.c), found before the table above. */
+static const struct backend_ops *const providers[] = {
+	NULL,
 };
 
 const struct backend_ops *backend_find(const char *type)
 {
+	for (size_t i = 0; type && i < sizeof(providers) / sizeof(providers[0]); i++)
+		if (providers[i] && !strcmp(providers[i]->type, type))
+			return providers[i];
 	for (size_t i = 0; type && i < sizeof(registry) / sizeof(registry[0]); i++)
 		if (!strcmp(registry[i].type, type))
 			return &registry[i];

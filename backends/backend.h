@@ -1,9 +1,18 @@
 /* backend: the interface every provider implements, in one registry (DESIGN §7).
  *
- * This version carries the offers call; checking credentials, create, get, terminate and
- * list-own (for the orphan sweep) join it with the cloud backends. Implementations know
- * nothing of FUSE or of the store: they get what they need in the request and return
- * results and readable errors (never a secret in them).
+ * Each backend type has one struct backend_ops: check credentials, list offers, create a VM,
+ * get its state, terminate it, and list the VMs fleetfs made (for crash recovery and the
+ * orphan sweep). Implementations know nothing of FUSE or of the store: they get what they
+ * need in the call and return results and readable errors — never a secret in them (an API
+ * key, a token, a private key) and never a request body.
+ *
+ * Errors: 0 or -errno with err set. Meanings shared by all backends:
+ *   -EACCES   the provider refused the credentials (err: the provider's reason)
+ *   -ENOSPC   no capacity for this offer now (try the next offer)
+ *   -ENOENT   no such VM (get), or nothing to do
+ *   -EINVAL   the provider refused the request as invalid (try the next offer)
+ *   -ETIMEDOUT, -EIO, -ECONNREFUSED, -EHOSTUNREACH ...: could not reach a verdict; retry
+ *   -ECANCELED fleetfs is stopping
  */
 #ifndef FLEETFS_BACKEND_H
 #define FLEETFS_BACKEND_H
@@ -16,16 +25,59 @@
 
 struct http_client;
 
-struct bk_offers_req {
+/* What every call gets: the backend and the means to reach its provider. */
+struct backend_ctx {
 	const char *project;
-	const char *name;          /* the backend's name */
+	const char *name;          /* the backend's name (its directory) */
 	const char *type;
 	const char *config;        /* its config.yml, plain text (holds credentials) */
 	size_t config_len;
 	struct catalog *catalog;
 	struct http_client *http;
+};
+
+struct bk_offers_req {
+	struct backend_ctx ctx;
 	const char *known_version; /* version of the offers the cache holds, "" for none */
 	long long now;             /* unix seconds, stamped on the offers */
+};
+
+/* A VM as its provider reports it. */
+enum bk_vm_state {
+	BK_VM_PENDING = 0, /* being created or booting */
+	BK_VM_RUNNING,     /* up (it may still lack an address) */
+	BK_VM_STOPPED,     /* off or suspended, not gone */
+	BK_VM_TERMINATING, /* going */
+	BK_VM_TERMINATED,  /* gone (providers that keep terminated records) */
+	BK_VM_FAILED,      /* the provider gave up on it */
+};
+
+#define BK_ID_MAX 128
+
+struct bk_vm {
+	char id[BK_ID_MAX];     /* the provider's id */
+	char name[128];         /* the name fleetfs gave it (fleetfs-...) */
+	enum bk_vm_state state;
+	char status[64];        /* the provider's own word for it (booting, active, new ...) */
+	char ip[64];            /* public address ("" until known) */
+	char internal_ip[64];
+	char region[64];
+	char instance[96];      /* instance type / plan / size */
+	char username[32];      /* who to log in as (ubuntu, root) */
+	int ssh_port;
+	char backend_data[512]; /* opaque to fleetfs, handed back to get and terminate */
+};
+
+/* A create: one offer, one VM. */
+struct bk_create_req {
+	const struct offer *offer;
+	const char *cloud_name;  /* fleetfs-<project>-<fleet>-<num>-<8 random [a-z0-9]> */
+	const char *project;     /* for the provider's tags/labels, where it has them */
+	const char *fleet;
+	unsigned num;
+	const char *ssh_pubkey;  /* the project key, one OpenSSH line */
+	const char *user_data;   /* #cloud-config with ssh_authorized_keys, for providers that
+				  * take cloud-init; others install the key their own way */
 };
 
 struct bk_offers_res {
@@ -46,11 +98,59 @@ struct backend_ops {
 	 * offers yet. */
 	int (*offers)(const struct bk_offers_req *req, struct bk_offers_res *res, char *err,
 		      size_t errlen);
+	/* The members below are NULL for types fleetfs cannot provision on yet. */
+	/* One cheap authenticated call: 0 valid, -EACCES refused (err: why), else unknown. */
+	int (*check)(const struct backend_ctx *ctx, char *err, size_t errlen);
+	/* Create one VM for req->offer; on 0, out has at least its id (and whatever else the
+	 * answer told). -ENOSPC: no capacity. */
+	int (*create)(const struct backend_ctx *ctx, const struct bk_create_req *req,
+		      struct bk_vm *out, char *err, size_t errlen);
+	/* The VM's current state. -ENOENT: no such VM (gone). */
+	int (*get)(const struct backend_ctx *ctx, const char *id, const char *backend_data,
+		   struct bk_vm *out, char *err, size_t errlen);
+	/* Ask for the VM to go. 0 when asked or already gone (idempotent); the caller confirms
+	 * with get. */
+	int (*terminate)(const struct backend_ctx *ctx, const char *id, const char *backend_data,
+			 char *err, size_t errlen);
+	/* Every VM of the account whose name starts with "fleetfs-" (the prefix of every name
+	 * fleetfs gives), whatever its state, all pages. *out malloc'd (free). */
+	int (*list_own)(const struct backend_ctx *ctx, struct bk_vm **out, size_t *n, char *err,
+			size_t errlen);
+	/* Minutes a VM may take from create to running with an address (dstack: Lambda 30,
+	 * Vultr bare metal 55, others 10). */
+	int provision_timeout_min;
 };
+
+/* The gpuhunt catalog source, for the types dstack prices from catalogs: the provider's
+ * catalog (ctx->catalog) cut to the config's regions. */
+int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
+			   char *err, size_t errlen);
 
 /* The implementation of a backend type, or NULL for an unknown type. */
 const struct backend_ops *backend_find(const char *type);
 void bk_offers_res_free(struct bk_offers_res *res);
+
+/* ---- for provider implementations ---- */
+
+struct cJSON;
+
+/* The string at a dotted path of the config ("creds.api_key", "project_name"), malloc'd, or
+ * NULL when absent or not a scalar. Free with backend_secret_free (it may be a secret). */
+char *backend_config_str(const struct backend_ctx *ctx, const char *path);
+void backend_secret_free(char *s);
+/* The provider's API base: FLEETFS_ENDPOINT_<TYPE> when set, else dflt. */
+const char *backend_endpoint(const struct backend_ctx *ctx, const char *dflt);
+
+/* One JSON API call: method + url, "Authorization: Bearer <bearer>" (never logged), a JSON
+ * body (may be NULL), the response parsed into *out (NULL when the body is empty or not JSON;
+ * out may be NULL). Returns 0 when a response arrived (*status set, any status), else -errno
+ * with err. Retries are the HTTP client's (429/5xx with backoff; POST only when safe). */
+int backend_json(const struct backend_ctx *ctx, const char *method, const char *url,
+		 const char *bearer, const struct cJSON *body, long *status, struct cJSON **out,
+		 char *err, size_t errlen);
+
+/* cloud-init user data installing one public key: "#cloud-config\nssh_authorized_keys: [...]". */
+char *backend_cloud_init(const char *ssh_pubkey);
 
 /* The `regions` list of a backend config (NULL-terminated, caller frees with
  * backend_regions_free); NULL when the config sets none. */

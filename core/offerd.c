@@ -227,9 +227,10 @@ static void refresh(struct offerd *od, const char *project, const char *backend,
 	memset(&res, 0, sizeof(res));
 	int rc = -ENOTSUP;
 	if (ops && ops->offers) {
-		struct bk_offers_req req = {.project = project, .name = backend, .type = b.type,
-					    .config = config, .config_len = clen,
-					    .catalog = od->cat, .http = od->http,
+		struct bk_offers_req req = {.ctx = {.project = project, .name = backend,
+						    .type = b.type, .config = config,
+						    .config_len = clen, .catalog = od->cat,
+						    .http = od->http},
 					    .known_version = known, .now = (long long)time(NULL)};
 		rc = ops->offers(&req, &res, err, sizeof(err));
 	}

@@ -187,8 +187,8 @@ START_TEST(test_backend_offers)
 	/* regions cut the catalog; a zone belongs to its region */
 	static const char cfg[] = "type: gcp\nproject_id: p\nregions: [us-central1, eu-west-1]\n"
 				  "creds:\n  type: default\n";
-	struct bk_offers_req req = {.project = "main", .name = "gcp-eu", .type = "gcp",
-				    .config = cfg, .config_len = strlen(cfg), .catalog = c,
+	struct bk_offers_req req = {.ctx = {.project = "main", .name = "gcp-eu", .type = "gcp",
+					    .config = cfg, .config_len = strlen(cfg), .catalog = c},
 				    .known_version = "", .now = 1700000000};
 	struct bk_offers_res res;
 	memset(&res, 0, sizeof(res));
@@ -216,8 +216,8 @@ START_TEST(test_backend_offers)
 	static const char cfg2[] = "type: gcp\nproject_id: p\ncreds:\n  type: default\n";
 	memset(&res, 0, sizeof(res));
 	req.known_version = "";
-	req.config = cfg2;
-	req.config_len = strlen(cfg2);
+	req.ctx.config = cfg2;
+	req.ctx.config_len = strlen(cfg2);
 	ck_assert_int_eq(ops->offers(&req, &res, err, sizeof(err)), 0);
 	ck_assert_uint_eq(res.list.n, 4);
 	bk_offers_res_free(&res);
