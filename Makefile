@@ -17,8 +17,8 @@ PREFIX  ?= /usr/local
 CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
-BACKENDS_SRC := backends/ssh.c backends/http.c backends/backend.c backends/catalog.c
-ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c
+BACKENDS_SRC := backends/ssh.c backends/http.c backends/backend.c backends/catalog.c backends/lambda.c
+ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
 FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
@@ -55,8 +55,14 @@ build/unit-tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard core/*.h cache/*.h backends/
 check: build/unit-tests lint
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_FORK=yes ./build/unit-tests
 
-integration: fleetfs fleetfs-tsan
+integration: fleetfs fleetfs-tsan build/bkcall
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# One call of a provider's interface (check, offers, create, get, terminate, list) printed as
+# JSON: what the backends' protocol tests against their fakes run (tests/tools/bkcall.c).
+build/bkcall: $(LIB_OBJ) $(BUILD)/tests/tools/bkcall.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKGLIBS)
 
 # The README's test command.
 test: check integration

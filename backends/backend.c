@@ -168,7 +168,7 @@ static const struct backend_ops registry[] = {
 
 /* Provider clients (backends/<type>.c), found before the table above. */
 static const struct backend_ops *const providers[] = {
-	NULL,
+	&lambda_ops,
 };
 
 const struct backend_ops *backend_find(const char *type)

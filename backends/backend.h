@@ -126,6 +126,9 @@ struct backend_ops {
 int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
 			   char *err, size_t errlen);
 
+/* Provider clients (backends/<type>.c), registered in backend.c. */
+extern const struct backend_ops lambda_ops;
+
 /* The implementation of a backend type, or NULL for an unknown type. */
 const struct backend_ops *backend_find(const char *type);
 void bk_offers_res_free(struct bk_offers_res *res);

@@ -411,6 +411,10 @@ static int kube_post(struct bkw *w, int obj, const char *path)
 #define F_CREDS(c) {.name = "creds", .kind = BK_CREDS, .flags = BK_REQ, .creds = (c)}
 #define F_TAGS(chk) {.name = "tags", .kind = BK_MAP, .check = (chk)}
 #define F_REGIONS F_LIST("regions")
+/* fleetfs's own key (not dstack's) for backends it provisions on: what to do with VMs named
+ * fleetfs-<project>-... that the store does not know (docs/backends.md#orphans). */
+static const char *const orphan_modes[] = {"report", "terminate", NULL};
+#define F_ORPHANS {.name = "orphans", .kind = BK_STR, .oneof = orphan_modes}
 #define NO_VARIANT {NULL, NULL}
 
 static const struct bk_field f_empty[] = {END};
@@ -424,7 +428,7 @@ static const struct bk_variant v_api_key[] = {{"api_key", &o_api_key}, NO_VARIAN
 static const struct bk_creds c_api_key = {.variants = v_api_key, .deflt = "api_key"};
 
 /* Lambda, Vultr, CloudRift: creds and regions only. */
-static const struct bk_field f_api_regions[] = {F_CREDS(&c_api_key), F_REGIONS, END};
+static const struct bk_field f_api_regions[] = {F_CREDS(&c_api_key), F_REGIONS, F_ORPHANS, END};
 static const struct bk_obj o_api_regions = {.fields = f_api_regions};
 
 /* AWS. Discriminated unions (AWS, Azure, GCP, OCI) need `type` in the input. */
@@ -558,7 +562,7 @@ static const struct bk_obj o_cudo = {.fields = f_cudo};
 
 /* DigitalOcean and AMD Developer Cloud (digitalocean_base) */
 static const struct bk_field f_do[] = {F_CREDS(&c_api_key), F_STR("project_name"), F_REGIONS,
-				       END};
+				       F_ORPHANS, END};
 static const struct bk_obj o_do = {.fields = f_do};
 
 static const struct bk_field f_hotaisle[] = {F_CREDS(&c_api_key), F_STR_REQ("team_handle"),

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "../backends/ssh.h"
+#include "cloud.h"
 #include "fleets.h"
 #include "jsonx.h"
 #include "probe.h"
@@ -24,6 +25,9 @@
 #define ENGINE_MAX_LIVE_WAITERS 8
 
 static const double backoff_min[] = {1, 2, 5, 10, 30};
+
+#define SWEEP_KEY "!orphans" /* the job of the orphan sweep (not a row key) */
+#define SWEEP_EVERY (10 * 60) /* seconds, scaled */
 
 struct job {
 	char key[3 * STORE_NAME_MAX];
@@ -53,6 +57,9 @@ struct engine {
 	struct inflight *inflight;
 	unsigned live_waiters;
 	double scale;
+	struct cloud cloud;
+	bool has_cloud;
+	double next_sweep; /* the next orphan sweep (scheduler thread only) */
 };
 
 static double now_s(void)
@@ -418,6 +425,11 @@ static void work_one(struct engine *e, const char *key)
 	unsigned num;
 	struct stx *tx = NULL;
 	cJSON *v = NULL;
+	if (!strcmp(key, SWEEP_KEY)) {
+		if (e->has_cloud)
+			cloud_sweep(&e->cloud);
+		return;
+	}
 	split_key(key, p, f, &num);
 	if (store_begin(e->s, false, &tx))
 		return;
@@ -426,10 +438,10 @@ static void work_one(struct engine *e, const char *key)
 	if (r)
 		return;
 	const char *st = jx_str(v, "status");
-	if (!strcmp(st, IST_TERMINATING)) {
+	if (!strcmp(st, IST_TERMINATING) && !cloud_row(v)) {
 		/* SSH hosts: fleetfs installed nothing but the project key; take it back (once,
-		 * bounded: the host is not ours to keep retrying) and say how that went. Cloud
-		 * rows of this version never reached a provider. Then the row goes. */
+		 * bounded: the host is not ours to keep retrying) and say how that went. Then the
+		 * row goes. (Cloud rows are terminated at their provider: core/cloud.c.) */
 		char note[600] = "";
 		if (*jx_str(v, "host") && *jx_str(v, "hostkey"))
 			unkey_host(e, p, f, v, note, sizeof(note));
@@ -456,27 +468,18 @@ static void work_one(struct engine *e, const char *key)
 		}
 		goto out;
 	}
-	if (!*jx_str(v, "host")) {
-		/* a backend fleet's row: no backend of this version can create instances */
-		if (store_begin(e->s, true, &tx) == 0) {
-			cJSON *cur = NULL;
-			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
-			    !strcmp(jx_str(cur, "status"), IST_PENDING)) {
-				double next = now_s() + backoff(e, 5);
-				jx_set_num(cur, "next_try", next);
-				jx_set_str(cur, "reason", "waiting for offers: no backend of this fleetfs "
-							"version can create cloud instances yet");
-				r = store_obj_put(tx, SDB_INSTANCES, key, cur, p);
-				if (!r)
-					r = store_commit(tx);
-				else
-					store_abort(tx);
-				tx = NULL;
-			}
-			cJSON_Delete(cur);
-			store_abort(tx);
-		}
-		goto out;
+	if (cloud_row(v)) {
+		/* a backend fleet's row: the provider steps, then SSH once it has an address */
+		if (!e->has_cloud || !cloud_step(&e->cloud, key, p, f, num))
+			goto out;
+		cJSON_Delete(v);
+		v = NULL;
+		if (store_begin(e->s, false, &tx))
+			return;
+		r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+		store_abort(tx);
+		if (r)
+			return;
 	}
 	struct outcome o;
 	ssh_probe(e, p, f, v, &o);
@@ -523,9 +526,8 @@ static void *worker_main(void *arg)
 static bool due(struct engine *e, const cJSON *v, double now)
 {
 	const char *st = jx_str(v, "status");
-	if (!strcmp(st, IST_TERMINATING))
-		return true;
-	if (!strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING))
+	if (!strcmp(st, IST_TERMINATING) || !strcmp(st, IST_PENDING) ||
+	    !strcmp(st, IST_PROVISIONING))
 		return jx_num(v, "next_try") <= now;
 	if (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY))
 		return jx_num(v, "checked") + 60.0 * e->scale <= now;
@@ -595,6 +597,12 @@ static void *sched_main(void *arg)
 		pthread_mutex_unlock(&e->lock);
 		cJSON_Delete(all);
 		sweep_fleets(e);
+		if (now >= e->next_sweep) {
+			e->next_sweep = now + SWEEP_EVERY * e->scale;
+			pthread_mutex_lock(&e->lock);
+			enqueue(e, SWEEP_KEY, false);
+			pthread_mutex_unlock(&e->lock);
+		}
 		pthread_mutex_lock(&e->lock);
 		if (e->stop || e->kicked)
 			continue;
@@ -611,10 +619,14 @@ static void *sched_main(void *arg)
 	return NULL;
 }
 
-int engine_start(struct store *s, int workers, struct engine **out)
+int engine_start(struct store *s, int workers, const struct cloud *cloud, struct engine **out)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
 	e->s = s;
+	if (cloud) {
+		e->cloud = *cloud;
+		e->has_cloud = true;
+	}
 	e->scale = 1.0;
 	const char *sc = getenv("FLEETFS_TIME_SCALE");
 	if (sc) {
@@ -623,6 +635,8 @@ int engine_start(struct store *s, int workers, struct engine **out)
 		if (end && !*end && d > 0 && d <= 100)
 			e->scale = d;
 	}
+	e->cloud.scale = e->scale;
+	e->cloud.s = s;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 	pthread_cond_init(&e->work, NULL);

@@ -18,8 +18,11 @@
 
 struct engine;
 
-/* Start the scheduler and `workers` worker threads. 0 or -errno. */
-int engine_start(struct store *s, int workers, struct engine **out);
+struct cloud;
+
+/* Start the scheduler and `workers` worker threads; cloud (copied; NULL: backend fleets
+ * stay pending) is what instances on providers need. 0 or -errno. */
+int engine_start(struct store *s, int workers, const struct cloud *cloud, struct engine **out);
 /* Stop and join every thread (in-flight SSH calls finish within their timeout). NULL ok. */
 void engine_stop(struct engine *e);
 /* Something changed (a spec commit): scan now. */

@@ -300,8 +300,7 @@ static cJSON *new_instance(unsigned num, const char *host, const struct ssh_host
 	cJSON_AddStringToObject(o, "status", IST_PENDING);
 	cJSON_AddStringToObject(o, "reason",
 				h ? "waiting for the first connection"
-				  : "waiting for offers: no backend of this fleetfs version can create "
-				    "cloud instances yet");
+				  : "waiting for the engine to choose an offer");
 	if (host)
 		cJSON_AddStringToObject(o, "host", host);
 	if (h) {

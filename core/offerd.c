@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../backends/backend.h"
 #include "../cache/seal.h"
@@ -132,7 +134,8 @@ static cJSON *meta_get(struct stx *tx, const char *project, const char *backend)
 
 /* Write the outcome of a refresh, unless the backend changed under it. */
 static void refresh_commit(struct offerd *od, const char *project, const char *backend,
-			   const char *digest, int rc, struct bk_offers_res *res, const char *err)
+			   const char *digest, int rc, struct bk_offers_res *res, const char *err,
+			   int cred, const char *cred_err)
 {
 	struct stx *tx = NULL;
 	struct st_backend b;
@@ -159,6 +162,16 @@ static void refresh_commit(struct offerd *od, const char *project, const char *b
 	jx_set_str(m, "digest", digest);
 	jx_set_num(m, "attempt_at", (double)now);
 	int r = 0;
+	if (cred <= 0) { /* the credential check's verdict (valid, invalid, or unknown) */
+		const char *was = jx_str(old, "cred");
+		const char *is = cred == 0 ? "valid" : cred == -EACCES ? "invalid" : "unknown";
+		jx_set_str(m, "cred", is);
+		jx_set_str(m, "cred_reason", cred == 0 ? "" : cred_err);
+		jx_set_num(m, "cred_at", (double)now);
+		if (strcmp(was, is) && strcmp(is, "unknown"))
+			r = store_event(tx, project, "backend=%s credentials %s%s%s", backend, is,
+					cred ? ": " : "", cred ? cred_err : "");
+	}
 	if (rc == 0) {
 		jx_set_num(m, "checked_at", (double)now);
 		jx_set_str(m, "error", "");
@@ -225,19 +238,28 @@ static void refresh(struct offerd *od, const char *project, const char *backend,
 	const struct backend_ops *ops = backend_find(b.type);
 	struct bk_offers_res res;
 	memset(&res, 0, sizeof(res));
-	int rc = -ENOTSUP;
+	int rc = -ENOTSUP, cred = 1; /* 1: not checked (the type has no check) */
+	char cred_err[1024] = "";
 	if (ops && ops->offers) {
 		struct bk_offers_req req = {.ctx = {.project = project, .name = backend,
 						    .type = b.type, .config = config,
 						    .config_len = clen, .catalog = od->cat,
 						    .http = od->http},
 					    .known_version = known, .now = (long long)time(NULL)};
-		rc = ops->offers(&req, &res, err, sizeof(err));
+		/* credentials first: offers of an account that refuses them are no offers */
+		if (ops->check)
+			cred = ops->check(&req.ctx, cred_err, sizeof(cred_err));
+		if (cred == -EACCES) {
+			rc = -EACCES;
+			(void)fmt(err, sizeof(err), "invalid credentials: %s", cred_err);
+		} else {
+			rc = ops->offers(&req, &res, err, sizeof(err));
+		}
 	}
 	seal_free_secret(config, clen);
 	if (rc && !err[0])
 		(void)fmt(err, sizeof(err), "%s", strerror(-rc));
-	refresh_commit(od, project, backend, b.digest, rc, &res, err);
+	refresh_commit(od, project, backend, b.digest, rc, &res, err, cred, cred_err);
 	bool big = res.list.n > 1000;
 	bk_offers_res_free(&res);
 	if (big) /* the download, the parsed list and the CSV written: give them back */
@@ -310,8 +332,10 @@ static void *sweeper(void *arg)
 		long long now = mono_ms();
 		for (size_t i = 0; i < OFFERD_MAX_PROJECTS; i++)
 			if (od->seen[i].project[0] && now - od->seen[i].use_ms < active &&
-			    now - od->seen[i].at_ms >= CHECK_EVERY_MS)
+			    now - od->seen[i].at_ms >= CHECK_EVERY_MS) {
 				memcpy(due[n++], od->seen[i].project, STORE_NAME_MAX);
+				od->seen[i].at_ms = now;
+			}
 		pthread_mutex_unlock(&od->lock);
 		for (size_t i = 0; i < n; i++)
 			(void)check(od, due[i], 0, false);
@@ -367,6 +391,73 @@ void offerd_free(struct offerd *od)
 	free(od);
 }
 
+/* ---------------------------------------------------------------- reading the cache */
+
+/* The meta record of a backend whose cached offers count (configured, of a type with offers,
+ * fetched for its current config, with data), or NULL. */
+static cJSON *usable_meta(struct stx *tx, const char *project, const struct st_backend *b)
+{
+	const struct backend_ops *ops = backend_find(b->type);
+	if (!b->has_config || !ops || !ops->offers)
+		return NULL;
+	cJSON *m = meta_get(tx, project, b->name);
+	if (m && (strcmp(jx_str(m, "digest"), b->digest) || jx_num(m, "data_at") <= 0)) {
+		cJSON_Delete(m);
+		m = NULL;
+	}
+	return m;
+}
+
+void offerd_signature(struct stx *tx, const char *project, struct buf *sig)
+{
+	struct st_backend *bs = NULL;
+	size_t nb = 0;
+	store_backend_list(tx, project, &bs, &nb);
+	for (size_t i = 0; i < nb; i++) {
+		cJSON *m = usable_meta(tx, project, &bs[i]);
+		if (m)
+			(void)buf_printf(sig, "%s|%s|%.0f;", bs[i].name, bs[i].digest,
+					 jx_num(m, "data_at"));
+		cJSON_Delete(m);
+	}
+	free(bs);
+}
+
+/* The parsed blob's pages of the store's map are not needed any more: take them out of this
+ * process's resident set (they stay in the page cache; a later read faults them back in). */
+static void drop_pages(const void *data, size_t len)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)data + pg - 1) & ~(pg - 1);
+	uintptr_t b = ((uintptr_t)data + len) & ~(pg - 1);
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void offerd_load(struct stx *tx, const char *project, struct offer_list *out)
+{
+	struct st_backend *bs = NULL;
+	size_t nb = 0;
+	store_backend_list(tx, project, &bs, &nb);
+	for (size_t i = 0; i < nb; i++) {
+		cJSON *m = usable_meta(tx, project, &bs[i]);
+		const void *data = NULL;
+		size_t len = 0;
+		char key[2 * STORE_NAME_MAX + 4], err[256];
+		offerd_key(key, sizeof(key), 'd', project, bs[i].name);
+		if (m && !store_blob_get(tx, SDB_OFFERS, key, &data, &len) && len) {
+			const struct backend_ops *ops = backend_find(bs[i].type);
+			struct offer_origin org = {.backend = bs[i].name, .type = bs[i].type,
+						   .source = ops->offers_source,
+						   .fetched_at = (int64_t)jx_num(m, "data_at")};
+			(void)offers_parse_csv(data, len, &org, out, NULL, err, sizeof(err));
+			drop_pages(data, len);
+		}
+		cJSON_Delete(m);
+	}
+	free(bs);
+}
+
 /* ---------------------------------------------------------------- checks */
 
 /* True when the project was checked less than CHECK_EVERY_MS ago (and note this check and
@@ -401,10 +492,26 @@ int offerd_check(struct offerd *od, const char *project, int wait_ms, bool force
 
 void offerd_changed(struct offerd *od, const char *project)
 {
+	long long now = mono_ms();
 	pthread_mutex_lock(&od->lock);
-	for (size_t i = 0; i < OFFERD_MAX_PROJECTS; i++)
-		if (!project || !strcmp(od->seen[i].project, project))
-			od->seen[i].at_ms = 0;
+	struct seen *slot = NULL;
+	for (size_t i = 0; i < OFFERD_MAX_PROJECTS; i++) {
+		struct seen *x = &od->seen[i];
+		if (!project || !strcmp(x->project, project)) {
+			x->at_ms = 0;
+			slot = x;
+		}
+	}
+	if (!slot && project) { /* a project not looked at yet: its new config gets checked */
+		slot = &od->seen[0];
+		for (size_t i = 0; i < OFFERD_MAX_PROJECTS; i++)
+			if (od->seen[i].use_ms < slot->use_ms)
+				slot = &od->seen[i];
+		(void)fmt(slot->project, sizeof(slot->project), "%s", project);
+		slot->at_ms = 0;
+		slot->use_ms = now;
+	}
+	pthread_cond_signal(&od->tick); /* the sweeper looks at once */
 	pthread_mutex_unlock(&od->lock);
 }
 

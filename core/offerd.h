@@ -23,6 +23,7 @@
 #include <stdbool.h>
 
 #include "../cache/store.h"
+#include "offers.h"
 
 #define OFFERD_THREADS 2
 #define OFFERD_RETRY 60
@@ -46,6 +47,12 @@ int offerd_check(struct offerd *od, const char *project, int wait_ms, bool force
 /* The project's state changed (a backend config was written, say): the next check looks at
  * the store even if the last one was less than a second ago. NULL: every project. */
 void offerd_changed(struct offerd *od, const char *project);
+
+/* Reading the cache (in the caller's read transaction): the offers of every backend of the
+ * project whose cache is usable (fetched for its current config), appended to out, unsorted;
+ * and a signature that changes whenever those offers do. */
+void offerd_load(struct stx *tx, const char *project, struct offer_list *out);
+void offerd_signature(struct stx *tx, const char *project, struct buf *sig);
 
 /* The metadata key of a backend's offers cache; data key is the same with 'd'. */
 void offerd_key(char *dst, size_t n, char kind, const char *project, const char *backend);

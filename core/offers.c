@@ -809,6 +809,47 @@ out:
 	return r;
 }
 
+static void strlist_copy(struct strlist *dst, char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		dst->v = xrealloc(dst->v, (dst->n + 1) * sizeof(*dst->v));
+		dst->v[dst->n++] = xstrdup(v[i]);
+	}
+}
+
+struct offer_query *offers_query_from_spec(const struct fleet_spec *f)
+{
+	struct offer_query *q = xcalloc(1, sizeof(*q));
+	const struct resources *r = &f->resources;
+	q->spot = f->spot_policy == SPOT_SPOT ? 1 : f->spot_policy == SPOT_ON_DEMAND ? 0 : -1;
+	q->max_price = f->max_price;
+	q->min_cc = -1;
+	q->cpu = r->cpu;
+	(void)fmt(q->cpu_arch, sizeof(q->cpu_arch), "%s", r->cpu_arch);
+	q->memory = r->memory;
+	q->disk = r->disk;
+	q->has_gpu = true;
+	q->gpu = r->gpu;
+	q->gpu.names = NULL;
+	q->gpu.nnames = 0;
+	for (size_t i = 0; i < r->gpu.nnames; i++) {
+		q->gpu.names = xrealloc(q->gpu.names, (i + 1) * sizeof(*q->gpu.names));
+		q->gpu.names[q->gpu.nnames++] = xstrdup(r->gpu.names[i]);
+	}
+	if (r->gpu.compute_capability[0] && parse_cc(r->gpu.compute_capability, &q->min_cc))
+		q->min_cc = -1;
+	strlist_copy(&q->backends, f->backends, f->nbackends);
+	strlist_copy(&q->regions, f->regions, f->nregions);
+	strlist_copy(&q->instance_types, f->instance_types, f->ninstance_types);
+	return q;
+}
+
+bool offers_available(const struct offer *o)
+{
+	return !strcmp(o->availability, "unknown") || !strcmp(o->availability, "available") ||
+	       !strcmp(o->availability, "idle");
+}
+
 /* ---------------------------------------------------------------- matching */
 
 /* Compute capability of known NVIDIA GPUs (gpuhunt KNOWN_NVIDIA_GPUS), major*100+minor. */

@@ -123,6 +123,12 @@ void offer_name(const struct offer *o, char *out, size_t outlen);
 struct offer_query;
 int offers_query_parse(const char *s, struct offer_query **out, char *err, size_t errlen);
 void offers_query_free(struct offer_query *q);
+/* The query a backend fleet's spec makes (resources, spot_policy, max_price, backends,
+ * regions, instance_types), as dstack's Requirements. Never fails; free with
+ * offers_query_free. */
+struct offer_query *offers_query_from_spec(const struct fleet_spec *f);
+/* dstack's provisioning filter: availability unknown, available or idle. */
+bool offers_available(const struct offer *o);
 /* dstack's matching of one offer against the query (q NULL = everything): gpuhunt's
  * matches() (§1.9) plus the server's backend/region/instance-type filters (§3.2). */
 bool offers_match(const struct offer_query *q, const struct offer *o);

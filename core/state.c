@@ -423,18 +423,36 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 					  : "no config.yml yet; a named backend's config.yml must set type:");
 		buf_printf(out, "\n");
 	} else {
+		/* the credential check runs with each offers refresh (core/offerd.c) */
+		const char *cred = m && !strcmp(jx_str(m, "digest"), b.digest) ? jx_str(m, "cred")
+									      : "";
+		const struct backend_ops *ops = backend_find(b.type);
 		time_iso((time_t)b.committed_at, ts, sizeof(ts));
-		buf_printf(out, "state: unchecked\n");
-		buf_printf(out, "type: %s\n", b.type);
-		buf_printf(out, "reason: ");
-		buf_yaml_str(out, "the configuration is valid; credentials are not checked against "
-				  "the provider yet");
+		if (!strcmp(cred, "valid") || !strcmp(cred, "invalid")) {
+			buf_printf(out, "state: %s\ntype: %s\nreason: ", cred, b.type);
+			buf_yaml_str(out, !strcmp(cred, "valid")
+						  ? "the provider accepted the credentials"
+						  : jx_str(m, "cred_reason"));
+		} else {
+			buf_printf(out, "state: %s\ntype: %s\nreason: ",
+				   ops && ops->check ? "checking" : "unchecked", b.type);
+			buf_yaml_str(out, ops && ops->check
+						  ? (cred[0] ? jx_str(m, "cred_reason")
+							     : "the credentials are being checked")
+						  : "the configuration is valid; fleetfs does not check "
+						    "credentials against this provider yet");
+		}
 		buf_printf(out, "\n");
 		buf_printf(out, "config:\n  size: %llu\n  committed_at: %s\n",
 			   (unsigned long long)b.size, ts);
 		buf_printf(out, "  sealed_files: %u\n", b.natt);
 	}
-	buf_printf(out, "checked_at: null\nregions: null\n");
+	if (m && jx_num(m, "cred_at") > 0 && !strcmp(jx_str(m, "digest"), b.digest)) {
+		time_iso((time_t)jx_num(m, "cred_at"), ts, sizeof(ts));
+		buf_printf(out, "checked_at: %s\nregions: null\n", ts);
+	} else {
+		buf_printf(out, "checked_at: null\nregions: null\n");
+	}
 	if (b.last_error[0]) {
 		time_iso((time_t)b.last_error_at, ts, sizeof(ts));
 		buf_printf(out, "last_error:\n  at: %s\n  message: ", ts);

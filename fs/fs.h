@@ -136,8 +136,9 @@ struct fs {
 	/* notifier */
 	pthread_t notifier;
 	bool notifier_running, stopping;
-	pthread_cond_t ncond;
+	pthread_cond_t ncond, ndone_cond;
 	struct notice *nhead, *ntail;
+	uint64_t npushed, ndone;   /* notices queued / sent so far (notify_sync) */
 };
 
 /* tree.c — node table; all need fs->lock held. */
@@ -167,6 +168,10 @@ int render_size(struct fs *fs, struct node *n, size_t *size);
 void notify_inval_inode(struct fs *fs, fuse_ino_t ino);
 void notify_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name);
 int notify_start(struct fs *fs);
+/* Wait (at most timeout_ms) until every invalidation queued so far reached the kernel: a
+ * write whose commit changed generated listings (offers/) returns after the kernel's copies
+ * are gone, so the caller's next ls sees the change. Never with fs->lock held. */
+void notify_sync(struct fs *fs, int timeout_ms);
 void notify_stop(struct fs *fs);
 
 /* The store's change hook (store_set_hook): invalidates generated files. */

@@ -22,6 +22,7 @@
 
 #include "../backends/catalog.h"
 #include "../backends/http.h"
+#include "../core/cloud.h"
 #include "../core/offerd.h"
 #include "../core/state.h"
 #include "fs.h"
@@ -130,6 +131,12 @@ static char *default_state(void)
 	if (!home || !*home)
 		return NULL;
 	return xasprintf("%s/.local/share/fleetfs", home);
+}
+
+/* -d: one line per HTTP request (never a header value or a body: backends/http.h). */
+static void log_http(const char *line)
+{
+	fprintf(stderr, "fleetfs: http %s\n", line);
 }
 
 int main(int argc, char *argv[])
@@ -270,13 +277,8 @@ int main(int argc, char *argv[])
 		   (long)getpid());
 	notify_start(&fs);
 	store_set_hook(fs.store, fs_store_changed, &fs);
-	if (engine_start(fs.store, 8, &fs.engine) != 0) {
-		if (cmd.foreground)
-			fprintf(stderr, "fleetfs: cannot start the engine\n");
-		else
-			syslog(LOG_ERR, "cannot start the engine");
-		goto out;
-	}
+	if (cmd.debug)
+		http_set_logger(log_http);
 	fs.http = http_client_new();
 	catalog_set_http(fs.catalog, fs.http);
 	fs.offerd = offerd_new(fs.store, fs.catalog, fs.http);
@@ -285,6 +287,15 @@ int main(int argc, char *argv[])
 			fprintf(stderr, "fleetfs: cannot start the offers refresher\n");
 		else
 			syslog(LOG_ERR, "cannot start the offers refresher");
+		goto out;
+	}
+	struct cloud cloud = {.s = fs.store, .http = fs.http, .catalog = fs.catalog,
+			      .offerd = fs.offerd};
+	if (engine_start(fs.store, 8, &cloud, &fs.engine) != 0) {
+		if (cmd.foreground)
+			fprintf(stderr, "fleetfs: cannot start the engine\n");
+		else
+			syslog(LOG_ERR, "cannot start the engine");
 		goto out;
 	}
 	if (cmd.singlethread) {
@@ -305,9 +316,9 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 	}
+	http_client_shutdown(fs.http); /* downloads and provider calls in flight end now */
 	engine_stop(fs.engine);
 	fs.engine = NULL;
-	http_client_shutdown(fs.http); /* downloads in flight end now */
 	offerd_stop(fs.offerd);
 	notify_stop(&fs);
 	state_note(fs.store, "", "unmounted");
@@ -315,8 +326,8 @@ int main(int argc, char *argv[])
 	 * stop; only a negative value is a failure */
 	ret = ret < 0 ? 1 : 0;
 out:
-	engine_stop(fs.engine);
 	http_client_shutdown(fs.http);
+	engine_stop(fs.engine);
 	offerd_stop(fs.offerd);
 	offerd_free(fs.offerd);
 	http_client_free(fs.http);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../core/fleets.h"
 #include "../core/offerd.h"
@@ -35,7 +36,24 @@ static void notice_push(struct fs *fs, bool entry, fuse_ino_t ino, const char *n
 	else
 		fs->nhead = n;
 	fs->ntail = n;
+	fs->npushed++;
 	pthread_cond_signal(&fs->ncond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void notify_sync(struct fs *fs, int timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&fs->lock);
+	uint64_t target = fs->npushed;
+	while (fs->notifier_running && !fs->stopping && fs->ndone < target)
+		if (pthread_cond_timedwait(&fs->ndone_cond, &fs->lock, &until))
+			break;
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -71,6 +89,8 @@ static void *notifier_main(void *arg)
 		free(n->name);
 		free(n);
 		pthread_mutex_lock(&fs->lock);
+		fs->ndone++;
+		pthread_cond_broadcast(&fs->ndone_cond);
 	}
 	while (fs->nhead) {
 		struct notice *n = fs->nhead;
@@ -86,6 +106,7 @@ static void *notifier_main(void *arg)
 int notify_start(struct fs *fs)
 {
 	pthread_cond_init(&fs->ncond, NULL);
+	pthread_cond_init(&fs->ndone_cond, NULL);
 	fs->notifier_running = true;
 	int r = pthread_create(&fs->notifier, NULL, notifier_main, fs);
 	if (r)
@@ -100,6 +121,7 @@ void notify_stop(struct fs *fs)
 	pthread_mutex_lock(&fs->lock);
 	fs->stopping = true;
 	pthread_cond_signal(&fs->ncond);
+	pthread_cond_broadcast(&fs->ndone_cond);
 	pthread_mutex_unlock(&fs->lock);
 	pthread_join(fs->notifier, NULL);
 	fs->notifier_running = false;

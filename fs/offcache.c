@@ -1,18 +1,13 @@
 /* offcache: see offcache.h. */
 #include "offcache.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include "../backends/backend.h"
 #include "../cache/store.h"
-#include "../core/jsonx.h"
 #include "../core/offerd.h"
 #include "internal.h"
 
@@ -71,82 +66,14 @@ static void snap_free(struct offsnap *s)
 	free(s);
 }
 
-/* The backends whose cached offers count, with their metadata, in one read transaction. */
-struct cached {
-	struct st_backend *bs;
-	size_t nb;
-	cJSON **meta; /* meta[i]: NULL when backend i shows no offers */
-	struct buf sig;
-};
-
-static void cached_free(struct cached *c)
-{
-	for (size_t i = 0; i < c->nb; i++)
-		cJSON_Delete(c->meta[i]);
-	free(c->meta);
-	free(c->bs);
-	buf_free(&c->sig);
-}
-
-static void cached_read(struct stx *tx, const char *project, struct cached *c)
-{
-	memset(c, 0, sizeof(*c));
-	buf_init(&c->sig, 1 << 20);
-	store_backend_list(tx, project, &c->bs, &c->nb);
-	c->meta = xcalloc(c->nb ? c->nb : 1, sizeof(*c->meta));
-	for (size_t i = 0; i < c->nb; i++) {
-		const struct backend_ops *ops = backend_find(c->bs[i].type);
-		char key[2 * STORE_NAME_MAX + 4];
-		cJSON *m = NULL;
-		if (!c->bs[i].has_config || !ops || !ops->offers)
-			continue;
-		offerd_key(key, sizeof(key), 'm', project, c->bs[i].name);
-		if (store_obj_get(tx, SDB_OFFERS, key, &m) ||
-		    strcmp(jx_str(m, "digest"), c->bs[i].digest) || jx_num(m, "data_at") <= 0) {
-			cJSON_Delete(m);
-			continue;
-		}
-		c->meta[i] = m;
-		(void)buf_printf(&c->sig, "%s|%s|%.0f;", c->bs[i].name, c->bs[i].digest,
-				 jx_num(m, "data_at"));
-	}
-}
-
-/* The parsed blob's pages of the store's map are not needed any more: take them out of this
- * process's resident set (they stay in the page cache; a later read faults them back in). */
-static void drop_pages(const void *data, size_t len)
-{
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)data + pg - 1) & ~(pg - 1);
-	uintptr_t b = ((uintptr_t)data + len) & ~(pg - 1);
-	if (b > a)
-		(void)madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
-static struct offsnap *build(struct stx *tx, const char *project, struct cached *c,
-			     uint64_t gen)
+static struct offsnap *build(struct stx *tx, const char *project, const char *sig, uint64_t gen)
 {
 	struct offsnap *s = xcalloc(1, sizeof(*s));
 	s->refs = 1;
 	s->gen = gen;
-	s->sig = xstrdup(c->sig.data ? c->sig.data : "");
+	s->sig = xstrdup(sig);
 	fmt(s->project, sizeof(s->project), "%s", project);
-	for (size_t i = 0; i < c->nb; i++) {
-		const void *data = NULL;
-		size_t len = 0;
-		char key[2 * STORE_NAME_MAX + 4], err[256];
-		if (!c->meta[i])
-			continue;
-		offerd_key(key, sizeof(key), 'd', project, c->bs[i].name);
-		if (store_blob_get(tx, SDB_OFFERS, key, &data, &len) || !len)
-			continue;
-		const struct backend_ops *ops = backend_find(c->bs[i].type);
-		struct offer_origin org = {.backend = c->bs[i].name, .type = c->bs[i].type,
-					   .source = ops->offers_source,
-					   .fetched_at = (int64_t)jx_num(c->meta[i], "data_at")};
-		(void)offers_parse_csv(data, len, &org, &s->list, NULL, err, sizeof(err));
-		drop_pages(data, len);
-	}
+	offerd_load(tx, project, &s->list);
 	offers_sort(&s->list);
 	size_t n = s->list.n;
 	struct named *v = xcalloc(n ? n : 1, sizeof(*v));
@@ -202,27 +129,29 @@ int offcache_get(struct fs *fs, const char *project, struct offsnap **out)
 	pthread_mutex_unlock(&fs->offers_lock);
 
 	struct stx *tx = NULL;
-	struct cached c;
+	struct buf sig;
 	int r = store_begin(fs->store, false, &tx);
 	if (r)
 		return r;
-	cached_read(tx, project, &c);
+	buf_init(&sig, 1 << 20);
+	offerd_signature(tx, project, &sig);
+	const char *sg = sig.data ? sig.data : "";
 	struct offsnap *s = NULL;
 	pthread_mutex_lock(&fs->offers_lock);
-	if (cur && !strcmp(cur->sig, c.sig.data ? c.sig.data : "")) {
+	if (cur && !strcmp(cur->sig, sg)) {
 		/* same offers as before the state changed elsewhere: keep the snapshot */
 		cur->gen = gen;
 		cur->refs++;
 		pthread_mutex_unlock(&fs->offers_lock);
 		store_abort(tx);
-		cached_free(&c);
+		buf_free(&sig);
 		*out = cur;
 		return 0;
 	}
 	pthread_mutex_unlock(&fs->offers_lock);
-	s = build(tx, project, &c, gen);
+	s = build(tx, project, sg, gen);
 	store_abort(tx);
-	cached_free(&c);
+	buf_free(&sig);
 	malloc_trim(0); /* parsing leaves freed buffers behind: give them back */
 
 	pthread_mutex_lock(&fs->offers_lock);

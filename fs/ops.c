@@ -83,6 +83,8 @@ static int commit(fuse_req_t req, struct fs *fs, enum nkind kind, const char *pr
 					 sizeof(err));
 	}
 	bump(fs);
+	if (!r)
+		notify_sync(fs, 1000);
 	return r;
 }
 
@@ -921,6 +923,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (n)
 			tree_unlink(fs, n);
 		pthread_mutex_unlock(&fs->lock);
+		notify_sync(fs, 1000);
 	}
 	fuse_reply_err(req, -r);
 }

@@ -353,6 +353,8 @@ def ensure_user(name=USER):
     of locked accounts; '*' means "no password" and is not locked). Left in place afterwards."""
     if _ONCE.get(("user", name)):
         return pwd.getpwnam(name)
+    if name == "root":     # the hosts of fakes whose VMs log in as root: never touch root
+        return pwd.getpwnam(name)
     with _GlobalLock():
         try:
             pw = pwd.getpwnam(name)
@@ -883,12 +885,14 @@ class TestHosts:
         cfg += [f"HostKey {q(os.path.join(h.dir, f'ssh_host_{t}_key'))}" for t in KEY_TYPES]
         cfg += [f"PidFile {q(os.path.join(h.dir, 'sshd.pid'))}",
                 # the per-host file the tests control, plus the user's own (where fleetfs
-                # installs its project key, as on a real host)
-                f"AuthorizedKeysFile {q(os.path.join(h.pubdir, 'authorized_keys'))} "
-                ".ssh/authorized_keys",
+                # installs its project key, as on a real host); for root only the former:
+                # root's own keys are this machine's
+                f"AuthorizedKeysFile {q(os.path.join(h.pubdir, 'authorized_keys'))}"
+                + ("" if h.user == "root" else " .ssh/authorized_keys"),
                 "StrictModes no", "UsePAM no", "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-                "PermitRootLogin no", f"AllowUsers {h.user}",
+                "PermitRootLogin " + ("prohibit-password" if h.user == "root" else "no"),
+                f"AllowUsers {h.user}",
                 f"SetEnv {q('PATH=' + h.bindir + ':/usr/bin:/bin')}",
                 "AllowTcpForwarding yes", "X11Forwarding no", "PrintMotd no",
                 "PrintLastLog no", "UseDNS no", "MaxStartups 200", "MaxSessions 64",

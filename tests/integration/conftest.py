@@ -29,6 +29,11 @@ PREFIX = "fleetfs-it-"
 # catalog=none unless a test gives its own).
 os.environ["GPUHUNT_CATALOG_URL"] = "http://127.0.0.1:9/v3"
 os.environ.pop("GPUHUNT_CATALOG_DIR", None)
+# The same for the providers' APIs: a test that wants one points it at its fake.
+for _t in ("lambda", "digitalocean", "amddevcloud", "vultr", "hotaisle", "cloudrift", "cudo",
+           "vastai", "runpod", "verda", "datacrunch", "aws", "azure", "gcp", "oci", "nebius",
+           "kubernetes"):
+    os.environ["FLEETFS_ENDPOINT_" + _t.upper()] = "https://127.0.0.1:9/" + _t
 TEST_TIMEOUT = float(os.environ.get("FLEETFS_TEST_TIMEOUT", "90"))
 
 

@@ -271,7 +271,9 @@ def test_cloud_fleet_waits_with_reason(mnt):
     assert ok
     s = fstatus(mnt, "cloud")
     assert s["kind"] == "cloud" and s["actual"]["pending"] == 2
-    assert "no backend" in str(s["instances"][0]["reason"])
+    # no backend configured: no offers, said in the reason, retried with backoff
+    assert wait_until(lambda: "no offer matches" in str(fstatus(mnt, "cloud")["instances"][0]
+                                                         ["reason"]), 10, 0.2)
 
 
 def test_hung_host_does_not_stall_the_mount(net, mnt):

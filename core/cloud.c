@@ -1,0 +1,880 @@
+/* cloud: see cloud.h.
+ *
+ * A row's "cloud" object: backend, type, offer (name), region, instance, price, spot,
+ * name (the cloud name), at (intent time), id (the provider's, once known), backend_data,
+ * since (created). "tried" lists the offers tried in the current round with their errors.
+ * The slow part of a step (provider calls) runs outside any transaction; results are written
+ * in a transaction that re-reads the row first.
+ */
+#include "cloud.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../backends/backend.h"
+#include "../cache/seal.h"
+#include "fleets.h"
+#include "fleetspec.h"
+#include "jsonx.h"
+#include "offerd.h"
+
+#define POLL_S 5.0             /* provisioning and terminating polls */
+#define OFFERS_WAIT_MS 10000   /* for offers of a backend that has none cached yet */
+#define TRIED_MAX 25
+#define NAME_MAX_LEN 60
+
+static const double retry_s[] = {10, 30, 60, 120, 300}; /* failed terminate calls */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+bool cloud_row(const cJSON *row)
+{
+	return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(row, "cloud")) ||
+	       !*jx_str(row, "host");
+}
+
+static cJSON *cloud_obj(cJSON *row)
+{
+	cJSON *c = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	if (!cJSON_IsObject(c)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(row, "cloud");
+		c = cJSON_AddObjectToObject(row, "cloud");
+	}
+	return c;
+}
+
+static void history(cJSON *v, const char *what)
+{
+	cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log");
+	if (!cJSON_IsArray(log)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(v, "log");
+		log = cJSON_AddArrayToObject(v, "log");
+	}
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddNumberToObject(e, "at", (double)time(NULL));
+	cJSON_AddStringToObject(e, "what", what);
+	cJSON_AddItemToArray(log, e);
+	while (cJSON_GetArraySize(log) > 20)
+		cJSON_DeleteItemFromArray(log, 0);
+}
+
+/* ---------------------------------------------------------------- rows */
+
+static cJSON *row_get(struct cloud *c, const char *key)
+{
+	struct stx *tx = NULL;
+	cJSON *v = NULL;
+	if (store_begin(c->s, false, &tx))
+		return NULL;
+	(void)store_obj_get(tx, SDB_INSTANCES, key, &v);
+	store_abort(tx);
+	return v;
+}
+
+/* Apply fn to the current row in one write transaction, if its status is still `status`. */
+typedef int (*row_fn)(struct stx *tx, cJSON *row, void *arg);
+
+static int row_update(struct cloud *c, const char *key, const char *p, const char *status,
+		      row_fn fn, void *arg)
+{
+	struct stx *tx = NULL;
+	cJSON *v = NULL;
+	int r = store_begin(c->s, true, &tx);
+	if (r)
+		return r;
+	r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	if (!r && strcmp(jx_str(v, "status"), status))
+		r = -ESTALE; /* changed meanwhile (the spec was deleted, say): it wins */
+	if (!r)
+		r = fn(tx, v, arg);
+	if (r > 0) { /* the row went */
+		r = store_obj_del(tx, SDB_INSTANCES, key, p);
+	} else if (!r) {
+		jx_set_num(v, "updated", now_s());
+		r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
+	}
+	if (!r)
+		r = store_commit(tx);
+	else
+		store_abort(tx);
+	cJSON_Delete(v);
+	return r;
+}
+
+/* ---------------------------------------------------------------- backends */
+
+struct bk {
+	struct st_backend b;
+	char *config;
+	size_t len;
+	struct backend_ctx ctx;
+	const struct backend_ops *ops;
+};
+
+static void bk_free(struct bk *k)
+{
+	seal_free_secret(k->config, k->len);
+	k->config = NULL;
+}
+
+static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *k, char *err,
+		   size_t errlen)
+{
+	struct stx *tx = NULL;
+	memset(k, 0, sizeof(*k));
+	int r = store_begin(c->s, false, &tx);
+	if (r)
+		return fmt(err, errlen, "store: %s", strerror(-r)), r;
+	r = store_backend_get(tx, p, name, &k->b);
+	if (!r && !k->b.has_config)
+		r = -ENOENT;
+	if (!r)
+		r = store_backend_config(tx, p, name, &k->config, &k->len);
+	store_abort(tx);
+	if (r)
+		return fmt(err, errlen, "backend %s is not configured", name), r;
+	k->ops = backend_find(k->b.type);
+	if (!k->ops || !k->ops->create) {
+		bk_free(k);
+		return fmt(err, errlen, "backend %s (%s): fleetfs cannot create instances there "
+					"yet", name, k->b.type), -ENOTSUP;
+	}
+	k->ctx = (struct backend_ctx){.project = p, .name = k->b.name, .type = k->b.type,
+				      .config = k->config, .config_len = k->len,
+				      .catalog = c->catalog, .http = c->http};
+	return 0;
+}
+
+/* The VM named name among the backend's own, -ENOENT when it is not there. */
+static int find_by_name(struct bk *k, const char *name, struct bk_vm *out, char *err,
+			size_t errlen)
+{
+	struct bk_vm *vms = NULL;
+	size_t n = 0;
+	int r = k->ops->list_own(&k->ctx, &vms, &n, err, errlen);
+	if (r)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < n && r; i++)
+		if (!strcmp(vms[i].name, name) && vms[i].state != BK_VM_TERMINATED) {
+			*out = vms[i];
+			r = 0;
+		}
+	free(vms);
+	return r;
+}
+
+/* ---------------------------------------------------------------- pending */
+
+static void cloud_name(const char *p, const char *f, unsigned num, char *out, size_t n)
+{
+	static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char rnd[8];
+	char suffix[9];
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			rnd[i] = (unsigned char)(rand() & 0xff);
+	for (size_t i = 0; i < 8; i++)
+		suffix[i] = alnum[rnd[i] % 36];
+	suffix[8] = '\0';
+	char prefix[NAME_MAX_LEN];
+	(void)fmt(prefix, sizeof(prefix), "fleetfs-%s-%s-%u", p, f, num);
+	for (char *q = prefix; *q; q++) /* providers want lower case and no '_' */
+		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+	size_t keep = NAME_MAX_LEN - 9;
+	(void)fmt(out, n, "%.*s-%s", (int)keep, prefix, suffix);
+}
+
+struct intent {
+	const struct offer *o;
+	const char *name;
+};
+
+static int put_intent(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct intent *in = arg;
+	(void)tx;
+	cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
+	cJSON *c = cloud_obj(v);
+	jx_set_str(c, "backend", in->o->backend);
+	jx_set_str(c, "type", in->o->type);
+	jx_set_str(c, "offer", in->o->name ? in->o->name : "");
+	jx_set_str(c, "region", in->o->region);
+	jx_set_str(c, "instance", in->o->instance);
+	jx_set_num(c, "price", in->o->price);
+	jx_set_bool(c, "spot", in->o->spot);
+	jx_set_str(c, "name", in->name);
+	jx_set_num(c, "at", now_s());
+	char why[512];
+	(void)fmt(why, sizeof(why), "creating %s on %s (%s %s, $%g/h)", in->name, in->o->backend,
+		  in->o->region, in->o->instance, in->o->price);
+	jx_set_str(v, "reason", why);
+	return 0;
+}
+
+struct created {
+	const struct bk_vm *vm;
+	const char *p, *f;
+	unsigned num;
+	bool recovered;
+};
+
+static int put_created(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct created *cr = arg;
+	cJSON *c = cloud_obj(v);
+	jx_set_str(c, "id", cr->vm->id);
+	jx_set_str(c, "backend_data", cr->vm->backend_data);
+	jx_set_num(c, "since", now_s());
+	jx_set_str(v, "user", cr->vm->username[0] ? cr->vm->username : "root");
+	jx_set_num(v, "port", cr->vm->ssh_port ? cr->vm->ssh_port : 22);
+	jx_set_str(v, "status", IST_PROVISIONING);
+	jx_set_num(v, "next_try", 0);
+	cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
+	char why[600];
+	(void)fmt(why, sizeof(why), "%s %s (id %s) on %s %s %s, waiting for it to run",
+		  cr->recovered ? "found" : "created", jx_str(c, "name"), cr->vm->id,
+		  jx_str(c, "backend"), jx_str(c, "region"), jx_str(c, "instance"));
+	jx_set_str(v, "reason", why);
+	history(v, why);
+	return fleets_event(tx, cr->p, cr->f, "instance=%u provisioning %s %s %s $%g/h %s id=%s%s",
+			    cr->num, jx_str(c, "backend"), jx_str(c, "region"),
+			    jx_str(c, "instance"), jx_num(c, "price"), jx_str(c, "name"), cr->vm->id,
+			    cr->recovered ? " (found after a restart: not created again)" : "");
+}
+
+struct failed {
+	const char *offer, *backend, *err;
+	bool keep_intent; /* the outcome is unknown: look the name up before anything else */
+	const char *p, *f;
+	unsigned num;
+};
+
+static int put_failed(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct failed *fl = arg;
+	cJSON *tried = cJSON_GetObjectItemCaseSensitive(v, "tried");
+	if (!cJSON_IsArray(tried)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
+		tried = cJSON_AddArrayToObject(v, "tried");
+	}
+	cJSON *t = cJSON_CreateObject();
+	cJSON_AddStringToObject(t, "offer", fl->offer);
+	cJSON_AddStringToObject(t, "error", fl->err);
+	cJSON_AddNumberToObject(t, "at", now_s());
+	cJSON_AddItemToArray(tried, t);
+	while (cJSON_GetArraySize(tried) > TRIED_MAX)
+		cJSON_DeleteItemFromArray(tried, 0);
+	if (!fl->keep_intent)
+		cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
+	return fleets_event(tx, fl->p, fl->f, "instance=%u offer %s: %s%s", fl->num, fl->offer,
+			    fl->err, fl->keep_intent ? " (outcome unknown: checking before "
+						       "another create)" : "");
+}
+
+struct waiting {
+	double next;
+	const char *why;
+	bool attempt; /* counts as a failed round (backoff grows) */
+	const char *p, *f;
+	unsigned num;
+};
+
+static int put_waiting(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct waiting *w = arg;
+	bool changed = strcmp(jx_str(v, "reason"), w->why) != 0;
+	jx_set_num(v, "next_try", w->next);
+	jx_set_str(v, "reason", w->why);
+	if (w->attempt) {
+		jx_set_num(v, "attempts", jx_num(v, "attempts") + 1);
+		jx_set_str(v, "last_error", w->why);
+		jx_set_num(v, "last_error_at", now_s());
+		cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
+	}
+	if (changed) {
+		history(v, w->why);
+		return fleets_event(tx, w->p, w->f, "instance=%u %s: %s", w->num, jx_str(v, "status"),
+				    w->why);
+	}
+	return 0;
+}
+
+static double backoff_s(struct cloud *c, double attempts)
+{
+	static const double mins[] = {1, 2, 5, 10, 30};
+	size_t i = attempts < 1 ? 0 : (size_t)attempts - 1;
+	if (i >= sizeof(mins) / sizeof(mins[0]))
+		i = sizeof(mins) / sizeof(mins[0]) - 1;
+	return mins[i] * 60.0 * c->scale;
+}
+
+static void wait_row(struct cloud *c, const char *key, const char *p, const char *f,
+		     unsigned num, const char *status, double delay, bool attempt, const char *why)
+{
+	struct waiting w = {.next = now_s() + delay, .why = why, .attempt = attempt, .p = p,
+			    .f = f, .num = num};
+	(void)row_update(c, key, p, status, put_waiting, &w);
+}
+
+/* A row with an intent but no id: did the create happen? 0 when resolved (adopted or
+ * cleared), else the row waits. */
+static int recover_intent(struct cloud *c, const char *key, const char *p, const char *f,
+			  unsigned num, const cJSON *row)
+{
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	const char *name = jx_str(cl, "name");
+	char err[512] = "";
+	struct bk k;
+	struct bk_vm vm;
+	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
+	if (!r) {
+		memset(&vm, 0, sizeof(vm));
+		r = find_by_name(&k, name, &vm, err, sizeof(err));
+		bk_free(&k);
+	}
+	if (!r) {
+		struct created cr = {.vm = &vm, .p = p, .f = f, .num = num, .recovered = true};
+		return row_update(c, key, p, IST_PENDING, put_created, &cr) ? -EAGAIN : 1;
+	}
+	if (r == -ENOENT || r == -ENOTSUP) {
+		char why[600];
+		(void)fmt(why, sizeof(why), "%s was not created (not found at the provider)", name);
+		struct failed fl = {.offer = jx_str(cl, "offer"), .backend = jx_str(cl, "backend"),
+				    .err = why, .p = p, .f = f, .num = num};
+		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
+		return 0;
+	}
+	char why[900];
+	(void)fmt(why, sizeof(why), "cannot tell whether %s was created (%s); asking again before "
+				    "creating anything", name, err);
+	wait_row(c, key, p, f, num, IST_PENDING, POLL_S * 6 * c->scale, false, why);
+	return -EAGAIN;
+}
+
+static int cmp_price(const void *a, const void *b)
+{
+	const struct offer *x = *(const struct offer *const *)a, *y = *(const struct offer *const *)b;
+	return (x->price > y->price) - (x->price < y->price);
+}
+
+static void pending_step(struct cloud *c, const char *key, const char *p, const char *f,
+			 unsigned num, const cJSON *row)
+{
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	if (cJSON_IsObject(cl) && *jx_str(cl, "name") && !*jx_str(cl, "id")) {
+		if (recover_intent(c, key, p, f, num, row))
+			return; /* adopted the VM, or must wait */
+	}
+	/* the offers: make sure every backend has some cached, then the spec's requirements */
+	if (c->offerd)
+		(void)offerd_check(c->offerd, p, OFFERS_WAIT_MS, false);
+	struct stx *tx = NULL;
+	struct fleet_spec *spec = NULL;
+	struct offer_list all = {0};
+	char *text = NULL, err[1024] = "";
+	size_t len = 0;
+	if (store_begin(c->s, false, &tx))
+		return;
+	int r = fleets_spec_text(tx, p, f, &text, &len);
+	if (!r)
+		offerd_load(tx, p, &all);
+	store_abort(tx);
+	if (!r)
+		r = fleetspec_parse(text, len, f, f, NULL, &spec, err, sizeof(err));
+	seal_free_secret(text, len);
+	if (r) {
+		offer_list_free(&all);
+		return; /* the spec is gone: the row is being terminated */
+	}
+	struct offer_query *q = offers_query_from_spec(spec);
+	const struct offer **cand = xcalloc(all.n ? all.n : 1, sizeof(*cand));
+	size_t nc = 0, nmatch = 0;
+	for (size_t i = 0; i < all.n; i++) {
+		const struct backend_ops *ops = backend_find(all.v[i].type);
+		if (!offers_match(q, &all.v[i]))
+			continue;
+		nmatch++;
+		if (offers_available(&all.v[i]) && ops && ops->create)
+			cand[nc++] = &all.v[i];
+	}
+	qsort(cand, nc, sizeof(*cand), cmp_price);
+	if (nc > CLOUD_MAX_OFFERS)
+		nc = CLOUD_MAX_OFFERS;
+	char *priv = NULL, *pub = NULL;
+	size_t privlen = 0;
+	if (nc && fleets_project_key(c->s, p, true, &priv, &privlen, &pub))
+		nc = 0;
+	char *user_data = pub ? backend_cloud_init(pub) : NULL;
+	char last[700] = "", refused[STORE_NAME_MAX] = "";
+	size_t tried = 0;
+	bool done = false;
+	for (size_t i = 0; i < nc && !done; i++) {
+		const struct offer *o = cand[i];
+		char oname[256], name[NAME_MAX_LEN + 1];
+		struct bk k;
+		if (!strcmp(refused, o->backend))
+			continue; /* its credentials were refused this round */
+		offer_name(o, oname, sizeof(oname));
+		struct offer named = *o;
+		named.name = oname;
+		if (bk_load(c, p, o->backend, &k, err, sizeof(err)))
+			continue;
+		cloud_name(p, f, num, name, sizeof(name));
+		struct intent in = {.o = &named, .name = name};
+		if (row_update(c, key, p, IST_PENDING, put_intent, &in)) {
+			bk_free(&k);
+			break; /* the row changed (terminating): stop */
+		}
+		struct bk_create_req req = {.offer = o, .cloud_name = name, .project = p,
+					    .fleet = f, .num = num, .ssh_pubkey = pub,
+					    .user_data = user_data};
+		struct bk_vm vm;
+		memset(&vm, 0, sizeof(vm));
+		err[0] = '\0';
+		r = k.ops->create(&k.ctx, &req, &vm, err, sizeof(err));
+		bk_free(&k);
+		tried++;
+		if (!r) {
+			struct created cr = {.vm = &vm, .p = p, .f = f, .num = num};
+			(void)row_update(c, key, p, IST_PENDING, put_created, &cr);
+			done = true;
+			break;
+		}
+		bool unknown = r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET;
+		(void)fmt(last, sizeof(last), "%s", err[0] ? err : strerror(-r));
+		struct failed fl = {.offer = oname, .backend = o->backend, .err = last,
+				    .keep_intent = unknown, .p = p, .f = f, .num = num};
+		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
+		if (unknown) {
+			wait_row(c, key, p, f, num, IST_PENDING, POLL_S * c->scale, false,
+				 "checking whether the last create happened");
+			done = true;
+		} else if (r == -EACCES) {
+			(void)fmt(refused, sizeof(refused), "%s", o->backend);
+		}
+	}
+	if (!done) {
+		cJSON *cur = row_get(c, key);
+		double attempts = cur ? jx_num(cur, "attempts") + 1 : 1;
+		cJSON_Delete(cur);
+		char why[1200];
+		if (!nmatch)
+			(void)fmt(why, sizeof(why), "no offer matches the fleet's requirements (%zu "
+						    "offers cached for the project's backends)",
+				  all.n);
+		else if (!nc)
+			(void)fmt(why, sizeof(why), "%zu offers match but none is available on a "
+						    "backend fleetfs can create instances on",
+				  nmatch);
+		else
+			(void)fmt(why, sizeof(why), "no offer could be provisioned (%zu tried; last: "
+						    "%s)",
+				  tried, last);
+		wait_row(c, key, p, f, num, IST_PENDING, backoff_s(c, attempts), true, why);
+	}
+	free(user_data);
+	free(pub);
+	seal_free_secret(priv, privlen);
+	free(cand);
+	offers_query_free(q);
+	fleetspec_free(spec);
+	offer_list_free(&all);
+}
+
+/* ---------------------------------------------------------------- provisioning */
+
+struct address {
+	const struct bk_vm *vm;
+};
+
+static int put_address(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct address *a = arg;
+	(void)tx;
+	jx_set_str(v, "host", a->vm->ip);
+	if (a->vm->internal_ip[0])
+		jx_set_str(v, "internal_ip", a->vm->internal_ip);
+	if (a->vm->username[0])
+		jx_set_str(v, "user", a->vm->username);
+	char why[300];
+	(void)fmt(why, sizeof(why), "running at %s, connecting", a->vm->ip);
+	jx_set_str(v, "reason", why);
+	history(v, why);
+	return 0;
+}
+
+/* The sealed endpoint the SSH step reads: the VM's address, user and the project key. */
+static int put_endpoint(struct cloud *c, const char *p, const char *f, unsigned num,
+			const cJSON *row, const struct bk_vm *vm)
+{
+	char *priv = NULL, *pub = NULL, sk[3 * STORE_NAME_MAX + 16];
+	size_t privlen = 0;
+	int r = fleets_project_key(c->s, p, true, &priv, &privlen, &pub);
+	if (r)
+		return r;
+	cJSON *ep = cJSON_CreateObject();
+	jx_set_str(ep, "hostname", vm->ip);
+	jx_set_num(ep, "port", vm->ssh_port ? vm->ssh_port : jx_num(row, "port"));
+	jx_set_str(ep, "user", vm->username[0] ? vm->username : jx_str(row, "user"));
+	cJSON_AddItemToObject(ep, "key", cJSON_CreateString(priv));
+	char *js = cJSON_PrintUnformatted(ep);
+	cJSON_Delete(ep);
+	struct stx *tx = NULL;
+	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
+	r = js ? store_begin(c->s, true, &tx) : -ENOMEM;
+	if (!r)
+		r = store_secret_put(tx, sk, js, strlen(js));
+	if (!r)
+		r = store_commit(tx);
+	else
+		store_abort(tx);
+	if (js)
+		seal_free_secret(js, strlen(js));
+	free(pub);
+	seal_free_secret(priv, privlen);
+	return r;
+}
+
+struct lost {
+	const char *why;
+	const char *p, *f;
+	unsigned num;
+};
+
+static int put_lost(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct lost *l = arg;
+	cJSON *cl = cloud_obj(v);
+	char offer[256];
+	(void)fmt(offer, sizeof(offer), "%s", jx_str(cl, "offer"));
+	jx_set_str(v, "status", IST_PENDING);
+	jx_set_num(v, "next_try", 0);
+	cJSON_DeleteItemFromObjectCaseSensitive(v, "host");
+	cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
+	struct failed fl = {.offer = offer, .err = l->why, .p = l->p, .f = l->f, .num = l->num};
+	return put_failed(tx, v, &fl);
+}
+
+static bool provisioning_step(struct cloud *c, const char *key, const char *p, const char *f,
+			      unsigned num, const cJSON *row)
+{
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	char err[700] = "", why[900];
+	struct bk k;
+	struct bk_vm vm;
+	memset(&vm, 0, sizeof(vm));
+	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
+	if (r) {
+		wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * 6 * c->scale, false, err);
+		return false;
+	}
+	r = k.ops->get(&k.ctx, jx_str(cl, "id"), jx_str(cl, "backend_data"), &vm, err,
+		       sizeof(err));
+	int timeout_min = k.ops->provision_timeout_min ? k.ops->provision_timeout_min : 10;
+	bk_free(&k);
+	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED ||
+				    vm.state == BK_VM_TERMINATING))) {
+		(void)fmt(why, sizeof(why), "%s (id %s) %s while provisioning", jx_str(cl, "name"),
+			  jx_str(cl, "id"), r ? "vanished" : vm.status);
+		struct lost l = {.why = why, .p = p, .f = f, .num = num};
+		(void)row_update(c, key, p, IST_PROVISIONING, put_lost, &l);
+		return false;
+	}
+	if (r) {
+		(void)fmt(why, sizeof(why), "cannot get the state of %s: %s", jx_str(cl, "name"), err);
+		wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * c->scale, false, why);
+		return false;
+	}
+	if (vm.state == BK_VM_RUNNING && vm.ip[0]) {
+		if (put_endpoint(c, p, f, num, row, &vm))
+			return false;
+		struct address a = {.vm = &vm};
+		return row_update(c, key, p, IST_PROVISIONING, put_address, &a) == 0;
+	}
+	double since = jx_num(cl, "since");
+	if (now_s() - since > timeout_min * 60.0 * c->scale) {
+		struct stx *tx = NULL;
+		if (store_begin(c->s, true, &tx) == 0) {
+			cJSON *v = NULL;
+			if (!store_obj_get(tx, SDB_INSTANCES, key, &v) &&
+			    !strcmp(jx_str(v, "status"), IST_PROVISIONING)) {
+				jx_set_str(v, "status", IST_TERMINATING);
+				jx_set_str(v, "termination_reason", "provisioning_timeout");
+				(void)fmt(why, sizeof(why), "not running after %d min: terminating",
+					  timeout_min);
+				jx_set_str(v, "reason", why);
+				history(v, why);
+				(void)store_obj_put(tx, SDB_INSTANCES, key, v, p);
+				(void)fleets_event(tx, p, f, "instance=%u %s", num, why);
+				(void)store_commit(tx);
+			} else {
+				store_abort(tx);
+			}
+			cJSON_Delete(v);
+		}
+		return false;
+	}
+	(void)fmt(why, sizeof(why), "waiting for %s to run (provider status: %s)",
+		  jx_str(cl, "name"), vm.status[0] ? vm.status : "?");
+	wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * c->scale, false, why);
+	return false;
+}
+
+/* ---------------------------------------------------------------- terminating */
+
+struct gone {
+	const char *p, *f;
+	unsigned num;
+	const char *what;
+};
+
+static int put_gone(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct gone *g = arg;
+	char sk[3 * STORE_NAME_MAX + 16];
+	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", g->p, g->f, g->num);
+	int r = store_secret_del_prefix(tx, sk);
+	if (!r)
+		r = fleets_event(tx, g->p, g->f, "instance=%u terminated (%s)%s", g->num,
+				 jx_str(v, "termination_reason"), g->what);
+	return r ? r : 1;
+}
+
+struct term_retry {
+	const char *err;
+	struct cloud *c;
+	const char *p, *f;
+	unsigned num;
+};
+
+static int put_term_retry(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct term_retry *t = arg;
+	double n = jx_num(v, "term_attempts") + 1;
+	size_t i = (size_t)n - 1;
+	if (i >= sizeof(retry_s) / sizeof(retry_s[0]))
+		i = sizeof(retry_s) / sizeof(retry_s[0]) - 1;
+	char why[900];
+	jx_set_num(v, "term_attempts", n);
+	jx_set_num(v, "next_try", now_s() + retry_s[i] * t->c->scale);
+	(void)fmt(why, sizeof(why), "terminating (retry %.0f: %s)", n, t->err);
+	jx_set_str(v, "reason", why);
+	jx_set_str(v, "last_error", t->err);
+	jx_set_num(v, "last_error_at", now_s());
+	if (n == 1 || n == 5 || (long long)n % 20 == 0) {
+		history(v, why);
+		return fleets_event(tx, t->p, t->f, "instance=%u %s", t->num, why);
+	}
+	return 0;
+}
+
+static void terminating_step(struct cloud *c, const char *key, const char *p, const char *f,
+			     unsigned num, const cJSON *row)
+{
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	char err[700] = "", what[600] = "", id[BK_ID_MAX];
+	struct bk k;
+	struct gone g = {.p = p, .f = f, .num = num, .what = what};
+	(void)fmt(id, sizeof(id), "%s", jx_str(cl, "id"));
+	if (!cJSON_IsObject(cl) || (!id[0] && !*jx_str(cl, "name"))) {
+		(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g); /* nothing created */
+		return;
+	}
+	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
+	if (!r && !id[0]) { /* an intent: was it created? */
+		struct bk_vm vm;
+		memset(&vm, 0, sizeof(vm));
+		r = find_by_name(&k, jx_str(cl, "name"), &vm, err, sizeof(err));
+		if (r == -ENOENT) {
+			bk_free(&k);
+			(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
+			return;
+		}
+		(void)fmt(id, sizeof(id), "%s", vm.id);
+	}
+	if (!r)
+		r = k.ops->terminate(&k.ctx, id, jx_str(cl, "backend_data"), err, sizeof(err));
+	struct bk_vm vm;
+	memset(&vm, 0, sizeof(vm));
+	if (!r) {
+		r = k.ops->get(&k.ctx, id, jx_str(cl, "backend_data"), &vm, err, sizeof(err));
+		if (r == -ENOENT || (!r && vm.state == BK_VM_TERMINATED)) {
+			bk_free(&k);
+			(void)fmt(what, sizeof(what), "; %s (id %s) confirmed gone by %s",
+				  jx_str(cl, "name"), id, jx_str(cl, "backend"));
+			(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
+			return;
+		}
+	}
+	bk_free(&k);
+	if (r) {
+		struct term_retry t = {.err = err[0] ? err : strerror(-r), .c = c, .p = p, .f = f,
+				       .num = num};
+		(void)row_update(c, key, p, IST_TERMINATING, put_term_retry, &t);
+		return;
+	}
+	char why[300];
+	(void)fmt(why, sizeof(why), "terminating: waiting for the provider (status %s)",
+		  vm.status[0] ? vm.status : "?");
+	wait_row(c, key, p, f, num, IST_TERMINATING, POLL_S * c->scale, false, why);
+}
+
+/* ---------------------------------------------------------------- orphans */
+
+static void name_prefix(const char *p, char *out, size_t n)
+{
+	(void)fmt(out, n, "fleetfs-%s-", p);
+	for (char *q = out; *q; q++)
+		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+}
+
+/* Is vm one of the project's instance rows (by provider id or by the name of an intent)? */
+static bool known_vm(const cJSON *rows, const char *p, const char *backend,
+		     const struct bk_vm *vm)
+{
+	const cJSON *it;
+	size_t pl = strlen(p);
+	cJSON_ArrayForEach(it, rows)
+	{
+		const char *k = jx_str(it, "key");
+		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(it, "value"), "cloud");
+		if (strncmp(k, p, pl) || k[pl] != '/' || !cJSON_IsObject(cl) ||
+		    strcmp(jx_str(cl, "backend"), backend))
+			continue;
+		if ((*jx_str(cl, "id") && !strcmp(jx_str(cl, "id"), vm->id)) ||
+		    !strcmp(jx_str(cl, "name"), vm->name))
+			return true;
+	}
+	return false;
+}
+
+static void orphan_note(struct cloud *c, const char *p, const char *b, const struct bk_vm *vm,
+			const char *what, bool once)
+{
+	struct stx *tx = NULL;
+	char mk[3 * STORE_NAME_MAX + BK_ID_MAX], *seen = NULL;
+	size_t len = 0;
+	(void)fmt(mk, sizeof(mk), "orphan/%s/%s/%s", p, b, vm->id);
+	if (store_begin(c->s, true, &tx))
+		return;
+	if (once && store_meta_get(tx, mk, &seen, &len) == 0) {
+		free(seen);
+		store_abort(tx);
+		return;
+	}
+	free(seen);
+	char at[32];
+	time_iso(time(NULL), at, sizeof(at));
+	if (!store_meta_put(tx, mk, at, strlen(at)) &&
+	    !store_event(tx, p, "backend=%s orphan VM %s (id %s, %s %s, %s) %s", b, vm->name,
+			 vm->id, vm->region, vm->instance, vm->status, what))
+		(void)store_commit(tx);
+	else
+		store_abort(tx);
+}
+
+void cloud_sweep(struct cloud *c)
+{
+	struct stx *tx = NULL;
+	struct st_project *ps = NULL;
+	size_t np = 0;
+	cJSON *rows = NULL;
+	if (store_begin(c->s, false, &tx))
+		return;
+	store_project_list(tx, &ps, &np);
+	store_obj_list(tx, SDB_INSTANCES, "", &rows);
+	struct todo {
+		char p[STORE_NAME_MAX], b[STORE_NAME_MAX];
+	} *todo = NULL;
+	size_t nt = 0;
+	for (size_t i = 0; i < np; i++) {
+		struct st_backend *bs = NULL;
+		size_t nb = 0;
+		store_backend_list(tx, ps[i].name, &bs, &nb);
+		for (size_t j = 0; j < nb; j++) {
+			const struct backend_ops *ops = backend_find(bs[j].type);
+			if (!bs[j].has_config || !ops || !ops->list_own)
+				continue;
+			todo = xrealloc(todo, (nt + 1) * sizeof(*todo));
+			(void)fmt(todo[nt].p, sizeof(todo[nt].p), "%s", ps[i].name);
+			(void)fmt(todo[nt].b, sizeof(todo[nt].b), "%s", bs[j].name);
+			nt++;
+		}
+		free(bs);
+	}
+	store_abort(tx);
+	free(ps);
+	for (size_t i = 0; i < nt; i++) {
+		struct bk k;
+		struct bk_vm *vms = NULL;
+		size_t n = 0;
+		char err[512], prefix[STORE_NAME_MAX + 16];
+		if (bk_load(c, todo[i].p, todo[i].b, &k, err, sizeof(err)))
+			continue;
+		name_prefix(todo[i].p, prefix, sizeof(prefix));
+		char *mode = backend_config_str(&k.ctx, "orphans");
+		bool terminate = mode && !strcmp(mode, "terminate");
+		backend_secret_free(mode);
+		if (k.ops->list_own(&k.ctx, &vms, &n, err, sizeof(err)) == 0) {
+			for (size_t j = 0; j < n; j++) {
+				const struct bk_vm *vm = &vms[j];
+				if (strncmp(vm->name, prefix, strlen(prefix)) ||
+				    vm->state == BK_VM_TERMINATED || vm->state == BK_VM_TERMINATING ||
+				    known_vm(rows, todo[i].p, todo[i].b, vm))
+					continue;
+				if (!terminate) {
+					orphan_note(c, todo[i].p, todo[i].b, vm,
+						    "is not known to fleetfs: terminate it at the provider, "
+						    "or set `orphans: terminate` in the backend's config.yml",
+						    true);
+					continue;
+				}
+				int r = k.ops->terminate(&k.ctx, vm->id, vm->backend_data, err,
+							 sizeof(err));
+				char what[700];
+				(void)fmt(what, sizeof(what), r ? "could not be terminated: %s"
+								: "is not known to fleetfs: terminated "
+								  "(orphans: terminate)",
+					  err);
+				orphan_note(c, todo[i].p, todo[i].b, vm, what, false);
+			}
+		}
+		free(vms);
+		bk_free(&k);
+	}
+	free(todo);
+	cJSON_Delete(rows);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+bool cloud_step(struct cloud *c, const char *key, const char *p, const char *f, unsigned num)
+{
+	cJSON *row = row_get(c, key);
+	bool ssh = false;
+	if (!row)
+		return false;
+	const char *st = jx_str(row, "status");
+	if (!strcmp(st, IST_TERMINATING))
+		terminating_step(c, key, p, f, num, row);
+	else if (!strcmp(st, IST_PENDING))
+		pending_step(c, key, p, f, num, row);
+	else if (!strcmp(st, IST_PROVISIONING) && !*jx_str(row, "host"))
+		ssh = provisioning_step(c, key, p, f, num, row);
+	else /* an address: the SSH step (connect, probe, checks) applies */
+		ssh = *jx_str(row, "host") != '\0';
+	cJSON_Delete(row);
+	return ssh;
+}
