@@ -858,6 +858,54 @@ void cloud_sweep(struct cloud *c)
 	cJSON_Delete(rows);
 }
 
+/* ---------------------------------------------------------------- running */
+
+struct vanished {
+	const char *why;
+	const char *p, *f;
+	unsigned num;
+};
+
+static int put_vanished(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct vanished *x = arg;
+	char sk[3 * STORE_NAME_MAX + 16];
+	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", x->p, x->f, x->num);
+	int r = store_secret_del_prefix(tx, sk);
+	if (!r)
+		r = fleets_event(tx, x->p, x->f, "instance=%u terminated (%s): %s", x->num,
+				 "interrupted_by_provider", x->why);
+	(void)v;
+	return r ? r : 1;
+}
+
+/* An idle/busy VM: ask the provider first (it may have gone: preempted, deleted by hand).
+ * True when it is still there and the SSH check applies. */
+static bool running_step(struct cloud *c, const char *key, const char *p, const char *f,
+			 unsigned num, const cJSON *row)
+{
+	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	char err[700] = "", why[900];
+	struct bk k;
+	struct bk_vm vm;
+	if (!cJSON_IsObject(cl) || !*jx_str(cl, "id"))
+		return true;
+	if (bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err)))
+		return true;
+	memset(&vm, 0, sizeof(vm));
+	int r = k.ops->get(&k.ctx, jx_str(cl, "id"), jx_str(cl, "backend_data"), &vm, err,
+			   sizeof(err));
+	bk_free(&k);
+	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED))) {
+		(void)fmt(why, sizeof(why), "%s (id %s) is %s at %s", jx_str(cl, "name"),
+			  jx_str(cl, "id"), r ? "gone" : vm.status, jx_str(cl, "backend"));
+		struct vanished x = {.why = why, .p = p, .f = f, .num = num};
+		(void)row_update(c, key, p, jx_str(row, "status"), put_vanished, &x);
+		return false;
+	}
+	return true; /* a provider error is not a verdict: the SSH check decides */
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 bool cloud_step(struct cloud *c, const char *key, const char *p, const char *f, unsigned num)
@@ -873,6 +921,8 @@ bool cloud_step(struct cloud *c, const char *key, const char *p, const char *f, 
 		pending_step(c, key, p, f, num, row);
 	else if (!strcmp(st, IST_PROVISIONING) && !*jx_str(row, "host"))
 		ssh = provisioning_step(c, key, p, f, num, row);
+	else if (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY))
+		ssh = *jx_str(row, "host") && running_step(c, key, p, f, num, row);
 	else /* an address: the SSH step (connect, probe, checks) applies */
 		ssh = *jx_str(row, "host") != '\0';
 	cJSON_Delete(row);

@@ -241,3 +241,15 @@ def test_orphans_reported_then_terminated(cloud, fake):
     assert wait_until(lambda: orphan.phase in ("terminating", "terminated"), 30), pev()
     assert "terminated (orphans: terminate)" in pev()
     assert stranger.phase in ("booting", "running")
+
+
+def test_vm_gone_at_the_provider(cloud, fake):
+    """A VM the provider terminated (preempted, deleted in its console) is noticed by the
+    periodic check or a live status read: the instance is terminated with the reason."""
+    m = cloud
+    write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
+    wait_status(m, 0, "idle")
+    vm = fake.all_vms()[0]
+    fake.terminate_vm(vm)
+    assert wait_until(lambda: "interrupted_by_provider" in events(m), 30), events(m)
+    assert istatus(m, 0) is None or istatus(m, 0).get("status") != "idle"
