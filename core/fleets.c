@@ -454,13 +454,13 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 				goto out;
 			(*added)++;
 		}
-		if (f->nodes_max != FS_UNLIMITED) {
-			cJSON_ArrayForEach(it, arr)
-			{
+		/* above nodes.max: pending instances go first, then the newest of the others */
+		for (int pass = 0; pass < 2 && f->nodes_max != FS_UNLIMITED; pass++) {
+			for (int i = cJSON_GetArraySize(arr) - 1; i >= 0 && live > f->nodes_max; i--) {
+				it = cJSON_GetArrayItem(arr, i);
 				cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-				if (live <= f->nodes_max)
-					break;
-				if (!row_active(v) || strcmp(jx_str(v, "status"), IST_PENDING))
+				bool pending = !strcmp(jx_str(v, "status"), IST_PENDING);
+				if (!row_active(v) || pending != (pass == 0))
 					continue;
 				terminate_row(v, "max_instances_limit", "above nodes.max");
 				r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, p);

@@ -182,6 +182,11 @@ def test_scale_up_and_down(cloud, fake):
     write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=2, gpu="A10").encode())
     wait_status(m, 1, "idle")
     assert len(live_vms(fake)) == 2
+    # scaling down terminates the newest instance, keeps the other
+    write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
+    assert wait_until(lambda: len(live_vms(fake)) == 1, 30), fake.vms()
+    assert istatus(m, 0)["status"] == "idle"
+    assert wait_until(lambda: istatus(m, 1) is None, 30)
     os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
     assert wait_until(lambda: not live_vms(fake), 30)
 

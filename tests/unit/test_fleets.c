@@ -151,9 +151,9 @@ START_TEST(test_backend_fleet_nodes)
 	ROWS_EQ("gpu", "0:pending:;1:pending:;");
 	ck_assert_int_eq(commit("gpu", "type: fleet\nnodes: 3\n"), 0);
 	ROWS_EQ("gpu", "0:pending:;1:pending:;2:pending:;");
-	/* a lower max terminates surplus pending rows */
+	/* a lower max terminates surplus rows, pending ones and the newest first */
 	ck_assert_int_eq(commit("gpu", "type: fleet\nnodes: 0..1\n"), 0);
-	ROWS_EQ("gpu", "0:terminating:;1:terminating:;2:pending:;");
+	ROWS_EQ("gpu", "0:pending:;1:terminating:;2:terminating:;");
 }
 END_TEST
 
