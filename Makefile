@@ -17,7 +17,8 @@ PREFIX  ?= /usr/local
 CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
-BACKENDS_SRC := backends/ssh.c backends/http.c backends/backend.c backends/catalog.c backends/lambda.c
+BACKENDS_SRC := backends/ssh.c backends/http.c backends/backend.c backends/catalog.c backends/lambda.c \
+                backends/digitalocean.c backends/vultr.c
 ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
 FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
@@ -29,7 +30,7 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  ?= /usr/bin/python3
 
-.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench run install clean
+.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench cloud-bench run install clean
 all: fleetfs
 
 # V=1 shows the compiler command lines
@@ -81,6 +82,9 @@ fleet-bench: fleetfs
 
 offers-bench: fleetfs
 	$(PYTHON) bench/offers_bench.py
+
+cloud-bench: fleetfs
+	$(PYTHON) bench/cloud_bench.py
 
 # The README's run command: install what is missing, build, mount on MNT (default ~/fleet).
 MNT ?= $(HOME)/fleet

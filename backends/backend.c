@@ -161,14 +161,16 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 static const struct backend_ops registry[] = {
 	CATALOG("aws"),	    CATALOG("azure"),	   CATALOG("gcp"),     CATALOG("oci"),
 	CATALOG("nebius"),  CATALOG("lambda"),	   CATALOG("verda"),   CATALOG("datacrunch"),
-	CATALOG("runpod"),  CATALOG("cloudrift"),  LIVE("vastai"),     LIVE("vultr"),
-	LIVE("digitalocean"), LIVE("amddevcloud"), LIVE("hotaisle"),   LIVE("cudo"),
-	LIVE("kubernetes"),
+	CATALOG("runpod"),  CATALOG("cloudrift"),  LIVE("vastai"),     LIVE("hotaisle"),
+	LIVE("cudo"),	    LIVE("kubernetes"),
 };
 
 /* Provider clients (backends/<type>.c), found before the table above. */
 static const struct backend_ops *const providers[] = {
 	&lambda_ops,
+	&digitalocean_ops,
+	&amddevcloud_ops,
+	&vultr_ops,
 };
 
 const struct backend_ops *backend_find(const char *type)

@@ -66,6 +66,8 @@ struct bk_vm {
 	char username[32];      /* who to log in as (ubuntu, root) */
 	int ssh_port;
 	char backend_data[512]; /* opaque to fleetfs, handed back to get and terminate */
+	int provision_timeout_min; /* create may set it for this VM (Vultr bare metal: 55);
+				    * 0: the backend's provision_timeout_min */
 };
 
 /* A create: one offer, one VM. */
@@ -128,6 +130,8 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 
 /* Provider clients (backends/<type>.c), registered in backend.c. */
 extern const struct backend_ops lambda_ops;
+extern const struct backend_ops digitalocean_ops, amddevcloud_ops;
+extern const struct backend_ops vultr_ops;
 
 /* The implementation of a backend type, or NULL for an unknown type. */
 const struct backend_ops *backend_find(const char *type);

@@ -236,6 +236,8 @@ static int put_created(struct stx *tx, cJSON *v, void *arg)
 	jx_set_str(c, "id", cr->vm->id);
 	jx_set_str(c, "backend_data", cr->vm->backend_data);
 	jx_set_num(c, "since", now_s());
+	if (cr->vm->provision_timeout_min > 0)
+		jx_set_num(c, "timeout_min", cr->vm->provision_timeout_min);
 	jx_set_str(v, "user", cr->vm->username[0] ? cr->vm->username : "root");
 	jx_set_num(v, "port", cr->vm->ssh_port ? cr->vm->ssh_port : 22);
 	jx_set_str(v, "status", IST_PROVISIONING);
@@ -581,7 +583,9 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 	}
 	r = k.ops->get(&k.ctx, jx_str(cl, "id"), jx_str(cl, "backend_data"), &vm, err,
 		       sizeof(err));
-	int timeout_min = k.ops->provision_timeout_min ? k.ops->provision_timeout_min : 10;
+	int timeout_min = jx_num(cl, "timeout_min") > 0 ? (int)jx_num(cl, "timeout_min")
+			  : k.ops->provision_timeout_min ? k.ops->provision_timeout_min
+							 : 10;
 	bk_free(&k);
 	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED ||
 				    vm.state == BK_VM_TERMINATING))) {

@@ -164,7 +164,9 @@ static void refresh_commit(struct offerd *od, const char *project, const char *b
 	int r = 0;
 	if (cred <= 0) { /* the credential check's verdict (valid, invalid, or unknown) */
 		const char *was = jx_str(old, "cred");
-		const char *is = cred == 0 ? "valid" : cred == -EACCES ? "invalid" : "unknown";
+		const char *is = cred == 0			       ? "valid"
+				 : cred == -EACCES || cred == -EINVAL ? "invalid"
+								       : "unknown";
 		jx_set_str(m, "cred", is);
 		jx_set_str(m, "cred_reason", cred == 0 ? "" : cred_err);
 		jx_set_num(m, "cred_at", (double)now);
@@ -249,9 +251,10 @@ static void refresh(struct offerd *od, const char *project, const char *backend,
 		/* credentials first: offers of an account that refuses them are no offers */
 		if (ops->check)
 			cred = ops->check(&req.ctx, cred_err, sizeof(cred_err));
-		if (cred == -EACCES) {
-			rc = -EACCES;
-			(void)fmt(err, sizeof(err), "invalid credentials: %s", cred_err);
+		if (cred == -EACCES || cred == -EINVAL) {
+			rc = cred;
+			(void)fmt(err, sizeof(err), "%s: %s",
+				  cred == -EACCES ? "invalid credentials" : "invalid config", cred_err);
 		} else {
 			rc = ops->offers(&req, &res, err, sizeof(err));
 		}

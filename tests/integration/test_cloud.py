@@ -203,7 +203,7 @@ def test_terminate_retried_until_it_works(cloud, fake):
 
 def test_rate_limited_api(cloud, fake):
     m = cloud
-    fake.rate_limit(per_second=3, retry_after=1)
+    fake.rate_limit(per_second=5, retry_after=1)
     write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=2, gpu="A10").encode())
     wait_status(m, 0, "idle")
     wait_status(m, 1, "idle")
