@@ -100,6 +100,37 @@ int backend_json(const struct backend_ctx *ctx, const char *method, const char *
 	return r;
 }
 
+int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key, char *base,
+		     size_t baselen, char **key, char *err, size_t errlen)
+{
+	const char *b = backend_endpoint(ctx, dflt);
+	size_t n = strlen(b);
+	while (n && b[n - 1] == '/')
+		n--;
+	*key = NULL;
+	if (fmt(base, baselen, "%.*s", (int)n, b))
+		return fmt(err, errlen, "%s: the API endpoint is too long", ctx->type),
+		       -ENAMETOOLONG;
+	if (!need_key)
+		return 0;
+	*key = backend_config_str(ctx, "creds.api_key");
+	if (!*key || !**key) {
+		backend_secret_free(*key);
+		*key = NULL;
+		return fmt(err, errlen, "%s: config.yml has no creds.api_key", ctx->type), -EINVAL;
+	}
+	return 0;
+}
+
+void backend_redact(const char *secret, char *text)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	if (n < 4)
+		return;
+	for (char *p = strstr(text, secret); p; p = strstr(p + n, secret))
+		memset(p, '*', n);
+}
+
 char *backend_cloud_init(const char *ssh_pubkey)
 {
 	/* the key is one OpenSSH line: type, base64, comment (no quotes, no specials) */

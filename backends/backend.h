@@ -156,6 +156,14 @@ int backend_json(const struct backend_ctx *ctx, const char *method, const char *
 		 const char *bearer, const struct cJSON *body, long *status, struct cJSON **out,
 		 char *err, size_t errlen);
 
+/* The API base (FLEETFS_ENDPOINT_<TYPE> or dflt, trailing '/' removed) into base and, when
+ * need_key, creds.api_key into *key (free with backend_secret_free). 0, -ENAMETOOLONG,
+ * -EINVAL (no key), with "<type>: ..." in err. */
+int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key, char *base,
+		     size_t baselen, char **key, char *err, size_t errlen);
+/* Mask every occurrence of secret in text with '*' (a provider may echo what it was sent). */
+void backend_redact(const char *secret, char *text);
+
 /* cloud-init user data installing one public key: "#cloud-config\nssh_authorized_keys: [...]". */
 char *backend_cloud_init(const char *ssh_pubkey);
 

@@ -123,21 +123,8 @@ static int dgo_open(struct dgo *d, const struct backend_ctx *ctx, char *err, siz
 	memset(d, 0, sizeof(*d));
 	d->ctx = ctx;
 	d->label = ctx->type ? ctx->type : "digitalocean";
-	const char *b = backend_endpoint(ctx, dgo_default_api(ctx->type));
-	size_t n = strlen(b);
-	while (n && b[n - 1] == '/')
-		n--;
-	if (fmt(d->base, sizeof(d->base), "%.*s", (int)n, b))
-		return dgo_fail(err, errlen, -ENAMETOOLONG, "%s: the API endpoint is too long",
-				d->label);
-	d->key = backend_config_str(ctx, "creds.api_key");
-	if (!d->key || !*d->key) {
-		backend_secret_free(d->key);
-		d->key = NULL;
-		return dgo_fail(err, errlen, -EINVAL, "%s: config.yml has no creds.api_key",
-				d->label);
-	}
-	return 0;
+	return backend_api_open(ctx, dgo_default_api(ctx->type), true, d->base, sizeof(d->base),
+				&d->key, err, errlen);
 }
 
 static void dgo_close(struct dgo *d)
@@ -149,11 +136,7 @@ static void dgo_close(struct dgo *d)
 /* Mask every occurrence of the token in err (a provider may echo what it was sent). */
 static void dgo_redact(const struct dgo *d, char *err)
 {
-	size_t n = d->key ? strlen(d->key) : 0;
-	if (n < 4)
-		return;
-	for (char *p = strstr(err, d->key); p; p = strstr(p + n, d->key))
-		memset(p, '*', n);
+	backend_redact(d->key, err);
 }
 
 /* The errno of an error answer. 422 ("unprocessable_entity") is -EINVAL here; the droplet

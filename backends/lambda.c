@@ -82,19 +82,8 @@ static int lam_open(struct lam *l, const struct backend_ctx *ctx, char *err, siz
 {
 	memset(l, 0, sizeof(*l));
 	l->ctx = ctx;
-	const char *b = backend_endpoint(ctx, LAMBDA_API);
-	size_t n = strlen(b);
-	while (n && b[n - 1] == '/')
-		n--;
-	if (fmt(l->base, sizeof(l->base), "%.*s", (int)n, b))
-		return lam_fail(err, errlen, -ENAMETOOLONG, "lambda: the API endpoint is too long");
-	l->key = backend_config_str(ctx, "creds.api_key");
-	if (!l->key || !*l->key) {
-		backend_secret_free(l->key);
-		l->key = NULL;
-		return lam_fail(err, errlen, -EINVAL, "lambda: config.yml has no creds.api_key");
-	}
-	return 0;
+	return backend_api_open(ctx, LAMBDA_API, true, l->base, sizeof(l->base), &l->key, err,
+				errlen);
 }
 
 static void lam_close(struct lam *l)
@@ -106,11 +95,7 @@ static void lam_close(struct lam *l)
 /* Mask every occurrence of the API key in err (a provider may echo what it was sent). */
 static void lam_redact(const struct lam *l, char *err)
 {
-	size_t n = l->key ? strlen(l->key) : 0;
-	if (n < 4)
-		return;
-	for (char *p = strstr(err, l->key); p; p = strstr(p + n, l->key))
-		memset(p, '*', n);
+	backend_redact(l->key, err);
 }
 
 /* The errno of a Lambda error answer: the error code when it says something fleetfs acts on,
@@ -310,12 +295,54 @@ static int lam_key_listed(struct lam *l, const char *name, bool *have, char *err
 
 /* Make sure the account has pub under name: list, add when absent. A create running next to
  * this one may add it first (the add is then refused): the list is read again. */
+/* Keys known to be registered, per endpoint and key name: a fleet of 50 does not list the
+ * account's keys 50 times. Forgotten when a launch is refused (the key may be gone). */
+#define KNOWN_KEYS 32
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+static char known_keys[KNOWN_KEYS][600];
+static unsigned known_next;
+
+static void known_id(const struct lam *l, const char *name, char *out, size_t n)
+{
+	(void)fmt(out, n, "%s|%s|%s|%s", l->ctx->project ? l->ctx->project : "",
+		  l->ctx->name ? l->ctx->name : "", l->base, name);
+}
+
+static bool key_known(const struct lam *l, const char *name)
+{
+	char id[600];
+	bool yes = false;
+	known_id(l, name, id, sizeof(id));
+	pthread_mutex_lock(&known_lock);
+	for (unsigned i = 0; i < KNOWN_KEYS && !yes; i++)
+		yes = !strcmp(known_keys[i], id);
+	pthread_mutex_unlock(&known_lock);
+	return yes;
+}
+
+static void key_remember(const struct lam *l, const char *name, bool known)
+{
+	char id[600];
+	known_id(l, name, id, sizeof(id));
+	pthread_mutex_lock(&known_lock);
+	for (unsigned i = 0; i < KNOWN_KEYS; i++)
+		if (!strcmp(known_keys[i], id))
+			known_keys[i][0] = '\0';
+	if (known)
+		(void)fmt(known_keys[known_next++ % KNOWN_KEYS], sizeof(known_keys[0]), "%s", id);
+	pthread_mutex_unlock(&known_lock);
+}
+
 static int lam_ensure_key(struct lam *l, const char *pub, const char *name, char *err,
 			  size_t errlen)
 {
 	bool have = false;
 	cJSON *doc = NULL;
+	if (key_known(l, name))
+		return 0;
 	int r = lam_key_listed(l, name, &have, err, errlen);
+	if (!r && have)
+		key_remember(l, name, true);
 	if (r || have)
 		return r;
 	cJSON *body = cJSON_CreateObject();
@@ -329,6 +356,8 @@ static int lam_ensure_key(struct lam *l, const char *pub, const char *name, char
 		if (!lam_key_listed(l, name, &have, e2, sizeof(e2)) && have)
 			r = 0;
 	}
+	if (!r)
+		key_remember(l, name, true);
 	return r;
 }
 
@@ -541,6 +570,8 @@ static int lambda_create(const struct backend_ctx *ctx, const struct bk_create_r
 		r = lam_call(&l, "POST", "/instance-operations/launch", body, &doc, err, errlen);
 		if (r == -ENOENT) /* an unknown type, region or key: this offer cannot be had */
 			r = -EINVAL;
+		if (r == -EINVAL) /* maybe the key was deleted: look again next time */
+			key_remember(&l, key_name, false);
 	}
 	if (!r)
 		r = lam_launched_id(doc, out, err, errlen);

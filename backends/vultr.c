@@ -131,21 +131,8 @@ static int vul_open(struct vul *v, const struct backend_ctx *ctx, bool need_key,
 {
 	memset(v, 0, sizeof(*v));
 	v->ctx = ctx;
-	const char *b = backend_endpoint(ctx, VULTR_API);
-	size_t n = strlen(b);
-	while (n && b[n - 1] == '/')
-		n--;
-	if (fmt(v->base, sizeof(v->base), "%.*s", (int)n, b))
-		return vul_fail(err, errlen, -ENAMETOOLONG, "vultr: the API endpoint is too long");
-	if (!need_key)
-		return 0;
-	v->key = backend_config_str(ctx, "creds.api_key");
-	if (!v->key || !*v->key) {
-		backend_secret_free(v->key);
-		v->key = NULL;
-		return vul_fail(err, errlen, -EINVAL, "vultr: config.yml has no creds.api_key");
-	}
-	return 0;
+	return backend_api_open(ctx, VULTR_API, need_key, v->base, sizeof(v->base), &v->key, err,
+				errlen);
 }
 
 static void vul_close(struct vul *v)
@@ -157,11 +144,7 @@ static void vul_close(struct vul *v)
 /* Mask every occurrence of the API key in err (a provider may echo what it was sent). */
 static void vul_redact(const struct vul *v, char *err)
 {
-	size_t n = v->key ? strlen(v->key) : 0;
-	if (n < 4)
-		return;
-	for (char *p = strstr(err, v->key); p; p = strstr(p + n, v->key))
-		memset(p, '*', n);
+	backend_redact(v->key, err);
 }
 
 /* Does Vultr's error text say the plan cannot be had there now? */

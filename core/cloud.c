@@ -683,6 +683,14 @@ static int put_term_retry(struct stx *tx, cJSON *v, void *arg)
 	return 0;
 }
 
+static int put_term_asked(struct stx *tx, cJSON *v, void *arg)
+{
+	(void)tx;
+	(void)arg;
+	jx_set_num(cloud_obj(v), "term_asked", now_s());
+	return 0;
+}
+
 static void terminating_step(struct cloud *c, const char *key, const char *p, const char *f,
 			     unsigned num, const cJSON *row)
 {
@@ -707,8 +715,14 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 		}
 		(void)fmt(id, sizeof(id), "%s", vm.id);
 	}
-	if (!r)
+	/* ask once, then only look (again after a minute if the VM is still there) */
+	double asked = jx_num(cl, "term_asked");
+	bool ask = asked <= 0 || now_s() - asked > 60.0 * c->scale;
+	if (!r && ask) {
 		r = k.ops->terminate(&k.ctx, id, jx_str(cl, "backend_data"), err, sizeof(err));
+		if (!r)
+			(void)row_update(c, key, p, IST_TERMINATING, put_term_asked, NULL);
+	}
 	struct bk_vm vm;
 	memset(&vm, 0, sizeof(vm));
 	if (!r) {

@@ -37,6 +37,7 @@ struct job {
 struct inflight {
 	char key[3 * STORE_NAME_MAX];
 	bool done;
+	double done_at; /* when the last check of this row finished */
 	unsigned waiters;
 	struct inflight *next;
 };
@@ -512,8 +513,10 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&e->lock);
 		busy_del(e, j->key);
 		for (struct inflight *f = e->inflight; f; f = f->next)
-			if (!strcmp(f->key, j->key))
+			if (!strcmp(f->key, j->key)) {
 				f->done = true;
+				f->done_at = now_s();
+			}
 		pthread_cond_broadcast(&e->checked);
 		free(j);
 	}
@@ -735,6 +738,11 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 	struct inflight *f = e->inflight;
 	while (f && strcmp(f->key, key))
 		f = f->next;
+	if (f && f->done && now_s() - f->done_at < ttl_ms / 1000.0) {
+		/* a check finished after the row was read above: it is fresh */
+		pthread_mutex_unlock(&e->lock);
+		return;
+	}
 	if (!f || f->done) {
 		if (!f) {
 			f = xcalloc(1, sizeof(*f));
