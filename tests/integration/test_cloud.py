@@ -244,7 +244,7 @@ def test_orphans_reported_then_terminated(cloud, fake):
     write_file(m.p("projects", "main", "backends", "lambda", "config.yml"),
                lambda_config() + b"orphans: terminate\n")
     assert wait_until(lambda: orphan.phase in ("terminating", "terminated"), 30), pev()
-    assert "terminated (orphans: terminate)" in pev()
+    assert wait_until(lambda: "terminated (orphans: terminate)" in pev(), 10), pev()
     assert stranger.phase in ("booting", "running")
 
 
