@@ -2,6 +2,7 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,55 @@ int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_
 		return fmt(err, errlen, "%s: config.yml has no creds.api_key", ctx->type), -EINVAL;
 	}
 	return 0;
+}
+
+#define MEMO_MAX 128
+
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char key[700];
+	char val[BK_ID_MAX];
+} memo[MEMO_MAX];
+static unsigned memo_next;
+
+static void memo_key(const struct backend_ctx *ctx, const char *base, const char *what,
+		     char *out, size_t n)
+{
+	(void)fmt(out, n, "%s|%s|%s|%s|%s", ctx->type ? ctx->type : "",
+		  ctx->project ? ctx->project : "", ctx->name ? ctx->name : "", base, what);
+}
+
+bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const char *what,
+		      char *val, size_t n)
+{
+	char k[700];
+	bool found = false;
+	memo_key(ctx, base, what, k, sizeof(k));
+	pthread_mutex_lock(&memo_lock);
+	for (unsigned i = 0; i < MEMO_MAX && !found; i++)
+		if (memo[i].key[0] && !strcmp(memo[i].key, k)) {
+			(void)fmt(val, n, "%s", memo[i].val);
+			found = true;
+		}
+	pthread_mutex_unlock(&memo_lock);
+	return found;
+}
+
+void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
+		      const char *val)
+{
+	char k[700];
+	memo_key(ctx, base, what, k, sizeof(k));
+	pthread_mutex_lock(&memo_lock);
+	for (unsigned i = 0; i < MEMO_MAX; i++)
+		if (!strcmp(memo[i].key, k))
+			memo[i].key[0] = '\0';
+	if (val) {
+		unsigned i = memo_next++ % MEMO_MAX;
+		(void)fmt(memo[i].key, sizeof(memo[i].key), "%s", k);
+		(void)fmt(memo[i].val, sizeof(memo[i].val), "%s", val);
+	}
+	pthread_mutex_unlock(&memo_lock);
 }
 
 void backend_redact(const char *secret, char *text)

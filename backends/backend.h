@@ -161,6 +161,15 @@ int backend_json(const struct backend_ctx *ctx, const char *method, const char *
  * -EINVAL (no key), with "<type>: ..." in err. */
 int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key, char *base,
 		     size_t baselen, char **key, char *err, size_t errlen);
+/* A process-wide memo of small facts a provider client learnt (the id of the project's SSH
+ * key, a VPC per region, a project's id), so a fleet of 50 does not look them up 50 times.
+ * Keys are built by the client from the backend (project, name, endpoint) and the fact;
+ * forget (val NULL) when the provider refuses what the memo said. Bounded (oldest dropped);
+ * thread-safe. get: true and val filled when known. */
+bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const char *what,
+		      char *val, size_t n);
+void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
+		      const char *val);
 /* Mask every occurrence of secret in text with '*' (a provider may echo what it was sent). */
 void backend_redact(const char *secret, char *text);
 

@@ -637,12 +637,17 @@ static int dgo_ensure_key(struct dgo *d, const char *pub, const char *project, c
 	if (dgo_fingerprint(pub, fp))
 		return dgo_fail(err, errlen, -EINVAL,
 				"%s: the SSH public key is not an OpenSSH key", d->label);
+	(void)fmt(path, sizeof(path), "key %s", fp);
+	if (backend_memo_get(d->ctx, d->base, path, id, idlen))
+		return 0;
 	(void)fmt(path, sizeof(path), "/account/keys/%s", fp);
 	int r = dgo_call(d, "GET", path, NULL, &st, &doc, err, errlen);
 	const cJSON *k = jget(doc, "ssh_key");
 	if (!r && dgo_same_key(jstr(k, "public_key"), pub) &&
 	    dgo_id_text(jget(k, "id"), id, idlen)) {
 		cJSON_Delete(doc);
+		(void)fmt(path, sizeof(path), "key %s", fp);
+		backend_memo_put(d->ctx, d->base, path, id);
 		return 0;
 	}
 	cJSON_Delete(doc);
@@ -663,8 +668,11 @@ static int dgo_ensure_key(struct dgo *d, const char *pub, const char *project, c
 	else if (r && st == 422 && !dgo_find_key(d, pub, id, idlen, e2, sizeof(e2)))
 		r = 0; /* already there */
 	cJSON_Delete(doc);
-	if (!r)
+	if (!r) {
 		err[0] = '\0';
+		(void)fmt(path, sizeof(path), "key %s", fp);
+		backend_memo_put(d->ctx, d->base, path, id);
+	}
 	return r;
 }
 
@@ -796,8 +804,15 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 	r = dgo_ensure_key(&d, pub, req->project ? req->project : ctx->project, key_id,
 			   sizeof(key_id), err, errlen);
 	project = r ? NULL : backend_config_str(ctx, "project_name");
-	if (!r && project && *project)
-		r = dgo_project_id(&d, project, pid, sizeof(pid), err, errlen);
+	if (!r && project && *project) {
+		char what[300];
+		(void)fmt(what, sizeof(what), "project %s", project);
+		if (!backend_memo_get(ctx, d.base, what, pid, sizeof(pid))) {
+			r = dgo_project_id(&d, project, pid, sizeof(pid), err, errlen);
+			if (!r)
+				backend_memo_put(ctx, d.base, what, pid);
+		}
+	}
 	if (!r) {
 		body = dgo_droplet_body(req, key_id, ud, pid);
 		r = dgo_call(&d, "POST", "/droplets", body, &st, &doc, err, errlen);
@@ -805,6 +820,15 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 			r = -ENOSPC;
 		else if (r == -ENOENT)
 			r = -EINVAL;
+		if (r == -EINVAL) { /* maybe the key or the project is gone: look again */
+			char fp[48], what[300];
+			if (!dgo_fingerprint(pub, fp)) {
+				(void)fmt(what, sizeof(what), "key %s", fp);
+				backend_memo_put(ctx, d.base, what, NULL);
+			}
+			(void)fmt(what, sizeof(what), "project %s", project ? project : "");
+			backend_memo_put(ctx, d.base, what, NULL);
+		}
 	}
 	if (!r)
 		r = dgo_vm(&d, jget(doc, "droplet"), out, err, errlen);

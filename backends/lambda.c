@@ -295,42 +295,16 @@ static int lam_key_listed(struct lam *l, const char *name, bool *have, char *err
 
 /* Make sure the account has pub under name: list, add when absent. A create running next to
  * this one may add it first (the add is then refused): the list is read again. */
-/* Keys known to be registered, per endpoint and key name: a fleet of 50 does not list the
- * account's keys 50 times. Forgotten when a launch is refused (the key may be gone). */
-#define KNOWN_KEYS 32
-static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
-static char known_keys[KNOWN_KEYS][600];
-static unsigned known_next;
-
-static void known_id(const struct lam *l, const char *name, char *out, size_t n)
-{
-	(void)fmt(out, n, "%s|%s|%s|%s", l->ctx->project ? l->ctx->project : "",
-		  l->ctx->name ? l->ctx->name : "", l->base, name);
-}
-
+/* A key known to be registered is not listed again for every create (backend_memo). */
 static bool key_known(const struct lam *l, const char *name)
 {
-	char id[600];
-	bool yes = false;
-	known_id(l, name, id, sizeof(id));
-	pthread_mutex_lock(&known_lock);
-	for (unsigned i = 0; i < KNOWN_KEYS && !yes; i++)
-		yes = !strcmp(known_keys[i], id);
-	pthread_mutex_unlock(&known_lock);
-	return yes;
+	char v[8];
+	return backend_memo_get(l->ctx, l->base, name, v, sizeof(v));
 }
 
 static void key_remember(const struct lam *l, const char *name, bool known)
 {
-	char id[600];
-	known_id(l, name, id, sizeof(id));
-	pthread_mutex_lock(&known_lock);
-	for (unsigned i = 0; i < KNOWN_KEYS; i++)
-		if (!strcmp(known_keys[i], id))
-			known_keys[i][0] = '\0';
-	if (known)
-		(void)fmt(known_keys[known_next++ % KNOWN_KEYS], sizeof(known_keys[0]), "%s", id);
-	pthread_mutex_unlock(&known_lock);
+	backend_memo_put(l->ctx, l->base, name, known ? "1" : NULL);
 }
 
 static int lam_ensure_key(struct lam *l, const char *pub, const char *name, char *err,

@@ -654,6 +654,8 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 	const cJSON *it, *vpc = NULL;
 	if (fmt(want, sizeof(want), VULTR_VPC_PREFIX "%s", region))
 		return vul_fail(err, errlen, -EINVAL, "vultr: region name too long");
+	if (backend_memo_get(v->ctx, v->base, want, id, idlen))
+		return 0;
 	pthread_mutex_lock(&vpc_lock);
 	int r = vul_list(v, "/vpcs?per_page=" VULTR_PER_PAGE, "vpcs", NULL, true, &vpcs, err,
 			 errlen);
@@ -674,8 +676,10 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 	pthread_mutex_unlock(&vpc_lock);
 	if (!r && !vul_id_ok(jstr(vpc, "id")))
 		r = vul_fail(err, errlen, -EPROTO, "vultr: a VPC without a usable id");
-	if (!r)
+	if (!r) {
 		(void)fmt(id, idlen, "%s", jstr(vpc, "id"));
+		backend_memo_put(v->ctx, v->base, want, id);
+	}
 	cJSON_Delete(body);
 	cJSON_Delete(doc);
 	cJSON_Delete(vpcs);
@@ -774,6 +778,11 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 		r = vul_call(&v, "POST", vul_kind_path(kind), body, true, &doc, err, errlen);
 		if (r == -ENOENT) /* an unknown plan or region: this offer cannot be had */
 			r = -EINVAL;
+		if (r == -EINVAL) { /* maybe the VPC is gone: look again next time */
+			char want[160];
+			(void)fmt(want, sizeof(want), VULTR_VPC_PREFIX "%s", o->region);
+			backend_memo_put(ctx, v.base, want, NULL);
+		}
 	}
 	if (!r)
 		r = vul_vm(vul_vm_obj(doc, kind), kind, out, err, errlen);
