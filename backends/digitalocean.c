@@ -33,6 +33,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -628,8 +629,23 @@ static int dgo_find_key(struct dgo *d, const char *pub, char *id, size_t idlen, 
  * by its fingerprint: one call that the keys listing's own rate limit (10 a minute) does not
  * count. A key added at the same moment by a create next to this one makes the add fail
  * (422: already in use): the keys are then read whole. */
+static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *project, char *id,
+				 size_t idlen, char *err, size_t errlen);
+
+/* Creates running at once register the key once: the first looks, the others wait for it. */
+static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int dgo_ensure_key(struct dgo *d, const char *pub, const char *project, char *id,
 			  size_t idlen, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&setup_lock);
+	int r = dgo_ensure_key_locked(d, pub, project, id, idlen, err, errlen);
+	pthread_mutex_unlock(&setup_lock);
+	return r;
+}
+
+static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *project, char *id,
+				 size_t idlen, char *err, size_t errlen)
 {
 	char fp[48], path[128], name[128], kname[160], e2[256];
 	long st = 0;
@@ -807,11 +823,13 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 	if (!r && project && *project) {
 		char what[300];
 		(void)fmt(what, sizeof(what), "project %s", project);
+		pthread_mutex_lock(&setup_lock);
 		if (!backend_memo_get(ctx, d.base, what, pid, sizeof(pid))) {
 			r = dgo_project_id(&d, project, pid, sizeof(pid), err, errlen);
 			if (!r)
 				backend_memo_put(ctx, d.base, what, pid);
 		}
+		pthread_mutex_unlock(&setup_lock);
 	}
 	if (!r) {
 		body = dgo_droplet_body(req, key_id, ud, pid);

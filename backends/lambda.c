@@ -307,8 +307,24 @@ static void key_remember(const struct lam *l, const char *name, bool known)
 	backend_memo_put(l->ctx, l->base, name, known ? "1" : NULL);
 }
 
+static int lam_ensure_key_locked(struct lam *l, const char *pub, const char *name, char *err,
+				 size_t errlen);
+
+/* Creates running at once register the key once: the first looks, the others wait for it. */
 static int lam_ensure_key(struct lam *l, const char *pub, const char *name, char *err,
 			  size_t errlen)
+{
+	static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
+	if (key_known(l, name))
+		return 0;
+	pthread_mutex_lock(&setup_lock);
+	int r = lam_ensure_key_locked(l, pub, name, err, errlen);
+	pthread_mutex_unlock(&setup_lock);
+	return r;
+}
+
+static int lam_ensure_key_locked(struct lam *l, const char *pub, const char *name, char *err,
+				 size_t errlen)
 {
 	bool have = false;
 	cJSON *doc = NULL;

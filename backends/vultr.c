@@ -657,6 +657,10 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 	if (backend_memo_get(v->ctx, v->base, want, id, idlen))
 		return 0;
 	pthread_mutex_lock(&vpc_lock);
+	if (backend_memo_get(v->ctx, v->base, want, id, idlen)) { /* found while we waited */
+		pthread_mutex_unlock(&vpc_lock);
+		return 0;
+	}
 	int r = vul_list(v, "/vpcs?per_page=" VULTR_PER_PAGE, "vpcs", NULL, true, &vpcs, err,
 			 errlen);
 	cJSON_ArrayForEach(it, (r ? NULL : vpcs))
