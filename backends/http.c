@@ -711,6 +711,11 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 	x.method = req->method ? req->method : "GET";
 	x.label = req->label ? req->label : "http";
 	x.timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : DEF_TIMEOUT_MS;
+	/* FLEETFS_HTTP_TIMEOUT_MS caps every attempt (slow links raise nothing; tests shorten) */
+	const char *cap = getenv("FLEETFS_HTTP_TIMEOUT_MS");
+	long capms = cap ? strtol(cap, NULL, 10) : 0;
+	if (capms > 0 && capms < x.timeout_ms)
+		x.timeout_ms = capms;
 	x.max_attempts = req->max_attempts > 0 ? req->max_attempts : DEF_ATTEMPTS;
 	x.ca_bundle = getenv("FLEETFS_CA_BUNDLE");
 	if (x.ca_bundle && !*x.ca_bundle)

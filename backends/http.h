@@ -26,6 +26,9 @@
  * fragment, status or error, duration, attempt number. Never a header value or a body; err
  * strings follow the same rule.
  *
+ * FLEETFS_HTTP_TIMEOUT_MS, when set, caps the total time of every attempt (tests use it to
+ * make a provider "time out" quickly).
+ *
  * Threads: a client is shared by any number of threads. It keeps idle curl handles, each
  * with its connection cache (keep-alive, TLS sessions, DNS), and lends one to each call.
  *

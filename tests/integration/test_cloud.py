@@ -258,3 +258,29 @@ def test_vm_gone_at_the_provider(cloud, fake):
     fake.terminate_vm(vm)
     assert wait_until(lambda: "interrupted_by_provider" in events(m), 30), events(m)
     assert istatus(m, 0) is None or istatus(m, 0).get("status") != "idle"
+
+
+def test_provider_timing_out(fleet_factory, fake, tmp_path, monkeypatch):
+    """A launch that times out has an unknown outcome: fleetfs does not launch again blindly,
+    it looks the name up first; the mount stays responsive; the instance gets there."""
+    cat = tmp_path / "catalog"
+    cat.mkdir()
+    (cat / "lambdalabs.csv").write_text(catalog_csv())
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", SCALE)
+    monkeypatch.setenv("FLEETFS_CA_BUNDLE", fake.ca_path)
+    monkeypatch.setenv("FLEETFS_ENDPOINT_LAMBDA", fake.url)
+    monkeypatch.setenv("FLEETFS_HTTP_TIMEOUT_MS", "1500")
+    m = fleet_factory(opts=[f"catalog={cat}"])
+    os.makedirs(m.p("projects", "main", "backends", "lambda"))
+    write_file(m.p("projects", "main", "backends", "lambda", "config.yml"), lambda_config())
+    fake.hang("/instance-operations/launch", times=1, method="POST")
+    write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
+    assert wait_until(lambda: "outcome unknown" in events(m), 20), events(m)
+    t = time.monotonic()
+    os.listdir(m.p("projects", "main", "fleets", "gpu", "instances"))
+    read_file(m.p("projects", "main", "fleets", "gpu", "instances", "0", "status"))
+    assert time.monotonic() - t < 1.0
+    fake.release_hung()
+    wait_status(m, 0, "idle", timeout=60)
+    assert len(live_vms(fake)) == 1
+    assert fake.count(method="GET", route="/instances") >= 1   # the name was looked up
