@@ -17,7 +17,7 @@ PREFIX  ?= /usr/local
 CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
-BACKENDS_SRC := backends/ssh.c backends/http.c backends/backend.c backends/catalog.c backends/lambda.c \
+BACKENDS_SRC := backends/ssh.c backends/http.c backends/sigv4.c backends/backend.c backends/catalog.c backends/lambda.c \
                 backends/digitalocean.c backends/vultr.c
 ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
 FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c

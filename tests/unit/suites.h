@@ -18,5 +18,6 @@ Suite *ssh_suite(void);
 Suite *http_suite(void);
 Suite *offers_suite(void);
 Suite *catalog_suite(void);
+Suite *sigv4_suite(void);
 
 #endif
