@@ -19,5 +19,6 @@ Suite *http_suite(void);
 Suite *offers_suite(void);
 Suite *catalog_suite(void);
 Suite *sigv4_suite(void);
+Suite *awscreds_suite(void);
 
 #endif
