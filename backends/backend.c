@@ -2,6 +2,7 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,38 @@ void backend_memo_put(const struct backend_ctx *ctx, const char *base, const cha
 		(void)fmt(memo[i].val, sizeof(memo[i].val), "%s", val);
 	}
 	pthread_mutex_unlock(&memo_lock);
+}
+
+int backend_fail(char *err, size_t errlen, int rc, const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	(void)vfmt(err, errlen, f, ap);
+	va_end(ap);
+	return rc;
+}
+
+const cJSON *backend_jget(const cJSON *o, const char *k)
+{
+	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+}
+
+const char *backend_jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = backend_jget(o, k);
+	return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
+}
+
+bool backend_id_ok(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (!n || n >= BK_ID_MAX)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return false;
+	return true;
 }
 
 void backend_redact(const char *secret, char *text)

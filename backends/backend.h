@@ -170,6 +170,15 @@ bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const cha
 		      char *val, size_t n);
 void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
 		      const char *val);
+/* err = the formatted message; returns rc (for `return backend_fail(err, n, -EINVAL, ...)`). */
+int backend_fail(char *err, size_t errlen, int rc, const char *f, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Member k of JSON object o (NULL when o is not an object or has no k), and the same when it
+ * is a string (NULL when absent, null or not a string). */
+const struct cJSON *backend_jget(const struct cJSON *o, const char *k);
+const char *backend_jstr(const struct cJSON *o, const char *k);
+/* A provider id fleetfs puts in a URL path: 1..BK_ID_MAX-1 of [A-Za-z0-9_-]. */
+bool backend_id_ok(const char *id);
 /* Mask every occurrence of secret in text with '*' (a provider may echo what it was sent). */
 void backend_redact(const char *secret, char *text);
 

@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,22 +66,10 @@ struct dgo {
 
 /* ------------------------------------------------------------------ JSON helpers */
 
-static const cJSON *jget(const cJSON *o, const char *k)
-{
-	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-
-/* The string member k of o, or NULL when absent, null or not a string. */
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *v = jget(o, k);
-	return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
-}
-
 /* The number member k of o when it is a finite number >= 0, else -1. */
 static double jnum(const cJSON *o, const char *k)
 {
-	const cJSON *v = jget(o, k);
+	const cJSON *v = backend_jget(o, k);
 	return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 ? v->valuedouble
 										    : -1;
 }
@@ -103,16 +90,6 @@ static bool dgo_id_text(const cJSON *v, char *out, size_t outlen)
 /* ------------------------------------------------------------------ calls and errors */
 
 /* Format err and return rc (a -errno). */
-__attribute__((format(printf, 4, 5))) static int dgo_fail(char *err, size_t errlen, int rc,
-							  const char *f, ...)
-{
-	va_list ap;
-	va_start(ap, f);
-	(void)vfmt(err, errlen, f, ap);
-	va_end(ap);
-	return rc;
-}
-
 static const char *dgo_default_api(const char *type)
 {
 	return type && !strcmp(type, "amddevcloud") ? AMD_API : DGO_API;
@@ -163,7 +140,7 @@ static int dgo_errno(long status)
 static void dgo_errmsg(const struct dgo *d, const char *method, const char *path, long status,
 		       const cJSON *doc, char *err, size_t errlen)
 {
-	const char *id = jstr(doc, "id"), *msg = jstr(doc, "message");
+	const char *id = backend_jstr(doc, "id"), *msg = backend_jstr(doc, "message");
 	char i[96], m[400];
 	if (!id && !msg) {
 		(void)fmt(err, errlen, "%s: %s %.*s: HTTP %ld", d->label, method,
@@ -190,7 +167,7 @@ static int dgo_call(struct dgo *d, const char *method, const char *path, const c
 	*doc = NULL;
 	*status = 0;
 	if (fmt(url, sizeof(url), "%s%s", d->base, path))
-		return dgo_fail(err, errlen, -ENAMETOOLONG, "%s: URL too long", d->label);
+		return backend_fail(err, errlen, -ENAMETOOLONG, "%s: URL too long", d->label);
 	r = backend_json(d->ctx, method, url, d->key, body, &st, &j, e, sizeof(e));
 	if (r) {
 		(void)fmt(err, errlen, "%s: %s", d->label, e); /* e names the method and URL */
@@ -217,7 +194,7 @@ static int dgo_call(struct dgo *d, const char *method, const char *path, const c
  * the configured base, whatever host the link names (the token goes nowhere else). */
 static long long dgo_next_page(const cJSON *doc)
 {
-	const char *next = jstr(jget(jget(doc, "links"), "pages"), "next");
+	const char *next = backend_jstr(backend_jget(backend_jget(doc, "links"), "pages"), "next");
 	if (!next)
 		return 0;
 	const char *q = strchr(next, '?');
@@ -258,14 +235,14 @@ static int dgo_list(struct dgo *d, const char *path, const char *query, const ch
 			r = fmt(p, sizeof(p), "%s?%s%sper_page=%d&page=%lld", path, query,
 				*query ? "&" : "", DGO_PER_PAGE, page);
 		if (r) {
-			r = dgo_fail(err, errlen, -ENAMETOOLONG, "%s: URL too long", d->label);
+			r = backend_fail(err, errlen, -ENAMETOOLONG, "%s: URL too long", d->label);
 			break;
 		}
 		r = dgo_call(d, "GET", p, NULL, &st, &doc, err, errlen);
 		if (!r) {
 			arr = cJSON_DetachItemFromObjectCaseSensitive(doc, member);
 			if (!cJSON_IsArray(arr))
-				r = dgo_fail(err, errlen, -EPROTO, "%s: GET %s: no %s list",
+				r = backend_fail(err, errlen, -EPROTO, "%s: GET %s: no %s list",
 					     d->label, path, member);
 		}
 		while (!r && arr->child)
@@ -276,13 +253,13 @@ static int dgo_list(struct dgo *d, const char *path, const char *query, const ch
 		if (r || next == 0)
 			break;
 		if (next < 0 || next <= page) {
-			r = dgo_fail(err, errlen, -EPROTO,
+			r = backend_fail(err, errlen, -EPROTO,
 				     "%s: GET %s: links.pages.next names no later page", d->label,
 				     path);
 			break;
 		}
 		if (next > DGO_MAX_PAGES) {
-			r = dgo_fail(err, errlen, -EFBIG, "%s: GET %s: more than %d pages",
+			r = backend_fail(err, errlen, -EFBIG, "%s: GET %s: more than %d pages",
 				     d->label, path, DGO_MAX_PAGES);
 			break;
 		}
@@ -297,13 +274,6 @@ static int dgo_list(struct dgo *d, const char *path, const char *query, const ch
 }
 
 /* ------------------------------------------------------------------ droplets */
-
-/* Droplet ids are integers; anything that could leave the path segment is refused. */
-static bool dgo_id_ok(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-	return n && n <= DGO_ID_DIGITS && strspn(id, "0123456789") == n && id[0] != '0';
-}
 
 static enum bk_vm_state dgo_state(const char *status)
 {
@@ -330,9 +300,9 @@ static void dgo_addr(const cJSON *droplet, const char *type, char *dst, size_t d
 	const cJSON *net;
 	unsigned char a[16];
 	dst[0] = '\0';
-	cJSON_ArrayForEach(net, jget(jget(droplet, "networks"), "v4"))
+	cJSON_ArrayForEach(net, backend_jget(backend_jget(droplet, "networks"), "v4"))
 	{
-		const char *t = jstr(net, "type"), *ip = jstr(net, "ip_address");
+		const char *t = backend_jstr(net, "type"), *ip = backend_jstr(net, "ip_address");
 		if (t && !strcmp(t, type) && ip && inet_pton(AF_INET, ip, a) == 1) {
 			(void)fmt(dst, dstlen, "%s", ip);
 			return;
@@ -345,18 +315,18 @@ static int dgo_vm(const struct dgo *d, const cJSON *droplet, struct bk_vm *out, 
 		  size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
-	if (!dgo_id_text(jget(droplet, "id"), out->id, sizeof(out->id)))
-		return dgo_fail(err, errlen, -EPROTO, "%s: a droplet without a usable id",
+	if (!dgo_id_text(backend_jget(droplet, "id"), out->id, sizeof(out->id)))
+		return backend_fail(err, errlen, -EPROTO, "%s: a droplet without a usable id",
 				d->label);
-	const char *size = jstr(droplet, "size_slug");
-	str_sanitize(out->name, sizeof(out->name), jstr(droplet, "name"));
-	str_sanitize(out->status, sizeof(out->status), jstr(droplet, "status"));
-	str_sanitize(out->region, sizeof(out->region), jstr(jget(droplet, "region"), "slug"));
+	const char *size = backend_jstr(droplet, "size_slug");
+	str_sanitize(out->name, sizeof(out->name), backend_jstr(droplet, "name"));
+	str_sanitize(out->status, sizeof(out->status), backend_jstr(droplet, "status"));
+	str_sanitize(out->region, sizeof(out->region), backend_jstr(backend_jget(droplet, "region"), "slug"));
 	str_sanitize(out->instance, sizeof(out->instance),
-		     size ? size : jstr(jget(droplet, "size"), "slug"));
+		     size ? size : backend_jstr(backend_jget(droplet, "size"), "slug"));
 	dgo_addr(droplet, "public", out->ip, sizeof(out->ip));
 	dgo_addr(droplet, "private", out->internal_ip, sizeof(out->internal_ip));
-	out->state = dgo_state(jstr(droplet, "status"));
+	out->state = dgo_state(backend_jstr(droplet, "status"));
 	(void)fmt(out->username, sizeof(out->username), "%s", DGO_USER);
 	out->ssh_port = DGO_SSH_PORT;
 	return 0;
@@ -404,12 +374,12 @@ static uint64_t dgo_disk_mib(const cJSON *size)
 {
 	const cJSON *disk;
 	double mib = 0;
-	cJSON_ArrayForEach(disk, jget(size, "disk_info"))
+	cJSON_ArrayForEach(disk, backend_jget(size, "disk_info"))
 	{
-		const char *t = jstr(disk, "type");
-		double amount = jnum(jget(disk, "size"), "amount");
+		const char *t = backend_jstr(disk, "type");
+		double amount = jnum(backend_jget(disk, "size"), "amount");
 		if (t && (!strcmp(t, "local") || !strcmp(t, "boot")) && amount > 0)
-			mib += amount * dgo_unit_mib(jstr(jget(disk, "size"), "unit"));
+			mib += amount * dgo_unit_mib(backend_jstr(backend_jget(disk, "size"), "unit"));
 	}
 	if (mib <= 0 && jnum(size, "disk") > 0)
 		mib = jnum(size, "disk") * 1024;
@@ -420,8 +390,8 @@ static uint64_t dgo_disk_mib(const cJSON *size)
  * (malformed, or a GPU of another vendor). */
 static int dgo_size_offers(const struct bk_offers_req *req, const cJSON *size, struct offer_list *l)
 {
-	const char *slug = jstr(size, "slug");
-	const cJSON *gi = jget(size, "gpu_info"), *regions = jget(size, "regions"), *reg;
+	const char *slug = backend_jstr(size, "slug");
+	const cJSON *gi = backend_jget(size, "gpu_info"), *regions = backend_jget(size, "regions"), *reg;
 	double price = jnum(size, "price_hourly"), cpus = jnum(size, "vcpus");
 	double mem = jnum(size, "memory"), count = jnum(gi, "count");
 	char vendor[16] = "", gpu[64] = "";
@@ -432,12 +402,12 @@ static int dgo_size_offers(const struct bk_offers_req *req, const cJSON *size, s
 	if (count > OFFER_MAX_GPUS)
 		return 1;
 	if (count >= 1) {
-		const cJSON *vram = jget(gi, "vram");
+		const cJSON *vram = backend_jget(gi, "vram");
 		double amount = jnum(vram, "amount");
-		if (!dgo_gpu_model(jstr(gi, "model"), vendor, sizeof(vendor), gpu, sizeof(gpu)) ||
+		if (!dgo_gpu_model(backend_jstr(gi, "model"), vendor, sizeof(vendor), gpu, sizeof(gpu)) ||
 		    amount < 0 || amount > 1e6)
 			return 1;
-		gpu_mib = (uint64_t)(amount * dgo_unit_mib(jstr(vram, "unit")));
+		gpu_mib = (uint64_t)(amount * dgo_unit_mib(backend_jstr(vram, "unit")));
 	}
 	struct offer o = {
 		.backend = req->ctx.name,
@@ -447,7 +417,7 @@ static int dgo_size_offers(const struct bk_offers_req *req, const cJSON *size, s
 		.gpu_vendor = vendor,
 		.gpu_name = gpu,
 		.availability =
-			cJSON_IsTrue(jget(size, "available")) ? "available" : "not_available",
+			cJSON_IsTrue(backend_jget(size, "available")) ? "available" : "not_available",
 		.source = "api",
 		.price = price,
 		.fetched_at = req->now,
@@ -487,7 +457,7 @@ static int digitalocean_offers(const struct bk_offers_req *req, struct bk_offers
 	{
 		int k = dgo_size_offers(req, size, &res->list);
 		if (k < 0) {
-			r = dgo_fail(err, errlen, k, "%s: out of memory", d.label);
+			r = backend_fail(err, errlen, k, "%s: out of memory", d.label);
 			break;
 		}
 		res->skipped += (size_t)k;
@@ -523,7 +493,7 @@ static int dgo_project_id(struct dgo *d, const char *name, char *out, size_t out
 	out[0] = '\0';
 	cJSON_ArrayForEach(p, (r ? NULL : all))
 	{
-		const char *n = jstr(p, "name"), *id = jstr(p, "id");
+		const char *n = backend_jstr(p, "name"), *id = backend_jstr(p, "id");
 		if (n && !strcmp(n, name) && id && *id && strlen(id) < outlen &&
 		    strspn(id, "0123456789abcdefABCDEF-") == strlen(id)) {
 			(void)fmt(out, outlen, "%s", id);
@@ -533,7 +503,7 @@ static int dgo_project_id(struct dgo *d, const char *name, char *out, size_t out
 	cJSON_Delete(all);
 	if (!r && !out[0]) {
 		str_sanitize(shown, sizeof(shown), name);
-		r = dgo_fail(err, errlen, -EINVAL, "%s: project_name: no project named \"%s\"",
+		r = backend_fail(err, errlen, -EINVAL, "%s: project_name: no project named \"%s\"",
 			     d->label, shown);
 	}
 	return r;
@@ -615,8 +585,8 @@ static int dgo_find_key(struct dgo *d, const char *pub, char *id, size_t idlen, 
 		r = -ENOENT;
 	cJSON_ArrayForEach(k, (r == -ENOENT ? all : NULL))
 	{
-		if (dgo_same_key(jstr(k, "public_key"), pub) &&
-		    dgo_id_text(jget(k, "id"), id, idlen)) {
+		if (dgo_same_key(backend_jstr(k, "public_key"), pub) &&
+		    dgo_id_text(backend_jget(k, "id"), id, idlen)) {
 			r = 0;
 			break;
 		}
@@ -651,16 +621,16 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	long st = 0;
 	cJSON *doc = NULL, *body = NULL;
 	if (dgo_fingerprint(pub, fp))
-		return dgo_fail(err, errlen, -EINVAL,
+		return backend_fail(err, errlen, -EINVAL,
 				"%s: the SSH public key is not an OpenSSH key", d->label);
 	(void)fmt(path, sizeof(path), "key %s", fp);
 	if (backend_memo_get(d->ctx, d->base, path, id, idlen))
 		return 0;
 	(void)fmt(path, sizeof(path), "/account/keys/%s", fp);
 	int r = dgo_call(d, "GET", path, NULL, &st, &doc, err, errlen);
-	const cJSON *k = jget(doc, "ssh_key");
-	if (!r && dgo_same_key(jstr(k, "public_key"), pub) &&
-	    dgo_id_text(jget(k, "id"), id, idlen)) {
+	const cJSON *k = backend_jget(doc, "ssh_key");
+	if (!r && dgo_same_key(backend_jstr(k, "public_key"), pub) &&
+	    dgo_id_text(backend_jget(k, "id"), id, idlen)) {
 		cJSON_Delete(doc);
 		(void)fmt(path, sizeof(path), "key %s", fp);
 		backend_memo_put(d->ctx, d->base, path, id);
@@ -678,8 +648,8 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	cJSON_AddStringToObject(body, "public_key", pub);
 	r = dgo_call(d, "POST", "/account/keys", body, &st, &doc, err, errlen);
 	cJSON_Delete(body);
-	if (!r && !dgo_id_text(jget(jget(doc, "ssh_key"), "id"), id, idlen))
-		r = dgo_fail(err, errlen, -EPROTO, "%s: POST /account/keys: no ssh_key.id",
+	if (!r && !dgo_id_text(backend_jget(backend_jget(doc, "ssh_key"), "id"), id, idlen))
+		r = backend_fail(err, errlen, -EPROTO, "%s: POST /account/keys: no ssh_key.id",
 			     d->label);
 	else if (r && st == 422 && !dgo_find_key(d, pub, id, idlen, e2, sizeof(e2)))
 		r = 0; /* already there */
@@ -703,14 +673,14 @@ static int digitalocean_check(const struct backend_ctx *ctx, char *err, size_t e
 	int r = dgo_open(&d, ctx, err, errlen);
 	if (!r)
 		r = dgo_call(&d, "GET", "/account", NULL, &st, &doc, err, errlen);
-	const cJSON *acct = jget(doc, "account");
+	const cJSON *acct = backend_jget(doc, "account");
 	if (!r && !cJSON_IsObject(acct))
-		r = dgo_fail(err, errlen, -EPROTO, "%s: GET /account: no account object", d.label);
-	if (!r && jstr(acct, "status") && !strcmp(jstr(acct, "status"), "locked")) {
+		r = backend_fail(err, errlen, -EPROTO, "%s: GET /account: no account object", d.label);
+	if (!r && backend_jstr(acct, "status") && !strcmp(backend_jstr(acct, "status"), "locked")) {
 		char m[300];
 		str_sanitize(m, sizeof(m),
-			     jstr(acct, "status_message") ? jstr(acct, "status_message") : "");
-		r = dgo_fail(err, errlen, -EACCES, "%s: the account is locked%s%s", d.label,
+			     backend_jstr(acct, "status_message") ? backend_jstr(acct, "status_message") : "");
+		r = backend_fail(err, errlen, -EACCES, "%s: the account is locked%s%s", d.label,
 			     m[0] && strcmp(m, " ") ? ": " : "", m[0] && strcmp(m, " ") ? m : "");
 	}
 	cJSON_Delete(doc);
@@ -801,9 +771,9 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 	cJSON *body = NULL, *doc = NULL;
 	memset(out, 0, sizeof(*out));
 	if (!o || !o->region || !*o->region || !o->instance || !*o->instance)
-		return dgo_fail(err, errlen, -EINVAL, "%s: the offer has no region or size", type);
+		return backend_fail(err, errlen, -EINVAL, "%s: the offer has no region or size", type);
 	if (!dgo_name_ok(req->cloud_name))
-		return dgo_fail(err, errlen, -EINVAL,
+		return backend_fail(err, errlen, -EINVAL,
 				"%s: droplet names are 1 to %d letters, digits, '.' and '-'", type,
 				DGO_NAME_MAX);
 	/* one OpenSSH line */
@@ -811,7 +781,7 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 	while (len && req->ssh_pubkey[len - 1] == ' ')
 		len--;
 	if (!len || len > DGO_PUBKEY_MAX)
-		return dgo_fail(err, errlen, -EINVAL, "%s: no SSH public key", type);
+		return backend_fail(err, errlen, -EINVAL, "%s: no SSH public key", type);
 	int r = dgo_open(&d, ctx, err, errlen);
 	if (r)
 		return r;
@@ -849,7 +819,7 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 		}
 	}
 	if (!r)
-		r = dgo_vm(&d, jget(doc, "droplet"), out, err, errlen);
+		r = dgo_vm(&d, backend_jget(doc, "droplet"), out, err, errlen);
 	if (!r && pid[0]) /* the droplet exists whatever this answers: it stays ours */
 		(void)dgo_assign(&d, pid, out->id, e2, sizeof(e2));
 	if (!r) {
@@ -880,15 +850,15 @@ static int digitalocean_get(const struct backend_ctx *ctx, const char *id, const
 	cJSON *doc = NULL;
 	(void)backend_data; /* DigitalOcean needs none */
 	memset(out, 0, sizeof(*out));
-	if (!dgo_id_ok(id))
-		return dgo_fail(err, errlen, -EINVAL, "%s: not a droplet id",
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "%s: not a droplet id",
 				ctx->type ? ctx->type : "digitalocean");
 	(void)fmt(path, sizeof(path), "/droplets/%s", id);
 	int r = dgo_open(&d, ctx, err, errlen);
 	if (!r)
 		r = dgo_call(&d, "GET", path, NULL, &st, &doc, err, errlen);
 	if (!r)
-		r = dgo_vm(&d, jget(doc, "droplet"), out, err, errlen);
+		r = dgo_vm(&d, backend_jget(doc, "droplet"), out, err, errlen);
 	cJSON_Delete(doc);
 	dgo_close(&d);
 	return r;
@@ -902,8 +872,8 @@ static int digitalocean_terminate(const struct backend_ctx *ctx, const char *id,
 	long st = 0;
 	cJSON *doc = NULL;
 	(void)backend_data;
-	if (!dgo_id_ok(id))
-		return dgo_fail(err, errlen, -EINVAL, "%s: not a droplet id",
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "%s: not a droplet id",
 				ctx->type ? ctx->type : "digitalocean");
 	(void)fmt(path, sizeof(path), "/droplets/%s", id);
 	int r = dgo_open(&d, ctx, err, errlen);
@@ -937,12 +907,12 @@ static int digitalocean_list_own(const struct backend_ctx *ctx, struct bk_vm **o
 	for (size_t i = 0; !r && i < 2; i++)
 		total += (size_t)cJSON_GetArraySize(lists[i]);
 	if (!r && !(v = calloc(total + 1, sizeof(*v))))
-		r = dgo_fail(err, errlen, -ENOMEM, "%s: out of memory", d.label);
+		r = backend_fail(err, errlen, -ENOMEM, "%s: out of memory", d.label);
 	for (size_t i = 0; !r && i < 2; i++) {
 		const cJSON *drop;
 		cJSON_ArrayForEach(drop, lists[i])
 		{
-			const char *name = jstr(drop, "name");
+			const char *name = backend_jstr(drop, "name");
 			bool dup = false;
 			if (!name || strncmp(name, DGO_OWN_PREFIX, strlen(DGO_OWN_PREFIX)) ||
 			    dgo_vm(&d, drop, &v[k], e2, sizeof(e2)))

@@ -26,7 +26,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,33 +49,9 @@ struct lam {
 	char base[512];
 };
 
-/* ------------------------------------------------------------------ JSON helpers */
-
-static const cJSON *jget(const cJSON *o, const char *k)
-{
-	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-
-/* The string member k of o, or NULL when absent, null or not a string. */
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *v = jget(o, k);
-	return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
-}
-
 /* ------------------------------------------------------------------ calls and errors */
 
 /* Format err and return rc (a -errno). */
-__attribute__((format(printf, 4, 5))) static int lam_fail(char *err, size_t errlen, int rc,
-							  const char *f, ...)
-{
-	va_list ap;
-	va_start(ap, f);
-	(void)vfmt(err, errlen, f, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* Set up l for one operation: 0, or -EINVAL/-ENAMETOOLONG with err. Release with lam_close. */
 static int lam_open(struct lam *l, const struct backend_ctx *ctx, char *err, size_t errlen)
 {
@@ -137,8 +112,8 @@ static int lam_errno(long status, const char *code)
 static void lam_errmsg(const char *method, const char *path, long status, const cJSON *doc,
 		       char *err, size_t errlen)
 {
-	const cJSON *e = jget(doc, "error");
-	const char *code = jstr(e, "code"), *msg = jstr(e, "message"), *sug = jstr(e, "suggestion");
+	const cJSON *e = backend_jget(doc, "error");
+	const char *code = backend_jstr(e, "code"), *msg = backend_jstr(e, "message"), *sug = backend_jstr(e, "suggestion");
 	char c[96], m[400], s[300];
 	if (!code) {
 		(void)fmt(err, errlen, "lambda: %s %s: HTTP %ld", method, path, status);
@@ -163,14 +138,14 @@ static int lam_call(struct lam *l, const char *method, const char *path, const c
 	int r;
 	*doc = NULL;
 	if (fmt(url, sizeof(url), "%s%s", l->base, path))
-		return lam_fail(err, errlen, -ENAMETOOLONG, "lambda: URL too long");
+		return backend_fail(err, errlen, -ENAMETOOLONG, "lambda: URL too long");
 	r = backend_json(l->ctx, method, url, l->key, body, &status, &d, e, sizeof(e));
 	if (r) {
 		(void)fmt(err, errlen, "lambda: %s", e); /* e names the method and the URL */
 	} else if (status < 200 || status > 299) {
-		r = lam_errno(status, jstr(jget(d, "error"), "code"));
+		r = lam_errno(status, backend_jstr(backend_jget(d, "error"), "code"));
 		lam_errmsg(method, path, status, d, err, errlen);
-	} else if (!jget(d, "data")) {
+	} else if (!backend_jget(d, "data")) {
 		r = -EPROTO;
 		(void)fmt(err, errlen, "lambda: %s %s: HTTP %ld without a JSON data member", method,
 			  path, status);
@@ -185,19 +160,6 @@ static int lam_call(struct lam *l, const char *method, const char *path, const c
 }
 
 /* ------------------------------------------------------------------ instances */
-
-/* Lambda's ids are hex strings; anything that could leave the path segment is refused. */
-static bool lam_id_ok(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-	if (!n || n >= BK_ID_MAX)
-		return false;
-	for (const char *p = id; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-			return false;
-	return true;
-}
 
 static enum bk_vm_state lam_state(const char *status)
 {
@@ -232,19 +194,19 @@ static void lam_addr(char *dst, size_t dstlen, const char *s)
 /* An instance object of the API into out. 0, or -EPROTO (no usable id) with err. */
 static int lam_vm(const cJSON *inst, struct bk_vm *out, char *err, size_t errlen)
 {
-	const char *id = jstr(inst, "id");
+	const char *id = backend_jstr(inst, "id");
 	memset(out, 0, sizeof(*out));
-	if (!lam_id_ok(id))
-		return lam_fail(err, errlen, -EPROTO, "lambda: an instance without a usable id");
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EPROTO, "lambda: an instance without a usable id");
 	(void)fmt(out->id, sizeof(out->id), "%s", id);
-	str_sanitize(out->name, sizeof(out->name), jstr(inst, "name"));
-	str_sanitize(out->status, sizeof(out->status), jstr(inst, "status"));
-	str_sanitize(out->region, sizeof(out->region), jstr(jget(inst, "region"), "name"));
+	str_sanitize(out->name, sizeof(out->name), backend_jstr(inst, "name"));
+	str_sanitize(out->status, sizeof(out->status), backend_jstr(inst, "status"));
+	str_sanitize(out->region, sizeof(out->region), backend_jstr(backend_jget(inst, "region"), "name"));
 	str_sanitize(out->instance, sizeof(out->instance),
-		     jstr(jget(inst, "instance_type"), "name"));
-	lam_addr(out->ip, sizeof(out->ip), jstr(inst, "ip"));
-	lam_addr(out->internal_ip, sizeof(out->internal_ip), jstr(inst, "private_ip"));
-	out->state = lam_state(jstr(inst, "status"));
+		     backend_jstr(backend_jget(inst, "instance_type"), "name"));
+	lam_addr(out->ip, sizeof(out->ip), backend_jstr(inst, "ip"));
+	lam_addr(out->internal_ip, sizeof(out->internal_ip), backend_jstr(inst, "private_ip"));
+	out->state = lam_state(backend_jstr(inst, "status"));
 	(void)fmt(out->username, sizeof(out->username), "%s", LAMBDA_USER);
 	out->ssh_port = LAMBDA_SSH_PORT;
 	return 0;
@@ -273,9 +235,9 @@ static int lam_key_name(const char *pub, size_t len, char out[LAMBDA_KEYNAME_HEX
 static bool lam_has_key(const cJSON *doc, const char *name)
 {
 	const cJSON *k;
-	cJSON_ArrayForEach(k, jget(doc, "data"))
+	cJSON_ArrayForEach(k, backend_jget(doc, "data"))
 	{
-		const char *n = jstr(k, "name");
+		const char *n = backend_jstr(k, "name");
 		if (n && !strcmp(n, name))
 			return true;
 	}
@@ -286,8 +248,8 @@ static int lam_key_listed(struct lam *l, const char *name, bool *have, char *err
 {
 	cJSON *doc = NULL;
 	int r = lam_call(l, "GET", "/ssh-keys", NULL, &doc, err, errlen);
-	if (!r && !cJSON_IsArray(jget(doc, "data")))
-		r = lam_fail(err, errlen, -EPROTO, "lambda: GET /ssh-keys: data is not a list");
+	if (!r && !cJSON_IsArray(backend_jget(doc, "data")))
+		r = backend_fail(err, errlen, -EPROTO, "lambda: GET /ssh-keys: data is not a list");
 	*have = !r && lam_has_key(doc, name);
 	cJSON_Delete(doc);
 	return r;
@@ -373,14 +335,14 @@ static void lam_set_availability(struct offer_list *list, const cJSON *types)
 	for (size_t i = 0; i < list->n; i++) {
 		struct offer *o = &list->v[i];
 		const cJSON *regions =
-			jget(jget(types, o->instance), "regions_with_capacity_available");
+			backend_jget(backend_jget(types, o->instance), "regions_with_capacity_available");
 		const cJSON *reg;
 		o->availability = no;
 		if (!cJSON_IsArray(regions))
 			continue;
 		cJSON_ArrayForEach(reg, regions)
 		{
-			const char *name = jstr(reg, "name");
+			const char *name = backend_jstr(reg, "name");
 			if (name && !strcmp(name, o->region)) {
 				o->availability = yes;
 				break;
@@ -410,12 +372,12 @@ static void lam_avail_digest(const cJSON *types, unsigned char out[EVP_MAX_MD_SI
 	memset(out, 0, EVP_MAX_MD_SIZE);
 	cJSON_ArrayForEach(t, types)
 	{
-		const cJSON *regions = jget(t, "regions_with_capacity_available");
+		const cJSON *regions = backend_jget(t, "regions_with_capacity_available");
 		if (!t->string || !cJSON_IsArray(regions))
 			continue;
 		cJSON_ArrayForEach(reg, regions)
 		{
-			const char *name = jstr(reg, "name");
+			const char *name = backend_jstr(reg, "name");
 			unsigned char md[EVP_MAX_MD_SIZE];
 			unsigned int n = 0;
 			char *pair = xasprintf("%s\n%s", t->string, name ? name : "");
@@ -470,8 +432,8 @@ static int lambda_offers(const struct bk_offers_req *req, struct bk_offers_res *
 	int r = lam_open(&l, &req->ctx, err, errlen);
 	if (!r)
 		r = lam_call(&l, "GET", "/instance-types", NULL, &doc, err, errlen);
-	if (!r && !cJSON_IsObject(types = jget(doc, "data")))
-		r = lam_fail(err, errlen, -EPROTO,
+	if (!r && !cJSON_IsObject(types = backend_jget(doc, "data")))
+		r = backend_fail(err, errlen, -EPROTO,
 			     "lambda: GET /instance-types: data is not an object");
 	if (!r) {
 		lam_avail_digest(types, digest);
@@ -515,12 +477,12 @@ static cJSON *lam_launch_body(const struct bk_create_req *req, const char *key_n
 /* The id of a launch answer: data.instance_ids[0]. */
 static int lam_launched_id(const cJSON *doc, struct bk_vm *out, char *err, size_t errlen)
 {
-	const cJSON *ids = jget(jget(doc, "data"), "instance_ids");
+	const cJSON *ids = backend_jget(backend_jget(doc, "data"), "instance_ids");
 	const cJSON *first = cJSON_IsArray(ids) ? cJSON_GetArrayItem(ids, 0) : NULL;
 	if (cJSON_IsArray(ids) && !first) /* "fewer than the requested quantity" (spec) */
-		return lam_fail(err, errlen, -ENOSPC, "lambda: launch started no instance");
-	if (!cJSON_IsString(first) || !lam_id_ok(first->valuestring))
-		return lam_fail(err, errlen, -EPROTO,
+		return backend_fail(err, errlen, -ENOSPC, "lambda: launch started no instance");
+	if (!cJSON_IsString(first) || !backend_id_ok(first->valuestring))
+		return backend_fail(err, errlen, -EPROTO,
 				"lambda: launch answered without a usable instance id");
 	(void)fmt(out->id, sizeof(out->id), "%s", first->valuestring);
 	return 0;
@@ -535,17 +497,17 @@ static int lambda_create(const struct backend_ctx *ctx, const struct bk_create_r
 	cJSON *body = NULL, *doc = NULL;
 	memset(out, 0, sizeof(*out));
 	if (!o || !o->region || !*o->region || !o->instance || !*o->instance)
-		return lam_fail(err, errlen, -EINVAL,
+		return backend_fail(err, errlen, -EINVAL,
 				"lambda: the offer has no region or instance type");
 	if (!req->cloud_name || !*req->cloud_name || strlen(req->cloud_name) > LAMBDA_NAME_MAX)
-		return lam_fail(err, errlen, -EINVAL,
+		return backend_fail(err, errlen, -EINVAL,
 				"lambda: instance names are 1 to %d characters", LAMBDA_NAME_MAX);
 	/* one OpenSSH line; a trailing newline must not change the key's name */
 	size_t len = req->ssh_pubkey ? strcspn(req->ssh_pubkey, "\r\n") : 0;
 	while (len && req->ssh_pubkey[len - 1] == ' ')
 		len--;
 	if (!len)
-		return lam_fail(err, errlen, -EINVAL, "lambda: no SSH public key");
+		return backend_fail(err, errlen, -EINVAL, "lambda: no SSH public key");
 	int r = lam_open(&l, ctx, err, errlen);
 	if (r)
 		return r;
@@ -588,14 +550,14 @@ static int lambda_get(const struct backend_ctx *ctx, const char *id, const char 
 	cJSON *doc = NULL;
 	(void)backend_data; /* Lambda needs none */
 	memset(out, 0, sizeof(*out));
-	if (!lam_id_ok(id))
-		return lam_fail(err, errlen, -EINVAL, "lambda: not an instance id");
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "lambda: not an instance id");
 	(void)fmt(path, sizeof(path), "/instances/%s", id);
 	int r = lam_open(&l, ctx, err, errlen);
 	if (!r)
 		r = lam_call(&l, "GET", path, NULL, &doc, err, errlen);
 	if (!r)
-		r = lam_vm(jget(doc, "data"), out, err, errlen);
+		r = lam_vm(backend_jget(doc, "data"), out, err, errlen);
 	cJSON_Delete(doc);
 	lam_close(&l);
 	return r;
@@ -607,8 +569,8 @@ static int lambda_terminate(const struct backend_ctx *ctx, const char *id, const
 	struct lam l;
 	cJSON *doc = NULL, *body = NULL;
 	(void)backend_data;
-	if (!lam_id_ok(id))
-		return lam_fail(err, errlen, -EINVAL, "lambda: not an instance id");
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "lambda: not an instance id");
 	int r = lam_open(&l, ctx, err, errlen);
 	if (r)
 		return r;
@@ -639,16 +601,16 @@ static int lambda_list_own(const struct backend_ctx *ctx, struct bk_vm **out, si
 	int r = lam_open(&l, ctx, err, errlen);
 	if (!r)
 		r = lam_call(&l, "GET", "/instances", NULL, &doc, err, errlen);
-	data = jget(doc, "data");
+	data = backend_jget(doc, "data");
 	if (!r && !cJSON_IsArray(data))
-		r = lam_fail(err, errlen, -EPROTO, "lambda: GET /instances: data is not a list");
+		r = backend_fail(err, errlen, -EPROTO, "lambda: GET /instances: data is not a list");
 	if (!r && !(v = calloc((size_t)cJSON_GetArraySize(data) + 1, sizeof(*v))))
-		r = lam_fail(err, errlen, -ENOMEM, "lambda: out of memory");
+		r = backend_fail(err, errlen, -ENOMEM, "lambda: out of memory");
 	if (r)
 		data = NULL;
 	cJSON_ArrayForEach(inst, data)
 	{
-		const char *name = jstr(inst, "name");
+		const char *name = backend_jstr(inst, "name");
 		if (name && !strncmp(name, LAMBDA_OWN_PREFIX, strlen(LAMBDA_OWN_PREFIX)) &&
 		    !lam_vm(inst, &v[k], e2, sizeof(e2)))
 			k++;

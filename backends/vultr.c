@@ -39,7 +39,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,23 +78,11 @@ enum vul_kind { VK_UNKNOWN = 0, VK_VM, VK_METAL };
 
 /* ------------------------------------------------------------------ JSON helpers */
 
-static const cJSON *jget(const cJSON *o, const char *k)
-{
-	return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-
-/* The string member k of o, or NULL when absent, null or not a string. */
-static const char *jstr(const cJSON *o, const char *k)
-{
-	const cJSON *v = jget(o, k);
-	return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
-}
-
 /* The number member k of o (a JSON number, or a string holding only a number: the spec types
  * some numbers as strings) into *out; false when absent or not a finite number. */
 static bool jnum(const cJSON *o, const char *k, double *out)
 {
-	const cJSON *v = jget(o, k);
+	const cJSON *v = backend_jget(o, k);
 	if (cJSON_IsNumber(v)) {
 		*out = v->valuedouble;
 		return isfinite(*out);
@@ -114,16 +101,6 @@ static bool jnum(const cJSON *o, const char *k, double *out)
 /* ------------------------------------------------------------------ calls and errors */
 
 /* Format err and return rc (a -errno). */
-__attribute__((format(printf, 4, 5))) static int vul_fail(char *err, size_t errlen, int rc,
-							  const char *f, ...)
-{
-	va_list ap;
-	va_start(ap, f);
-	(void)vfmt(err, errlen, f, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* Set up v for one operation: the API base, and the key when need_key (the plans are public).
  * 0, or -EINVAL/-ENAMETOOLONG with err. Release with vul_close. */
 static int vul_open(struct vul *v, const struct backend_ctx *ctx, bool need_key, char *err,
@@ -190,13 +167,13 @@ static int vul_call(struct vul *v, const char *method, const char *path, const c
 	int r;
 	*doc = NULL;
 	if (fmt(url, sizeof(url), "%s%s", v->base, path))
-		return vul_fail(err, errlen, -ENAMETOOLONG, "vultr: URL too long");
+		return backend_fail(err, errlen, -ENAMETOOLONG, "vultr: URL too long");
 	r = backend_json(v->ctx, method, url, auth ? v->key : NULL, body, &status, &d, e,
 			 sizeof(e));
 	if (r) {
 		(void)fmt(err, errlen, "vultr: %s", e); /* e names the method and the URL */
 	} else if (status < 200 || status > 299) {
-		const char *msg = jstr(d, "error");
+		const char *msg = backend_jstr(d, "error");
 		char m[400];
 		r = vul_errno(status, msg);
 		if (msg && *msg) {
@@ -235,12 +212,12 @@ static int vul_list(struct vul *v, const char *path, const char *member, const c
 	for (int page = 0; !r; page++) {
 		char *p = NULL, *esc = NULL;
 		if (page == VULTR_MAX_PAGES) {
-			r = vul_fail(err, errlen, -EFBIG, "vultr: GET %.*s: more than %d pages",
+			r = backend_fail(err, errlen, -EFBIG, "vultr: GET %.*s: more than %d pages",
 				     plen, path, VULTR_MAX_PAGES);
 			break;
 		}
 		if (cursor && !(esc = curl_easy_escape(NULL, cursor, 0))) {
-			r = vul_fail(err, errlen, -ENOMEM, "vultr: out of memory");
+			r = backend_fail(err, errlen, -ENOMEM, "vultr: out of memory");
 			break;
 		}
 		p = esc ? xasprintf("%s&cursor=%s", path, esc) : xstrdup(path);
@@ -253,7 +230,7 @@ static int vul_list(struct vul *v, const char *path, const char *member, const c
 		if (!arr && alt)
 			arr = cJSON_GetObjectItemCaseSensitive(doc, alt);
 		if (!cJSON_IsArray(arr)) {
-			r = vul_fail(err, errlen, -EPROTO, "vultr: GET %.*s: %s is not a list",
+			r = backend_fail(err, errlen, -EPROTO, "vultr: GET %.*s: %s is not a list",
 				     plen, path, member);
 			break;
 		}
@@ -262,15 +239,15 @@ static int vul_list(struct vul *v, const char *path, const char *member, const c
 			count++;
 		}
 		if (count > VULTR_MAX_ITEMS) {
-			r = vul_fail(err, errlen, -EFBIG, "vultr: GET %.*s: more than %d items",
+			r = backend_fail(err, errlen, -EFBIG, "vultr: GET %.*s: more than %d items",
 				     plen, path, VULTR_MAX_ITEMS);
 			break;
 		}
-		const char *next = jstr(jget(jget(doc, "meta"), "links"), "next");
+		const char *next = backend_jstr(backend_jget(backend_jget(doc, "meta"), "links"), "next");
 		if (!next || !*next)
 			break;
 		if (strlen(next) > VULTR_CURSOR_MAX || (cursor && !strcmp(cursor, next))) {
-			r = vul_fail(err, errlen, -EPROTO,
+			r = backend_fail(err, errlen, -EPROTO,
 				     "vultr: GET %.*s: the page cursor is not usable", plen, path);
 			break;
 		}
@@ -393,10 +370,10 @@ static bool vul_price(const cJSON *plan, double *price)
 /* A VM plan (GET /plans) as gpuhunt reads it; false to skip it. */
 static bool vul_vm_plan(const cJSON *plan, struct vul_plan *p)
 {
-	const char *type = jstr(plan, "type");
+	const char *type = backend_jstr(plan, "type");
 	double cpus = 0;
 	memset(p, 0, sizeof(*p));
-	p->id = jstr(plan, "id");
+	p->id = backend_jstr(plan, "id");
 	if (!p->id || !type || !vul_price(plan, &p->price) || !jnum(plan, "vcpu_count", &cpus) ||
 	    !jnum(plan, "ram", &p->ram_mb))
 		return false;
@@ -409,7 +386,7 @@ static bool vul_vm_plan(const cJSON *plan, struct vul_plan *p)
 	if (strcmp(type, "vcg"))
 		return false;
 	/* "NVIDIA_A100" -> A100: the word after the first '_' */
-	const char *gt = jstr(plan, "gpu_type"), *us = gt ? strchr(gt, '_') : NULL;
+	const char *gt = backend_jstr(plan, "gpu_type"), *us = gt ? strchr(gt, '_') : NULL;
 	double total = 0;
 	if (!us || !jnum(plan, "gpu_vram_gb", &total) || total < 0)
 		return false;
@@ -428,7 +405,7 @@ static bool vul_metal_plan(const cJSON *plan, struct vul_plan *p)
 {
 	double cpus = 0;
 	memset(p, 0, sizeof(*p));
-	p->id = jstr(plan, "id");
+	p->id = backend_jstr(plan, "id");
 	if (!p->id || !vul_price(plan, &p->price) || !jnum(plan, "ram", &p->ram_mb))
 		return false;
 	if (!jnum(plan, "cpu_threads", &cpus) && !jnum(plan, "cpu_count", &cpus))
@@ -455,7 +432,7 @@ static int vul_push_plan(const struct bk_offers_req *req, const cJSON *plan,
 	const cJSON *loc;
 	if (p->price <= 0 || !vul_supported(p->id) || p->cpus < 0 || p->ram_mb < 0)
 		return 0; /* the free tier would rank above every paid plan (gpuhunt) */
-	cJSON_ArrayForEach(loc, jget(plan, "locations"))
+	cJSON_ArrayForEach(loc, backend_jget(plan, "locations"))
 	{
 		if (!cJSON_IsString(loc) || !loc->valuestring || !*loc->valuestring)
 			continue;
@@ -538,24 +515,11 @@ static int vultr_offers(const struct bk_offers_req *req, struct bk_offers_res *r
 
 /* ------------------------------------------------------------------ VMs */
 
-/* Vultr's ids are UUIDs; anything that could leave the path segment is refused. */
-static bool vul_id_ok(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-	if (!n || n >= BK_ID_MAX)
-		return false;
-	for (const char *p = id; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-			return false;
-	return true;
-}
-
 /* Which API a VM lives in, from its backend_data (dstack's {"plan_type": ...}). */
 static enum vul_kind vul_kind_of(const char *backend_data)
 {
 	cJSON *d = backend_data && *backend_data ? cJSON_Parse(backend_data) : NULL;
-	const char *t = jstr(d, "plan_type");
+	const char *t = backend_jstr(d, "plan_type");
 	enum vul_kind k = VK_UNKNOWN;
 	if (t && !strcmp(t, "bare-metal"))
 		k = VK_METAL;
@@ -602,22 +566,22 @@ static enum bk_vm_state vul_state(const char *status, const char *power)
 /* An instance or bare-metal object of the API into out. 0, or -EPROTO (no usable id). */
 static int vul_vm(const cJSON *o, enum vul_kind kind, struct bk_vm *out, char *err, size_t errlen)
 {
-	const char *id = jstr(o, "id"), *status = jstr(o, "status");
-	const char *power = jstr(o, "power_status");
+	const char *id = backend_jstr(o, "id"), *status = backend_jstr(o, "status");
+	const char *power = backend_jstr(o, "power_status");
 	memset(out, 0, sizeof(*out));
-	if (!vul_id_ok(id))
-		return vul_fail(err, errlen, -EPROTO, "vultr: a %s without a usable id",
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EPROTO, "vultr: a %s without a usable id",
 				kind == VK_METAL ? "bare metal" : "instance");
 	(void)fmt(out->id, sizeof(out->id), "%s", id);
 	out->state = vul_state(status, power);
 	/* Vultr's word, or its power state when that is what stops it */
 	bool halted = out->state == BK_VM_STOPPED && status && !strcmp(status, "active");
 	str_sanitize(out->status, sizeof(out->status), halted ? power : status);
-	str_sanitize(out->name, sizeof(out->name), jstr(o, "label"));
-	str_sanitize(out->region, sizeof(out->region), jstr(o, "region"));
-	str_sanitize(out->instance, sizeof(out->instance), jstr(o, "plan"));
-	vul_addr(out->ip, sizeof(out->ip), jstr(o, "main_ip"));
-	vul_addr(out->internal_ip, sizeof(out->internal_ip), jstr(o, "internal_ip"));
+	str_sanitize(out->name, sizeof(out->name), backend_jstr(o, "label"));
+	str_sanitize(out->region, sizeof(out->region), backend_jstr(o, "region"));
+	str_sanitize(out->instance, sizeof(out->instance), backend_jstr(o, "plan"));
+	vul_addr(out->ip, sizeof(out->ip), backend_jstr(o, "main_ip"));
+	vul_addr(out->internal_ip, sizeof(out->internal_ip), backend_jstr(o, "internal_ip"));
 	(void)fmt(out->username, sizeof(out->username), "%s", VULTR_USER);
 	out->ssh_port = VULTR_SSH_PORT;
 	(void)fmt(out->backend_data, sizeof(out->backend_data), "%s", vul_kind_data(kind));
@@ -629,9 +593,9 @@ static int vul_vm(const cJSON *o, enum vul_kind kind, struct bk_vm *out, char *e
 static const cJSON *vul_vm_obj(const cJSON *doc, enum vul_kind kind)
 {
 	if (kind != VK_METAL)
-		return jget(doc, "instance");
-	const cJSON *o = jget(doc, "bare_metal");
-	return o ? o : jget(doc, "baremetal");
+		return backend_jget(doc, "instance");
+	const cJSON *o = backend_jget(doc, "bare_metal");
+	return o ? o : backend_jget(doc, "baremetal");
 }
 
 static const char *vul_kind_path(enum vul_kind k)
@@ -653,7 +617,7 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 	cJSON *vpcs = NULL, *doc = NULL, *body = NULL;
 	const cJSON *it, *vpc = NULL;
 	if (fmt(want, sizeof(want), VULTR_VPC_PREFIX "%s", region))
-		return vul_fail(err, errlen, -EINVAL, "vultr: region name too long");
+		return backend_fail(err, errlen, -EINVAL, "vultr: region name too long");
 	if (backend_memo_get(v->ctx, v->base, want, id, idlen))
 		return 0;
 	pthread_mutex_lock(&vpc_lock);
@@ -665,7 +629,7 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 			 errlen);
 	cJSON_ArrayForEach(it, (r ? NULL : vpcs))
 	{
-		const char *d = jstr(it, "description");
+		const char *d = backend_jstr(it, "description");
 		if (!vpc && d && !strcmp(d, want))
 			vpc = it;
 	}
@@ -674,14 +638,14 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 		cJSON_AddStringToObject(body, "region", region);
 		cJSON_AddStringToObject(body, "description", want);
 		r = vul_call(v, "POST", "/vpcs", body, true, &doc, err, errlen);
-		if (!r && !(vpc = jget(doc, "vpc")))
-			vpc = jget(doc, "network");
+		if (!r && !(vpc = backend_jget(doc, "vpc")))
+			vpc = backend_jget(doc, "network");
 	}
 	pthread_mutex_unlock(&vpc_lock);
-	if (!r && !vul_id_ok(jstr(vpc, "id")))
-		r = vul_fail(err, errlen, -EPROTO, "vultr: a VPC without a usable id");
+	if (!r && !backend_id_ok(backend_jstr(vpc, "id")))
+		r = backend_fail(err, errlen, -EPROTO, "vultr: a VPC without a usable id");
 	if (!r) {
-		(void)fmt(id, idlen, "%s", jstr(vpc, "id"));
+		(void)fmt(id, idlen, "%s", backend_jstr(vpc, "id"));
 		backend_memo_put(v->ctx, v->base, want, id);
 	}
 	cJSON_Delete(body);
@@ -752,19 +716,19 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 	cJSON *body = NULL, *doc = NULL;
 	memset(out, 0, sizeof(*out));
 	if (!o || !o->region || !*o->region || !o->instance || !*o->instance)
-		return vul_fail(err, errlen, -EINVAL, "vultr: the offer has no region or plan");
+		return backend_fail(err, errlen, -EINVAL, "vultr: the offer has no region or plan");
 	if (!req->cloud_name || !*req->cloud_name || strlen(req->cloud_name) > VULTR_LABEL_MAX)
-		return vul_fail(err, errlen, -EINVAL, "vultr: labels are 1 to %d characters",
+		return backend_fail(err, errlen, -EINVAL, "vultr: labels are 1 to %d characters",
 				VULTR_LABEL_MAX);
 	const char *user_data = req->user_data;
 	if (!user_data || !*user_data) {
 		if (!req->ssh_pubkey || !*req->ssh_pubkey)
-			return vul_fail(err, errlen, -EINVAL, "vultr: no SSH public key");
+			return backend_fail(err, errlen, -EINVAL, "vultr: no SSH public key");
 		user_data = cloud_init = backend_cloud_init(req->ssh_pubkey);
 	}
 	if (strlen(user_data) > VULTR_USER_DATA_MAX) {
 		free(cloud_init);
-		return vul_fail(err, errlen, -EFBIG, "vultr: user data over %u bytes",
+		return backend_fail(err, errlen, -EFBIG, "vultr: user data over %u bytes",
 				VULTR_USER_DATA_MAX);
 	}
 	enum vul_kind kind = strstr(o->instance, "vbm") ? VK_METAL : VK_VM;
@@ -774,7 +738,7 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 		return r;
 	}
 	if (!(ud = vul_base64(user_data)))
-		r = vul_fail(err, errlen, -ENOMEM, "vultr: out of memory");
+		r = backend_fail(err, errlen, -ENOMEM, "vultr: out of memory");
 	if (!r)
 		r = vul_vpc(&v, o->region, vpc, sizeof(vpc), err, errlen);
 	if (!r) {
@@ -836,8 +800,8 @@ static int vultr_get(const struct backend_ctx *ctx, const char *id, const char *
 {
 	struct vul v;
 	memset(out, 0, sizeof(*out));
-	if (!vul_id_ok(id))
-		return vul_fail(err, errlen, -EINVAL, "vultr: not an instance id");
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "vultr: not an instance id");
 	int r = vul_open(&v, ctx, true, err, errlen);
 	if (!r)
 		r = vul_get(&v, id, vul_kind_of(backend_data), out, err, errlen);
@@ -852,8 +816,8 @@ static int vultr_terminate(const struct backend_ctx *ctx, const char *id, const 
 	struct vul v;
 	cJSON *doc = NULL;
 	enum vul_kind kind = vul_kind_of(backend_data);
-	if (!vul_id_ok(id))
-		return vul_fail(err, errlen, -EINVAL, "vultr: not an instance id");
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "vultr: not an instance id");
 	int r = vul_open(&v, ctx, true, err, errlen);
 	if (r)
 		return r;
@@ -875,11 +839,11 @@ static int vultr_terminate(const struct backend_ctx *ctx, const char *id, const 
 /* Is this VM object one fleetfs made: a fleetfs- label, or the fleetfs tag? */
 static bool vul_own(const cJSON *o)
 {
-	const char *label = jstr(o, "label");
+	const char *label = backend_jstr(o, "label");
 	const cJSON *t;
 	if (label && !strncmp(label, VULTR_OWN_PREFIX, strlen(VULTR_OWN_PREFIX)))
 		return true;
-	cJSON_ArrayForEach(t, jget(o, "tags"))
+	cJSON_ArrayForEach(t, backend_jget(o, "tags"))
 	{
 		if (cJSON_IsString(t) && t->valuestring && !strcmp(t->valuestring, VULTR_OWN_TAG))
 			return true;
@@ -908,7 +872,7 @@ static int vultr_list_own(const struct backend_ctx *ctx, struct bk_vm **out, siz
 	if (!r) {
 		size_t total = (size_t)cJSON_GetArraySize(vms) + (size_t)cJSON_GetArraySize(metals);
 		if (!(vv = calloc(total + 1, sizeof(*vv))))
-			r = vul_fail(err, errlen, -ENOMEM, "vultr: out of memory");
+			r = backend_fail(err, errlen, -ENOMEM, "vultr: out of memory");
 	}
 	cJSON_ArrayForEach(it, (r ? NULL : vms))
 	{
