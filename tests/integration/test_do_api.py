@@ -339,6 +339,8 @@ def test_offers_follow_pagination_on_the_configured_host(fake, bk):
     assert by_key(r["offers"]) == by_key(whole)
     assert [x.query.get("page", ["1"])[0] for x in fake.find(route="^/sizes$")] == \
         ["1", "2", "3", "4"]
+    # the fake logs a status once its answer is written: the client may have read it first
+    assert fake.wait_for(lambda: all(x.status is not None for x in fake.find()), 5)
     assert all(x.status == 200 for x in fake.find())
 
 
