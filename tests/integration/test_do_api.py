@@ -18,10 +18,11 @@ import urllib.request
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BKCALL = os.environ.get("FLEETFS_BKCALL") or os.path.join(REPO, "build", "bkcall")
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from cloudfake import HostPool  # noqa: E402
 from do_fake import AMDDevCloudFake, DigitalOceanFake, cloud_config_keys  # noqa: E402
+import cloudapi  # noqa: E402
+from cloudapi import BKCALL, _bkcall, keypair, wait_state  # noqa: E402,F401
 
 KEY = "dop_v1_FAKEfa11ce5eed0123456789abcdef0123456789abcdef0123456789abcd"
 BAD_KEY = "dop_v1_WRONG0000000000000000000000000000000000000000000000000000000"
@@ -50,16 +51,7 @@ MI300X_ATL1 = offer("gpu-mi300x1-192gb", "atl1", 1.99, 20, 245760, "amd", "MI300
 
 
 def need_root():
-    if os.geteuid() != 0:
-        pytest.skip("the fake's droplets are sshd hosts in network namespaces: root needed")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _bkcall():
-    if not os.path.exists(BKCALL):
-        if os.environ.get("FLEETFS_ALLOW_MISSING"):
-            pytest.skip(f"{BKCALL} not built")
-        pytest.fail(f"{BKCALL} is missing: run `make build/bkcall`", pytrace=False)
+    cloudapi.need_root("droplets")
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +101,6 @@ def amd(pool):
         yield f
     finally:
         _stop(f, pool)
-
-
-@pytest.fixture(scope="module")
-def keypair(tmp_path_factory):
-    """The project key: a throwaway RSA pair (private path, public line)."""
-    d = tmp_path_factory.mktemp("keys")
-    path = str(d / "id_rsa")
-    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C",
-                    "fleetfs-test-project", "-f", path], check=True, capture_output=True)
-    with open(path + ".pub") as f:
-        return path, f.read().strip()
 
 
 @pytest.fixture(scope="module")
@@ -189,22 +170,7 @@ def cloud_init(pub):
 
 
 def ssh(ip, key, timeout=30):
-    return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{ip}", "true"],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def wait_state(bk, vm_id, states, timeout=15.0):
-    end = time.monotonic() + timeout
-    while True:
-        r = bk("get", vm_id)
-        if (r["rc"] == 0 and r["vm"]["state"] in states) or \
-                (r["rc"] != 0 and r["errno"] in states):
-            return r
-        assert time.monotonic() < end, f"not {states} after {timeout}s: {r}"
-        time.sleep(0.1)
+    return cloudapi.ssh(ip, key, "root", timeout)
 
 
 def routes(fake, **kw):

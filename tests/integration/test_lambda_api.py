@@ -17,10 +17,11 @@ import urllib.request
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BKCALL = os.environ.get("FLEETFS_BKCALL") or os.path.join(REPO, "build", "bkcall")
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from cloudfake import HostPool  # noqa: E402
 from lambda_fake import LambdaFake  # noqa: E402
+import cloudapi  # noqa: E402
+from cloudapi import BKCALL, _bkcall, keypair, need_root, wait_state  # noqa: E402,F401
 
 KEY = "lmbdFAKEkey3c1e5b2d48aa7f3a9"
 BAD_KEY = "lmbdWRONGkey0c9d8e7f6a5b4c3"
@@ -34,19 +35,6 @@ A10_WEST = {"backend": "lambda", "type": "lambda", "region": "us-west-1",
             "cpus": 30, "cpu_arch": "x86", "memory_mib": 204800, "disk_mib": 1433600}
 HEADER = ("instance_name,location,price,cpu,memory,gpu_count,gpu_name,gpu_memory,spot,"
           "disk_size,gpu_vendor,flags,cpu_arch,provider_data\n")
-
-
-def need_root():
-    if os.geteuid() != 0:
-        pytest.skip("the fake's VMs are sshd hosts in network namespaces: root needed")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _bkcall():
-    if not os.path.exists(BKCALL):
-        if os.environ.get("FLEETFS_ALLOW_MISSING"):
-            pytest.skip(f"{BKCALL} not built")
-        pytest.fail(f"{BKCALL} is missing: run `make build/bkcall`", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +67,6 @@ def fake(pool):
         f.stop()        # gives every host back (keys cleared, sessions killed)
     assert not errors, "the fake failed:\n" + "\n".join(errors)
     assert pool.free == pool.n, "a host was not given back"
-
-
-@pytest.fixture(scope="module")
-def keypair(tmp_path_factory):
-    """The project key: a throwaway RSA pair (private path, public line)."""
-    d = tmp_path_factory.mktemp("keys")
-    path = str(d / "id_rsa")
-    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C",
-                    "fleetfs-test-project", "-f", path], check=True, capture_output=True)
-    with open(path + ".pub") as f:
-        return path, f.read().strip()
 
 
 @pytest.fixture(scope="module")
@@ -143,22 +120,7 @@ def key_name(pub):
 
 
 def ssh(ip, key, timeout=30):
-    return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"ubuntu@{ip}", "true"],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def wait_state(bk, vm_id, states, timeout=15.0):
-    end = time.monotonic() + timeout
-    while True:
-        r = bk("get", vm_id)
-        if (r["rc"] == 0 and r["vm"]["state"] in states) or \
-                (r["rc"] != 0 and r["errno"] in states):
-            return r
-        assert time.monotonic() < end, f"not {states} after {timeout}s: {r}"
-        time.sleep(0.1)
+    return cloudapi.ssh(ip, key, "ubuntu", timeout)
 
 
 def create_running(bk, fake, name=NAME, offer=A10_WEST):

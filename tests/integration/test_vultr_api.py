@@ -18,10 +18,11 @@ import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BKCALL = os.environ.get("FLEETFS_BKCALL") or os.path.join(REPO, "build", "bkcall")
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from cloudfake import HostPool  # noqa: E402
 from vultr_fake import VultrFake  # noqa: E402
+import cloudapi  # noqa: E402
+from cloudapi import BKCALL, _bkcall, keypair, need_root  # noqa: E402,F401
 
 KEY = "VULTRFAKEKEY3C1E5B2D48AA7F3A9C0D1E2F"
 BAD_KEY = "VULTRWRONGKEY0C9D8E7F6A5B4C3D2E1F0A"
@@ -39,19 +40,6 @@ A100 = dict(VC2, instance="vcg-a100-12c-120g-80vram", price=2.397, cpus=12,
             gpus={"vendor": "nvidia", "name": "A100", "memory_mib": 81920, "count": 1})
 VM_DATA = '{"plan_type":"vm_instance"}'
 METAL_DATA = '{"plan_type":"bare-metal"}'
-
-
-def need_root():
-    if os.geteuid() != 0:
-        pytest.skip("the fake's VMs are sshd hosts in network namespaces: root needed")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _bkcall():
-    if not os.path.exists(BKCALL):
-        if os.environ.get("FLEETFS_ALLOW_MISSING"):
-            pytest.skip(f"{BKCALL} not built")
-        pytest.fail(f"{BKCALL} is missing: run `make build/bkcall`", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +71,6 @@ def fake(pool):
         f.stop()        # gives every host back (keys cleared, sessions killed)
     assert not errors, "the fake failed:\n" + "\n".join(errors)
     assert pool.free == pool.n, "a host was not given back"
-
-
-@pytest.fixture(scope="module")
-def keypair(tmp_path_factory):
-    """The project key: a throwaway RSA pair (private path, public line)."""
-    d = tmp_path_factory.mktemp("keys")
-    path = str(d / "id_rsa")
-    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C",
-                    "fleetfs-test-project", "-f", path], check=True, capture_output=True)
-    with open(path + ".pub") as f:
-        return path, f.read().strip()
 
 
 @pytest.fixture(scope="module")
@@ -147,22 +124,11 @@ def cloud_init(pub):
 
 
 def ssh(ip, key, timeout=30):
-    return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{ip}", "true"],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return cloudapi.ssh(ip, key, "root", timeout)
 
 
 def wait_state(bk, vm_id, states, data=VM_DATA, timeout=15.0):
-    end = time.monotonic() + timeout
-    while True:
-        r = bk("get", vm_id, data)
-        if (r["rc"] == 0 and r["vm"]["state"] in states) or \
-                (r["rc"] != 0 and r["errno"] in states):
-            return r
-        assert time.monotonic() < end, f"not {states} after {timeout}s: {r}"
-        time.sleep(0.1)
+    return cloudapi.wait_state(bk, vm_id, states, data, timeout=timeout)
 
 
 def routes(fake, **kw):

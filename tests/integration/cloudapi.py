@@ -1,0 +1,56 @@
+"""What the provider API tests (test_<provider>_api.py) share: build/bkcall, the project key
+pair, ssh into a fake's VM, waiting for a VM state. Fixtures are imported by name."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from fleetlib import REPO
+
+BKCALL = os.environ.get("FLEETFS_BKCALL") or os.path.join(REPO, "build", "bkcall")
+
+
+def need_root(what="VMs"):
+    if os.geteuid() != 0:
+        pytest.skip(f"the fake's {what} are sshd hosts in network namespaces: root needed")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bkcall():
+    if not os.path.exists(BKCALL):
+        if os.environ.get("FLEETFS_ALLOW_MISSING"):
+            pytest.skip(f"{BKCALL} not built")
+        pytest.fail(f"{BKCALL} is missing: run `make build/bkcall`", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory):
+    """The project key: a throwaway RSA pair (private path, public line)."""
+    d = tmp_path_factory.mktemp("keys")
+    path = str(d / "id_rsa")
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C",
+                    "fleetfs-test-project", "-f", path], check=True, capture_output=True)
+    with open(path + ".pub") as f:
+        return path, f.read().strip()
+
+
+def ssh(ip, key, user, timeout=30):
+    """`ssh -i key user@ip true`, nothing from ~/.ssh."""
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"{user}@{ip}", "true"],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def wait_state(bk, vm_id, states, *args, timeout=15.0):
+    """bk("get", vm_id, *args) until the VM's state (or the errno) is one of states."""
+    end = time.monotonic() + timeout
+    while True:
+        r = bk("get", vm_id, *args)
+        if (r["rc"] == 0 and r["vm"]["state"] in states) or \
+                (r["rc"] != 0 and r["errno"] in states):
+            return r
+        assert time.monotonic() < end, f"not {states} after {timeout}s: {r}"
+        time.sleep(0.1)
