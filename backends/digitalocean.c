@@ -275,6 +275,13 @@ static int dgo_list(struct dgo *d, const char *path, const char *query, const ch
 
 /* ------------------------------------------------------------------ droplets */
 
+/* Droplet ids are integers; anything that could leave the path segment is refused. */
+static bool dgo_id_ok(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	return n && n <= DGO_ID_DIGITS && strspn(id, "0123456789") == n && id[0] != '0';
+}
+
 static enum bk_vm_state dgo_state(const char *status)
 {
 	/* clang-format off */
@@ -850,7 +857,7 @@ static int digitalocean_get(const struct backend_ctx *ctx, const char *id, const
 	cJSON *doc = NULL;
 	(void)backend_data; /* DigitalOcean needs none */
 	memset(out, 0, sizeof(*out));
-	if (!backend_id_ok(id))
+	if (!dgo_id_ok(id))
 		return backend_fail(err, errlen, -EINVAL, "%s: not a droplet id",
 				ctx->type ? ctx->type : "digitalocean");
 	(void)fmt(path, sizeof(path), "/droplets/%s", id);
@@ -872,7 +879,7 @@ static int digitalocean_terminate(const struct backend_ctx *ctx, const char *id,
 	long st = 0;
 	cJSON *doc = NULL;
 	(void)backend_data;
-	if (!backend_id_ok(id))
+	if (!dgo_id_ok(id))
 		return backend_fail(err, errlen, -EINVAL, "%s: not a droplet id",
 				ctx->type ? ctx->type : "digitalocean");
 	(void)fmt(path, sizeof(path), "/droplets/%s", id);
