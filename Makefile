@@ -2,7 +2,7 @@
 # test (check + integration through a real mount), deps (apt-get), lint, bench, run, install.
 CC      ?= cc
 VERSION := 0.1.0
-PKGS    := fuse3 libcurl yaml-0.1 libcjson openssl libssh2 lmdb libzip inih
+PKGS    := fuse3 libcurl yaml-0.1 libcjson openssl libssh2 lmdb libzip inih libxml-2.0
 WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2 \
            -Wvla -Wshadow -Wpointer-arith -fno-common -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE -DFLEETFS_VERSION=\"$(VERSION)\" -DFLEETFS_SRCDIR=\"$(CURDIR)\"
@@ -18,7 +18,7 @@ CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
 BACKENDS_SRC := backends/ssh.c backends/http.c backends/sigv4.c backends/backend.c backends/catalog.c backends/lambda.c \
-                backends/digitalocean.c backends/vultr.c backends/awscreds.c
+                backends/digitalocean.c backends/vultr.c backends/awscreds.c backends/awsapi.c backends/aws.c
 ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
 FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)

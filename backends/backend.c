@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -124,12 +125,13 @@ int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_
 	return 0;
 }
 
-#define MEMO_MAX 128
+#define MEMO_MAX 256
 
 static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	char key[700];
-	char val[BK_ID_MAX];
+	char val[BK_MEMO_VAL_MAX];
+	time_t until; /* 0: until forgotten */
 } memo[MEMO_MAX];
 static unsigned memo_next;
 
@@ -147,8 +149,10 @@ bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const cha
 	bool found = false;
 	memo_key(ctx, base, what, k, sizeof(k));
 	pthread_mutex_lock(&memo_lock);
+	time_t now = time(NULL);
 	for (unsigned i = 0; i < MEMO_MAX && !found; i++)
-		if (memo[i].key[0] && !strcmp(memo[i].key, k)) {
+		if (memo[i].key[0] && !strcmp(memo[i].key, k) &&
+		    (!memo[i].until || memo[i].until > now)) {
 			(void)fmt(val, n, "%s", memo[i].val);
 			found = true;
 		}
@@ -158,6 +162,12 @@ bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const cha
 
 void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
 		      const char *val)
+{
+	backend_memo_put_ttl(ctx, base, what, val, 0);
+}
+
+void backend_memo_put_ttl(const struct backend_ctx *ctx, const char *base, const char *what,
+			  const char *val, int ttl_s)
 {
 	char k[700];
 	memo_key(ctx, base, what, k, sizeof(k));
@@ -169,8 +179,58 @@ void backend_memo_put(const struct backend_ctx *ctx, const char *base, const cha
 		unsigned i = memo_next++ % MEMO_MAX;
 		(void)fmt(memo[i].key, sizeof(memo[i].key), "%s", k);
 		(void)fmt(memo[i].val, sizeof(memo[i].val), "%s", val);
+		memo[i].until = ttl_s > 0 ? time(NULL) + ttl_s : 0;
 	}
 	pthread_mutex_unlock(&memo_lock);
+}
+
+/* What each backend's last offers were built from: the catalog version and a digest of the
+ * live facts. Process memory, a few entries (one per backend that uses it), replaced in turn. */
+#define SEEN_MAX 64
+static struct {
+	char backend[600]; /* type '/' project '/' backend name */
+	char version[CATALOG_VERSION_MAX];
+	unsigned char digest[BK_DIGEST_MAX];
+} seen[SEEN_MAX];
+static size_t seen_next;
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void seen_key(const struct backend_ctx *ctx, char *out, size_t n)
+{
+	(void)fmt(out, n, "%s/%s/%s", ctx->type ? ctx->type : "", ctx->project ? ctx->project : "",
+		  ctx->name ? ctx->name : "");
+}
+
+bool backend_offers_seen(const struct backend_ctx *ctx, const char *known,
+			 const unsigned char *digest)
+{
+	char key[600];
+	bool same = false;
+	seen_key(ctx, key, sizeof(key));
+	pthread_mutex_lock(&seen_lock);
+	for (size_t i = 0; i < SEEN_MAX && !same; i++)
+		same = known[0] && !strcmp(seen[i].backend, key) &&
+		       !strcmp(seen[i].version, known) &&
+		       !memcmp(seen[i].digest, digest, BK_DIGEST_MAX);
+	pthread_mutex_unlock(&seen_lock);
+	return same;
+}
+
+void backend_offers_remember(const struct backend_ctx *ctx, const char *version,
+			     const unsigned char *digest)
+{
+	char key[600];
+	size_t i;
+	seen_key(ctx, key, sizeof(key));
+	pthread_mutex_lock(&seen_lock);
+	for (i = 0; i < SEEN_MAX && strcmp(seen[i].backend, key); i++)
+		;
+	if (i == SEEN_MAX)
+		i = seen_next++ % SEEN_MAX;
+	(void)fmt(seen[i].backend, sizeof(seen[i].backend), "%s", key);
+	(void)fmt(seen[i].version, sizeof(seen[i].version), "%s", version);
+	memcpy(seen[i].digest, digest, BK_DIGEST_MAX);
+	pthread_mutex_unlock(&seen_lock);
 }
 
 int backend_fail(char *err, size_t errlen, int rc, const char *f, ...)
@@ -273,7 +333,7 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 
 /* Types without a provider client of their own yet. */
 static const struct backend_ops registry[] = {
-	CATALOG("aws"),	    CATALOG("azure"),	   CATALOG("gcp"),     CATALOG("oci"),
+	CATALOG("azure"),	   CATALOG("gcp"),     CATALOG("oci"),
 	CATALOG("nebius"),  CATALOG("lambda"),	   CATALOG("verda"),   CATALOG("datacrunch"),
 	CATALOG("runpod"),  CATALOG("cloudrift"),  LIVE("vastai"),     LIVE("hotaisle"),
 	LIVE("cudo"),	    LIVE("kubernetes"),
@@ -285,6 +345,7 @@ static const struct backend_ops *const providers[] = {
 	&digitalocean_ops,
 	&amddevcloud_ops,
 	&vultr_ops,
+	&aws_ops,
 };
 
 const struct backend_ops *backend_find(const char *type)

@@ -80,6 +80,12 @@ struct bk_create_req {
 	const char *ssh_pubkey;  /* the project key, one OpenSSH line */
 	const char *user_data;   /* #cloud-config with ssh_authorized_keys, for providers that
 				  * take cloud-init; others install the key their own way */
+	const char *placement_group; /* the fleet's cluster placement group (`placement:
+				      * cluster`), made by create where the provider has them;
+				      * NULL: none */
+	const struct kv *tags;   /* the fleet's `tags` (dstack: added where the provider has
+				  * tags, after fleetfs's and the config's) */
+	size_t ntags;
 };
 
 struct bk_offers_res {
@@ -132,6 +138,7 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 extern const struct backend_ops lambda_ops;
 extern const struct backend_ops digitalocean_ops, amddevcloud_ops;
 extern const struct backend_ops vultr_ops;
+extern const struct backend_ops aws_ops;
 
 /* The implementation of a backend type, or NULL for an unknown type. */
 const struct backend_ops *backend_find(const char *type);
@@ -170,6 +177,20 @@ bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const cha
 		      char *val, size_t n);
 void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
 		      const char *val);
+/* The same, forgotten after ttl_s seconds (0: kept until forgotten or pushed out). Values are
+ * cut to BK_MEMO_VAL_MAX - 1 bytes. */
+#define BK_MEMO_VAL_MAX 1024
+void backend_memo_put_ttl(const struct backend_ctx *ctx, const char *base, const char *what,
+			  const char *val, int ttl_s);
+/* Offers built from a catalog plus live facts (Lambda's capacity, AWS's quotas): were the
+ * cached offers (catalog version known) built from these facts (digest: BK_DIGEST_MAX bytes)?
+ * Then the refresh can answer "unchanged" without reading the catalog. remember records
+ * what the offers just built came from. */
+#define BK_DIGEST_MAX 64
+bool backend_offers_seen(const struct backend_ctx *ctx, const char *known,
+			 const unsigned char *digest);
+void backend_offers_remember(const struct backend_ctx *ctx, const char *version,
+			     const unsigned char *digest);
 /* err = the formatted message; returns rc (for `return backend_fail(err, n, -EINVAL, ...)`). */
 int backend_fail(char *err, size_t errlen, int rc, const char *f, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -592,6 +592,16 @@ static int64_t retry_after_ms(const struct http_resp *r)
 	return s > BACKOFF_CAP_MS / 1000 ? BACKOFF_CAP_MS : s * 1000;
 }
 
+/* Does the body say the server's answer is definitive (one of req->final_markers)? */
+static bool final_answer(const struct xfer *x)
+{
+	const struct buf *b = &x->resp->body;
+	for (const char *const *m = x->req->final_markers; m && *m; m++)
+		if (b->data && memmem(b->data, b->len, *m, strlen(*m)))
+			return true;
+	return false;
+}
+
 static bool should_retry(const struct xfer *x, int rc, int64_t retry_after)
 {
 	long s = x->resp->status;
@@ -599,6 +609,8 @@ static bool should_retry(const struct xfer *x, int rc, int64_t retry_after)
 		return transient(x->cc) && (x->idempotent || !x->sent);
 	if (!x->idempotent)
 		return (s == 429 || s == 503) && retry_after >= 0;
+	if (s >= 500 && final_answer(x))
+		return false;
 	return s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 }
 
@@ -642,7 +654,7 @@ static int setup(struct http_client *c, struct xfer *x)
 		return bad_request(x, "unknown method");
 	if ((m == M_GET || m == M_HEAD) && req->body_len)
 		return bad_request(x, "a body on GET or HEAD");
-	x->idempotent = m != M_POST && m != M_PATCH;
+	x->idempotent = req->idempotent || (m != M_POST && m != M_PATCH);
 
 	/* "Expect:" turns off curl's 100-continue wait on bodies over 1 MiB */
 	if (slist_add(&x->hdr_all, "Expect:") || slist_add(&x->hdr_public, "Expect:"))

@@ -19,7 +19,8 @@
  * capped at 30 s and multiplied by FLEETFS_TIME_SCALE (a float, default 1; tests use 0.01).
  * POST and PATCH are not idempotent, so they are retried only when the server said so (429
  * or 503 with Retry-After) or when not a byte of the request was sent (resolve or connect
- * failures); never after a 500 or a timeout mid-request. A retry starts again from req->url.
+ * failures); never after a 500 or a timeout mid-request, unless req->idempotent says the
+ * server makes repeats harmless. A retry starts again from req->url.
  *
  * Logs: one line per request sent (each attempt and each redirect hop) through the function
  * set with http_set_logger: label, request id, method, URL without user info, query or
@@ -41,6 +42,7 @@
 #ifndef FLEETFS_HTTP_H
 #define FLEETFS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../core/util.h"
@@ -64,6 +66,13 @@ struct http_req {
 	size_t max_body;	 /* response body cap; 0: 16 MiB */
 	int max_attempts;	 /* <= 0: 4; 1 = no retry */
 	const char *label;	 /* short tag for the log lines ("lambda"); NULL = "http" */
+	/* A POST or PATCH the server treats as idempotent (a read such as EC2's Describe*, or a
+	 * create carrying a client token): retried like a GET. */
+	bool idempotent;
+	/* Substrings of a 5xx body that make it the server's final word, not a passing fault
+	 * (EC2's <Code>InsufficientInstanceCapacity</Code> is a 500): not retried. NULL-
+	 * terminated; may be NULL. */
+	const char *const *final_markers;
 };
 
 struct http_resp {

@@ -351,25 +351,12 @@ static void lam_set_availability(struct offer_list *list, const cJSON *types)
 	}
 }
 
-/* What each backend's last offers were built from: the catalog version and a digest of the
- * availability. A refresh whose catalog and availability are both as the cached offers had
- * them is "unchanged" (the catalog is not downloaded again); any other reads the catalog
- * whole. Process memory, a few entries (one per Lambda backend), replaced in turn. */
-#define LAMBDA_SEEN_MAX 32
-static struct {
-	char backend[256]; /* project '/' backend name */
-	char version[CATALOG_VERSION_MAX];
-	unsigned char digest[EVP_MAX_MD_SIZE];
-} seen[LAMBDA_SEEN_MAX];
-static size_t seen_next;
-static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
-
 /* An order-independent digest of the (instance type, region) pairs with capacity: the XOR
  * of each pair's SHA-1. */
-static void lam_avail_digest(const cJSON *types, unsigned char out[EVP_MAX_MD_SIZE])
+static void lam_avail_digest(const cJSON *types, unsigned char out[BK_DIGEST_MAX])
 {
 	const cJSON *t, *reg;
-	memset(out, 0, EVP_MAX_MD_SIZE);
+	memset(out, 0, BK_DIGEST_MAX);
 	cJSON_ArrayForEach(t, types)
 	{
 		const cJSON *regions = backend_jget(t, "regions_with_capacity_available");
@@ -389,46 +376,16 @@ static void lam_avail_digest(const cJSON *types, unsigned char out[EVP_MAX_MD_SI
 	}
 }
 
-/* Were the cached offers (catalog version known) built with this availability? */
-static bool lam_seen_same(const char *backend, const char *known, const unsigned char *digest)
-{
-	bool same = false;
-	pthread_mutex_lock(&seen_lock);
-	for (size_t i = 0; i < LAMBDA_SEEN_MAX && !same; i++)
-		same = !strcmp(seen[i].backend, backend) && known[0] &&
-		       !strcmp(seen[i].version, known) &&
-		       !memcmp(seen[i].digest, digest, EVP_MAX_MD_SIZE);
-	pthread_mutex_unlock(&seen_lock);
-	return same;
-}
-
-static void lam_seen_set(const char *backend, const char *version, const unsigned char *digest)
-{
-	size_t i;
-	pthread_mutex_lock(&seen_lock);
-	for (i = 0; i < LAMBDA_SEEN_MAX && strcmp(seen[i].backend, backend); i++)
-		;
-	if (i == LAMBDA_SEEN_MAX)
-		i = seen_next++ % LAMBDA_SEEN_MAX;
-	(void)fmt(seen[i].backend, sizeof(seen[i].backend), "%s", backend);
-	(void)fmt(seen[i].version, sizeof(seen[i].version), "%s", version);
-	memcpy(seen[i].digest, digest, EVP_MAX_MD_SIZE);
-	pthread_mutex_unlock(&seen_lock);
-}
-
 /* The catalog's offers with live availability: GET /instance-types first (its failure fails
  * the refresh), then the catalog, read whole unless nothing changed since the cached offers. */
 static int lambda_offers(const struct bk_offers_req *req, struct bk_offers_res *res, char *err,
 			 size_t errlen)
 {
 	struct bk_offers_req cat = *req;
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	char backend[256];
+	unsigned char digest[BK_DIGEST_MAX];
 	struct lam l;
 	cJSON *doc = NULL;
 	const cJSON *types = NULL;
-	(void)fmt(backend, sizeof(backend), "%s/%s", req->ctx.project ? req->ctx.project : "",
-		  req->ctx.name ? req->ctx.name : "");
 	int r = lam_open(&l, &req->ctx, err, errlen);
 	if (!r)
 		r = lam_call(&l, "GET", "/instance-types", NULL, &doc, err, errlen);
@@ -437,14 +394,14 @@ static int lambda_offers(const struct bk_offers_req *req, struct bk_offers_res *
 			     "lambda: GET /instance-types: data is not an object");
 	if (!r) {
 		lam_avail_digest(types, digest);
-		if (!req->known_version || !lam_seen_same(backend, req->known_version, digest))
+		if (!req->known_version || !backend_offers_seen(&req->ctx, req->known_version, digest))
 			cat.known_version = "";
 		r = backend_catalog_offers(&cat, res, err, errlen);
 	}
 	if (!r) {
 		if (!res->unchanged)
 			lam_set_availability(&res->list, types);
-		lam_seen_set(backend, res->version, digest);
+		backend_offers_remember(&req->ctx, res->version, digest);
 	} else if (r != -EACCES && !types) {
 		/* Lambda did not answer: the catalog's offers still stand, their availability
 		 * unknown (the credential check reports a refused key on its own) */

@@ -44,6 +44,8 @@ static size_t utf8_len(const char *s)
  * word character). */
 static bool aws_tag_ok(const char *s, size_t min, size_t max)
 {
+	if (!s)
+		return false;
 	size_t n = utf8_len(s);
 	if (n < min || n > max)
 		return false;
@@ -51,6 +53,12 @@ static bool aws_tag_ok(const char *s, size_t min, size_t max)
 		if (!(*p >= 0x80 || is_alpha(*p) || is_digit(*p) || strchr("_ .:/=-+@", *p)))
 			return false;
 	return true;
+}
+
+bool aws_tag_valid(const char *key, const char *value)
+{
+	return aws_tag_ok(key, 1, 128) && strncmp(key, "aws:", 4) != 0 &&
+	       aws_tag_ok(value ? value : "", 0, 256);
 }
 
 /* Azure: key ^(?!.*[<>&\\%?/]).{1,512}$, value .{0,256}$ (no line breaks). */
@@ -211,7 +219,7 @@ static int chk_port(struct bkw *w, int val, const char *path)
 
 /* ---- cross-field hooks ---- */
 
-static const char *const aws_default_regions[] = {
+const char *const aws_default_regions[] = {
 	"us-east-1",    "us-east-2", "us-west-1", "us-west-2", "ap-southeast-1", "ca-central-1",
 	"eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1",     NULL,
 };
@@ -460,6 +468,7 @@ static const struct bk_field f_aws[] = {
 	F_TAGS(chk_tags_aws),
 	F_OBJ("os_images", &o_aws_images),
 	F_LIST("experimental_instance_types"),
+	F_ORPHANS,
 	END,
 };
 static const struct bk_obj o_aws = {.fields = f_aws, .excl = x_aws, .post = aws_post};

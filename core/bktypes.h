@@ -131,4 +131,12 @@ void bkw_join(char *dst, size_t n, const char *const *list);
  * Returns 0, -EINVAL (message set) or -ENOMEM. */
 int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f);
 
+/* dstack's default AWS regions (where its images are published), NULL-terminated: an aws
+ * backend without `regions` uses these. */
+extern const char *const aws_default_regions[];
+
+/* Is key: value a tag AWS takes (and dstack keeps): key 1-128, value 0-256 characters of
+ * [\w .:/=+-@], the key not starting with "aws:". */
+bool aws_tag_valid(const char *key, const char *value);
+
 #endif

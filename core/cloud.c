@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "../backends/backend.h"
@@ -370,6 +371,44 @@ static int cmp_price(const void *a, const void *b)
 	return (x->price > y->price) - (x->price < y->price);
 }
 
+/* A cluster fleet's instances share one backend and region (dstack: the first one's): those
+ * of another live instance of the fleet with a cloud intent or VM, "" when none. */
+static void cluster_anchor(struct cloud *c, const char *p, const char *f, unsigned num,
+			   char *backend, size_t blen, char *region, size_t rlen)
+{
+	struct stx *tx = NULL;
+	cJSON *rows = NULL, *it;
+	char prefix[2 * STORE_NAME_MAX + 4];
+	backend[0] = region[0] = '\0';
+	if (store_begin(c->s, false, &tx))
+		return;
+	(void)fmt(prefix, sizeof(prefix), "%s/%s/", p, f);
+	(void)store_obj_list(tx, SDB_INSTANCES, prefix, &rows);
+	store_abort(tx);
+	cJSON_ArrayForEach(it, rows)
+	{
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(v, "cloud");
+		const char *st = jx_str(v, "status");
+		if ((unsigned)jx_num(v, "num") == num || !cJSON_IsObject(cl) ||
+		    !*jx_str(cl, "backend") || !strcmp(st, IST_TERMINATED) ||
+		    !strcmp(st, IST_TERMINATING))
+			continue;
+		(void)fmt(backend, blen, "%s", jx_str(cl, "backend"));
+		(void)fmt(region, rlen, "%s", jx_str(cl, "region"));
+		break;
+	}
+	cJSON_Delete(rows);
+}
+
+/* The name of a cluster fleet's placement group. */
+static void placement_name(const char *p, const char *f, char *out, size_t n)
+{
+	(void)fmt(out, n, "fleetfs-%s-%s", p, f);
+	for (char *q = out; *q; q++)
+		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+}
+
 static void pending_step(struct cloud *c, const char *key, const char *p, const char *f,
 			 unsigned num, const cJSON *row)
 {
@@ -402,11 +441,20 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 	struct offer_query *q = offers_query_from_spec(spec);
 	const struct offer **cand = xcalloc(all.n ? all.n : 1, sizeof(*cand));
 	size_t nc = 0, nmatch = 0;
+	char anchor_b[STORE_NAME_MAX] = "", anchor_r[128] = "", pg[2 * NAME_MAX_LEN] = "";
+	bool cluster = spec->placement == PLACEMENT_CLUSTER;
+	if (cluster) {
+		cluster_anchor(c, p, f, num, anchor_b, sizeof(anchor_b), anchor_r, sizeof(anchor_r));
+		placement_name(p, f, pg, sizeof(pg));
+	}
 	for (size_t i = 0; i < all.n; i++) {
 		const struct backend_ops *ops = backend_find(all.v[i].type);
 		if (!offers_match(q, &all.v[i]))
 			continue;
 		nmatch++;
+		if (anchor_b[0] && (strcmp(all.v[i].backend, anchor_b) ||
+				    strcasecmp(all.v[i].region, anchor_r)))
+			continue; /* a cluster stays where its first instance is */
 		if (offers_available(&all.v[i]) && ops && ops->create)
 			cand[nc++] = &all.v[i];
 	}
@@ -430,6 +478,7 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 		offer_name(o, oname, sizeof(oname));
 		struct offer named = *o;
 		named.name = oname;
+		named.disk_mib = offers_disk_for(q, o); /* the disk the spec asks for */
 		if (bk_load(c, p, o->backend, &k, err, sizeof(err)))
 			continue;
 		cloud_name(p, f, num, name, sizeof(name));
@@ -438,9 +487,11 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 			bk_free(&k);
 			break; /* the row changed (terminating): stop */
 		}
-		struct bk_create_req req = {.offer = o, .cloud_name = name, .project = p,
+		struct bk_create_req req = {.offer = &named, .cloud_name = name, .project = p,
 					    .fleet = f, .num = num, .ssh_pubkey = pub,
-					    .user_data = user_data};
+					    .user_data = user_data,
+					    .placement_group = cluster ? pg : NULL,
+					    .tags = spec->tags, .ntags = spec->ntags};
 		struct bk_vm vm;
 		memset(&vm, 0, sizeof(vm));
 		err[0] = '\0';
@@ -475,6 +526,11 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 			(void)fmt(why, sizeof(why), "no offer matches the fleet's requirements (%zu "
 						    "offers cached for the project's backends)",
 				  all.n);
+		else if (anchor_b[0] && !nc)
+			(void)fmt(why, sizeof(why), "no available offer on %s in %s, where the "
+						    "cluster's other instances are (%zu offers "
+						    "match elsewhere)",
+				  anchor_b, anchor_r, nmatch);
 		else if (!nc)
 			(void)fmt(why, sizeof(why), "%zu offers match but none is available on a "
 						    "backend fleetfs can create instances on",

@@ -2,7 +2,7 @@
 # Install what fleetfs needs to build and test, on Debian 12. Idempotent.
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libyaml-dev libcjson-dev
-libssl-dev libssh2-1-dev liblmdb-dev libinih-dev lmdb-utils libcsv-dev libzip-dev check python3-pytest python3-yaml rsync ansible
+libssl-dev libssh2-1-dev liblmdb-dev libinih-dev libxml2-dev lmdb-utils libcsv-dev libzip-dev check python3-pytest python3-yaml python3-boto3 rsync ansible
 vim-nox nano tar coreutils sed openssh-client openssh-server iproute2 psmisc"
 missing=""
 for p in $PKGS; do

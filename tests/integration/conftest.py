@@ -34,6 +34,16 @@ for _t in ("lambda", "digitalocean", "amddevcloud", "vultr", "hotaisle", "cloudr
            "vastai", "runpod", "verda", "datacrunch", "aws", "azure", "gcp", "oci", "nebius",
            "kubernetes"):
     os.environ["FLEETFS_ENDPOINT_" + _t.upper()] = "https://127.0.0.1:9/" + _t
+# AWS's endpoints and credentials the way the AWS SDKs find them: the closed port, and none of
+# this machine's credentials, profiles or instance metadata.
+os.environ["AWS_ENDPOINT_URL"] = "https://127.0.0.1:9"
+for _v in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL_")] + [
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_EC2_METADATA_SERVICE_ENDPOINT"]:
+    os.environ.pop(_v, None)
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/fleetfs-tests/credentials"
+os.environ["AWS_CONFIG_FILE"] = "/nonexistent/fleetfs-tests/config"
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 TEST_TIMEOUT = float(os.environ.get("FLEETFS_TEST_TIMEOUT", "90"))
 
 

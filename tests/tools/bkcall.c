@@ -20,7 +20,9 @@
  * "source", "skipped" (offers)}. Exit status 0 when rc is 0, 1 when it is not, 2 for a usage
  * or setup error (message on stderr). The HTTP client's log lines (never a secret) go to
  * stderr. Environment: whatever the provider and the HTTP client read (FLEETFS_ENDPOINT_<TYPE>,
- * FLEETFS_CA_BUNDLE, FLEETFS_TIME_SCALE), FLEETFS_PROJECT (default "main").
+ * FLEETFS_CA_BUNDLE, FLEETFS_TIME_SCALE), FLEETFS_PROJECT (default "main"), and for create
+ * BKCALL_PLACEMENT_GROUP (the fleet's cluster placement group) and BKCALL_FLEET_TAGS
+ * ("key=value,key=value": the fleet's tags).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -184,14 +186,30 @@ static int do_create(const struct backend_ops *ops, const struct backend_ctx *ct
 	}
 	pub[strcspn(pub, "\r\n")] = '\0';
 	user_data = backend_cloud_init(pub);
+	/* the fleet's tags: "k=v,k=v" */
+	const char *tv = getenv("BKCALL_FLEET_TAGS");
+	char *tags = tv ? xstrdup(tv) : NULL, *save = NULL;
+	struct kv kv[16];
+	size_t ntags = 0;
+	for (char *t = tags ? strtok_r(tags, ",", &save) : NULL; t && ntags < 16;
+	     t = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(t, '=');
+		if (eq)
+			*eq = '\0';
+		kv[ntags++] = (struct kv){.key = t, .value = eq ? eq + 1 : (char *)""};
+	}
 	struct bk_create_req req = {.offer = &l.v[0],
 				    .cloud_name = argv[1],
 				    .project = ctx->project,
 				    .fleet = "bkcall",
 				    .num = 0,
 				    .ssh_pubkey = pub,
-				    .user_data = user_data};
+				    .user_data = user_data,
+				    .placement_group = getenv("BKCALL_PLACEMENT_GROUP"),
+				    .tags = kv,
+				    .ntags = ntags};
 	r = ops->create(ctx, &req, &vm, err, errlen);
+	free(tags);
 	if (!r)
 		cJSON_AddItemToObject(res, "vm", vm_json(&vm));
 out:

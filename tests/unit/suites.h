@@ -20,5 +20,6 @@ Suite *offers_suite(void);
 Suite *catalog_suite(void);
 Suite *sigv4_suite(void);
 Suite *awscreds_suite(void);
+Suite *awsapi_suite(void);
 
 #endif

@@ -502,6 +502,39 @@ START_TEST(test_post_retry_rule)
 }
 END_TEST
 
+/* An idempotent POST (EC2's reads, a create with a client token) is retried like a GET, sent
+ * or not; a 5xx whose body carries a final marker (EC2's no-capacity 500) is not. */
+START_TEST(test_idempotent_post)
+{
+	static const struct step steps[] = {
+		{.status = 500, .body = "<Response><Errors><Error><Code>InternalError</Code>"},
+		{.status = 502},
+		{.status = 200, .body = "ok"},
+		{.status = 500, .body = "<Response><Errors><Error><Code>"
+					"InsufficientInstanceCapacity</Code>"},
+		{.status = 200, .body = "not reached"}};
+	static const char *const final[] = {"<Code>InsufficientInstanceCapacity</Code>", NULL};
+	struct srv s;
+	struct http_resp r;
+	struct http_client *c = client();
+	srv_start(&s, steps, 5);
+	struct http_req q = {.method = "POST", .url = at(&s, "/"), .body = "Action=X",
+			     .body_len = 8, .idempotent = true, .final_markers = final};
+	ck_assert_int_eq(http_do(c, &q, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(r.attempts, 3); /* after a 500 and a 502 */
+	http_resp_free(&r);
+	ck_assert_int_eq(http_do(c, &q, &r), 0);
+	ck_assert_int_eq(r.status, 500);
+	ck_assert_int_eq(r.attempts, 1);
+	http_resp_free(&r);
+	srv_stop(&s);
+	ck_assert_uint_eq(s.nreq, 4);
+	srv_free(&s);
+	http_client_free(c);
+}
+END_TEST
+
 START_TEST(test_redirects)
 {
 	static const struct step chain[] = {{.status = 301, .headers = "Location: /b\r\n"},
@@ -1204,6 +1237,7 @@ Suite *http_suite(void)
 	tcase_add_test(t, test_retry_after);
 	tcase_add_test(t, test_retries_exhausted);
 	tcase_add_test(t, test_post_retry_rule);
+	tcase_add_test(t, test_idempotent_post);
 	tcase_add_test(t, test_redirects);
 	tcase_add_test(t, test_redirect_secrets);
 	tcase_add_test(t, test_max_body);

@@ -313,7 +313,7 @@ START_TEST(test_commit_valid)
 	/* the status */
 	char *st = status_of("main", "aws");
 	char *v = status_field(st, "state", NULL);
-	ck_assert_str_eq(v, "unchecked");
+	ck_assert_str_eq(v, "checking");
 	free(v);
 	v = status_field(st, "type", NULL);
 	ck_assert_str_eq(v, "aws");
@@ -373,7 +373,7 @@ START_TEST(test_commit_invalid)
 	free(t);
 	char *st = status_of("main", "aws");
 	char *v = status_field(st, "state", NULL);
-	ck_assert_str_eq(v, "unchecked");
+	ck_assert_str_eq(v, "checking");
 	free(v);
 	v = status_field(st, "last_error", "message");
 	ck_assert_str_eq(v, err);
