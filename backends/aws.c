@@ -63,6 +63,7 @@
 #define AWS_OWNER "fleetfs"
 #define AWS_OWN_PREFIX "fleetfs-"
 #define AWS_USER "ubuntu"
+#define AWS_USER_TAG "fleetfs_user" /* the login user, for whoever finds the instance later */
 #define AWS_SG_PREFIX "fleetfs_security_group_"
 #define AWS_NET_TTL 600   /* subnets, security groups, images: dstack's 10 min caches */
 #define AWS_VISIBLE_S 300 /* an instance unknown this long after its create is gone */
@@ -967,11 +968,14 @@ static int vm_from(const xmlNode *inst, const char *region, bool public_ips, str
 	(void)fmt(out->internal_ip, sizeof(out->internal_ip), "%s", priv);
 	(void)fmt(out->region, sizeof(out->region), "%s", region);
 	awsx_text(inst, "instanceType", out->instance, sizeof(out->instance));
+	(void)fmt(out->username, sizeof(out->username), AWS_USER);
 	for (xmlNode *t = awsx_first(awsx_child(inst, "tagSet")); t; t = awsx_next(t)) {
 		char k[32];
 		awsx_text(t, "key", k, sizeof(k));
 		if (!strcmp(k, "Name"))
 			awsx_text(t, "value", out->name, sizeof(out->name));
+		else if (!strcmp(k, AWS_USER_TAG))
+			awsx_text(t, "value", out->username, sizeof(out->username));
 	}
 	out->ssh_port = 22;
 	return 0;
@@ -1024,14 +1028,14 @@ static int vmdata_parse(const char *bd, struct vmdata *v, char *err, size_t errl
  * where the key is not taken yet; invalid ones dropped. kv is a NULL-terminated key, value
  * list pointing into req, c and own (the caller's buffers). */
 static size_t instance_tags(const struct bk_create_req *req, const struct acfg *c,
-			    char own[][80], const char **kv, size_t max)
+			    const char *user, char own[][80], const char **kv, size_t max)
 {
 	size_t n = 0;
 	(void)fmt(own[0], 80, "%u", req->num);
 	const char *ours[] = {"Name", req->cloud_name, AWS_OWNER_TAG, AWS_OWNER,
 			      "fleetfs_project", req->project ? req->project : "",
 			      "fleetfs_fleet", req->fleet ? req->fleet : "",
-			      "fleetfs_instance", own[0]};
+			      "fleetfs_instance", own[0], AWS_USER_TAG, user};
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i += 2) {
 		kv[2 * n] = ours[i];
 		kv[2 * n + 1] = ours[i + 1];
@@ -1193,7 +1197,7 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	double gb = (double)o->disk_mib / 1024.0;
 	l.disk_gb = gb < AWS_ROOT_MIN_GB ? 100 : (unsigned)(gb + 0.5);
 	if (!r)
-		instance_tags(req, &c, own, kv, AWS_MAX_TAGS);
+		instance_tags(req, &c, img.user, own, kv, AWS_MAX_TAGS);
 	char tried[512] = "";
 	bool done = false;
 	for (size_t i = 0; !r && !done && i < net.n; i++) {

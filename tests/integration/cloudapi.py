@@ -1,5 +1,6 @@
 """What the provider API tests (test_<provider>_api.py) share: build/bkcall, the project key
 pair, ssh into a fake's VM, waiting for a VM state. Fixtures are imported by name."""
+import json
 import os
 import subprocess
 import time
@@ -9,6 +10,26 @@ import pytest
 from fleetlib import REPO
 
 BKCALL = os.environ.get("FLEETFS_BKCALL") or os.path.join(REPO, "build", "bkcall")
+
+
+def run_bkcall(btype, cfg, op, args, env, pubfile, secrets, timeout=60):
+    """build/bkcall BTYPE BTYPE CFG OP ARGS (create: OFFER NAME with the public key file) in
+    env -> what it printed, plus "exit" and "stderr". Fails the test when a secret shows up
+    in the output or bkcall's exit status disagrees with its rc."""
+    argv = [BKCALL, btype, btype, str(cfg), op]
+    if op == "create":
+        offer, name = args
+        argv += [json.dumps(offer), name, str(pubfile)]
+    else:
+        argv += list(args)
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    for s in secrets:
+        assert s not in r.stdout and s not in r.stderr, "a secret was printed"
+    assert r.returncode in (0, 1), r.stderr
+    out = json.loads(r.stdout)
+    assert (r.returncode == 0) == (out["rc"] == 0), out
+    out["exit"], out["stderr"] = r.returncode, r.stderr
+    return out
 
 
 def need_root(what="VMs"):

@@ -133,20 +133,8 @@ def make_bk(target, tmp_path, keypair, btype):
         else:
             e.pop("FLEETFS_CA_BUNDLE", None)
         e.update(env or {})
-        argv = [BKCALL, btype, btype, str(cfg), op]
-        if op == "create":
-            o, name = args
-            argv += [json.dumps(o), name, str(pubfile)]
-        else:
-            argv += list(args)
-        r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=60)
-        for s in SECRETS:
-            assert s not in r.stdout and s not in r.stderr, "a secret was printed"
-        assert r.returncode in (0, 1), r.stderr
-        out = json.loads(r.stdout)
-        assert (r.returncode == 0) == (out["rc"] == 0), out
-        out["exit"], out["stderr"] = r.returncode, r.stderr
-        return out
+        return cloudapi.run_bkcall(btype, cfg, op, args, e, pubfile, SECRETS,
+                                   timeout=60)
 
     return call
 

@@ -96,20 +96,8 @@ def bk(fake, tmp_path, keypair):
         else:
             e.pop("FLEETFS_CA_BUNDLE", None)
         e.update(env or {})
-        argv = [BKCALL, "lambda", "lambda", str(cfg), op]
-        if op == "create":
-            offer, name = args
-            argv += [json.dumps(offer), name, str(pubfile)]
-        else:
-            argv += list(args)
-        r = subprocess.run(argv, env=e, capture_output=True, text=True, timeout=60)
-        for s in SECRETS:
-            assert s not in r.stdout and s not in r.stderr, "a secret was printed"
-        assert r.returncode in (0, 1), r.stderr
-        out = json.loads(r.stdout)
-        assert (r.returncode == 0) == (out["rc"] == 0), out
-        out["exit"], out["stderr"] = r.returncode, r.stderr
-        return out
+        return cloudapi.run_bkcall("lambda", cfg, op, args, e, pubfile, SECRETS,
+                                   timeout=60)
 
     call.pubfile = str(pubfile)
     return call
