@@ -11,7 +11,8 @@
  * - Offers: the gpuhunt catalog cut to the regions (dstack's 11 when the config sets none)
  *   and to dstack's instance families (plus experimental_instance_types), each offer's
  *   availability from Service Quotas (GetServiceQuota L-1216C47A standard, L-417A185B P,
- *   L-DB2E81BA G and VT on-demand vCPUs, every region at once): a quota below the offer's
+ *   L-DB2E81BA G and VT on-demand vCPUs, every region at once, every 10 minutes as dstack's
+ *   quota cache): a quota below the offer's
  *   vCPUs is no_quota (dstack only looks at quota > 0), a quota AWS does not tell is unknown,
  *   spot offers are unknown (their quotas are not checked, as in dstack). A refresh whose
  *   catalog and quotas are those of the cached offers is "unchanged".
@@ -1487,7 +1488,9 @@ static int aws_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_
 
 const struct backend_ops aws_ops = {
 	.type = "aws",
-	.offers_ttl = 15 * 60, /* a catalog's (gpuhunt's reload interval); quotas with it */
+	/* dstack caches the quotas 10 minutes: the offers (quotas, and the catalog's version
+	 * check, which downloads nothing when it is unchanged) refresh as often */
+	.offers_ttl = 10 * 60,
 	.offers_source = "catalog",
 	.offers = aws_offers,
 	.check = aws_check,
