@@ -33,8 +33,9 @@
  *   stops (-EACCES); no answer stops too (the outcome is unknown: the engine looks the name
  *   up); any other error of a zone tries the next zone; all zones failed is -ENOSPC.
  *   Images, subnets and security groups are remembered 10 minutes, zones for good.
- * - Get: DescribeInstances. An instance AWS does not know yet within 5 minutes of its create
- *   is pending (AWS is eventually consistent); later it is gone. The address is the public
+ * - Get: DescribeInstances. An instance AWS does not know yet within a minute of its create
+ *   is pending (AWS is eventually consistent: seconds); later it is gone (AWS shows
+ *   terminated instances for about an hour, so a terminated one is seen as such first). The address is the public
  *   one with public_ips, else the private one. A terminated member of a placement group
  *   deletes the group when it is the last (InUse left to the last one).
  * - Terminate: the spot request cancelled (if any), then TerminateInstances; an unknown id is
@@ -50,6 +51,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +69,7 @@
 #define AWS_USER_TAG "fleetfs_user" /* the login user, for whoever finds the instance later */
 #define AWS_SG_PREFIX "fleetfs_security_group_"
 #define AWS_NET_TTL 600   /* subnets, security groups, images: dstack's 10 min caches */
-#define AWS_VISIBLE_S 300 /* an instance unknown this long after its create is gone */
+#define AWS_VISIBLE_S 60 /* an instance unknown this long after its create is gone */
 #define AWS_MAX_REGIONS 32
 #define AWS_MAX_SUBNETS 64
 #define AWS_MAX_TAGS 50   /* per resource */
@@ -829,6 +831,45 @@ static int sg_describe(struct aws_api *a, const char *region, const char *name, 
 	return r;
 }
 
+/* Add the rules of sg_rules in direction dir (ipPermissions, ipPermissionsEgress) that
+ * group gid lacks, all in one call. sg: the group as described (NULL: just made, so it has
+ * only AWS's default rule, all traffic out to anywhere). */
+static int sg_authorize(struct aws_api *a, const char *region, const xmlNode *sg,
+			const char *gid, const char *dir, char *err, size_t errlen)
+{
+	struct aws_query q;
+	bool in = !strcmp(dir, "ipPermissions");
+	int k = 0;
+	awsq_init(&q, in ? "AuthorizeSecurityGroupIngress" : "AuthorizeSecurityGroupEgress");
+	awsq_add(&q, "GroupId", gid);
+	for (size_t i = 0; i < sizeof(sg_rules) / sizeof(sg_rules[0]); i++) {
+		const struct rule *ru = &sg_rules[i];
+		bool dflt = !in && !ru->self; /* the default egress rule */
+		if (strcmp(ru->dir, dir) || (sg ? rule_present(sg, ru, gid) : dflt))
+			continue;
+		k++;
+		awsq_addf(&q, ru->proto, "IpPermissions.%d.IpProtocol", k);
+		if (ru->port) {
+			awsq_addf(&q, ru->port, "IpPermissions.%d.FromPort", k);
+			awsq_addf(&q, ru->port, "IpPermissions.%d.ToPort", k);
+		}
+		if (ru->self)
+			awsq_addf(&q, gid, "IpPermissions.%d.Groups.1.GroupId", k);
+		else
+			awsq_addf(&q, "0.0.0.0/0", "IpPermissions.%d.IpRanges.1.CidrIp", k);
+	}
+	int r = 0;
+	if (k) {
+		xmlDoc *doc = NULL;
+		r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+		xmlFreeDoc(doc);
+		if (r == -EINVAL && !strcmp(a->code, "InvalidPermission.Duplicate"))
+			r = 0; /* added meanwhile: it is there */
+	}
+	awsq_free(&q);
+	return r;
+}
+
 /* The project's security group in vpc, made and completed as needed (remembered 10 min). */
 static int aws_sg(struct aws_api *a, const char *region, const char *vpc, const char *project,
 		  char *gid, size_t n, char *err, size_t errlen)
@@ -842,8 +883,11 @@ static int aws_sg(struct aws_api *a, const char *region, const char *vpc, const 
 		return 0;
 	xmlDoc *doc = NULL;
 	xmlNode *sg = NULL;
+	gid[0] = '\0';
 	int r = sg_describe(a, region, name, vpc, &doc, &sg, err, errlen);
-	if (!r && !sg) {
+	if (!r && sg) {
+		awsx_text(sg, "groupId", gid, n);
+	} else if (!r) {
 		struct aws_query q;
 		xmlDoc *cd = NULL;
 		const char *tags[] = {AWS_OWNER_TAG, AWS_OWNER, "fleetfs_project", project, NULL};
@@ -854,43 +898,25 @@ static int aws_sg(struct aws_api *a, const char *region, const char *vpc, const 
 		tag_spec(&q, 1, "security-group", tags);
 		r = aws_query(a, AWS_EC2, region, &q, false, &cd, err, errlen);
 		awsq_free(&q);
-		xmlFreeDoc(cd);
-		if (r == -EINVAL && !strcmp(a->code, "InvalidGroup.Duplicate"))
-			r = 0; /* made meanwhile by another create */
-		xmlFreeDoc(doc);
-		doc = NULL;
 		if (!r)
+			awsx_text(awsx_root(cd), "groupId", gid, n);
+		xmlFreeDoc(cd);
+		if (r == -EINVAL && !strcmp(a->code, "InvalidGroup.Duplicate")) {
+			/* made meanwhile by another fleetfs: read it as it is */
+			xmlFreeDoc(doc);
+			doc = NULL;
 			r = sg_describe(a, region, name, vpc, &doc, &sg, err, errlen);
-		if (!r && !sg)
+			if (!r && sg)
+				awsx_text(sg, "groupId", gid, n);
+		}
+		if (!r && !gid[0])
 			r = backend_fail(err, errlen, -EPROTO,
-					 "aws: security group %s made but not listed", name);
+					 "aws: security group %s: no group id", name);
 	}
 	if (!r)
-		awsx_text(sg, "groupId", gid, n);
-	for (size_t i = 0; !r && i < sizeof(sg_rules) / sizeof(sg_rules[0]); i++) {
-		const struct rule *ru = &sg_rules[i];
-		if (rule_present(sg, ru, gid))
-			continue;
-		struct aws_query q;
-		xmlDoc *ad = NULL;
-		bool in = !strcmp(ru->dir, "ipPermissions");
-		awsq_init(&q, in ? "AuthorizeSecurityGroupIngress" : "AuthorizeSecurityGroupEgress");
-		awsq_add(&q, "GroupId", gid);
-		awsq_add(&q, "IpPermissions.1.IpProtocol", ru->proto);
-		if (ru->port) {
-			awsq_add(&q, "IpPermissions.1.FromPort", ru->port);
-			awsq_add(&q, "IpPermissions.1.ToPort", ru->port);
-		}
-		if (ru->self)
-			awsq_add(&q, "IpPermissions.1.Groups.1.GroupId", gid);
-		else
-			awsq_add(&q, "IpPermissions.1.IpRanges.1.CidrIp", "0.0.0.0/0");
-		r = aws_query(a, AWS_EC2, region, &q, true, &ad, err, errlen);
-		awsq_free(&q);
-		xmlFreeDoc(ad);
-		if (r == -EINVAL && !strcmp(a->code, "InvalidPermission.Duplicate"))
-			r = 0;
-	}
+		r = sg_authorize(a, region, sg, gid, "ipPermissions", err, errlen);
+	if (!r)
+		r = sg_authorize(a, region, sg, gid, "ipPermissionsEgress", err, errlen);
 	xmlFreeDoc(doc);
 	if (!r)
 		backend_memo_put_ttl(a->ctx, memo_base(a), what, gid, AWS_NET_TTL);
@@ -969,6 +995,7 @@ static int vm_from(const xmlNode *inst, const char *region, bool public_ips, str
 	(void)fmt(out->internal_ip, sizeof(out->internal_ip), "%s", priv);
 	(void)fmt(out->region, sizeof(out->region), "%s", region);
 	awsx_text(inst, "instanceType", out->instance, sizeof(out->instance));
+	awsx_text(inst, "placement/availabilityZone", out->zone, sizeof(out->zone));
 	(void)fmt(out->username, sizeof(out->username), AWS_USER);
 	for (xmlNode *t = awsx_first(awsx_child(inst, "tagSet")); t; t = awsx_next(t)) {
 		char k[32];
@@ -1079,6 +1106,32 @@ static void client_token(const char *name, const char *subnet, char *out, size_t
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* Creates in one region of one account set up the same things (image, zones, network,
+ * security group): one at a time per region, so that the first fills the memo and the others
+ * read it instead of making the same calls at the same time. Striped locks, by a hash of the
+ * backend, the account and the region. */
+#define SETUP_LOCKS 16
+static pthread_mutex_t setup_locks[SETUP_LOCKS] = {
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+	PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *setup_lock(const struct aws_api *a, const char *region)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	const char *parts[] = {a->ctx->project, a->ctx->name, memo_base(a), region};
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		for (const char *p = parts[i] ? parts[i] : ""; ; p++) {
+			h = (h ^ (unsigned char)*p) * 16777619u;
+			if (!*p)
+				break;
+		}
+	return &setup_locks[h % SETUP_LOCKS];
+}
+
 struct launch {
 	const struct bk_create_req *req;
 	const struct acfg *c;
@@ -1170,6 +1223,8 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 		return r;
 	}
 	ud = b64(user_data);
+	pthread_mutex_t *lock = setup_lock(&a, o->region);
+	pthread_mutex_lock(lock);
 	r = aws_image(&a, &c, o, &img, err, errlen);
 	if (r == -ENOENT)
 		r = -EINVAL; /* no image: this offer cannot be had */
@@ -1191,6 +1246,7 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	if (!r && pg)
 		r = aws_pg(&a, o->region, pg, req->project ? req->project : "", pg_zone,
 			   sizeof(pg_zone), err, errlen);
+	pthread_mutex_unlock(lock);
 	if (r && answered(&a) && r != -EACCES && r != -EINVAL)
 		r = -ENOSPC; /* dstack: a failed network lookup is no capacity here */
 	struct launch l = {.req = req, .c = &c, .img = &img, .user_data_b64 = ud, .sg = sg,
@@ -1199,7 +1255,7 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	l.disk_gb = gb < AWS_ROOT_MIN_GB ? 100 : (unsigned)(gb + 0.5);
 	if (!r)
 		instance_tags(req, &c, img.user, own, kv, AWS_MAX_TAGS);
-	char tried[512] = "";
+	char tried[512] = "", skipped[256] = "";
 	bool done = false;
 	for (size_t i = 0; !r && !done && i < net.n; i++) {
 		const char *zone = net.subnets[i].zone, *subnet = net.subnets[i].id;
@@ -1225,6 +1281,9 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 			if (!rr) {
 				awsx_text(inst, "spotInstanceRequestId", spot, sizeof(spot));
 				vm_data(out, o->region, zone, c.public_ips, spot, pg);
+				(void)fmt(out->zone, sizeof(out->zone), "%s", zone);
+				if (skipped[0])
+					(void)fmt(out->detail, sizeof(out->detail), "%s", skipped);
 				done = true;
 			}
 			xmlFreeDoc(doc);
@@ -1237,6 +1296,9 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 			break;
 		}
 		(void)fmt(last, sizeof(last), "%s", err); /* capacity, quota ...: next zone */
+		size_t k = strlen(skipped);
+		(void)fmt(skipped + k, sizeof(skipped) - k, "%s%s: %s", k ? "; " : "", zone,
+			  a.code[0] ? a.code : "failed");
 	}
 	if (!r && !done)
 		r = last[0] ? backend_fail(err, errlen, -ENOSPC, "aws: %s in %s: no zone could "

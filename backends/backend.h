@@ -68,6 +68,9 @@ struct bk_vm {
 	char backend_data[512]; /* opaque to fleetfs, handed back to get and terminate */
 	int provision_timeout_min; /* create may set it for this VM (Vultr bare metal: 55);
 				    * 0: the backend's provision_timeout_min */
+	char zone[64];          /* the availability zone, where the provider has them */
+	char detail[256];       /* create: what else the user should know ("us-east-1a: no
+				 * capacity"), shown in events and info.yml; "" for nothing */
 };
 
 /* A create: one offer, one VM. */

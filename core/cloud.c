@@ -236,6 +236,10 @@ static int put_created(struct stx *tx, cJSON *v, void *arg)
 	cJSON *c = cloud_obj(v);
 	jx_set_str(c, "id", cr->vm->id);
 	jx_set_str(c, "backend_data", cr->vm->backend_data);
+	if (cr->vm->zone[0])
+		jx_set_str(c, "zone", cr->vm->zone);
+	if (cr->vm->detail[0])
+		jx_set_str(c, "detail", cr->vm->detail);
 	jx_set_num(c, "since", now_s());
 	if (cr->vm->provision_timeout_min > 0)
 		jx_set_num(c, "timeout_min", cr->vm->provision_timeout_min);
@@ -250,10 +254,15 @@ static int put_created(struct stx *tx, cJSON *v, void *arg)
 		  jx_str(c, "backend"), jx_str(c, "region"), jx_str(c, "instance"));
 	jx_set_str(v, "reason", why);
 	history(v, why);
-	return fleets_event(tx, cr->p, cr->f, "instance=%u provisioning %s %s %s $%g/h %s id=%s%s",
-			    cr->num, jx_str(c, "backend"), jx_str(c, "region"),
-			    jx_str(c, "instance"), jx_num(c, "price"), jx_str(c, "name"), cr->vm->id,
-			    cr->recovered ? " (found after a restart: not created again)" : "");
+	char more[sizeof(cr->vm->detail) + 4] = "";
+	if (cr->vm->detail[0])
+		(void)fmt(more, sizeof(more), " (%s)", cr->vm->detail);
+	return fleets_event(tx, cr->p, cr->f,
+			    "instance=%u provisioning %s %s %s $%g/h %s id=%s%s%s%s%s", cr->num,
+			    jx_str(c, "backend"), jx_str(c, "region"), jx_str(c, "instance"),
+			    jx_num(c, "price"), jx_str(c, "name"), cr->vm->id,
+			    cr->vm->zone[0] ? " zone=" : "", cr->vm->zone,
+			    cr->recovered ? " (found after a restart: not created again)" : "", more);
 }
 
 struct failed {

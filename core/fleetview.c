@@ -30,6 +30,33 @@ static void ystr(struct buf *out, const char *indent, const char *key, const cha
 	buf_printf(out, "\n");
 }
 
+/* A cloud instance's provider side (the offer, the VM's name, id, zone) and the offers
+ * tried in the current round with their errors. */
+static void render_cloud(struct buf *out, const cJSON *cl, const cJSON *tried)
+{
+	static const char *const keys[] = {"backend", "type", "offer", "region", "zone",
+					   "instance", "name", "id", "detail"};
+	const cJSON *t;
+	if (cJSON_IsObject(cl)) {
+		buf_printf(out, "cloud:\n");
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			ystr(out, "  ", keys[i], jx_str(cl, keys[i]));
+		buf_printf(out, "  price: %g\n  spot: %s\n", jx_num(cl, "price"),
+			   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "spot")) ? "true"
+											 : "false");
+		ytime(out, "created", jx_num(cl, "since"), "  ");
+	}
+	if (!cJSON_IsArray(tried) || !cJSON_GetArraySize(tried))
+		return;
+	buf_printf(out, "tried:\n");
+	cJSON_ArrayForEach(t, tried)
+	{
+		ystr(out, "- ", "offer", jx_str(t, "offer"));
+		ystr(out, "  ", "error", jx_str(t, "error"));
+		ytime(out, "at", jx_num(t, "at"), "  ");
+	}
+}
+
 static int load(struct store *s, const char *project, const char *fleet, cJSON **rec,
 		cJSON **insts)
 {
@@ -308,7 +335,12 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 		ystr(out, "", "check_error", jx_str(v, "check_error"));
 	} else {
 		buf_printf(out, "name: %s-%u\nfleet: %s\nnum: %u\n", fleet, num, fleet, num);
-		buf_printf(out, "backend: %s\n", *jx_str(v, "proxy") || *jx_str(v, "host") ? "ssh" : "null");
+		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(v, "cloud");
+		if (cJSON_IsObject(cl) && *jx_str(cl, "backend"))
+			ystr(out, "", "backend", jx_str(cl, "backend"));
+		else
+			buf_printf(out, "backend: %s\n",
+				   *jx_str(v, "proxy") || *jx_str(v, "host") ? "ssh" : "null");
 		buf_printf(out, "status: %s\n", jx_str(v, "status"));
 		buf_printf(out, "unreachable: %s\n", unreach ? "true" : "false");
 		ystr(out, "", "reason", jx_str(v, "reason"));
@@ -327,6 +359,7 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 		ytime(out, "next_try", jx_num(v, "next_try"), "");
 		ystr(out, "", "last_error", jx_str(v, "last_error"));
 		ystr(out, "", "termination_reason", jx_str(v, "termination_reason"));
+		render_cloud(out, cl, cJSON_GetObjectItemCaseSensitive(v, "tried"));
 		const cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log"), *e;
 		buf_printf(out, "history:%s\n", cJSON_GetArraySize(log) ? "" : " []");
 		cJSON_ArrayForEach(e, log)

@@ -907,6 +907,9 @@ class TestHosts:
         except FileNotFoundError:
             pass
         script = self._netcfg(h) if netcfg else ""
+        # `ip netns exec` copies our mount namespace: a fleetfs mount present now would stay
+        # mounted in the copy after the test unmounts it, and keep its daemon serving
+        script += "umount -a -l -t fuse.fleetfs 2>/dev/null || true\n"
         uts = os.access(UNSHARE, os.X_OK)
         if uts:   # its own UTS namespace: `hostname` on the host prints its name
             script = f"echo {h.name} > /proc/sys/kernel/hostname\n" + script

@@ -121,7 +121,13 @@ class _Factory:
 
     def __call__(self, opts=(), args=(), state=None, start=True, name=None):
         self.n += 1
-        name = name or f"{self.stem}-{self.n}"
+        if name is None:
+            # tests of different modules may share a name: never another test's state
+            name = f"{self.stem}-{self.n}"
+            while os.path.exists(os.path.join(self.base, name + "-state")) or \
+                    os.path.exists(os.path.join(self.base, name + "-mnt")):
+                self.n += 1
+                name = f"{self.stem}-{self.n}"
         f = Fleet(self.base, name, state=state, opts=opts, args=args)
         self.made.append(f)
         if start:
