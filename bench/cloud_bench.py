@@ -4,29 +4,39 @@ against the fake provider APIs of tests/fakes with a fixed API latency.
 
     /usr/bin/python3 bench/cloud_bench.py [--instances 50] [--latency 0.2] [--boot 2]
                                           [--terminate-seconds 1] [--readers 64]
-                                          [--read-seconds 10] [--providers lambda,digitalocean,vultr]
+                                          [--read-seconds 10]
+                                          [--providers lambda,digitalocean,vultr,aws]
                                           [--out bench/CLOUD_RESULTS.md]
 
-Starts one fake per provider (tests/fakes: Lambda, DigitalOcean, Vultr; a fake that cannot be
-imported, or whose backend type the daemon does not accept, is left out and the report says
-so). Each fake's VMs are real sshd hosts in network namespaces, from a pool big enough for its
-share of the instances, and every route of every fake answers after --latency seconds. A fresh
-fleetfs is mounted with FLEETFS_ENDPOINT_<TYPE> and FLEETFS_CA_BUNDLE pointing at the fakes, a
-catalog directory for lambda (lambdalabs.csv made from the fake's instance types) and
-FLEETFS_TIME_SCALE=1 (real intervals: provider polls every 5 s, live-check TTL 5 s). One backend
-per provider is configured; one fleet spec per provider (`backends: [<type>]`) splits the
-instances over them. Then:
+Starts one fake per provider (tests/fakes: Lambda, DigitalOcean, Vultr, AWS; a fake that
+cannot be imported, or whose backend type the daemon does not accept, is left out and the
+report says so). Each fake's VMs are real sshd hosts in network namespaces, from a pool big
+enough for its share of the instances, and every route of every fake answers after --latency
+seconds. A fresh fleetfs is mounted with FLEETFS_ENDPOINT_<TYPE> (for aws: AWS_ENDPOINT_URL,
+as the AWS SDKs read it) and FLEETFS_CA_BUNDLE pointing at the fakes, a catalog directory for
+the providers whose offers come from gpuhunt (lambdalabs.csv made from the Lambda fake's
+instance types; aws.csv with g5.xlarge and t3.small in us-east-1) and FLEETFS_TIME_SCALE=1
+(real intervals: provider polls every 5 s, live-check TTL 5 s). The daemon inherits no AWS_*
+variable of this machine: the shared credentials and config files point at nonexistent paths
+and the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED=true), so the AWS
+backend uses only the access key of its config.yml. One backend per provider is configured;
+one fleet spec per provider (`backends: [<type>]`) splits the instances over them. Then:
 
   1. time to all idle: from the first spec write to the poll of the fleets' status files that
      shows every instance idle, next to the ideal (what a perfect client needs given the
-     fake's latency and boot time) and the ratio; the per-instance timeline from the fakes'
-     request logs says where the time went;
+     fake's latency and boot time) and the ratio, overall and per provider; the per-instance
+     timeline from the fakes' request logs says where the time went;
   2. API calls per instance lifecycle: every request of each fake's log, by (method, route
      template), from the spec writes to all idle and from the `rm` of the specs to every
-     instance gone, divided by the instances; calls a cache could have saved are marked;
+     instance gone, divided by the instances; calls a cache could have saved are marked.
+     The AWS fake logs every request as POST "<service>/<Action>" (ec2/RunInstances,
+     sts/GetCallerIdentity, ...), the instance ids in the form body (InstanceId.N) and the
+     instance's name in its Name tag: each provider has its own function that maps a request
+     to the VM it is about (PROVIDERS[...]["vm_of"]);
   3. live status reads: R threads read instances/<n>/status of the idle instances in a loop
      for S seconds: reads/s, latency p50/p99, and the provider GET calls for those instances
-     during the window per instance per 5 s TTL (target ~1).
+     during the window per instance per 5 s TTL (target ~1; on AWS the "GET" of one VM is
+     ec2/DescribeInstances with its InstanceId.1).
 
 Python standard library + yaml (Debian python3-yaml). Needs root (network namespaces). All
 traffic stays on loopback and the hosts' bridges. The state dir and mountpoint live in a
@@ -47,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 import yaml
 
@@ -91,10 +102,106 @@ def _lambda_catalog(fake):
     return {"lambdalabs.csv": LAMBDA_HEADER + "".join(rows)}
 
 
-DO_PROJECT = "fleetfs-bench"
+def _aws_catalog(fake):
+    """gpuhunt's aws rows for the fake's region: the GPU the fleet asks for (A10G: g5.xlarge)
+    and a CPU type, as tests/integration/test_aws_cloud.py writes them."""
+    return {"aws.csv": LAMBDA_HEADER +
+            f"g5.xlarge,{AWS_REGION},1.006,4,16.0,1,A10G,24.0,False,,nvidia,,x86,\n"
+            f"t3.small,{AWS_REGION},0.0208,2,2.0,0,,,False,,,,x86,\n"}
 
-# type -> how to run it. get: the route template of one VM (the polls and checks);
-# create: the create route(s); name_field: where the create body names the VM.
+
+DO_PROJECT = "fleetfs-bench"
+AWS_REGION = "us-east-1"
+AWS_G_QUOTA = "L-DB2E81BA"   # Service Quotas: running on-demand G and VT instances (vCPUs)
+# The daemon's AWS environment: the fake (or a closed loopback port) as every service's
+# endpoint, and nothing of this machine's AWS set-up (files, instance metadata).
+AWS_CLOSED_ENV = {"AWS_ENDPOINT_URL": "https://127.0.0.1:9",
+                  "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/fleetfs-cloudbench/credentials",
+                  "AWS_CONFIG_FILE": "/nonexistent/fleetfs-cloudbench/config",
+                  "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def _rest_vm_of(p, r):
+    """The bench VM a REST request is about: its id as the path's last part, in the body's
+    instance_ids or resources (DigitalOcean's do:droplet:<id>), or its name in the create
+    body (name_field)."""
+    parts = (r.route or "").rstrip("/").split("/")
+    if parts and parts[-1] in p.vms:
+        return parts[-1]
+    b = r.body if isinstance(r.body, dict) else {}
+    for i in b.get("instance_ids") or []:
+        if i in p.vms:
+            return i
+    for u in b.get("resources") or []:
+        if isinstance(u, str) and u.split(":")[-1] in p.vms:
+            return u.split(":")[-1]
+    name = b.get(p.cfg["name_field"])
+    return p.by_name.get(name) if isinstance(name, str) else None
+
+
+_AWS_ID = re.compile(r"InstanceId\.\d+")
+_AWS_TAG_KEY = re.compile(r"(TagSpecification\.\d+\.Tag\.\d+)\.Key")
+
+
+def aws_params(r):
+    """The parameters of an AWS request: its query, then its form body (EC2, STS), or the
+    JSON body (Service Quotas)."""
+    q = {k: v[-1] for k, v in (r.query or {}).items()}
+    if isinstance(r.body, str):
+        q.update(urllib.parse.parse_qsl(r.body, keep_blank_values=True))
+    elif isinstance(r.body, dict):
+        q.update(r.body)
+    return q
+
+
+def _aws_vm_of(p, r):
+    """The bench VM an AWS request is about: an InstanceId.N of the form body
+    (DescribeInstances, TerminateInstances), else the Name tag of a RunInstances."""
+    q = aws_params(r)
+    for k, v in q.items():
+        if _AWS_ID.fullmatch(k) and v in p.vms:
+            return v
+    for k, v in q.items():
+        m = _AWS_TAG_KEY.fullmatch(k)
+        if m and v == "Name":
+            vid = p.by_name.get(q.get(m.group(1) + ".Value"))
+            if vid is not None:
+                return vid
+    return None
+
+
+def _aws_not_vm(r):
+    """What a DescribeInstances about none of the bench's VMs is."""
+    if any(_AWS_ID.fullmatch(k) for k in aws_params(r)):
+        return "another VM"
+    return "a listing, no InstanceId (orphan sweep)"
+
+
+def _aws_regions(p, create_reqs):
+    """AWS requests name their region only in the signature's scope (not logged): the
+    regions of the bench's VMs."""
+    return {v["extra"].get("region_name") for v in p.vms.values()}
+
+
+def _body_regions(p, create_reqs):
+    """The regions the create bodies named."""
+    return {(r.body or {}).get("region") or (r.body or {}).get("region_name")
+            for r in create_reqs if isinstance(r.body, dict)}
+
+
+def _endpoint_env(ptype):
+    return lambda fake: {"FLEETFS_ENDPOINT_" + ptype.upper(): fake.url}
+
+
+# type -> how to run it. get: the route template of one VM (the polls and checks); create:
+# the create route(s); terminate: the terminate route(s); name_field: where the create body
+# names the VM (REST providers); vm_of(p, request): the bench VM a request is about, or None;
+# not_vm(request): what a `get` about none of them is; regions(p, create requests): the
+# regions the window's creates used; env(fake): the daemon's variables that point the backend
+# at the fake; setup_rtt: the round trips a perfect client needs, once per account/region,
+# before its first create (setup says which); terminating: the fake shows a VM terminating
+# for --terminate-seconds before it is gone; terminated_visible: a terminated VM is still
+# answered (200, state terminated) rather than 404.
 PROVIDERS = {
     "lambda": {
         "module": "lambda_fake", "cls": "LambdaFake", "fleet": "bench-lambda",
@@ -106,7 +213,10 @@ PROVIDERS = {
         "catalog": _lambda_catalog,
         "get": ("GET", "/instances/{id}"),
         "create": {("POST", "/instance-operations/launch")},
+        "terminate": {("POST", "/instance-operations/terminate")},
         "name_field": "name",
+        "setup_rtt": 2, "setup": "the SSH key: a look-up and a registration",
+        "terminating": True, "terminated_visible": False,
     },
     "digitalocean": {
         "module": "do_fake", "cls": "DigitalOceanFake", "fleet": "bench-do",
@@ -119,7 +229,10 @@ PROVIDERS = {
         "catalog": None,
         "get": ("GET", "/droplets/{id}"),
         "create": {("POST", "/droplets")},
+        "terminate": {("DELETE", "/droplets/{id}")},
         "name_field": "name",
+        "setup_rtt": 2, "setup": "the SSH key: a look-up and a registration",
+        "terminating": True, "terminated_visible": False,
     },
     "vultr": {
         "module": "vultr_fake", "cls": "VultrFake", "fleet": "bench-vultr",
@@ -131,15 +244,46 @@ PROVIDERS = {
         "catalog": None,
         "get": ("GET", "/instances/{id}"),
         "create": {("POST", "/instances"), ("POST", "/bare-metals")},
+        "terminate": {("DELETE", "/instances/{id}"), ("DELETE", "/bare-metals/{id}")},
         "name_field": "label",
+        "setup_rtt": 2, "setup": "the region's VPC: a look-up and a create",
+        "terminating": False, "terminated_visible": False,
+    },
+    "aws": {
+        "module": "aws_fake", "cls": "AwsFake", "fleet": "bench-aws",
+        "key": ("AKIAFLEETFSBENCH0001", "fleetfsBenchSecretKey0123456789abcdefGHIJ"),
+        "gpu": "A10G", "expect": "g5.xlarge",
+        "config": ("type: aws\ncreds:\n  type: access_key\n  access_key: {key[0]}\n"
+                   "  secret_key: {key[1]}\nregions: [" + AWS_REGION + "]\n"),
+        # a terminated instance stays visible (state terminated), as on AWS for about an
+        # hour; the fake's default (3 s) is shorter than the engine's 5 s poll
+        "kw": lambda n: {"terminated_linger": 3600},
+        # the G quota (256 vCPUs by default: 64 g5.xlarge) never limits a bench run
+        "after": lambda f: f.set_quota(AWS_REGION, AWS_G_QUOTA, 10000),
+        "catalog": _aws_catalog,
+        "env": lambda fake: {"AWS_ENDPOINT_URL": fake.url},
+        "get": ("POST", "ec2/DescribeInstances"),
+        "create": {("POST", "ec2/RunInstances")},
+        "terminate": {("POST", "ec2/TerminateInstances")},
+        "vm_of": _aws_vm_of, "not_vm": _aws_not_vm, "regions": _aws_regions,
+        "setup_rtt": 4,
+        "setup": ("the region's security group: the VPC, the group looked up, made, its "
+                  "rules authorized (the image, zones and subnets in parallel)"),
+        "terminating": True, "terminated_visible": True,
     },
 }
-ORDER = ["lambda", "digitalocean", "vultr"]
+for _t, _c in PROVIDERS.items():
+    _c.setdefault("vm_of", _rest_vm_of)
+    _c.setdefault("not_vm", lambda r: "another VM")
+    _c.setdefault("regions", _body_regions)
+    _c.setdefault("env", _endpoint_env(_t))
+ORDER = ["lambda", "digitalocean", "vultr", "aws"]
 
 # Every type fleetfs knows gets an endpoint: the fakes', else a closed loopback port, so that
-# nothing ever leaves the machine (as tests/integration/conftest.py does).
+# nothing ever leaves the machine (as tests/integration/conftest.py does). AWS's client reads
+# AWS_ENDPOINT_URL instead (AWS_CLOSED_ENV).
 ALL_TYPES = ("lambda", "digitalocean", "amddevcloud", "vultr", "hotaisle", "cloudrift", "cudo",
-             "vastai", "runpod", "verda", "datacrunch", "aws", "azure", "gcp", "oci", "nebius",
+             "vastai", "runpod", "verda", "datacrunch", "azure", "gcp", "oci", "nebius",
              "kubernetes")
 
 # What a perfect client needs of each call, per (type, method, route template):
@@ -176,21 +320,50 @@ RULES = {
     ("digitalocean", "GET", "/account"): ("background", "credential check (digitalocean_check)"),
     ("digitalocean", "GET", "/sizes"): ("background", "offers refresh (digitalocean_offers)"),
     ("vultr", "GET", "/vpcs"): (
-        "region", "Vultr create lists the account's VPCs before each instance to find "
-                  "fleetfs-vpc-<region> (vul_vpc), under one process-wide mutex: a per-region "
-                  "cache of the VPC id would list once per region"),
+        "region", "Vultr create finds fleetfs-vpc-<region> by listing the account's VPCs "
+                  "(backends/vultr.c vul_vpc) under a process-wide mutex (vpc_lock) and "
+                  "remembers its id per region, but only after releasing the mutex: a create "
+                  "that waited for the mutex and takes it before the id is remembered lists "
+                  "again. One listing per region is enough"),
     ("vultr", "POST", "/vpcs"): ("region", "the VPC of a region is made once"),
     ("vultr", "GET", "/plans"): ("background", "offers refresh (vultr_offers)"),
     ("vultr", "GET", "/plans-metal"): ("background", "offers refresh (vultr_offers)"),
     ("vultr", "GET", "/ssh-keys"): ("background", "credential check (vultr_check)"),
+    ("aws", "POST", "ec2/RunInstances"): (
+        "all", "one per instance (more when a zone refuses it and the next zone is tried)"),
+    ("aws", "POST", "ec2/DescribeInstances"): ("all", "the polls and live checks"),
+    ("aws", "POST", "sts/GetCallerIdentity"): ("background", "credential check (aws_check)"),
+    ("aws", "POST", "servicequotas/GetServiceQuota"): (
+        "background", "offers refresh: the vCPU quotas of the offers' families (aws_offers)"),
 }
-_RESEND = ("the engine sends the terminate call again on every poll of a VM that is still "
-           "terminating (core/cloud.c terminating_step calls terminate, then get, each time); "
-           "the provider had already accepted it: a flag in the row would send it once per VM")
-for _k in (("lambda", "POST", "/instance-operations/terminate"),
-           ("digitalocean", "DELETE", "/droplets/{id}"),
-           ("vultr", "DELETE", "/instances/{id}"), ("vultr", "DELETE", "/bare-metals/{id}")):
-    RULES[_k] = ("per_vm", _RESEND)
+_AWS_MEMO = ("one per region is enough; backends/aws.c remembers the answer per region (10 "
+             "min, zones for good) but only once a create has it, and creates that start "
+             "before that each make the call again (no request in flight shared)")
+for _act, _why in (
+        ("DescribeImages", "the newest available image of the region (aws_image_lookup)"),
+        ("DescribeAvailabilityZones", "the region's zones (aws_zones)"),
+        ("DescribeVpcs", "the default VPC (aws_vpc, from aws_net)"),
+        ("DescribeSubnets", "the VPC's subnets (aws_net)"),
+        ("DescribeRouteTables", "the VPC's route tables, to tell public subnets (aws_net)"),
+        ("DescribeSecurityGroups", "the project's security group (aws_sg), looked up before "
+                                   "it is made and again after (CreateSecurityGroup's answer "
+                                   "has its id)"),
+        ("CreateSecurityGroup", "the project's security group; a create that finds it made "
+                                "meanwhile gets InvalidGroup.Duplicate"),
+        ("AuthorizeSecurityGroupIngress", "the group's ingress rules (SSH from anywhere, all "
+                                          "within the group), one call per rule where one "
+                                          "call can carry both IpPermissions"),
+        ("AuthorizeSecurityGroupEgress", "the group's egress rule (all within the group)")):
+    RULES[("aws", "POST", "ec2/" + _act)] = ("region", f"{_why}; {_AWS_MEMO}")
+_RESEND = ("the engine asks the provider once per VM, then only looks, and asks again only "
+           "when the VM is still there a minute later (core/cloud.c terminating_step, "
+           "term_asked): a second call in this window is one the provider did not need")
+for _t, _c in PROVIDERS.items():
+    for _m, _r in _c["terminate"]:
+        RULES[(_t, _m, _r)] = ("per_vm", _RESEND)
+RULES[("aws", "POST", "ec2/CancelSpotInstanceRequests")] = (
+    "per_vm", "the spot request of a spot instance is cancelled before its terminate: one per "
+              "VM")
 
 
 def load_fake(ptype):
@@ -228,6 +401,8 @@ class Mount:
     def start(self):
         env = dict(os.environ, LC_ALL="C", GPUHUNT_CATALOG_URL="http://127.0.0.1:9/v3")
         env.pop("GPUHUNT_CATALOG_DIR", None)
+        for k in [k for k in env if k.startswith("AWS_")]:
+            env.pop(k)          # this machine's AWS keys, profile, endpoints: none of them
         env.update(self.env_extra)
         logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen([BIN, "-f", "-o", f"state={self.state}",
@@ -347,6 +522,7 @@ class Provider:
         self.fleet = self.cfg["fleet"]
         self.vms = {}            # VM id -> snapshot dict (taken once all were idle)
         self.by_num = {}         # instance num -> VM id
+        self.by_name = {}        # VM name -> VM id
         self.hosts_start = 0.0
 
     def start(self, n, spare, boot, term, latency):
@@ -381,6 +557,7 @@ class Provider:
             if mt and v["phase"] in ("booting", "running"):
                 self.vms[v["id"]] = v
                 self.by_num[int(mt.group(1))] = v["id"]
+                self.by_name[v["name"]] = v["id"]
 
 
 def wait_ready(m, provs, timeout):
@@ -555,23 +732,8 @@ def phase_terminate(m, provs):
 # ------------------------------------------------------------------------------ analysis
 
 def vm_of(p, r):
-    """The bench VM a request is about (by id in the path or the body, or by name), or None."""
-    parts = (r.route or "").rstrip("/").split("/")
-    if parts and parts[-1] in p.vms:
-        return parts[-1]
-    b = r.body if isinstance(r.body, dict) else {}
-    for i in b.get("instance_ids") or []:
-        if i in p.vms:
-            return i
-    for u in b.get("resources") or []:
-        if isinstance(u, str) and u.split(":")[-1] in p.vms:
-            return u.split(":")[-1]
-    name = b.get(p.cfg["name_field"])
-    if isinstance(name, str):
-        for vid, v in p.vms.items():
-            if v["name"] == name:
-                return vid
-    return None
+    """The bench VM a request is about, or None (the provider's vm_of)."""
+    return p.cfg["vm_of"](p, r)
 
 
 def window(p, a, b):
@@ -579,12 +741,21 @@ def window(p, a, b):
         return list(p.fake.requests[a:b])
 
 
-def count_calls(p, reqs, phase, C, latency, boot, off):
+def count_calls(p, reqs, phase, C, latency, boot, off, term_s=0.0):
     """{(method, template, sub): count} for a window, GETs of one VM split by what they met."""
     out = collections.Counter()
     vms = collections.defaultdict(set)      # (method, template) -> the VMs the calls were about
     get_m, get_t = p.cfg["get"]
     idle_at = C["idle_at"][p.type] if C else {}
+    # terminate window: when each VM was terminated at the fake (its first accepted terminate
+    # call handled, plus the terminating time when the fake shows one)
+    term_done = {}
+    for r in reqs:
+        if (r.method, template(p.fake, r.method, r.route)) in p.cfg["terminate"] and \
+                r.status is not None and 200 <= r.status < 300:
+            vid = vm_of(p, r)
+            if vid is not None and vid not in term_done:
+                term_done[vid] = r.time + latency + (term_s if p.cfg["terminating"] else 0.0)
     for r in reqs:
         t = template(p.fake, r.method, r.route)
         sub = ""
@@ -592,9 +763,8 @@ def count_calls(p, reqs, phase, C, latency, boot, off):
         if vid is not None:
             vms[(r.method, t)].add(vid)
         if (r.method, t) == (get_m, get_t):
-            vid = vm_of(p, r)
             if vid is None:
-                sub = "another VM"
+                sub = p.cfg["not_vm"](r)
             elif phase == "create":
                 v = p.vms[vid]
                 handled = r.time + latency
@@ -607,8 +777,9 @@ def count_calls(p, reqs, phase, C, latency, boot, off):
                     sub = "poll: VM still booting"
                 else:
                     sub = "poll: VM running"
-            elif r.status == 404:
-                sub = "VM gone: confirmed"
+            elif r.status == 404 or (p.cfg["terminated_visible"] and vid in term_done and
+                                     r.status == 200 and r.time + latency >= term_done[vid]):
+                sub = "VM gone: confirmed" + (" (state terminated)" if r.status == 200 else "")
             else:
                 sub = "VM still there"
         if r.status is not None and not (200 <= r.status < 300):
@@ -700,11 +871,13 @@ def report(R, M, args):
     tl = {p.type: timeline(p, C, lat, boot, R["off"]) for p in provs}
     all_tl = [x for v in tl.values() for x in v]
     probe = min((x["ssh"] for x in all_tl), default=float("nan"))
-    # a perfect client: one-time set-up of the account (register the key / find the VPC:
-    # look up + create, 2 round trips), then per instance: create, boot, one GET at the end of
-    # the boot, the SSH probe; every instance in parallel
-    setup_rtt = 2
-    ideal = setup_rtt * lat + lat + boot + lat + probe
+    # a perfect client: one-time set-up of the account or region (register the key / find
+    # the VPC: look up + create, 2 round trips; AWS's security group: 4), then per instance:
+    # create, boot, one GET at the end of the boot, the SSH probe; every instance in parallel.
+    # The providers run at once: the run's ideal is the slowest provider's.
+    ideal_of = {p.type: p.cfg["setup_rtt"] * lat + lat + boot + lat + probe for p in provs}
+    ideal = max(ideal_of.values())
+    setup_rtt = max(p.cfg["setup_rtt"] for p in provs)
     ratio = total_idle / ideal if ideal > 0 else float("nan")
     # fleetfs's own floor for one instance: its create step's calls in a row, the scheduler
     # pick-up, a first poll that finds the VM booting (boot > pick-up), the next POLL_S later
@@ -715,12 +888,12 @@ def report(R, M, args):
     for p in provs:
         rc = window(p, C["marks"][p.type], C["marks_end"][p.type])
         rt = window(p, T["marks"][p.type], T["marks_end"][p.type])
-        regions = {(r.body or {}).get("region") or (r.body or {}).get("region_name")
-                   for r in rc if isinstance(r.body, dict) and
-                   (r.method, template(p.fake, r.method, r.route)) in p.cfg["create"]}
+        regions = p.cfg["regions"](p, [r for r in rc if (r.method, template(
+            p.fake, r.method, r.route)) in p.cfg["create"]])
         regions.discard(None)
         C_counts[p.type] = count_calls(p, rc, "create", C, lat, boot, R["off"])
-        T_counts[p.type] = count_calls(p, rt, "terminate", None, lat, boot, R["off"])
+        T_counts[p.type] = count_calls(p, rt, "terminate", None, lat, boot, R["off"],
+                                       args.terminate_seconds)
         rows_c[p.type] = savable(p, C_counts[p.type], regions)
         rows_t[p.type] = savable(p, T_counts[p.type], set())
 
@@ -743,9 +916,10 @@ def report(R, M, args):
         other = collections.Counter()
         for r in rr:
             t = template(p.fake, r.method, r.route)
-            if (r.method, t) == (get_m, get_t) and vm_of(p, r):
-                per[vm_of(p, r)] += 1
-                at[vm_of(p, r)].append(r.time)
+            vid = vm_of(p, r) if (r.method, t) == (get_m, get_t) else None
+            if vid is not None:
+                per[vid] += 1
+                at[vid].append(r.time)
             else:
                 other[(r.method, t)] += 1
         gaps = [b - a for v in at.values() for a, b in zip(sorted(v), sorted(v)[1:])]
@@ -771,8 +945,9 @@ def report(R, M, args):
     print(f"  spec writes -> all idle: {total_idle:.2f} s (ideal {ideal:.2f} s, "
           f"{ratio:.1f}x)")
     for p in provs:
-        print(f"    {p.type:13} {p.n:3} instances: all idle after "
-              f"{C['done_at'][p.type] - C['t0']:.2f} s")
+        d = C['done_at'][p.type] - C['t0']
+        print(f"    {p.type:13} {p.n:3} instances: all idle after {d:.2f} s (ideal "
+              f"{ideal_of[p.type]:.2f} s, {d / ideal_of[p.type]:.1f}x)")
     for p in provs:
         cc = sum(x["count"] for x in rows_c[p.type])
         sc = sum(x["save"] for x in rows_c[p.type])
@@ -809,7 +984,11 @@ def report(R, M, args):
               f"host in a network namespace |")
     md.append(f"| specs | one fleet per provider, `nodes: N`, `backends: [<type>]`, gpu "
               + ", ".join(f"{p.type} `{p.cfg['gpu']}`" for p in provs)
-              + f"; DigitalOcean backend with `project_name: {DO_PROJECT}` |")
+              + (f"; DigitalOcean backend with `project_name: {DO_PROJECT}`"
+                 if any(p.type == "digitalocean" for p in provs) else "")
+              + (f"; AWS backend with an access key and `regions: [{AWS_REGION}]`, offers "
+                 f"from a gpuhunt `aws.csv` (g5.xlarge, t3.small), the fake's default VPC"
+                 if any(p.type == "aws" for p in provs) else "") + " |")
     md.append(f"| load average (1/5/15 min) | {M['load']} at the start, {R['load_end']} at "
               f"the end |")
     md.append(f"| daemon stop | {R['daemon_end']} |")
@@ -820,6 +999,10 @@ def report(R, M, args):
     md.append(f"| {n_all} instances, spec writes to all idle | **{total_idle:.2f} s** | |")
     md.append(f"| ideal (perfect client, see below) | {ideal:.2f} s | |")
     md.append(f"| measured / ideal | **{ratio:.1f}x** | |")
+    for p in provs:
+        d = C["done_at"][p.type] - C["t0"]
+        md.append(f"| {p.type}: {p.n} instances all idle / ideal | {d:.2f} s / "
+                  f"{ideal_of[p.type]:.2f} s = **{d / ideal_of[p.type]:.1f}x** | |")
     for p in provs:
         cc = sum(x["count"] for x in rows_c[p.type])
         sc = sum(x["save"] for x in rows_c[p.type])
@@ -846,20 +1029,22 @@ def report(R, M, args):
     # ---- time to idle
     md.append("## Time to all idle\n")
     md.append(f"The clock starts before the first spec write and stops at the first poll "
-              f"(every {POLL * 1000:.0f} ms) of the three `fleets/<name>/status` files that shows "
+              f"(every {POLL * 1000:.0f} ms) of the {len(provs)} `fleets/<name>/status` files "
+              f"that shows "
               f"every instance idle. The per-instance timeline comes from the fakes' request "
               f"logs (arrival times; each answer comes {lat * 1000:.0f} ms later) and from the "
               f"VMs' creation times.\n")
-    md.append("| provider | instances | all idle after | first create call | last create call "
-              "| first idle | median idle |\n|---|---:|---:|---:|---:|---:|---:|")
+    md.append("| provider | instances | all idle after | ideal | first create call | last create "
+              "call | first idle | median idle |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for p in provs:
         x = tl[p.type]
         ca = sorted(y["create_at"] for y in x)
         ia = sorted(y["idle_at"] for y in x)
-        md.append(f"| {p.type} | {p.n} | {C['done_at'][p.type] - C['t0']:.2f} s | "
-                  f"{ca[0]:.2f} s | {ca[-1]:.2f} s | {ia[0]:.2f} s | {med(ia):.2f} s |"
-                  if x else f"| {p.type} | {p.n} | {C['done_at'][p.type] - C['t0']:.2f} s "
-                  f"| ? | ? | ? | ? |")
+        d = C['done_at'][p.type] - C['t0']
+        head = f"| {p.type} | {p.n} | {d:.2f} s | {ideal_of[p.type]:.2f} s " \
+               f"({d / ideal_of[p.type]:.1f}x) |"
+        md.append(head + (f" {ca[0]:.2f} s | {ca[-1]:.2f} s | {ia[0]:.2f} s | {med(ia):.2f} s |"
+                          if x else " ? | ? | ? | ? |"))
     md.append("")
     md.append("Where an instance's time goes (median / max over the instances of each provider; "
               "seconds):\n")
@@ -876,12 +1061,17 @@ def report(R, M, args):
             cols.append(f"{med(v):.2f} / {max(v):.2f}")
         md.append(f"| {p.type if p else '**all**'} | " + " | ".join(cols) + " |")
     md.append("")
-    md.append("**The ideal.** A perfect client registers what the account needs once (the SSH "
-              "key on Lambda and DigitalOcean, the VPC on Vultr: a look-up and a create, "
-              f"{setup_rtt} round trips), then for every instance at once: one create call, the "
-              "boot, one GET exactly when the boot ends, and the SSH probe:\n")
-    md.append(f"    {setup_rtt} x {lat:g} s (set-up) + {lat:g} s (create) + {boot:g} s (boot) + "
-              f"{lat:g} s (one poll) + {probe:.2f} s (SSH probe) = {ideal:.2f} s\n")
+    md.append("**The ideal.** A perfect client sets up what the account or region needs once ("
+              + "; ".join(f"{p.type}: {p.cfg['setup']}, {p.cfg['setup_rtt']} round trips"
+                          for p in provs)
+              + "), then for every instance at once: one create call, the boot, one GET "
+              "exactly when the boot ends, and the SSH probe. The providers run at the same "
+              "time, so the run's ideal is the slowest provider's:\n")
+    for k in sorted({p.cfg["setup_rtt"] for p in provs}):
+        who = ", ".join(p.type for p in provs if p.cfg["setup_rtt"] == k)
+        md.append(f"    {who}: {k} x {lat:g} s (set-up) + {lat:g} s (create) + {boot:g} s "
+                  f"(boot) + {lat:g} s (one poll) + {probe:.2f} s (SSH probe) = "
+                  f"{k * lat + lat + boot + lat + probe:.2f} s\n")
     md.append(f"The SSH probe figure is the fastest 'poll answer to idle' of any instance (the "
               f"probe with no queueing: libssh2 connect, host key pinning, key install, "
               f"hardware probe, commit). Measured: {total_idle:.2f} s, **{ratio:.1f}x** the "
@@ -937,7 +1127,8 @@ def report(R, M, args):
         span = ca[-1] - ca[0]
         during, before = in_flight(ca[0] - lat, ca[-1]), in_flight(0, ca[0] - lat)
         md.append(f"- *Vultr creates are serialized* by a process-wide mutex held around "
-                  f"`GET /vpcs` (backends/vultr.c `vpc_lock`, taken for every create): its "
+                  f"`GET /vpcs` (backends/vultr.c `vpc_lock`, taken by every create that "
+                  f"does not find the VPC id remembered): its "
                   f"{len(ca)} create calls went out over {span:.2f} s "
                   f"({span / max(1, len(ca) - 1):.2f} s apart; one VPC listing is "
                   f"{lat:g} s). A worker waiting for that mutex holds a row and makes no call: "
@@ -945,6 +1136,35 @@ def report(R, M, args):
                   f"{before:.1f} before"
                   + (": fewer calls while more rows were due, i.e. workers held by the lock."
                      if during < before else "."))
+    aw = next((p for p in provs if p.type == "aws"), None)
+    if aw is not None:
+        rc = window(aw, C["marks"]["aws"], C["marks_end"]["aws"])
+        runs = sorted(r.time for r in rc if r.route == "ec2/RunInstances")
+        setup = collections.Counter(r.route for r in rc
+                                    if RULES.get(("aws", r.method, r.route), ("",))[0] ==
+                                    "region")
+        starts = [r.time for r in rc if r.route in setup] + runs
+        if runs:
+            first, start = runs[0], min(starts)
+            misses = setup.get("ec2/DescribeImages", 0)
+            total = sum(setup.values())
+            per = total / misses if misses else 0.0
+            md.append(f"- *AWS creates set the region up in series, and all at once.* Before "
+                      f"its RunInstances a create step looks up the image, the zones, the "
+                      f"VPC, its subnets and route tables and the security group, and makes "
+                      f"the group and its rules when missing, one call after the other "
+                      f"(backends/aws.c aws_create). The first set-up call went out "
+                      f"{start - C['written']['aws']:.2f} s after the spec write (its rows "
+                      f"queue behind those of the specs written before it), the first "
+                      f"RunInstances {first - start:.2f} s after that. The answers are "
+                      f"remembered per region only once a create has them, so {misses} of the "
+                      f"{aw.n} creates (one per DescribeImages call) started before that and "
+                      f"made the whole set-up themselves, {per:.1f} calls each "
+                      f"({per * lat:.1f} s at {lat * 1000:.0f} ms), holding {misses} of the "
+                      f"{WORKERS} workers meanwhile: {total} set-up calls in all ("
+                      + ", ".join(f"{k.split('/')[1]} {v}" for k, v in sorted(setup.items()))
+                      + f"), where a perfect client makes each once per region, the look-ups "
+                      f"in parallel ({aw.cfg['setup_rtt']} round trips).")
     md.append(f"- *The SSH step.* The poll that finds the VM running runs the SSH probe in the "
               f"same step; 'poll answer to idle' ranges {min(ssh):.2f}-{max(ssh):.2f} s against "
               f"the {probe:.2f} s fastest (the probes' key exchanges share "
@@ -966,8 +1186,10 @@ def report(R, M, args):
     # ---- API calls
     md.append("## API calls per instance lifecycle\n")
     md.append("Every request in each fake's log, by method and route template (`{id}` stands "
-              "for any id), in two windows: *create..idle* (from the spec writes to all idle) "
-              "and *terminate* (from the `rm` of the specs until every fleet directory is gone, "
+              "for any id; the AWS fake logs each call as `POST <service>/<Action>`, the "
+              "instance ids in the form body), in two windows: *create..idle* (from the spec "
+              "writes to all idle) and *terminate* (from the `rm` of the specs until every "
+              "fleet directory is gone, "
               "which is after the provider confirmed every VM gone). *Per instance* divides by "
               "the provider's instances. GETs of one VM are split by what they met. *Needed* is "
               "what a client with a cache would still have made; *savable* is the rest: the "
@@ -1046,13 +1268,14 @@ def report(R, M, args):
     for p in provs:
         # terminate call, then one GET that finds the VM gone: Lambda and DigitalOcean show a
         # terminating VM for terminate_seconds first
-        ide = lat + (args.terminate_seconds if p.type in ("lambda", "digitalocean") else 0) + lat
+        ide = lat + (args.terminate_seconds if p.cfg["terminating"] else 0) + lat
         md.append(f"| {p.type} | {T['gone_at'][p.type] - T['t0']:.2f} s | {ide:.2f} s |")
     md.append("")
     md.append(f"The engine asks the provider to terminate, then GETs the VM; a VM still "
               f"terminating is polled again {POLL_S:g} s later. The ideal is the terminate call "
               f"and one GET once the provider is done (Vultr deletes at once; Lambda and "
-              f"DigitalOcean show the VM terminating for {args.terminate_seconds:g} s). VMs "
+              f"DigitalOcean show the VM terminating for {args.terminate_seconds:g} s, AWS "
+              f"shows it shutting-down for {args.terminate_seconds:g} s, then terminated). VMs "
               f"still booting or running at the fakes afterwards: {left}.\n")
 
     md.append("## Savable calls in this run, by cause\n")
@@ -1121,7 +1344,7 @@ def main():
                     help="how long the readers read (default 10)")
     ap.add_argument("--spare", type=int, default=2, help="extra hosts per fake (default 2)")
     ap.add_argument("--providers", default=",".join(ORDER),
-                    help="comma-separated subset of lambda,digitalocean,vultr")
+                    help="comma-separated subset of " + ",".join(ORDER))
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "CLOUD_RESULTS.md"),
                     help="markdown results file (default bench/CLOUD_RESULTS.md)")
     args = ap.parse_args()
@@ -1176,8 +1399,9 @@ def main():
         env = {"FLEETFS_TIME_SCALE": "1", "FLEETFS_CA_BUNDLE": provs[0].fake.ca_path}
         for t in ALL_TYPES:
             env["FLEETFS_ENDPOINT_" + t.upper()] = "https://127.0.0.1:9/" + t
+        env.update(AWS_CLOSED_ENV)
         for p in provs:
-            env["FLEETFS_ENDPOINT_" + p.type.upper()] = p.fake.url
+            env.update(p.cfg["env"](p.fake))
         m = Mount(base, env, catalog)
         m.start()
         log(f"mounted fleetfs on {m.mnt}; configuring {len(provs)} backends ...")
