@@ -23,8 +23,9 @@
  *   route tables (public: a route to an igw-; private: 0.0.0.0/0 through a NAT gateway,
  *   transit gateway or peering) as public_ips asks, the project's security group (found or
  *   made: SSH from anywhere, all traffic within the group), the fleet's cluster placement
- *   group for `placement: cluster` (members share its zone), then RunInstances zone after
- *   zone with the cloud-init user data, tags (Name, owner=fleetfs, fleetfs_project,
+ *   group for `placement: cluster` (members share its zone), the type's EFA interfaces
+ *   (DescribeInstanceTypes: dstack's layout, an efa primary and one efa-only interface per
+ *   further network card), then RunInstances zone after zone with the cloud-init user data, tags (Name, owner=fleetfs, fleetfs_project,
  *   fleetfs_fleet, fleetfs_instance; then the config's; then the fleet's; invalid ones
  *   dropped), the root volume of the offer's disk, spot (one-time, terminate on
  *   interruption), the IAM instance profile, and a ClientToken derived from the cloud name and
@@ -35,15 +36,18 @@
  *   Images, subnets and security groups are remembered 10 minutes, zones for good.
  * - Get: DescribeInstances. An instance AWS does not know yet within a minute of its create
  *   is pending (AWS is eventually consistent: seconds); later it is gone (AWS shows
- *   terminated instances for about an hour, so a terminated one is seen as such first). The address is the public
- *   one with public_ips, else the private one. A terminated member of a placement group
- *   deletes the group when it is the last (InUse left to the last one).
- * - Terminate: the spot request cancelled (if any), then TerminateInstances; an unknown id is
- *   success.
+ *   terminated instances for about an hour, so a terminated one is seen as such first).
+ *   The address is the public one with public_ips, else the private one; a running instance
+ *   with several interfaces (no public address from AWS) gets an Elastic IP, tagged with its
+ *   id so that it is found, not made twice. A terminated member of a placement group deletes
+ *   the group when it is the last (InUse left to the last one).
+ * - Terminate: the spot request cancelled (if any), then TerminateInstances (an unknown id is
+ *   success), then the instance's Elastic IPs released.
  * - list_own: DescribeInstances filtered on tag owner=fleetfs in every region, all pages.
  *
  * backend_data: {"region", "zone", "public_ips", "created_at", "spot_request_id",
- * "placement_group"}: get and terminate need the region; the rest is what they do more.
+ * "placement_group", "eip"}: get and terminate need the region; the rest is what they do
+ * more.
  */
 #include "backend.h"
 
@@ -1009,9 +1013,19 @@ static int vm_from(const xmlNode *inst, const char *region, bool public_ips, str
 	return 0;
 }
 
+/* How many network interfaces an instance element lists. */
+static int network_interfaces(const xmlNode *inst)
+{
+	int n = 0;
+	for (xmlNode *it = awsx_first(awsx_child(inst, "networkInterfaceSet")); it;
+	     it = awsx_next(it))
+		n++;
+	return n;
+}
+
 /* backend_data of a VM. */
 static void vm_data(struct bk_vm *vm, const char *region, const char *zone, bool public_ips,
-		    const char *spot_req, const char *pg)
+		    const char *spot_req, const char *pg, bool eip)
 {
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "region", region);
@@ -1023,6 +1037,8 @@ static void vm_data(struct bk_vm *vm, const char *region, const char *zone, bool
 		cJSON_AddStringToObject(d, "spot_request_id", spot_req);
 	if (pg && *pg)
 		cJSON_AddStringToObject(d, "placement_group", pg);
+	if (eip)
+		cJSON_AddBoolToObject(d, "eip", true);
 	char *s = cJSON_PrintUnformatted(d);
 	(void)fmt(vm->backend_data, sizeof(vm->backend_data), "%s", s ? s : "{}");
 	cJSON_free(s);
@@ -1031,7 +1047,7 @@ static void vm_data(struct bk_vm *vm, const char *region, const char *zone, bool
 
 struct vmdata {
 	char region[64], zone[64], spot[64], pg[256];
-	bool public_ips;
+	bool public_ips, eip;
 	double created_at;
 };
 
@@ -1045,6 +1061,7 @@ static int vmdata_parse(const char *bd, struct vmdata *v, char *err, size_t errl
 	(void)fmt(v->spot, sizeof(v->spot), "%s", backend_jstr(d, "spot_request_id") ?: "");
 	(void)fmt(v->pg, sizeof(v->pg), "%s", backend_jstr(d, "placement_group") ?: "");
 	v->public_ips = !cJSON_IsFalse(pub);
+	v->eip = cJSON_IsTrue(backend_jget(d, "eip"));
 	v->created_at = cJSON_IsNumber(at) ? at->valuedouble : 0;
 	cJSON_Delete(d);
 	if (!aws_region_ok(v->region))
@@ -1106,6 +1123,259 @@ static void client_token(const char *name, const char *subnet, char *out, size_t
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* ------------------------------------------------------------------ EFA */
+
+/* The EFA interfaces an instance type takes (NetworkInfo.EfaInfo.MaximumEfaInterfaces; 0
+ * without EFA), remembered for good. */
+static int aws_efa(struct aws_api *a, const char *region, const char *type, int *max, char *err,
+		   size_t errlen)
+{
+	char what[160], val[16];
+	*max = 0;
+	(void)fmt(what, sizeof(what), "efa/%s/%s", region, type);
+	long long v = 0;
+	if (backend_memo_get(a->ctx, memo_base(a), what, val, sizeof(val))) {
+		*max = num_parse_ll(val, 0, 1024, &v) ? 0 : (int)v;
+		return 0;
+	}
+	struct aws_query q;
+	xmlDoc *doc = NULL;
+	const char *yes[] = {"true", NULL};
+	awsq_init(&q, "DescribeInstanceTypes");
+	awsq_add(&q, "InstanceType.1", type);
+	awsq_filter(&q, 1, "network-info.efa-supported", yes);
+	int r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+	awsq_free(&q);
+	if (r == -EINVAL && !strcmp(a->code, "InvalidInstanceType"))
+		r = 0; /* dstack: no EFA; RunInstances says what is wrong with the type */
+	if (r)
+		return r;
+	xmlNode *it = awsx_first(awsx_child(awsx_root(doc), "instanceTypeSet"));
+	if (it && awsx_text(it, "networkInfo/efaInfo/maximumEfaInterfaces", val, sizeof(val)) &&
+	    !num_parse_ll(val, 0, 1024, &v))
+		*max = (int)v;
+	xmlFreeDoc(doc);
+	(void)fmt(val, sizeof(val), "%d", *max);
+	backend_memo_put(a->ctx, memo_base(a), what, val);
+	return 0;
+}
+
+/* dstack's network interfaces for an EFA type: the primary is efa (plain on types whose
+ * first network card has no EFA: p6-b300), and with more than one EFA interface, one
+ * efa-only interface per further network card (p5.48xlarge: efa on every fourth card). */
+static bool efa_on_primary(const char *type)
+{
+	return strncmp(type, "p6-b300.", 8) != 0;
+}
+
+static void add_nics(struct aws_query *q, const char *type, int efa_max, const char *subnet,
+		     const char *sg, bool public_ips)
+{
+	bool multi = efa_max > 1, primary = efa_on_primary(type);
+	awsq_add(q, "NetworkInterface.1.DeviceIndex", "0");
+	awsq_add(q, "NetworkInterface.1.SubnetId", subnet);
+	awsq_add(q, "NetworkInterface.1.SecurityGroupId.1", sg);
+	/* AWS gives no public address to an instance with several interfaces: an Elastic IP
+	 * is associated once it runs */
+	awsq_add(q, "NetworkInterface.1.AssociatePublicIpAddress",
+		 public_ips && !multi ? "true" : "false");
+	awsq_add(q, "NetworkInterface.1.DeleteOnTermination", "true");
+	awsq_add(q, "NetworkInterface.1.InterfaceType",
+		 efa_max > 0 && primary ? "efa" : "interface");
+	if (!multi)
+		return;
+	int last = primary ? efa_max - 1 : efa_max;
+	for (int i = 1; i <= last; i++) {
+		char card[16];
+		int n = i + 1;
+		(void)fmt(card, sizeof(card), "%d", i);
+		awsq_addf(q, card, "NetworkInterface.%d.NetworkCardIndex", n);
+		awsq_addf(q, "1", "NetworkInterface.%d.DeviceIndex", n);
+		awsq_addf(q, subnet, "NetworkInterface.%d.SubnetId", n);
+		awsq_addf(q, sg, "NetworkInterface.%d.SecurityGroupId.1", n);
+		awsq_addf(q, "false", "NetworkInterface.%d.AssociatePublicIpAddress", n);
+		awsq_addf(q, "true", "NetworkInterface.%d.DeleteOnTermination", n);
+		awsq_addf(q, !strcmp(type, "p5.48xlarge") && i % 4 == 0 ? "efa" : "efa-only",
+			  "NetworkInterface.%d.InterfaceType", n);
+	}
+}
+
+/* ------------------------------------------------------------------ Elastic IPs */
+
+#define AWS_EIP_TAG "fleetfs_instance_id"
+
+/* The Elastic IPs fleetfs allocated for instance id (tagged with it): their allocation and
+ * association ids, public addresses. */
+struct eip {
+	char alloc[64], assoc[64], ip[64];
+};
+
+static int eips_of(struct aws_api *a, const char *region, const char *id, struct eip *out,
+		   int max, int *n, char *err, size_t errlen)
+{
+	struct aws_query q;
+	xmlDoc *doc = NULL;
+	const char *iv[] = {id, NULL};
+	*n = 0;
+	awsq_init(&q, "DescribeAddresses");
+	awsq_filter(&q, 1, "tag:" AWS_EIP_TAG, iv);
+	int r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+	awsq_free(&q);
+	for (xmlNode *it = r ? NULL : awsx_first(awsx_child(awsx_root(doc), "addressesSet"));
+	     it && *n < max; it = awsx_next(it)) {
+		awsx_text(it, "allocationId", out[*n].alloc, sizeof(out[0].alloc));
+		awsx_text(it, "associationId", out[*n].assoc, sizeof(out[0].assoc));
+		awsx_text(it, "publicIp", out[*n].ip, sizeof(out[0].ip));
+		if (out[*n].alloc[0])
+			(*n)++;
+	}
+	xmlFreeDoc(doc);
+	return r;
+}
+
+/* Disassociate (when associated) and release one Elastic IP; gone already is fine. */
+static int eip_release(struct aws_api *a, const char *region, const struct eip *e, char *err,
+		       size_t errlen)
+{
+	struct aws_query q;
+	xmlDoc *doc = NULL;
+	int r = 0;
+	if (e->assoc[0]) {
+		awsq_init(&q, "DisassociateAddress");
+		awsq_add(&q, "AssociationId", e->assoc);
+		r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+		awsq_free(&q);
+		xmlFreeDoc(doc);
+		doc = NULL;
+		if (r == -ENOENT)
+			r = 0;
+	}
+	if (!r) {
+		awsq_init(&q, "ReleaseAddress");
+		awsq_add(&q, "AllocationId", e->alloc);
+		r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+		awsq_free(&q);
+		xmlFreeDoc(doc);
+		if (r == -ENOENT)
+			r = 0;
+	}
+	return r;
+}
+
+/* The primary network interface of an instance element (card 0, device 0). */
+static void primary_eni(const xmlNode *inst, char *eni, size_t n)
+{
+	eni[0] = '\0';
+	for (xmlNode *it = awsx_first(awsx_child(inst, "networkInterfaceSet")); it;
+	     it = awsx_next(it)) {
+		char dev[8], card[8];
+		awsx_text(it, "attachment/deviceIndex", dev, sizeof(dev));
+		awsx_text(it, "attachment/networkCardIndex", card, sizeof(card));
+		if (!strcmp(dev, "0") && (!card[0] || !strcmp(card, "0"))) {
+			awsx_text(it, "networkInterfaceId", eni, n);
+			return;
+		}
+	}
+}
+
+/* A running instance with several network interfaces gets its public address as an Elastic
+ * IP (dstack's): the one tagged for it when there is one, else a new one, associated with
+ * its primary interface. ip: the address. A second caller racing the first finds the
+ * association taken and releases its own. */
+static int eip_ensure(struct aws_api *a, const struct acfg *c, const char *region,
+		      const char *project, const xmlNode *inst, const char *id, char *ip,
+		      size_t iplen, char *err, size_t errlen)
+{
+	struct eip e[4];
+	int n = 0;
+	char eni[64];
+	primary_eni(inst, eni, sizeof(eni));
+	if (!eni[0])
+		return backend_fail(err, errlen, -EPROTO, "aws: %s has no primary interface", id);
+	int r = eips_of(a, region, id, e, 4, &n, err, errlen);
+	for (int i = 0; !r && i < n; i++)
+		if (e[i].assoc[0]) {
+			(void)fmt(ip, iplen, "%s", e[i].ip);
+			return 0;
+		}
+	struct eip mine = {0};
+	bool made = false;
+	if (!r && n) {
+		mine = e[0];
+	} else if (!r) {
+		struct aws_query q;
+		xmlDoc *doc = NULL;
+		const char *kv[2 * (AWS_MAX_TAGS + 1)];
+		size_t k = 0;
+		const char *ours[] = {AWS_OWNER_TAG, AWS_OWNER, "fleetfs_project", project,
+				      AWS_EIP_TAG, id};
+		for (; k < 3; k++) {
+			kv[2 * k] = ours[2 * k];
+			kv[2 * k + 1] = ours[2 * k + 1];
+		}
+		for (size_t i = 0; c->tags && i < ydoc_len(c->d, c->tags) && k < AWS_MAX_TAGS; i++) {
+			const char *tk = ydoc_str(c->d, ydoc_map_key(c->d, c->tags, i));
+			const char *tv = ydoc_str(c->d, ydoc_map_val(c->d, c->tags, i));
+			bool taken = false;
+			for (size_t j = 0; j < k && !taken; j++)
+				taken = tk && !strcmp(kv[2 * j], tk);
+			if (!taken && aws_tag_valid(tk, tv ? tv : "")) {
+				kv[2 * k] = tk;
+				kv[2 * k + 1] = tv ? tv : "";
+				k++;
+			}
+		}
+		kv[2 * k] = NULL;
+		awsq_init(&q, "AllocateAddress");
+		awsq_add(&q, "Domain", "vpc");
+		tag_spec(&q, 1, "elastic-ip", kv);
+		r = aws_query(a, AWS_EC2, region, &q, false, &doc, err, errlen);
+		awsq_free(&q);
+		if (!r) {
+			awsx_text(awsx_root(doc), "allocationId", mine.alloc, sizeof(mine.alloc));
+			awsx_text(awsx_root(doc), "publicIp", mine.ip, sizeof(mine.ip));
+			made = true;
+		}
+		xmlFreeDoc(doc);
+	}
+	if (!r) {
+		struct aws_query q;
+		xmlDoc *doc = NULL;
+		awsq_init(&q, "AssociateAddress");
+		awsq_add(&q, "AllocationId", mine.alloc);
+		awsq_add(&q, "NetworkInterfaceId", eni);
+		awsq_add(&q, "AllowReassociation", "false");
+		r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+		awsq_free(&q);
+		xmlFreeDoc(doc);
+		if (r && made && answered(a)) { /* never keep an address no one uses */
+			char e2[256];
+			(void)eip_release(a, region, &mine, e2, sizeof(e2));
+		}
+	}
+	if (!r) {
+		/* the address as AWS now reports it */
+		int m = 0;
+		r = eips_of(a, region, id, e, 4, &m, err, errlen);
+		for (int i = 0; !r && i < m; i++)
+			if (e[i].assoc[0])
+				(void)fmt(ip, iplen, "%s", e[i].ip);
+	}
+	return r;
+}
+
+/* Release every Elastic IP fleetfs allocated for instance id. */
+static int eips_release(struct aws_api *a, const char *region, const char *id, char *err,
+			size_t errlen)
+{
+	struct eip e[8];
+	int n = 0;
+	int r = eips_of(a, region, id, e, 8, &n, err, errlen);
+	for (int i = 0; !r && i < n; i++)
+		r = eip_release(a, region, &e[i], err, errlen);
+	return r;
+}
+
 /* Creates in one region of one account set up the same things (image, zones, network,
  * security group): one at a time per region, so that the first fills the memo and the others
  * read it instead of making the same calls at the same time. Striped locks, by a hash of the
@@ -1141,6 +1411,7 @@ struct launch {
 	const char *pg;
 	const char *const *tags;
 	unsigned disk_gb;
+	int efa_max; /* EFA interfaces of the type, 0: none */
 };
 
 static int run_instance(struct aws_api *a, const struct launch *l, const char *subnet,
@@ -1163,12 +1434,7 @@ static int run_instance(struct aws_api *a, const struct launch *l, const char *s
 	awsq_add(&q, "BlockDeviceMapping.1.Ebs.VolumeSize", size);
 	awsq_add(&q, "BlockDeviceMapping.1.Ebs.VolumeType", "gp2");
 	awsq_add(&q, "BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true");
-	awsq_add(&q, "NetworkInterface.1.DeviceIndex", "0");
-	awsq_add(&q, "NetworkInterface.1.SubnetId", subnet);
-	awsq_add(&q, "NetworkInterface.1.SecurityGroupId.1", l->sg);
-	awsq_add(&q, "NetworkInterface.1.AssociatePublicIpAddress",
-		 l->c->public_ips ? "true" : "false");
-	awsq_add(&q, "NetworkInterface.1.DeleteOnTermination", "true");
+	add_nics(&q, o->instance, l->efa_max, subnet, l->sg, l->c->public_ips);
 	tag_spec(&q, 1, "instance", l->tags);
 	if (l->c->iam_profile)
 		awsq_add(&q, "IamInstanceProfile.Name", l->c->iam_profile);
@@ -1230,6 +1496,9 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 		r = -EINVAL; /* no image: this offer cannot be had */
 	if (!r)
 		r = aws_zones(&a, o->region, zones, sizeof(zones), err, errlen);
+	int efa_max = 0;
+	if (!r)
+		r = aws_efa(&a, o->region, o->instance, &efa_max, err, errlen);
 	if (!r) {
 		r = aws_net(&a, &c, o->region, &net, err, errlen);
 		if (r == -ENOENT)
@@ -1250,7 +1519,7 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	if (r && answered(&a) && r != -EACCES && r != -EINVAL)
 		r = -ENOSPC; /* dstack: a failed network lookup is no capacity here */
 	struct launch l = {.req = req, .c = &c, .img = &img, .user_data_b64 = ud, .sg = sg,
-			   .pg = pg, .tags = kv};
+			   .pg = pg, .tags = kv, .efa_max = efa_max};
 	double gb = (double)o->disk_mib / 1024.0;
 	l.disk_gb = gb < AWS_ROOT_MIN_GB ? 100 : (unsigned)(gb + 0.5);
 	if (!r)
@@ -1280,7 +1549,8 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 						 "aws: RunInstances answered no instance");
 			if (!rr) {
 				awsx_text(inst, "spotInstanceRequestId", spot, sizeof(spot));
-				vm_data(out, o->region, zone, c.public_ips, spot, pg);
+				vm_data(out, o->region, zone, c.public_ips, spot, pg,
+					c.public_ips && efa_max > 1);
 				(void)fmt(out->zone, sizeof(out->zone), "%s", zone);
 				if (skipped[0])
 					(void)fmt(out->detail, sizeof(out->detail), "%s", skipped);
@@ -1374,6 +1644,21 @@ static int aws_get(const struct backend_ctx *ctx, const char *id, const char *ba
 	r = describe_one(&a, v.region, id, &doc, &inst, err, errlen);
 	if (!r)
 		r = vm_from(inst, v.region, v.public_ips, out, err, errlen);
+	if (!r && v.eip && out->state == BK_VM_RUNNING && !out->ip[0]) {
+		/* several interfaces: its public address is an Elastic IP, made now */
+		struct acfg c;
+		char e2[512] = "";
+		int er = acfg_load(ctx, &c, e2, sizeof(e2));
+		if (!er) {
+			er = eip_ensure(&a, &c, v.region, ctx->project ? ctx->project : "", inst, id,
+					out->ip, sizeof(out->ip), e2, sizeof(e2));
+			acfg_free(&c);
+		}
+		if (er) /* it stays without an address: shown, and timed out if it lasts */
+			(void)fmt(out->status, sizeof(out->status), "running, no Elastic IP yet");
+		if (er == -ECANCELED)
+			r = er;
+	}
 	if (r == -ENOENT && v.created_at > 0 && time(NULL) - v.created_at < AWS_VISIBLE_S) {
 		/* not visible yet: AWS's describe lags its creates */
 		memset(out, 0, sizeof(*out));
@@ -1429,6 +1714,8 @@ static int aws_terminate(const struct backend_ctx *ctx, const char *id, const ch
 		r = 0;
 		err[0] = '\0';
 	}
+	if (!r && v.eip)
+		r = eips_release(&a, v.region, id, err, errlen);
 	aws_api_close(&a);
 	return r;
 }
@@ -1478,7 +1765,8 @@ static void *list_run(void *arg)
 				awsx_text(it, "placement/availabilityZone", zone, sizeof(zone));
 				awsx_text(it, "spotInstanceRequestId", spot, sizeof(spot));
 				awsx_text(it, "placement/groupName", pg, sizeof(pg));
-				vm_data(&vm, j->region, zone, j->public_ips, spot, pg);
+				vm_data(&vm, j->region, zone, j->public_ips, spot, pg,
+					j->public_ips && network_interfaces(it) > 1);
 				if (j->n == j->cap) {
 					j->cap = j->cap ? 2 * j->cap : 16;
 					j->vms = xrealloc(j->vms, j->cap * sizeof(*j->vms));

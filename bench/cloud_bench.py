@@ -337,22 +337,21 @@ RULES = {
         "background", "offers refresh: the vCPU quotas of the offers' families (aws_offers)"),
 }
 _AWS_MEMO = ("one per region is enough; backends/aws.c remembers the answer per region (10 "
-             "min, zones for good) but only once a create has it, and creates that start "
-             "before that each make the call again (no request in flight shared)")
+             "min, zones and EFA support for good) and sets a region up one create at a "
+             "time, so creates that wait read the first one's answer")
 for _act, _why in (
         ("DescribeImages", "the newest available image of the region (aws_image_lookup)"),
         ("DescribeAvailabilityZones", "the region's zones (aws_zones)"),
+        ("DescribeInstanceTypes", "the type's EFA interfaces (aws_efa)"),
         ("DescribeVpcs", "the default VPC (aws_vpc, from aws_net)"),
         ("DescribeSubnets", "the VPC's subnets (aws_net)"),
         ("DescribeRouteTables", "the VPC's route tables, to tell public subnets (aws_net)"),
         ("DescribeSecurityGroups", "the project's security group (aws_sg), looked up before "
-                                   "it is made and again after (CreateSecurityGroup's answer "
-                                   "has its id)"),
+                                   "it is made"),
         ("CreateSecurityGroup", "the project's security group; a create that finds it made "
                                 "meanwhile gets InvalidGroup.Duplicate"),
         ("AuthorizeSecurityGroupIngress", "the group's ingress rules (SSH from anywhere, all "
-                                          "within the group), one call per rule where one "
-                                          "call can carry both IpPermissions"),
+                                          "within the group), in one call"),
         ("AuthorizeSecurityGroupEgress", "the group's egress rule (all within the group)")):
     RULES[("aws", "POST", "ec2/" + _act)] = ("region", f"{_why}; {_AWS_MEMO}")
 _RESEND = ("the engine asks the provider once per VM, then only looks, and asks again only "

@@ -27,7 +27,8 @@ DescribeAvailabilityZones, DescribeVpcs, DescribeSubnets, DescribeRouteTables, D
 DescribeSecurityGroups, CreateSecurityGroup, AuthorizeSecurityGroupIngress/Egress,
 CreatePlacementGroup, DeletePlacementGroup, DescribePlacementGroups, RunInstances,
 DescribeInstances, TerminateInstances, DescribeSpotInstanceRequests, CancelSpotInstanceRequests,
-DescribeInstanceTypes.
+DescribeInstanceTypes, AllocateAddress, AssociateAddress, DescribeAddresses,
+DisassociateAddress, ReleaseAddress.
 
 EC2 state is per region, made on first use: the zones <region>a/b/c, a default VPC
 (172.31.0.0/16, one public default subnet per zone, an internet gateway), the images of
@@ -38,12 +39,23 @@ InvalidInstanceID.NotFound). privateIpAddress and ipAddress (public subnets only
 address, the only address the fake ever hands out. The base's capacity is keyed by
 (instance type, availability zone).
 
+RunInstances takes several network interfaces (NetworkInterface.N: EFA, network cards, checked
+against INSTANCE_TYPES as EC2 checks them); every interface but an efa-only one has the host's
+address as its private address. Elastic IPs (5 per region, `address_limit`) are AWS's but for
+their public address: an address not associated shows a placeholder of 192.0.2.0/24
+(TEST-NET-1, never routed), an associated one its instance's host address, which is then also
+the instance's ipAddress. AllocateAddress therefore answers the placeholder: a client reads
+the address after AssociateAddress (DescribeAddresses, DescribeInstances), as it may on AWS.
+An instance's associations go when it is terminated; its addresses stay allocated.
+
     with AwsFake(keys=[("AKIAFAKE", "secret")], hosts=2, boot_seconds=0.3) as f:
         f.url              # https://127.0.0.1:PORT (AWS_ENDPOINT_URL)
         f.ca_path          # FLEETFS_CA_BUNDLE
         f.set_capacity("p5.48xlarge", "us-east-1a", 0)   # RunInstances: 500 InsufficientInstanceCapacity
         f.set_quota("us-east-1", "L-417A185B", 0)         # GetServiceQuota Value 0.0
         f.calls("RunInstances")                          # the parsed parameters of each call
+        f.address_limit = 1                              # AllocateAddress: AddressLimitExceeded
+        f.addresses("us-east-1")                         # the region's Elastic IPs
 
 Python standard library and python3-yaml (the cloud-init user data) only.
 """
@@ -96,29 +108,43 @@ QUOTA_NAMES = {
 DEFAULT_QUOTAS = {"L-1216C47A": 640.0, "L-417A185B": 384.0, "L-DB2E81BA": 256.0}
 
 
-def _it(vcpus, memory_gib, efa=0, arch="x86_64", gpus=0):
+def _it(vcpus, memory_gib, efa=0, arch="x86_64", gpus=0, cards=1, card_enis=4,
+        efa_primary=True):
     return {"vcpus": vcpus, "memory_mib": int(memory_gib * 1024), "efa": efa, "arch": arch,
-            "gpus": gpus}
+            "gpus": gpus, "cards": cards, "card_enis": card_enis, "efa_primary": efa_primary}
 
 
-# The instance types the fake knows by name (DescribeInstanceTypes, vCPU quotas). Any other
-# name of EC2's form (family with a digit, a size: "m6i.large") is valid too, with 4 vCPUs.
-# efa: NetworkInfo.EfaInfo.MaximumEfaInterfaces (0: no EFA).
+# The instance types the fake knows by name (DescribeInstanceTypes, vCPU quotas, the network
+# interfaces RunInstances takes). Any other name of EC2's form (family with a digit, a size:
+# "m6i.large") is valid too, with 4 vCPUs, one network card and no EFA.
+# efa: NetworkInfo.EfaInfo.MaximumEfaInterfaces (0: no EFA); cards: MaximumNetworkCards;
+# card_enis: each card's MaximumNetworkInterfaces (device indexes 0..card_enis-1);
+# efa_primary: whether network card 0 takes EFA (p6-b300: its primary card is ENA only, its
+# 16 EFA interfaces go on cards 1..16).
 INSTANCE_TYPES = {
-    "t2.small": _it(1, 2), "t3.micro": _it(2, 1), "t3.small": _it(2, 2),
-    "t3.medium": _it(2, 4), "c5.large": _it(2, 4), "m5.large": _it(2, 8),
-    "m5.xlarge": _it(4, 16), "m7i.large": _it(2, 8), "c7i.large": _it(2, 4),
-    "r7i.large": _it(2, 16), "m7g.large": _it(2, 8, arch="arm64"),
-    "g4dn.xlarge": _it(4, 16, gpus=1), "g4dn.12xlarge": _it(48, 192, efa=1, gpus=4),
+    "t2.small": _it(1, 2, card_enis=3), "t3.micro": _it(2, 1, card_enis=2),
+    "t3.small": _it(2, 2, card_enis=3), "t3.medium": _it(2, 4, card_enis=3),
+    "c5.large": _it(2, 4, card_enis=3), "m5.large": _it(2, 8, card_enis=3),
+    "m5.xlarge": _it(4, 16), "m7i.large": _it(2, 8, card_enis=3),
+    "c7i.large": _it(2, 4, card_enis=3), "r7i.large": _it(2, 16, card_enis=3),
+    "m7g.large": _it(2, 8, arch="arm64", card_enis=3),
+    "g4dn.xlarge": _it(4, 16, gpus=1, card_enis=3),
+    "g4dn.12xlarge": _it(48, 192, efa=1, gpus=4, card_enis=8),
     "g5.xlarge": _it(4, 16, gpus=1), "g5.2xlarge": _it(8, 32, gpus=1),
-    "g5.12xlarge": _it(48, 192, efa=1, gpus=4), "g5.48xlarge": _it(192, 768, efa=1, gpus=8),
+    "g5.12xlarge": _it(48, 192, efa=1, gpus=4, card_enis=15),
+    "g5.48xlarge": _it(192, 768, efa=1, gpus=8, card_enis=7),
     "g5g.xlarge": _it(4, 8, arch="arm64", gpus=1), "g6.xlarge": _it(4, 16, gpus=1),
-    "g6e.xlarge": _it(4, 32, gpus=1), "g6e.48xlarge": _it(192, 1536, efa=4, gpus=8),
-    "p3.2xlarge": _it(8, 61, gpus=1), "p4d.24xlarge": _it(96, 1152, efa=4, gpus=8),
-    "p4de.24xlarge": _it(96, 1152, efa=4, gpus=8), "p5.48xlarge": _it(192, 2048, efa=32, gpus=8),
-    "p5e.48xlarge": _it(192, 2048, efa=32, gpus=8),
-    "p5en.48xlarge": _it(192, 2048, efa=16, gpus=8),
-    "p6-b200.48xlarge": _it(192, 2048, efa=8, gpus=8),
+    "g6e.xlarge": _it(4, 32, gpus=1),
+    "g6e.48xlarge": _it(192, 1536, efa=4, gpus=8, cards=4, card_enis=2),
+    "p3.2xlarge": _it(8, 61, gpus=1),
+    "p4d.24xlarge": _it(96, 1152, efa=4, gpus=8, cards=4, card_enis=15),
+    "p4de.24xlarge": _it(96, 1152, efa=4, gpus=8, cards=4, card_enis=15),
+    "p5.48xlarge": _it(192, 2048, efa=32, gpus=8, cards=32, card_enis=2),
+    "p5e.48xlarge": _it(192, 2048, efa=32, gpus=8, cards=32, card_enis=2),
+    "p5en.48xlarge": _it(192, 2048, efa=16, gpus=8, cards=16, card_enis=4),
+    "p6-b200.48xlarge": _it(192, 2048, efa=8, gpus=8, cards=8, card_enis=2),
+    "p6-b300.48xlarge": _it(192, 4096, efa=16, gpus=8, cards=17, card_enis=4,
+                            efa_primary=False),
 }
 _TYPE_RE = re.compile(r"[a-z]+[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|metal|"
                       r"[0-9]*xlarge|metal-[0-9]+xl)")
@@ -237,6 +263,15 @@ EC2_PARAMS = {
     "DescribeSpotInstanceRequests": {"Filter": _FILTER, "SpotInstanceRequestId": [_S],
                                      **_PAGE},
     "DescribeInstanceTypes": {"InstanceType": [_S], "Filter": _FILTER, **_PAGE},
+    "AllocateAddress": {"Domain": _S, "Address": _S, "PublicIpv4Pool": _S,
+                        "NetworkBorderGroup": _S, "CustomerOwnedIpv4Pool": _S,
+                        "TagSpecification": _TAGSPEC},
+    "AssociateAddress": {"AllocationId": _S, "InstanceId": _S, "PublicIp": _S,
+                         "NetworkInterfaceId": _S, "PrivateIpAddress": _S,
+                         "AllowReassociation": _B},
+    "DescribeAddresses": {"PublicIp": [_S], "Filter": _FILTER, "AllocationId": [_S]},
+    "DisassociateAddress": {"AssociationId": _S, "PublicIp": _S},
+    "ReleaseAddress": {"AllocationId": _S, "PublicIp": _S, "NetworkBorderGroup": _S},
 }
 for _p in EC2_PARAMS.values():
     _p["DryRun"] = _B
@@ -645,6 +680,7 @@ class _Region:
         self.spot_requests = {}    # sir id -> request dict
         self.tokens = {}           # client token -> (time, params, answer)
         self.quotas = {}           # quota code -> value (None: no such quota)
+        self.addresses = {}        # eipalloc id -> Elastic IP dict (see _ec2_AllocateAddress)
 
 
 class AwsFake(CloudFake):
@@ -654,12 +690,14 @@ class AwsFake(CloudFake):
     server_header = "AmazonEC2"
 
     def __init__(self, keys=(DEFAULT_KEY,), zones=None, account=ACCOUNT, max_skew=300,
-                 terminated_linger=3, iam_region="us-east-1", **kw):
+                 terminated_linger=3, iam_region="us-east-1", address_limit=5, **kw):
         """keys: access keys, each an AwsKey, a tuple (akid, secret, session_token=None,
         account=ACCOUNT, arn=None) or a dict (access_key_id, secret, session_token, account,
         arn). zones: {region: [zone names]} (default <region>a, b, c). max_skew: the seconds
         a request's X-Amz-Date may be off. iam_region: the only region IAM takes signatures
-        for (None: any). The rest as CloudFake (hosts, pool, boot_seconds, ...)."""
+        for (None: any). address_limit: the Elastic IPs an account may hold in each region
+        (AWS's default quota, 5; None: no limit; the attribute can be changed at any time).
+        The rest as CloudFake (hosts, pool, boot_seconds, ...)."""
         creds = [AwsKey.of(k) for k in keys]
         self.credentials = {k.akid: k for k in creds}
         self.account = account
@@ -669,6 +707,8 @@ class AwsFake(CloudFake):
         self.denied = set()                # (service, action or None): AccessDenied
         self.quota_defaults = dict(DEFAULT_QUOTAS)
         self.instance_types = copy.deepcopy(INSTANCE_TYPES)
+        self.address_limit = address_limit
+        self._placeholders = set()         # the TEST-NET-1 addresses Elastic IPs hold
         self._zone_conf = {r: list(z) for r, z in (zones or {}).items()}
         self._regions = {}
         self._profiles = {}                # instance profile name -> dict
@@ -688,6 +728,13 @@ class AwsFake(CloudFake):
     def setup_routes(self):
         self.route("POST", r"/", self._serve)
         self.route("GET", r"/", self._serve)
+
+    def _advance(self):
+        """The base's phase changes, then: an instance that is terminated (or gone) loses its
+        Elastic IP associations, in the same step (its interfaces are deleted with it)."""
+        out = super()._advance()
+        self._eip_gc()
+        return out
 
     def status_of(self, vm):
         if vm.status:
@@ -1153,13 +1200,26 @@ class AwsFake(CloudFake):
         """Everything about an instance (None when unknown or gone): state, region, az,
         subnet_id, vpc_id, security_group_ids, image_id, user, tags, spot, spot_request_id,
         placement_group, iam_profile, volume_size, volume_type, public, public_ip, private_ip,
-        client_token, params (the RunInstances form), request (parsed), user_data, ..."""
+        client_token, params (the RunInstances form), request (parsed), user_data, nics, ...
+        nics: its network interfaces, primary first: {id, device_index, card_index, type
+        (interface, efa, efa-only), subnet_id, vpc_id, sg_ids, public (a public address was
+        asked for at launch), public_ip (its public address now, an Elastic IP's included),
+        private_ip, allocation_id and association_id (its Elastic IP's, or None),
+        delete_on_termination, attach_id, mac}."""
         with self.lock:
             vm = self.vm(instance_id)
             if vm is None:
                 return None
             d = copy.deepcopy(vm.extra)
             item = self._instance_item(vm)
+            shown = {n["networkInterfaceId"]: n for n in item["networkInterfaceSet"]}
+            eips = self._eips_of_vm(vm)
+            for n in d.get("nics", []):
+                eip = eips.get(n["id"])
+                n.update(type=n["interface_type"], private_ip=self._nic_private(vm, n),
+                         public_ip=(shown[n["id"]].get("association") or {}).get("publicIp"),
+                         allocation_id=eip and eip["id"],
+                         association_id=eip and eip["assoc"]["id"])
             d.update(id=vm.id, name=vm.name, instance_type=vm.instance_type,
                      region=vm.extra.get("region_name"),
                      security_group_ids=list(vm.extra.get("sg_ids", [])),
@@ -1168,6 +1228,26 @@ class AwsFake(CloudFake):
                      host_addr=vm.host.addr if vm.host else None,
                      public_ip=item.get("ipAddress"), private_ip=item.get("privateIpAddress"))
             return d
+
+    def addresses(self, region):
+        """Snapshots of region's Elastic IPs, oldest first: {id (eipalloc-), public_ip (now:
+        the host's address while associated with an interface that has one, else
+        placeholder), placeholder (its TEST-NET-1 address), domain, tags, created,
+        association_id, instance_id, eni, private_ip}."""
+        with self.lock:
+            self._advance()
+            r = self._region(region)
+            out = []
+            for a in r.addresses.values():
+                item = self._address_item(r, a)
+                out.append({"id": a["id"], "public_ip": item["publicIp"],
+                            "placeholder": a["placeholder"], "domain": a["domain"],
+                            "tags": dict(a["tags"]), "created": a["created"],
+                            "association_id": item.get("associationId"),
+                            "instance_id": item.get("instanceId"),
+                            "eni": item.get("networkInterfaceId"),
+                            "private_ip": item.get("privateIpAddress")})
+            return out
 
     def create_behind_the_back(self, name, instance_type, region, pubkeys=(), phase="running",
                                tags=None, spot=False, host=True, image_id=None, subnet_id=None,
@@ -1350,6 +1430,13 @@ class AwsFake(CloudFake):
     def _vcpus(self, itype):
         return self.instance_types.get(itype, {}).get("vcpus", 4)
 
+    def _type_info(self, itype):
+        """The table's row of a type, its missing values _it's defaults (a type of EC2's form
+        the table has not: 4 vCPUs, 16 GiB, one network card, no EFA)."""
+        t = _it(4, 16)
+        t.update(self.instance_types.get(itype) or {})
+        return t
+
     def _arch(self, itype):
         t = self.instance_types.get(itype)
         if t:
@@ -1470,17 +1557,22 @@ class AwsFake(CloudFake):
         region = x.get("region_name", "")
         private = vm.host.addr if vm.host is not None and state != "terminated" else None
         public = private if x.get("public") and state in ("running", "stopping") else None
-        dash = (private or "").replace(".", "-")
+        eips = self._eips_of_vm(vm)
         nics = []
         for n in x.get("nics", []):
             primary = n["device_index"] == 0 and n["card_index"] == 0
+            mine = self._nic_private(vm, n)
+            eip = eips.get(n["id"])
+            pub = self._eip_public(eip) if eip else public if primary else None
+            if primary:
+                public = pub
             nics.append({
                 "networkInterfaceId": n["id"], "subnetId": n["subnet_id"], "vpcId": n["vpc_id"],
                 "description": "", "ownerId": self.account,
                 "status": "in-use" if state != "terminated" else "detaching",
-                "macAddress": n["mac"], "privateIpAddress": private if primary else None,
-                "privateDnsName": f"ip-{dash}.{self._dns_suffix(region)}"
-                if primary and private else None,
+                "macAddress": n["mac"], "privateIpAddress": mine,
+                "privateDnsName": f"ip-{mine.replace('.', '-')}.{self._dns_suffix(region)}"
+                if mine else None,
                 "sourceDestCheck": True,
                 "groupSet": [{"groupId": g, "groupName": x["sg_names"].get(g, "")}
                              for g in n["sg_ids"]],
@@ -1489,9 +1581,11 @@ class AwsFake(CloudFake):
                                "status": "attached" if state != "terminated" else "detached",
                                "attachTime": _iso(vm.created),
                                "deleteOnTermination": n["delete_on_termination"]},
-                "association": {"publicIp": public, "publicDnsName": "", "ipOwnerId": "amazon"}
-                if primary and public else None,
+                "association": {"publicIp": pub, "publicDnsName": "",
+                                "ipOwnerId": self.account if eip else "amazon"}
+                if pub else None,
                 "interfaceType": n["interface_type"]})
+        dash = (private or "").replace(".", "-")
         item = {
             "instanceId": vm.id, "imageId": x.get("image_id"),
             "instanceState": {"code": STATE_CODES.get(state, 0), "name": state},
@@ -1987,9 +2081,15 @@ class AwsFake(CloudFake):
                                               f"exist: [{', '.join(bad)}]")
         items = []
         for n in names:
-            t = self.instance_types.get(n) or _it(4, 16)
-            net = {"networkPerformance": "Up to 10 Gigabit", "maximumNetworkInterfaces": 4,
-                   "maximumNetworkCards": max(1, t["efa"]), "defaultNetworkCardIndex": 0,
+            t = self._type_info(n)
+            perf = "Up to 10 Gigabit" if t["cards"] == 1 else f"{t['cards'] * 100} Gigabit"
+            net = {"networkPerformance": perf,
+                   "maximumNetworkInterfaces": t["cards"] * t["card_enis"],
+                   "maximumNetworkCards": t["cards"], "defaultNetworkCardIndex": 0,
+                   "networkCards": [{"networkCardIndex": i, "networkPerformance":
+                                     "100 Gigabit" if t["cards"] > 1 else "Up to 10 Gigabit",
+                                     "maximumNetworkInterfaces": t["card_enis"]}
+                                    for i in range(t["cards"])],
                    "efaSupported": t["efa"] > 0,
                    "efaInfo": {"maximumEfaInterfaces": t["efa"]} if t["efa"] else None}
             items.append({"instanceType": n, "currentGeneration": True,
@@ -2004,6 +2104,9 @@ class AwsFake(CloudFake):
             net = i["networkInfo"]
             return {"instance-type": [i["instanceType"]],
                     "network-info.efa-supported": [_bool_word(net["efaSupported"])],
+                    "network-info.efa-info.maximum-efa-interfaces":
+                        [net["efaInfo"]["maximumEfaInterfaces"]] if net["efaInfo"] else [],
+                    "network-info.maximum-network-cards": [net["maximumNetworkCards"]],
                     "vcpu-info.default-vcpus": [i["vCpuInfo"]["defaultVCpus"]],
                     "processor-info.supported-architecture":
                         i["processorInfo"]["supportedArchitectures"],
@@ -2123,6 +2226,256 @@ class AwsFake(CloudFake):
                     else "canceled-before-fulfillment"
         return {"spotInstanceRequestSet": [{"spotInstanceRequestId": s, "state": "cancelled"}
                                            for s in ids]}
+
+    # ------------------------------------------------------------------ EC2: Elastic IPs
+    #
+    # An Elastic IP is {id (eipalloc-), placeholder, domain, tags, region, created, assoc}:
+    # assoc None, or {id (eipassoc-), eni, instance}. Its public address is the only thing
+    # not AWS's: the fake never hands out an address a client could reach outside the test
+    # hosts, so an address that is not associated shows its placeholder, an address of
+    # 192.0.2.0/24 (TEST-NET-1, RFC 5737: documentation only, never routed), and an address
+    # associated with an interface of an instance that has a host shows that host's address
+    # (the interface's private address): DescribeAddresses' publicIp, the instance's
+    # ipAddress (primary interface) and the interface's association/publicIp. So the answer
+    # of AllocateAddress is always the placeholder: a client must read the address after
+    # AssociateAddress (DescribeAddresses or DescribeInstances), as it can on AWS, where both
+    # are the same.
+
+    def _eip_gc(self):
+        """Drop the associations of instances that are terminated or gone (caller holds the
+        lock): the address stays allocated, as on AWS."""
+        for r in self._regions.values():
+            for a in r.addresses.values():
+                assoc = a["assoc"]
+                if assoc is not None:
+                    vm = self._vms.get(assoc["instance"])
+                    if vm is None or vm.phase == "terminated":
+                        a["assoc"] = None
+
+    def _nic_private(self, vm, nic):
+        """An interface's private IPv4 address: its host's address (every interface of an
+        instance has the same one, the only address the fake hands out), none for an
+        efa-only interface (EFA-only interfaces have no IP address), none without a host."""
+        if vm.host is None or self.status_of(vm) == "terminated" or \
+                nic["interface_type"] == "efa-only":
+            return None
+        return vm.host.addr
+
+    def _eip_public(self, a):
+        """An Elastic IP's public address now: the host's address while it is associated with
+        an interface that has one, else its TEST-NET-1 placeholder."""
+        assoc = a["assoc"]
+        if assoc is not None:
+            vm = self._vms.get(assoc["instance"])
+            nic = vm and next((n for n in vm.extra.get("nics", []) if n["id"] == assoc["eni"]),
+                              None)
+            addr = nic and self._nic_private(vm, nic)
+            if addr:
+                return addr
+        return a["placeholder"]
+
+    def _eips_of_vm(self, vm):
+        """{interface id: Elastic IP} of the addresses associated with vm's interfaces."""
+        r = self._regions.get(vm.extra.get("region_name"))
+        if r is None:
+            return {}
+        return {a["assoc"]["eni"]: a for a in r.addresses.values()
+                if a["assoc"] is not None and a["assoc"]["instance"] == vm.id}
+
+    def _find_eni(self, r, eni_id):
+        """(vm, interface) of an interface of a live instance of region r, or
+        InvalidNetworkInterfaceID.NotFound (an instance's interfaces go with it)."""
+        for vm in self._vms.values():
+            if vm.extra.get("region_name") != r.name or vm.phase == "terminated":
+                continue
+            for n in vm.extra.get("nics", []):
+                if n["id"] == eni_id:
+                    return vm, n
+        raise _Bad("InvalidNetworkInterfaceID.NotFound", f"The networkInterface ID '{eni_id}' "
+                                                         "does not exist")
+
+    def _address(self, r, alloc_id=None, public_ip=None):
+        """The Elastic IP of an allocation id, else of a (current) public address."""
+        if alloc_id is not None:
+            a = r.addresses.get(alloc_id)
+            if a is None:
+                raise _Bad("InvalidAllocationID.NotFound", f"The allocation ID '{alloc_id}' "
+                                                           "does not exist")
+            return a
+        a = next((a for a in r.addresses.values() if self._eip_public(a) == public_ip), None)
+        if a is None:
+            raise _Bad("InvalidAddress.NotFound", f"Address '{public_ip}' not found.")
+        return a
+
+    def _address_item(self, r, a):
+        item = {"publicIp": self._eip_public(a), "allocationId": a["id"], "domain": a["domain"],
+                "publicIpv4Pool": "amazon", "networkBorderGroup": r.name,
+                "tagSet": _tag_set(a["tags"])}
+        assoc = a["assoc"]
+        if assoc is not None:
+            vm = self._vms.get(assoc["instance"])
+            nic = next((n for n in vm.extra.get("nics", []) if n["id"] == assoc["eni"]), None)
+            item.update(associationId=assoc["id"], instanceId=vm.id,
+                        networkInterfaceId=assoc["eni"], networkInterfaceOwnerId=self.account,
+                        privateIpAddress=self._nic_private(vm, nic) if nic else None)
+        return item
+
+    def _ec2_AllocateAddress(self, call, p, key):
+        r = self._region(call.region)
+        self._eip_gc()
+        domain = p.get("Domain", "vpc")
+        if domain != "vpc":
+            raise _Bad("InvalidParameterValue", f"Invalid value '{domain}' for domain: EC2-Classic "
+                                                "is retired, the only domain is vpc.")
+        for f in ("Address", "CustomerOwnedIpv4Pool"):
+            if p.get(f):
+                raise _Bad("InvalidParameterValue", f"The fake allocates from Amazon's pool "
+                                                    f"only: {f} is not supported.")
+        if p.get("PublicIpv4Pool", "amazon") != "amazon":
+            raise _Bad("InvalidPublicIpv4PoolID.NotFound", f"The public IPv4 pool ID "
+                                                           f"'{p['PublicIpv4Pool']}' does not "
+                                                           "exist")
+        if p.get("NetworkBorderGroup", r.name) != r.name:
+            raise _Bad("InvalidParameterValue", f"Invalid value '{p['NetworkBorderGroup']}' for "
+                                                f"networkBorderGroup: {r.name} is this "
+                                                "region's.")
+        tags = self._tag_specs(p, ("elastic-ip",)).get("elastic-ip", {})
+        if self.address_limit is not None and len(r.addresses) >= self.address_limit:
+            raise _Bad("AddressLimitExceeded", "The maximum number of addresses has been "
+                                               "reached.")
+        free = [f"192.0.2.{i}" for i in range(1, 255) if f"192.0.2.{i}" not in self._placeholders]
+        if not free:
+            raise _Bad("AddressLimitExceeded", "The maximum number of addresses has been "
+                                               "reached. (The fake holds at most 254 Elastic "
+                                               "IPs, its TEST-NET-1 placeholders.)")
+        a = {"id": _rid("eipalloc"), "placeholder": free[0], "domain": "vpc", "tags": tags,
+             "region": r.name, "created": time.time(), "assoc": None}
+        self._placeholders.add(free[0])
+        r.addresses[a["id"]] = a
+        return {"publicIp": a["placeholder"], "allocationId": a["id"],
+                "publicIpv4Pool": "amazon", "networkBorderGroup": r.name, "domain": "vpc"}
+
+    def _ec2_AssociateAddress(self, call, p, key):
+        r = self._region(call.region)
+        self._eip_gc()
+        if not p.get("AllocationId") and not p.get("PublicIp"):
+            raise _Bad("MissingParameter", "The request must contain the parameter AllocationId")
+        a = self._address(r, p.get("AllocationId"), p.get("PublicIp"))
+        eni_id, iid = p.get("NetworkInterfaceId"), p.get("InstanceId")
+        if eni_id and iid:
+            raise _Bad("InvalidParameterCombination", "You can specify either an instance ID or "
+                                                      "a network interface ID, but not both.")
+        if iid:
+            (vm,) = self._instances_by_id([iid], r.name)
+            if vm.phase == "terminated":
+                raise _Bad("IncorrectInstanceState", f"The instance '{iid}' is not in a valid "
+                                                     "state for this operation.")
+            nics = vm.extra.get("nics", [])
+            if len(nics) != 1:
+                raise _Bad("InvalidInstanceID", f"There are multiple interfaces attached to "
+                                                f"instance '{iid}'. Please specify an interface "
+                                                "ID for the operation instead.")
+            nic = nics[0]
+        elif eni_id:
+            vm, nic = self._find_eni(r, eni_id)
+        else:
+            raise _Bad("MissingParameter", "Either an instance ID or a network interface ID "
+                                           "must be specified.")
+        if nic["interface_type"] == "efa-only":
+            raise _Bad("InvalidParameterValue", f"The network interface '{nic['id']}' is an "
+                                                "EFA-only interface: it has no IPv4 address to "
+                                                "associate an Elastic IP address with.")
+        mine = self._nic_private(vm, nic)
+        if p.get("PrivateIpAddress") and p["PrivateIpAddress"] != mine:
+            raise _Bad("InvalidParameterValue", f"The private IP address "
+                                                f"{p['PrivateIpAddress']} is not an address of "
+                                                f"the network interface '{nic['id']}'.")
+        if a["assoc"] is not None and a["assoc"]["eni"] == nic["id"]:
+            return {"associationId": a["assoc"]["id"]}          # idempotent, as on AWS
+        other = next((b for b in r.addresses.values() if b is not a and b["assoc"] is not None
+                      and b["assoc"]["eni"] == nic["id"]), None)
+        if not p.get("AllowReassociation", True):
+            if a["assoc"] is not None:
+                raise _Bad("Resource.AlreadyAssociated", f"resource {a['id']} is already "
+                                                         "associated with associate-id "
+                                                         f"{a['assoc']['id']}")
+            if other is not None:
+                raise _Bad("Resource.AlreadyAssociated", f"resource {nic['id']} is already "
+                                                         "associated with associate-id "
+                                                         f"{other['assoc']['id']}")
+        if other is not None:      # the interface's address before stays allocated
+            other["assoc"] = None
+        a["assoc"] = {"id": _rid("eipassoc"), "eni": nic["id"], "instance": vm.id}
+        return {"associationId": a["assoc"]["id"]}
+
+    def _ec2_DescribeAddresses(self, call, p, key):
+        r = self._region(call.region)
+        self._eip_gc()
+        addrs = list(r.addresses.values())
+        ids = p.get("AllocationId", [])
+        missing = [i for i in ids if i not in r.addresses]
+        if missing:
+            raise _Bad("InvalidAllocationID.NotFound", f"The allocation ID '{missing[0]}' does "
+                                                       "not exist" if len(missing) == 1 else
+                       f"The allocation IDs '{', '.join(missing)}' do not exist")
+        if ids:
+            addrs = [a for a in addrs if a["id"] in ids]
+        for ip in p.get("PublicIp", []):
+            self._address(r, public_ip=ip)
+        if p.get("PublicIp"):
+            addrs = [a for a in addrs if self._eip_public(a) in p["PublicIp"]]
+        items = [self._address_item(r, a) for a in addrs]
+        fields = {"allocation-id": "allocationId", "association-id": "associationId",
+                  "instance-id": "instanceId", "network-interface-id": "networkInterfaceId",
+                  "network-interface-owner-id": "networkInterfaceOwnerId",
+                  "private-ip-address": "privateIpAddress", "public-ip": "publicIp",
+                  "domain": "domain", "network-border-group": "networkBorderGroup",
+                  "public-ipv4-pool": "publicIpv4Pool"}
+
+        def values(i, n):
+            if n in fields:
+                return [i[fields[n]]] if i.get(fields[n]) else []
+            return _tags_values({t["key"]: t["value"] for t in i["tagSet"]}, n)
+        return {"addressesSet": self._filtered(items, p.get("Filter", []), values)}
+
+    def _ec2_DisassociateAddress(self, call, p, key):
+        r = self._region(call.region)
+        self._eip_gc()
+        assoc_id = p.get("AssociationId")
+        if assoc_id:
+            a = next((a for a in r.addresses.values()
+                      if a["assoc"] is not None and a["assoc"]["id"] == assoc_id), None)
+            if a is None:
+                raise _Bad("InvalidAssociationID.NotFound", f"The association ID '{assoc_id}' "
+                                                            "does not exist")
+        elif p.get("PublicIp"):
+            a = self._address(r, public_ip=p["PublicIp"])
+        else:
+            raise _Bad("MissingParameter", "The request must contain the parameter "
+                                           "AssociationId")
+        a["assoc"] = None
+        return {"return": True}
+
+    def _ec2_ReleaseAddress(self, call, p, key):
+        r = self._region(call.region)
+        self._eip_gc()
+        if not p.get("AllocationId") and not p.get("PublicIp"):
+            raise _Bad("MissingParameter", "The request must contain the parameter AllocationId")
+        if p.get("NetworkBorderGroup", r.name) != r.name:
+            raise _Bad("InvalidAddress.NotFound", f"Address not found in network border group "
+                                                  f"'{p['NetworkBorderGroup']}'.")
+        a = self._address(r, p.get("AllocationId"), p.get("PublicIp"))
+        if a["assoc"] is not None:
+            vm = self._vms.get(a["assoc"]["instance"])
+            nic = next((n for n in vm.extra.get("nics", []) if n["id"] == a["assoc"]["eni"]), {})
+            sub = r.subnets.get(nic.get("subnet_id"))
+            vpc = r.vpcs.get(sub["vpc"]) if sub else None
+            if not (vpc and vpc["default"]):   # a default VPC's address is disassociated
+                raise _Bad("InvalidIPAddress.InUse", f"Address {self._eip_public(a)} "
+                                                     f"({a['id']}) is in use.")
+        del r.addresses[a["id"]]
+        self._placeholders.discard(a["placeholder"])
+        return {"return": True}
 
     # ------------------------------------------------------------------ EC2: RunInstances
 
@@ -2317,7 +2670,8 @@ class AwsFake(CloudFake):
                 raise _Bad("MissingInput", "No subnets found for the default VPC "
                                            f"'{vpc['id']}'. Please specify a subnet.")
             sub = subs[0]
-        efa = self.instance_types.get(itype, {}).get("efa", 0)
+        t = self._type_info(itype)
+        efa, efa_used = t["efa"], 0
         nics, groups = [], {}
         for s in specs:
             ns = r.subnets.get(s.get("SubnetId") or sub["id"])
@@ -2346,12 +2700,13 @@ class AwsFake(CloudFake):
                                                         f"exist in VPC '{ns['vpc']}'")
                 groups[gid] = g
             kind = s.get("InterfaceType", "interface")
-            if kind not in ("interface", "efa", "efa-only", "trunk", "branch"):
-                raise _Bad("InvalidParameterValue", f"Invalid value '{kind}' for "
-                                                    "InterfaceType.")
-            if kind in ("efa", "efa-only") and not efa:
-                raise _Bad("InvalidParameterCombination", "Elastic Fabric Adapter (EFA) is not "
-                                                          f"supported on {itype}.")
+            self._check_nic(itype, t, s, kind)
+            if kind in ("efa", "efa-only"):
+                efa_used += 1
+                if efa_used > efa:
+                    raise _Bad("InvalidParameterCombination", f"The instance type {itype} "
+                                                              f"supports at most {efa} EFA "
+                                                              "interfaces (efa and efa-only).")
             nics.append({"id": _rid("eni"), "attach_id": _rid("eni-attach"),
                          "device_index": s["DeviceIndex"],
                          "card_index": s.get("NetworkCardIndex", 0), "subnet_id": ns["id"],
@@ -2363,6 +2718,39 @@ class AwsFake(CloudFake):
         nics.sort(key=lambda n: (n["card_index"] != 0 or n["device_index"] != 0,
                                  n["card_index"], n["device_index"]))
         return sub, nics, list(groups.values())
+
+    @staticmethod
+    def _check_nic(itype, t, s, kind):
+        """One NetworkInterface.N of a RunInstances against the instance type's network
+        cards (t: its INSTANCE_TYPES row)."""
+        card, dev = s.get("NetworkCardIndex", 0), s["DeviceIndex"]
+        if kind not in ("interface", "efa", "efa-only"):
+            raise _Bad("InvalidParameterValue", f"Invalid value '{kind}' for InterfaceType. "
+                                                "Valid values: interface, efa, efa-only.")
+        if not 0 <= card < t["cards"]:
+            raise _Bad("InvalidParameterValue", f"The network card index {card} is not valid "
+                                                f"for {itype}: it has {t['cards']} network "
+                                                f"card(s), 0 to {t['cards'] - 1}.")
+        if not 0 <= dev < t["card_enis"]:
+            raise _Bad("InvalidParameterValue", f"The device index {dev} is not valid on "
+                                                f"network card {card} of {itype}: a card of "
+                                                f"it takes {t['card_enis']} network "
+                                                f"interfaces, device indexes 0 to "
+                                                f"{t['card_enis'] - 1}.")
+        if kind in ("efa", "efa-only"):
+            if not t["efa"]:
+                raise _Bad("InvalidParameterCombination", "Elastic Fabric Adapter (EFA) is not "
+                                                          f"supported on {itype}.")
+            if card == 0 and not t["efa_primary"]:
+                raise _Bad("InvalidParameterCombination", f"Network card 0 of {itype} does "
+                                                          "not support EFA: put the EFA "
+                                                          "interfaces on network cards 1 to "
+                                                          f"{t['cards'] - 1}.")
+        if kind == "efa-only" and (card, dev) == (0, 0):
+            raise _Bad("InvalidParameterCombination", "The primary network interface (device "
+                                                      "index 0 on network card 0) cannot be "
+                                                      "an EFA-only interface: it has no IP "
+                                                      "address.")
 
     def _run_profile(self, p):
         ip = p.get("IamInstanceProfile")

@@ -338,6 +338,8 @@ def test_create_login_terminate(bk, fake, keypair):
     assert p["BlockDeviceMapping.1.DeviceName"] == "/dev/sda1"
     assert p["NetworkInterface.1.AssociatePublicIpAddress"] == "true"
     assert p["NetworkInterface.1.DeviceIndex"] == "0"
+    assert p["NetworkInterface.1.InterfaceType"] == "interface"        # t3: no EFA
+    assert "NetworkInterface.2.DeviceIndex" not in p
     assert len(p["ClientToken"]) <= 64
     assert "InstanceMarketOptions.MarketType" not in p and "Placement.GroupName" not in p
     ud = base64.b64decode(p["UserData"]).decode()
@@ -350,8 +352,9 @@ def test_create_login_terminate(bk, fake, keypair):
     sg = fake.calls("CreateSecurityGroup")[0]
     assert sg["GroupName"] == "fleetfs_security_group_main"
     assert p["NetworkInterface.1.SecurityGroupId.1"] == fake.instance(vm["id"])["sg_ids"][0]
-    assert actions(fake, "ec2")[:10] == [
-        "DescribeImages", "DescribeAvailabilityZones", "DescribeVpcs", "DescribeSubnets",
+    assert actions(fake, "ec2")[:11] == [
+        "DescribeImages", "DescribeAvailabilityZones", "DescribeInstanceTypes", "DescribeVpcs",
+        "DescribeSubnets",
         "DescribeRouteTables", "DescribeSecurityGroups", "CreateSecurityGroup",
         "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress", "RunInstances"]
     gid = fake.instance(vm["id"])["sg_ids"][0]
@@ -377,8 +380,8 @@ def test_create_login_terminate(bk, fake, keypair):
     r = bk("create", CPU, NAME.replace("a1b2", "e5f6"))
     assert r["rc"] == 0, r
     assert actions(fake)[n:] == [
-        "DescribeImages", "DescribeAvailabilityZones", "DescribeVpcs", "DescribeSubnets",
-        "DescribeRouteTables", "DescribeSecurityGroups", "RunInstances"]
+        "DescribeImages", "DescribeAvailabilityZones", "DescribeInstanceTypes", "DescribeVpcs",
+        "DescribeSubnets", "DescribeRouteTables", "DescribeSecurityGroups", "RunInstances"]
     # terminate: asked, then gone; again: still fine
     for v in (vm, r["vm"]):
         assert bk("terminate", v["id"], v["backend_data"])["rc"] == 0
@@ -589,3 +592,93 @@ def test_list_own_pages_and_filters(bk, fake):
         {"us-east-1", "eu-west-1"}
     for c in fake.calls("DescribeInstances"):
         assert c["Filter.1.Name"] == "tag:owner" and c["Filter.1.Value.1"] == "fleetfs"
+
+
+# ------------------------------------------------------------------ EFA and Elastic IPs
+
+P5 = dict(GPU, instance="p5.48xlarge", price=98.32, cpus=192, memory_mib=2097152,
+          gpus={"vendor": "nvidia", "name": "H100", "memory_mib": 81920, "count": 8})
+
+
+def nics_of(params):
+    """The network interfaces of a RunInstances form: [{DeviceIndex, NetworkCardIndex, ...}]."""
+    out, n = [], 1
+    while f"NetworkInterface.{n}.DeviceIndex" in params:
+        pre = f"NetworkInterface.{n}."
+        out.append({k[len(pre):]: v for k, v in params.items() if k.startswith(pre)})
+        n += 1
+    return out
+
+
+def test_efa_interfaces_and_elastic_ip(bk, fake, keypair):
+    """p5.48xlarge: dstack's 32 interfaces (efa primary, efa-only on cards 1..31, efa on every
+    fourth card), no public address from AWS, so an Elastic IP once it runs: found again,
+    never made twice, released with the instance."""
+    need_root()
+    r = bk("create", P5, NAME)
+    assert r["rc"] == 0, r
+    vm = r["vm"]
+    assert json.loads(vm["backend_data"])["eip"] is True
+    nics = nics_of(params_of(fake, "RunInstances"))
+    assert len(nics) == 32
+    assert nics[0]["InterfaceType"] == "efa" and nics[0]["AssociatePublicIpAddress"] == "false"
+    assert "NetworkCardIndex" not in nics[0] and nics[0]["DeviceIndex"] == "0"
+    for i, nic in enumerate(nics[1:], start=1):
+        assert nic["NetworkCardIndex"] == str(i) and nic["DeviceIndex"] == "1"
+        assert nic["InterfaceType"] == ("efa" if i % 4 == 0 else "efa-only"), (i, nic)
+        assert nic["AssociatePublicIpAddress"] == "false"
+        assert nic["SubnetId"] == nics[0]["SubnetId"]
+    g = cloudapi.wait_state(bk, vm["id"], ("running",), vm["backend_data"])
+    for _ in range(50):
+        if g["vm"]["ip"]:
+            break
+        g = bk("get", vm["id"], vm["backend_data"])
+    host = fake.instance(vm["id"])["host_addr"]
+    assert g["vm"]["ip"] == host, g
+    assert fake.count_calls("AllocateAddress") == 1 and fake.count_calls("AssociateAddress") == 1
+    alloc = params_of(fake, "AllocateAddress")
+    assert alloc["Domain"] == "vpc" and tags_of(alloc)["fleetfs_instance_id"] == vm["id"]
+    assert cloudapi.ssh(g["vm"]["ip"], keypair[0], "ubuntu").returncode == 0
+    # later gets find the address: nothing allocated again
+    bk("get", vm["id"], vm["backend_data"])
+    assert fake.count_calls("AllocateAddress") == 1
+    # terminate: the instance, then its address
+    assert bk("terminate", vm["id"], vm["backend_data"])["rc"] == 0
+    assert actions(fake)[-4:] == ["TerminateInstances", "DescribeAddresses",
+                                  "DisassociateAddress", "ReleaseAddress"]
+    assert fake.addresses("us-east-1") == []
+
+
+def test_efa_single_and_primary_without_efa(bk, fake):
+    """One EFA interface (g5.12xlarge): an efa primary with its public address. p6-b300: an
+    ordinary primary, efa-only interfaces on cards 1..16."""
+    need_root()
+    r = bk("create", dict(GPU, instance="g5.12xlarge", cpus=48), NAME)
+    assert r["rc"] == 0, r
+    nics = nics_of(params_of(fake, "RunInstances"))
+    assert [(n["InterfaceType"], n["AssociatePublicIpAddress"]) for n in nics] == \
+        [("efa", "true")]
+    assert "eip" not in json.loads(r["vm"]["backend_data"])
+    bk("terminate", r["vm"]["id"], r["vm"]["backend_data"])
+    r = bk("create", dict(P5, instance="p6-b300.48xlarge"), NAME.replace("a1b2", "b300"))
+    assert r["rc"] == 0, r
+    nics = nics_of(params_of(fake, "RunInstances"))
+    assert nics[0]["InterfaceType"] == "interface" and len(nics) == 17
+    assert [n["NetworkCardIndex"] for n in nics[1:]] == [str(i) for i in range(1, 17)]
+    assert {n["InterfaceType"] for n in nics[1:]} == {"efa-only"}
+    bk("terminate", r["vm"]["id"], r["vm"]["backend_data"])
+
+
+def test_elastic_ip_refused(bk, fake):
+    """No Elastic IP to be had (AddressLimitExceeded): the instance runs without an address,
+    says so, and nothing is left allocated."""
+    need_root()
+    fake.address_limit = 0
+    r = bk("create", P5, NAME)
+    assert r["rc"] == 0, r
+    vm = r["vm"]
+    g = cloudapi.wait_state(bk, vm["id"], ("running",), vm["backend_data"])
+    g = bk("get", vm["id"], vm["backend_data"])
+    assert g["rc"] == 0 and g["vm"]["ip"] == "" and "no Elastic IP" in g["vm"]["status"], g
+    assert not fake.addresses("us-east-1")
+    bk("terminate", vm["id"], vm["backend_data"])

@@ -12,6 +12,7 @@ instances need root (the VMs are sshd hosts in network namespaces); the others d
 import datetime
 import gzip
 import hashlib
+import ipaddress
 import os
 import ssl
 import sys
@@ -734,16 +735,47 @@ def test_placement_groups(fake):
         "InvalidParameterValue"
 
 
+EFA_ONLY = [{"Name": "network-info.efa-supported", "Values": ["true"]}]
+
+
 def test_instance_types(fake):
+    """dstack's question (InstanceType.1 and network-info.efa-supported=true) and the
+    network cards."""
     ec2 = client(fake, "ec2")
-    (p5,) = ec2.describe_instance_types(InstanceTypes=["p5.48xlarge"], Filters=[
-        {"Name": "network-info.efa-supported", "Values": ["true"]}])["InstanceTypes"]
+    (p5,) = ec2.describe_instance_types(InstanceTypes=["p5.48xlarge"],
+                                        Filters=EFA_ONLY)["InstanceTypes"]
     assert p5["NetworkInfo"]["EfaInfo"]["MaximumEfaInterfaces"] == 32
     assert p5["VCpuInfo"]["DefaultVCpus"] == 192
-    assert ec2.describe_instance_types(InstanceTypes=["t3.micro"], Filters=[
-        {"Name": "network-info.efa-supported", "Values": ["true"]}])["InstanceTypes"] == []
-    assert err(ec2.describe_instance_types, InstanceTypes=["x9.bogus"])[0] == \
-        "InvalidInstanceType"
+    net = p5["NetworkInfo"]
+    assert (net["EfaSupported"], net["MaximumNetworkCards"], net["MaximumNetworkInterfaces"],
+            net["DefaultNetworkCardIndex"]) == (True, 32, 64, 0)
+    assert [(c["NetworkCardIndex"], c["MaximumNetworkInterfaces"])
+            for c in net["NetworkCards"]] == [(i, 2) for i in range(32)]
+    sent = fake.calls("DescribeInstanceTypes")[0]
+    assert (sent["InstanceType.1"], sent["Filter.1.Name"], sent["Filter.1.Value.1"]) == (
+        "p5.48xlarge", "network-info.efa-supported", "true")
+    (b300,) = ec2.describe_instance_types(InstanceTypes=["p6-b300.48xlarge"],
+                                          Filters=EFA_ONLY)["InstanceTypes"]
+    assert (b300["NetworkInfo"]["EfaInfo"]["MaximumEfaInterfaces"],
+            b300["NetworkInfo"]["MaximumNetworkCards"]) == (16, 17)
+    assert ec2.describe_instance_types(InstanceTypes=["t3.micro"],
+                                       Filters=EFA_ONLY)["InstanceTypes"] == []
+    got = ec2.describe_instance_types(InstanceTypes=["t3.micro", "p4d.24xlarge", "g5.xlarge",
+                                                     "g6e.48xlarge"], Filters=EFA_ONLY)
+    assert sorted((t["InstanceType"], t["NetworkInfo"]["EfaInfo"]["MaximumEfaInterfaces"],
+                   t["NetworkInfo"]["MaximumNetworkCards"]) for t in got["InstanceTypes"]) == [
+        ("g6e.48xlarge", 4, 4), ("p4d.24xlarge", 4, 4)]
+    (t3,) = ec2.describe_instance_types(InstanceTypes=["t3.micro"])["InstanceTypes"]
+    assert (t3["NetworkInfo"]["EfaSupported"], t3["NetworkInfo"]["MaximumNetworkCards"]) == (
+        False, 1)
+    assert "EfaInfo" not in t3["NetworkInfo"]
+    (m6i,) = ec2.describe_instance_types(InstanceTypes=["m6i.large"])["InstanceTypes"]
+    assert m6i["NetworkInfo"]["MaximumNetworkCards"] == 1     # EC2's form, not in the table
+    assert err(ec2.describe_instance_types, InstanceTypes=["x9.bogus"])[:3] == (
+        "InvalidInstanceType", 400, "The following supplied instance types do not exist: "
+                                    "[x9.bogus]")
+    assert err(ec2.describe_instance_types, InstanceTypes=["x9.bogus"],
+               Filters=EFA_ONLY)[0] == "InvalidInstanceType"
 
 
 # ------------------------------------------------------------------------------ instances
@@ -1014,3 +1046,299 @@ def test_vcpu_quota_counts_live_on_demand_instances(fake):
                        MinCount=1, MaxCount=1)
     assert code == "VcpuLimitExceeded" and "vCPU limit of 192 allows" in msg
     assert fake.vms()[0]["extra"]["spot"] is False and len(fake.vms()) == 2
+
+
+# ------------------------------------------------------------------------------ EFA, Elastic IPs
+
+def dstack_nics(itype, efa_max, subnet, sg, efa_primary=True):
+    """dstack's NetworkInterface.N for an EFA type (reference §1.4 step 6c): the primary on
+    card 0 (efa, or interface when card 0 has no EFA), then one interface per further card on
+    device 1, efa-only (p5.48xlarge: efa on every fourth card); no public address asked."""
+    def nic(card, dev, kind):
+        return {"DeviceIndex": dev, "NetworkCardIndex": card, "SubnetId": subnet,
+                "Groups": [sg], "AssociatePublicIpAddress": False,
+                "DeleteOnTermination": True, "InterfaceType": kind}
+    nics = [nic(0, 0, "efa" if efa_primary else "interface")]
+    nics[0].pop("NetworkCardIndex")                  # dstack leaves the primary's out
+    last = efa_max - 1 if efa_primary else efa_max
+    for i in range(1, last + 1):
+        nics.append(nic(i, 1, "efa" if itype == "p5.48xlarge" and i % 4 == 0 else "efa-only"))
+    return nics
+
+
+def test_run_instances_network_interface_refusals(fake):
+    """EC2's rules for several interfaces, EFA and network cards; checked before a host is
+    taken (no root needed, no VM made)."""
+    ec2 = client(fake, "ec2")
+    ami = dlami(ec2)
+    subnet = {s["AvailabilityZone"]: s["SubnetId"]
+              for s in ec2.describe_subnets()["Subnets"]}["us-east-1a"]
+    sg = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    p5 = dstack_nics("p5.48xlarge", 32, subnet, sg)
+    b300 = dstack_nics("p6-b300.48xlarge", 16, subnet, sg, efa_primary=False)
+
+    def nic(card, dev, kind="efa-only"):
+        return {"DeviceIndex": dev, "NetworkCardIndex": card, "SubnetId": subnet,
+                "InterfaceType": kind}
+
+    def run(itype, nics):
+        return err(ec2.run_instances, ImageId=ami, InstanceType=itype, MinCount=1, MaxCount=1,
+                   NetworkInterfaces=nics)
+    assert run("p5.48xlarge", [dict(p5[0], AssociatePublicIpAddress=True)] + p5[1:]) == (
+        "InvalidParameterCombination", 400, "The associatePublicIPAddress parameter cannot be "
+        "specified when launching with multiple network interfaces.")
+    code, _, msg = run("p5.48xlarge", p5 + [nic(0, 1)])            # 33 EFA interfaces
+    assert code == "InvalidParameterCombination" and "at most 32 EFA" in msg
+    code, _, msg = run("p5.48xlarge", p5[:-1] + [nic(32, 1)])      # cards 0..31
+    assert code == "InvalidParameterValue" and "network card index 32" in msg
+    code, _, msg = run("p5.48xlarge", p5[:-1] + [nic(31, 2)])      # 2 interfaces a card
+    assert code == "InvalidParameterValue" and "device index 2" in msg
+    assert run("p5.48xlarge", p5 + [nic(1, 1, "interface")])[:2] == (
+        "InvalidParameterValue", 400)                               # (card 1, device 1) twice
+    assert run("p5.48xlarge", [nic(0, 0)])[0] == "InvalidParameterCombination"  # efa-only 0
+    assert run("p5.48xlarge", [nic(0, 0, "trunk")])[0] == "InvalidParameterValue"
+    assert run("p5.48xlarge", p5[1:])[0] == "InvalidParameterValue"   # no primary
+    code, _, msg = run("g5.xlarge", [nic(0, 0, "interface"), nic(0, 1)])
+    assert (code, msg) == ("InvalidParameterCombination",
+                           "Elastic Fabric Adapter (EFA) is not supported on g5.xlarge.")
+    assert run("g5.xlarge", [nic(0, 0, "interface"), nic(1, 0, "interface")])[0] == \
+        "InvalidParameterValue"                                     # one network card
+    code, _, msg = run("p6-b300.48xlarge", [dict(b300[0], InterfaceType="efa")] + b300[1:])
+    assert code == "InvalidParameterCombination" and "Network card 0 of p6-b300" in msg
+    assert run("p6-b300.48xlarge", b300 + [nic(0, 1)])[0] == "InvalidParameterCombination"
+    # dstack's layouts pass every check: no capacity is the first refusal left
+    for itype, nics in (("p5.48xlarge", p5), ("p6-b300.48xlarge", b300),
+                        ("p4d.24xlarge", dstack_nics("p4d.24xlarge", 4, subnet, sg)),
+                        ("g6e.48xlarge", dstack_nics("g6e.48xlarge", 4, subnet, sg)),
+                        ("p5en.48xlarge", dstack_nics("p5en.48xlarge", 16, subnet, sg))):
+        fake.set_capacity(itype, "us-east-1a", 0)
+        assert run(itype, nics)[:2] == ("InsufficientInstanceCapacity", 500), itype
+    sent = fake.calls("RunInstances")[-4]                       # p6-b300.48xlarge
+    assert (sent["NetworkInterface.1.InterfaceType"], sent["NetworkInterface.2.InterfaceType"],
+            sent["NetworkInterface.17.NetworkCardIndex"],
+            sent["NetworkInterface.17.DeviceIndex"]) == ("interface", "efa-only", "16", "1")
+    assert fake.vms() == [] and fake.pool.free == fake.pool.n
+
+
+def test_efa_instance_with_elastic_ip(fake, hosts, keypair):
+    """dstack's multi-EFA p5.48xlarge: 32 interfaces, no public address from AWS, then an
+    Elastic IP allocated, associated with the primary interface (the instance's address is
+    then its host's: ssh works), disassociated and released."""
+    priv, pub = keypair
+    ec2 = client(fake, "ec2")
+    (it,) = ec2.describe_instance_types(InstanceTypes=["p5.48xlarge"],
+                                        Filters=EFA_ONLY)["InstanceTypes"]
+    efa_max = it["NetworkInfo"]["EfaInfo"]["MaximumEfaInterfaces"]
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0][
+        "VpcId"]
+    subnet = ec2.describe_subnets(Filters=[
+        {"Name": "vpc-id", "Values": [vpc]},
+        {"Name": "availability-zone", "Values": ["us-east-1a"]}])["Subnets"][0]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="dstack_security_group_main",
+                                   Description="Generated by dstack", VpcId=vpc)["GroupId"]
+    r = ec2.run_instances(ImageId=dlami(ec2), InstanceType="p5.48xlarge", MinCount=1,
+                          MaxCount=1, UserData=cloud_init(pub),
+                          NetworkInterfaces=dstack_nics("p5.48xlarge", efa_max, subnet, sg))
+    (inst,) = r["Instances"]
+    iid = inst["InstanceId"]
+    sent = fake.calls("RunInstances")[0]
+    assert (sent["NetworkInterface.1.InterfaceType"], sent["NetworkInterface.32.InterfaceType"],
+            sent["NetworkInterface.32.NetworkCardIndex"], sent["NetworkInterface.32.DeviceIndex"],
+            sent["NetworkInterface.5.InterfaceType"],
+            sent["NetworkInterface.2.AssociatePublicIpAddress"]) == (
+        "efa", "efa-only", "31", "1", "efa", "false")
+    layout = sorted((n["Attachment"]["NetworkCardIndex"], n["Attachment"]["DeviceIndex"],
+                     n["InterfaceType"]) for n in inst["NetworkInterfaces"])
+    assert layout == [(0, 0, "efa")] + [(i, 1, "efa" if i % 4 == 0 else "efa-only")
+                                        for i in range(1, 32)]
+    enis = [n["NetworkInterfaceId"] for n in inst["NetworkInterfaces"]]
+    assert len(set(enis)) == 32 and all(e.startswith("eni-") for e in enis)
+    assert all(n["SubnetId"] == subnet and n["Groups"][0]["GroupId"] == sg
+               and n["Attachment"]["AttachmentId"].startswith("eni-attach-")
+               and n["Attachment"]["Status"] == "attached" for n in inst["NetworkInterfaces"])
+    primary = inst["NetworkInterfaces"][0]
+    assert (primary["Attachment"]["NetworkCardIndex"], primary["Attachment"]["DeviceIndex"]) \
+        == (0, 0)
+    x = fake.instance(iid)
+    assert [(n["card_index"], n["device_index"], n["type"]) for n in x["nics"]][:2] == [
+        (0, 0, "efa"), (1, 1, "efa-only")]
+    assert x["nics"][0]["id"] == primary["NetworkInterfaceId"] and x["public"] is False
+
+    inst = wait_state(ec2, iid, "running")
+    addr = fake.instance(iid)["host_addr"]
+    assert "PublicIpAddress" not in inst and inst["PrivateIpAddress"] == addr
+    for n in inst["NetworkInterfaces"]:      # efa-only interfaces have no IP address
+        assert n.get("PrivateIpAddress") == (None if n["InterfaceType"] == "efa-only" else addr)
+        assert "Association" not in n
+    efa_only = next(n["NetworkInterfaceId"] for n in inst["NetworkInterfaces"]
+                    if n["InterfaceType"] == "efa-only")
+
+    alloc = ec2.allocate_address(Domain="vpc", TagSpecifications=[{
+        "ResourceType": "elastic-ip", "Tags": [{"Key": "owner", "Value": "dstack"},
+                                               {"Key": "dstack_instance", "Value": iid}]}])
+    aid = alloc["AllocationId"]
+    assert aid.startswith("eipalloc-") and alloc["Domain"] == "vpc"
+    assert ipaddress.ip_address(alloc["PublicIp"]) in ipaddress.ip_network("192.0.2.0/24")
+    assert fake.calls("AllocateAddress")[0]["TagSpecification.1.ResourceType"] == "elastic-ip"
+    assert err(ec2.associate_address, AllocationId=aid, InstanceId=iid)[0] == \
+        "InvalidInstanceID"                  # several interfaces: name one
+    assert err(ec2.associate_address, AllocationId=aid, NetworkInterfaceId=efa_only)[0] == \
+        "InvalidParameterValue"
+    assoc = ec2.associate_address(AllocationId=aid, NetworkInterfaceId=enis[0],
+                                  AllowReassociation=False)["AssociationId"]
+    assert assoc.startswith("eipassoc-")
+    assert fake.calls("AssociateAddress")[-1]["AllowReassociation"] == "false"
+    assert ec2.associate_address(AllocationId=aid, NetworkInterfaceId=enis[0],
+                                 AllowReassociation=False)["AssociationId"] == assoc  # again
+
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert inst["PublicIpAddress"] == addr and inst["PrivateIpAddress"] == addr
+    assert inst["NetworkInterfaces"][0]["Association"] == {
+        "PublicIp": addr, "PublicDnsName": "", "IpOwnerId": "123456789012"}
+    (a,) = ec2.describe_addresses(Filters=[{"Name": "tag:dstack_instance",
+                                            "Values": [iid]}])["Addresses"]
+    assert (a["AllocationId"], a["PublicIp"], a["AssociationId"], a["InstanceId"],
+            a["NetworkInterfaceId"], a["PrivateIpAddress"], a["Domain"]) == (
+        aid, addr, assoc, iid, enis[0], addr, "vpc")
+    assert {t["Key"]: t["Value"] for t in a["Tags"]} == {"owner": "dstack",
+                                                         "dstack_instance": iid}
+    assert ec2.describe_addresses(AllocationIds=[aid])["Addresses"] == [a]
+    assert ec2.describe_addresses(PublicIps=[addr])["Addresses"] == [a]
+    nic0 = fake.instance(iid)["nics"][0]
+    assert (nic0["public_ip"], nic0["allocation_id"], nic0["association_id"]) == (
+        addr, aid, assoc)
+    assert fake.addresses(REGION)[0]["public_ip"] == addr
+    assert cloudapi.ssh(inst["PublicIpAddress"], priv, "ubuntu").returncode == 0
+
+    # a second address for the same interface: refused without reassociation
+    other = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    code, _, msg = err(ec2.associate_address, AllocationId=other, NetworkInterfaceId=enis[0],
+                       AllowReassociation=False)
+    assert code == "Resource.AlreadyAssociated" and assoc in msg
+    ec2.release_address(AllocationId=other)
+
+    ec2.disassociate_address(AssociationId=assoc)
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert "PublicIpAddress" not in inst and "Association" not in inst["NetworkInterfaces"][0]
+    (a,) = ec2.describe_addresses(AllocationIds=[aid])["Addresses"]
+    assert a["PublicIp"] == alloc["PublicIp"] and "AssociationId" not in a
+    assert err(ec2.disassociate_address, AssociationId=assoc)[:2] == (
+        "InvalidAssociationID.NotFound", 400)
+    ec2.release_address(AllocationId=aid)
+    assert err(ec2.describe_addresses, AllocationIds=[aid])[:3] == (
+        "InvalidAllocationID.NotFound", 400, f"The allocation ID '{aid}' does not exist")
+    assert fake.addresses(REGION) == []
+    ec2.terminate_instances(InstanceIds=[iid])
+    assert fake.wait_for(lambda: hosts.free == hosts.n, 10)
+
+
+def test_elastic_ip_errors_and_limit(fake):
+    """AllocateAddress, AssociateAddress, DescribeAddresses, DisassociateAddress and
+    ReleaseAddress refusals, the per-region limit, and termination dropping an association;
+    on instances without a host (their addresses stay the TEST-NET-1 placeholders)."""
+    ec2 = client(fake, "ec2")
+    test_net = ipaddress.ip_network("192.0.2.0/24")
+    allocs = [ec2.allocate_address(Domain="vpc") for _ in range(5)]
+    assert len({a["PublicIp"] for a in allocs}) == 5
+    assert all(ipaddress.ip_address(a["PublicIp"]) in test_net for a in allocs)
+    assert err(ec2.allocate_address, Domain="vpc") == (
+        "AddressLimitExceeded", 400, "The maximum number of addresses has been reached.")
+    west = client(fake, "ec2", region="us-west-2")
+    wid = west.allocate_address()["AllocationId"]            # per region; vpc by default
+    assert west.describe_addresses()["Addresses"][0]["Domain"] == "vpc"
+    assert ec2.describe_addresses(AllocationIds=[allocs[0]["AllocationId"]])["Addresses"]
+    assert err(ec2.describe_addresses, AllocationIds=[wid])[0] == \
+        "InvalidAllocationID.NotFound"
+    for a in allocs[3:]:
+        ec2.release_address(AllocationId=a["AllocationId"])
+    fake.address_limit = 4
+    a4 = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    assert err(ec2.allocate_address, Domain="vpc")[0] == "AddressLimitExceeded"
+    fake.address_limit = 10
+    assert err(ec2.allocate_address, Domain="standard")[0] == "InvalidParameterValue"
+    assert err(ec2.allocate_address, Domain="vpc", TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "a", "Value": "b"}]}])[0] == \
+        "InvalidParameterValue"
+    a1, a2, a3 = (a["AllocationId"] for a in allocs[:3])
+
+    one = fake.create_behind_the_back("one", "t3.micro", "us-east-1a", host=False).id
+    two = fake.create_behind_the_back("two", "t3.micro", "us-east-1a", host=False).id
+    eni1, eni2 = (fake.instance(i)["nics"][0]["id"] for i in (one, two))
+    assert err(ec2.associate_address, AllocationId="eipalloc-0123456789abcdef0",
+               NetworkInterfaceId=eni1)[:3] == (
+        "InvalidAllocationID.NotFound", 400,
+        "The allocation ID 'eipalloc-0123456789abcdef0' does not exist")
+    assert err(ec2.associate_address, AllocationId=a1,
+               NetworkInterfaceId="eni-0123456789abcdef0")[:3] == (
+        "InvalidNetworkInterfaceID.NotFound", 400,
+        "The networkInterface ID 'eni-0123456789abcdef0' does not exist")
+    assert err(ec2.associate_address, AllocationId=a1, InstanceId="i-0123456789abcdef0")[0] == \
+        "InvalidInstanceID.NotFound"
+    assert err(ec2.associate_address, AllocationId=a1)[0] == "MissingParameter"
+    assoc1 = ec2.associate_address(AllocationId=a1, InstanceId=one)["AssociationId"]  # one ENI
+    (inst,) = ec2.describe_instances(InstanceIds=[one])["Reservations"][0]["Instances"]
+    placeholder = allocs[0]["PublicIp"]      # no host: the address stays unreachable
+    assert inst["PublicIpAddress"] == placeholder and "PrivateIpAddress" not in inst
+    code, _, msg = err(ec2.associate_address, AllocationId=a1, NetworkInterfaceId=eni2,
+                       AllowReassociation=False)
+    assert (code, msg) == ("Resource.AlreadyAssociated",
+                           f"resource {a1} is already associated with associate-id {assoc1}")
+    assert err(ec2.associate_address, AllocationId=a2, NetworkInterfaceId=eni1,
+               AllowReassociation=False)[0] == "Resource.AlreadyAssociated"   # ENI taken
+    assoc2 = ec2.associate_address(AllocationId=a2, NetworkInterfaceId=eni2)["AssociationId"]
+    # reassociation (the default): a1 moves to two, whose address before (a2) is let go
+    moved = ec2.associate_address(AllocationId=a1, NetworkInterfaceId=eni2,
+                                  AllowReassociation=True)["AssociationId"]
+    assert moved not in (assoc1, assoc2)
+    by = {a["AllocationId"]: a for a in ec2.describe_addresses()["Addresses"]}
+    assert (by[a1]["InstanceId"], by[a1]["NetworkInterfaceId"], by[a1]["AssociationId"]) == (
+        two, eni2, moved)
+    assert "AssociationId" not in by[a2] and "InstanceId" not in by[a2]
+
+    def found(name, *values):
+        return sorted(a["AllocationId"] for a in ec2.describe_addresses(
+            Filters=[{"Name": name, "Values": list(values)}])["Addresses"])
+    assert found("instance-id", two) == [a1] and found("instance-id", one) == []
+    assert found("association-id", moved) == [a1]
+    assert found("network-interface-id", eni2) == [a1]
+    assert found("allocation-id", a2, a3) == sorted([a2, a3])
+    assert found("domain", "vpc") == sorted(by)
+    assert found("public-ip", placeholder) == [a1]
+    assert err(ec2.describe_addresses, Filters=[{"Name": "bogus", "Values": ["x"]}])[0] == \
+        "InvalidParameterValue"
+    assert err(ec2.describe_addresses, PublicIps=["198.51.100.7"])[0] == \
+        "InvalidAddress.NotFound"
+    assert err(ec2.disassociate_address, AssociationId="eipassoc-0123456789abcdef0")[:3] == (
+        "InvalidAssociationID.NotFound", 400,
+        "The association ID 'eipassoc-0123456789abcdef0' does not exist")
+    assert err(ec2.release_address, AllocationId="eipalloc-0123456789abcdef0")[:2] == (
+        "InvalidAllocationID.NotFound", 400)
+
+    # in a VPC of one's own, an associated address is in use; in the default VPC releasing
+    # it disassociates it (AWS's rule)
+    vpc = fake.add_vpc(REGION, name="fleet", cidr="10.40.0.0/16")
+    sub = fake.add_subnet(REGION, vpc, "us-east-1b")
+    three = fake.create_behind_the_back("three", "t3.micro", "us-east-1b", subnet_id=sub,
+                                        host=False).id
+    ec2.associate_address(AllocationId=a3, InstanceId=three)
+    code, status, msg = err(ec2.release_address, AllocationId=a3)
+    assert (code, status) == ("InvalidIPAddress.InUse", 400) and a3 in msg
+    ec2.release_address(AllocationId=a1)
+    assert a1 not in {a["id"] for a in fake.addresses(REGION)}
+    (inst,) = ec2.describe_instances(InstanceIds=[two])["Reservations"][0]["Instances"]
+    assert "PublicIpAddress" not in inst
+
+    # termination: the association goes with the instance, the address stays (a leak
+    # unless the client releases it)
+    ec2.terminate_instances(InstanceIds=[three])
+    wait_state(ec2, three, "terminated")
+    (a,) = ec2.describe_addresses(AllocationIds=[a3])["Addresses"]
+    assert "AssociationId" not in a and a["PublicIp"] == allocs[2]["PublicIp"]
+    snap = {x["id"]: x for x in fake.addresses(REGION)}[a3]
+    assert (snap["instance_id"], snap["association_id"], snap["eni"]) == (None, None, None)
+    assert err(ec2.associate_address, AllocationId=a3,
+               NetworkInterfaceId=fake.vm(three).extra["nics"][0]["id"])[0] == \
+        "InvalidNetworkInterfaceID.NotFound"
+    ec2.release_address(AllocationId=a3)
+    assert sorted(x["id"] for x in fake.addresses(REGION)) == sorted([a2, a4])
+    assert [x["id"] for x in fake.addresses("us-west-2")] == [wid]
