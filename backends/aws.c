@@ -193,6 +193,25 @@ static bool answered(const struct aws_api *a)
 	return a->code[0] != '\0';
 }
 
+/* One EC2 action of one parameter whose answer only says it was done: 0, or -errno with
+ * err; -ENOENT (gone already) counts as done. */
+static int ec2_do(struct aws_api *a, const char *region, const char *action, const char *name,
+		  const char *value, char *err, size_t errlen)
+{
+	struct aws_query q;
+	xmlDoc *doc = NULL;
+	awsq_init(&q, action);
+	awsq_add(&q, name, value);
+	int r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
+	awsq_free(&q);
+	xmlFreeDoc(doc);
+	if (r == -ENOENT) {
+		r = 0;
+		err[0] = '\0';
+	}
+	return r;
+}
+
 /* Run fn(job) for each of n jobs at once, one thread each (jobs of size sz). */
 static void run_parallel(void *jobs, size_t n, size_t sz, void *(*fn)(void *))
 {
@@ -1237,29 +1256,10 @@ static int eips_of(struct aws_api *a, const char *region, const char *id, struct
 static int eip_release(struct aws_api *a, const char *region, const struct eip *e, char *err,
 		       size_t errlen)
 {
-	struct aws_query q;
-	xmlDoc *doc = NULL;
-	int r = 0;
-	if (e->assoc[0]) {
-		awsq_init(&q, "DisassociateAddress");
-		awsq_add(&q, "AssociationId", e->assoc);
-		r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
-		awsq_free(&q);
-		xmlFreeDoc(doc);
-		doc = NULL;
-		if (r == -ENOENT)
-			r = 0;
-	}
-	if (!r) {
-		awsq_init(&q, "ReleaseAddress");
-		awsq_add(&q, "AllocationId", e->alloc);
-		r = aws_query(a, AWS_EC2, region, &q, true, &doc, err, errlen);
-		awsq_free(&q);
-		xmlFreeDoc(doc);
-		if (r == -ENOENT)
-			r = 0;
-	}
-	return r;
+	int r = e->assoc[0] ? ec2_do(a, region, "DisassociateAddress", "AssociationId", e->assoc,
+				     err, errlen)
+			    : 0;
+	return r ? r : ec2_do(a, region, "ReleaseAddress", "AllocationId", e->alloc, err, errlen);
 }
 
 /* The primary network interface of an instance element (card 0, device 0). */
@@ -1451,6 +1451,63 @@ static int run_instance(struct aws_api *a, const struct launch *l, const char *s
 	return r;
 }
 
+/* RunInstances in the subnets of net, one try per zone of zones (only pg_zone's when the
+ * placement group has one), until one launches it: 0 with out, -ENOSPC when every zone
+ * failed, or the error that stops trying (refused, invalid, no answer). */
+static int launch_in_zones(struct aws_api *a, const struct launch *l, const struct net *net,
+			   const char *zones, char *pg_zone, size_t pglen, struct bk_vm *out,
+			   char *err, size_t errlen)
+{
+	const struct offer *o = l->req->offer;
+	const char *project = l->req->project ? l->req->project : "";
+	char tried[512] = "", skipped[256] = "", last[600] = "";
+	for (size_t i = 0; i < net->n; i++) {
+		const char *zone = net->subnets[i].zone, *subnet = net->subnets[i].id;
+		xmlDoc *doc = NULL;
+		if (!in_list(zones, zone) || in_list(tried, zone) || (pg_zone[0] && strcmp(zone, pg_zone)))
+			continue; /* one try per zone; a placement group's members share one */
+		(void)fmt(tried + strlen(tried), sizeof(tried) - strlen(tried), "%s%s",
+			  tried[0] ? "," : "", zone);
+		int r = run_instance(a, l, subnet, &doc, err, errlen);
+		if (r && !strcmp(a->code, "InvalidPlacementGroup.Unknown") && l->pg) {
+			/* the last member's terminate deleted the group meanwhile: make it again */
+			r = aws_pg(a, o->region, l->pg, project, pg_zone, pglen, err, errlen);
+			if (!r)
+				r = run_instance(a, l, subnet, &doc, err, errlen);
+		}
+		if (!r) {
+			xmlNode *inst = awsx_first(awsx_child(awsx_root(doc), "instancesSet"));
+			char spot[64] = "";
+			r = inst ? vm_from(inst, o->region, l->c->public_ips, out, err, errlen)
+				 : backend_fail(err, errlen, -EPROTO,
+						"aws: RunInstances answered no instance");
+			if (!r) {
+				awsx_text(inst, "spotInstanceRequestId", spot, sizeof(spot));
+				vm_data(out, o->region, zone, l->c->public_ips, spot, l->pg,
+					l->c->public_ips && l->efa_max > 1);
+				(void)fmt(out->zone, sizeof(out->zone), "%s", zone);
+				(void)fmt(out->detail, sizeof(out->detail), "%s", skipped);
+			}
+			xmlFreeDoc(doc);
+			return r;
+		}
+		if (r == -EACCES || !answered(a) || !strcmp(a->code, "InvalidParameterValue"))
+			return r; /* refused, unknown outcome, or an invalid request: stop here */
+		(void)fmt(last, sizeof(last), "%s", err); /* capacity, quota ...: next zone */
+		size_t k = strlen(skipped);
+		(void)fmt(skipped + k, sizeof(skipped) - k, "%s%s: %s", k ? "; " : "", zone,
+			  a->code[0] ? a->code : "failed");
+	}
+	if (last[0])
+		return backend_fail(err, errlen, -ENOSPC, "aws: %s in %s: no zone could launch it "
+							  "(last: %s)",
+				    o->instance, o->region, last);
+	return backend_fail(err, errlen, -ENOSPC, "aws: %s in %s: no subnet in an available "
+						  "zone%s%s",
+			    o->instance, o->region, pg_zone[0] ? " of the placement group's zone " : "",
+			    pg_zone);
+}
+
 static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req *req,
 		      struct bk_vm *out, char *err, size_t errlen)
 {
@@ -1459,7 +1516,7 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	struct aws_api a;
 	struct image img;
 	struct net net;
-	char zones[512], sg[64], pg_zone[64] = "", own[1][80], last[600] = "";
+	char zones[512], sg[64], pg_zone[64] = "", own[1][80];
 	const char *kv[2 * (AWS_MAX_TAGS + 1)];
 	char *ci = NULL, *ud = NULL;
 	memset(out, 0, sizeof(*out));
@@ -1524,61 +1581,8 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	l.disk_gb = gb < AWS_ROOT_MIN_GB ? 100 : (unsigned)(gb + 0.5);
 	if (!r)
 		instance_tags(req, &c, img.user, own, kv, AWS_MAX_TAGS);
-	char tried[512] = "", skipped[256] = "";
-	bool done = false;
-	for (size_t i = 0; !r && !done && i < net.n; i++) {
-		const char *zone = net.subnets[i].zone, *subnet = net.subnets[i].id;
-		xmlDoc *doc = NULL;
-		if (!in_list(zones, zone) || in_list(tried, zone) || (pg_zone[0] && strcmp(zone, pg_zone)))
-			continue; /* one try per zone; a placement group's members share one */
-		(void)fmt(tried + strlen(tried), sizeof(tried) - strlen(tried), "%s%s",
-			  tried[0] ? "," : "", zone);
-		int rr = run_instance(&a, &l, subnet, &doc, err, errlen);
-		if (rr && !strcmp(a.code, "InvalidPlacementGroup.Unknown") && pg) {
-			/* the last member's terminate deleted the group meanwhile: make it again */
-			rr = aws_pg(&a, o->region, pg, req->project ? req->project : "", pg_zone,
-				    sizeof(pg_zone), err, errlen);
-			if (!rr)
-				rr = run_instance(&a, &l, subnet, &doc, err, errlen);
-		}
-		if (!rr) {
-			xmlNode *inst = awsx_first(awsx_child(awsx_root(doc), "instancesSet"));
-			char spot[64] = "";
-			rr = inst ? vm_from(inst, o->region, c.public_ips, out, err, errlen)
-				  : backend_fail(err, errlen, -EPROTO,
-						 "aws: RunInstances answered no instance");
-			if (!rr) {
-				awsx_text(inst, "spotInstanceRequestId", spot, sizeof(spot));
-				vm_data(out, o->region, zone, c.public_ips, spot, pg,
-					c.public_ips && efa_max > 1);
-				(void)fmt(out->zone, sizeof(out->zone), "%s", zone);
-				if (skipped[0])
-					(void)fmt(out->detail, sizeof(out->detail), "%s", skipped);
-				done = true;
-			}
-			xmlFreeDoc(doc);
-			r = rr;
-			continue;
-		}
-		if (rr == -EACCES || !answered(&a) ||
-		    !strcmp(a.code, "InvalidParameterValue")) {
-			r = rr; /* refused, unknown outcome, or an invalid request: stop here */
-			break;
-		}
-		(void)fmt(last, sizeof(last), "%s", err); /* capacity, quota ...: next zone */
-		size_t k = strlen(skipped);
-		(void)fmt(skipped + k, sizeof(skipped) - k, "%s%s: %s", k ? "; " : "", zone,
-			  a.code[0] ? a.code : "failed");
-	}
-	if (!r && !done)
-		r = last[0] ? backend_fail(err, errlen, -ENOSPC, "aws: %s in %s: no zone could "
-							       "launch it (last: %s)",
-					   o->instance, o->region, last)
-			    : backend_fail(err, errlen, -ENOSPC, "aws: %s in %s: no subnet in an "
-							       "available zone%s%s",
-					   o->instance, o->region, pg_zone[0] ? " of the placement "
-										"group's zone " : "",
-					   pg_zone);
+	if (!r)
+		r = launch_in_zones(&a, &l, &net, zones, pg_zone, sizeof(pg_zone), out, err, errlen);
 	if (!r) {
 		if (!out->name[0])
 			(void)fmt(out->name, sizeof(out->name), "%s", req->cloud_name);
@@ -1615,14 +1619,19 @@ static int describe_one(struct aws_api *a, const char *region, const char *id, x
 /* Delete a placement group once its last member is gone (in use: a member still is). */
 static void pg_cleanup(struct aws_api *a, const char *region, const char *pg)
 {
-	struct aws_query q;
-	xmlDoc *doc = NULL;
 	char err[256];
-	awsq_init(&q, "DeletePlacementGroup");
-	awsq_add(&q, "GroupName", pg);
-	(void)aws_query(a, AWS_EC2, region, &q, true, &doc, err, sizeof(err));
-	awsq_free(&q);
-	xmlFreeDoc(doc);
+	(void)ec2_do(a, region, "DeletePlacementGroup", "GroupName", pg, err, sizeof(err));
+}
+
+/* What get and terminate start with: a usable id, the VM's data, AWS open (close it when
+ * 0 is returned). */
+static int vm_open(const struct backend_ctx *ctx, const char *id, const char *backend_data,
+		   struct vmdata *v, struct aws_api *a, char *err, size_t errlen)
+{
+	if (!backend_id_ok(id))
+		return backend_fail(err, errlen, -EINVAL, "aws: not an instance id");
+	int r = vmdata_parse(backend_data, v, err, errlen);
+	return r ? r : aws_api_open(a, ctx, err, errlen);
 }
 
 static int aws_get(const struct backend_ctx *ctx, const char *id, const char *backend_data,
@@ -1633,12 +1642,7 @@ static int aws_get(const struct backend_ctx *ctx, const char *id, const char *ba
 	xmlDoc *doc = NULL;
 	xmlNode *inst = NULL;
 	memset(out, 0, sizeof(*out));
-	if (!backend_id_ok(id))
-		return backend_fail(err, errlen, -EINVAL, "aws: not an instance id");
-	int r = vmdata_parse(backend_data, &v, err, errlen);
-	if (r)
-		return r;
-	r = aws_api_open(&a, ctx, err, errlen);
+	int r = vm_open(ctx, id, backend_data, &v, &a, err, errlen);
 	if (r)
 		return r;
 	r = describe_one(&a, v.region, id, &doc, &inst, err, errlen);
@@ -1683,37 +1687,14 @@ static int aws_terminate(const struct backend_ctx *ctx, const char *id, const ch
 {
 	struct vmdata v;
 	struct aws_api a;
-	struct aws_query q;
-	xmlDoc *doc = NULL;
-	if (!backend_id_ok(id))
-		return backend_fail(err, errlen, -EINVAL, "aws: not an instance id");
-	int r = vmdata_parse(backend_data, &v, err, errlen);
+	int r = vm_open(ctx, id, backend_data, &v, &a, err, errlen);
 	if (r)
 		return r;
-	r = aws_api_open(&a, ctx, err, errlen);
-	if (r)
-		return r;
-	if (v.spot[0]) { /* the request goes first, so that it cannot start another instance */
-		awsq_init(&q, "CancelSpotInstanceRequests");
-		awsq_add(&q, "SpotInstanceRequestId.1", v.spot);
-		r = aws_query(&a, AWS_EC2, v.region, &q, true, &doc, err, errlen);
-		awsq_free(&q);
-		xmlFreeDoc(doc);
-		doc = NULL;
-		if (r == -ENOENT)
-			r = 0;
-	}
-	if (!r) {
-		awsq_init(&q, "TerminateInstances");
-		awsq_add(&q, "InstanceId.1", id);
-		r = aws_query(&a, AWS_EC2, v.region, &q, true, &doc, err, errlen);
-		awsq_free(&q);
-		xmlFreeDoc(doc);
-	}
-	if (r == -ENOENT) { /* gone already: what was asked for */
-		r = 0;
-		err[0] = '\0';
-	}
+	if (v.spot[0]) /* the request goes first, so that it cannot start another instance */
+		r = ec2_do(&a, v.region, "CancelSpotInstanceRequests", "SpotInstanceRequestId.1",
+			   v.spot, err, errlen);
+	if (!r)
+		r = ec2_do(&a, v.region, "TerminateInstances", "InstanceId.1", id, err, errlen);
 	if (!r && v.eip)
 		r = eips_release(&a, v.region, id, err, errlen);
 	aws_api_close(&a);

@@ -57,8 +57,8 @@ struct aws_api {
 };
 
 /* Resolve ctx's credentials (cached for the process: the config's for 5 minutes, the default
- * chain's until 5 minutes before they expire, at most 5 minutes). 0, or aws_creds_resolve's
- * -errno with err. Close with aws_api_close in every case. */
+ * chain's until 5 minutes before they expire, at most 5 minutes). 0 (close it with
+ * aws_api_close), or aws_creds_resolve's -errno with err (a holds nothing to close). */
 int aws_api_open(struct aws_api *a, const struct backend_ctx *ctx, char *err, size_t errlen);
 void aws_api_close(struct aws_api *a);
 

@@ -3,11 +3,15 @@ pair, ssh into a fake's VM, waiting for a VM state. Fixtures are imported by nam
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
 
 from fleetlib import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+from cloudfake import HostPool  # noqa: E402
 
 BKCALL = os.environ.get("FLEETFS_BKCALL") or os.path.join(REPO, "build", "bkcall")
 
@@ -30,6 +34,20 @@ def run_bkcall(btype, cfg, op, args, env, pubfile, secrets, timeout=60):
     assert (r.returncode == 0) == (out["rc"] == 0), out
     out["exit"], out["stderr"] = r.returncode, r.stderr
     return out
+
+
+def host_pool(n, user):
+    """A module-scoped `pool` fixture: n test hosts for user, shared by the module's fakes,
+    started by the first test that needs one, always stopped. In a test module:
+    `pool = cloudapi.host_pool(3, "ubuntu")`."""
+    @pytest.fixture(scope="module")
+    def pool():
+        p = HostPool(n=n, user=user)
+        try:
+            yield p
+        finally:
+            p.stop()
+    return pool
 
 
 def need_root(what="VMs"):

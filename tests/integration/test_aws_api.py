@@ -20,7 +20,6 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from aws_fake import AwsFake  # noqa: E402
-from cloudfake import HostPool  # noqa: E402
 import cloudapi  # noqa: E402
 from cloudapi import BKCALL, _bkcall, keypair, need_root  # noqa: E402,F401
 
@@ -41,13 +40,7 @@ HEADER = ("instance_name,location,price,cpu,memory,gpu_count,gpu_name,gpu_memory
           "disk_size,gpu_vendor,flags,cpu_arch,provider_data\n")
 
 
-@pytest.fixture(scope="module")
-def pool():
-    p = HostPool(n=3, user="ubuntu")
-    try:
-        yield p
-    finally:
-        p.stop()
+pool = cloudapi.host_pool(3, "ubuntu")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakes"))
 from fleetlib import read_file, wait_until, write_file  # noqa: E402
 from test_cloud import HEADER, events, istatus, wait_status  # noqa: E402
 from aws_fake import DEFAULT_KEY, AwsFake  # noqa: E402
-from cloudfake import HostPool  # noqa: E402
+import cloudapi  # noqa: E402
 
 SCALE = "0.01"
 AKID, SECRET = DEFAULT_KEY
@@ -53,14 +53,7 @@ def spec(nodes=1, res="gpu: A10G", extra=""):
     return (f"type: fleet\nname: gpu\nnodes: {nodes}\nresources:\n  {res}\n{extra}").encode()
 
 
-@pytest.fixture(scope="module")
-def pool():
-    """Two hosts for user ubuntu (the AMIs' user), shared by the module's fakes."""
-    p = HostPool(n=2, user="ubuntu")
-    try:
-        yield p
-    finally:
-        p.stop()
+pool = cloudapi.host_pool(2, "ubuntu")
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from aws_fake import (CANONICAL, DLAMI, DSTACK, EC2_PARAMS, AwsFake,  # noqa: E402
                       user_data_text)
 from vultr_fake import keys_from_user_data  # noqa: E402
-from cloudfake import HostPool  # noqa: E402
 import cloudapi  # noqa: E402
 from cloudapi import keypair, need_root  # noqa: E402,F401
 
@@ -51,15 +50,7 @@ NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "sta
 DLAMI_PATTERN = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 
 
-@pytest.fixture(scope="module")
-def pool():
-    """Two hosts for user ubuntu (the AMIs' user), started by the first test that needs them
-    (`hosts`) and always torn down."""
-    p = HostPool(n=2, user="ubuntu")
-    try:
-        yield p
-    finally:
-        p.stop()
+pool = cloudapi.host_pool(2, "ubuntu")
 
 
 @pytest.fixture

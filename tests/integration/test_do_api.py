@@ -19,7 +19,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
-from cloudfake import HostPool  # noqa: E402
 from do_fake import AMDDevCloudFake, DigitalOceanFake, cloud_config_keys  # noqa: E402
 import cloudapi  # noqa: E402
 from cloudapi import BKCALL, _bkcall, keypair, wait_state  # noqa: E402,F401
@@ -54,15 +53,7 @@ def need_root():
     cloudapi.need_root("droplets")
 
 
-@pytest.fixture(scope="module")
-def pool():
-    """Three hosts for user root, shared by the module's fakes, started by the first test
-    that needs them (`hosts`) and always torn down."""
-    p = HostPool(n=3, user="root")
-    try:
-        yield p
-    finally:
-        p.stop()
+pool = cloudapi.host_pool(3, "root")
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
-from cloudfake import HostPool  # noqa: E402
 from lambda_fake import LambdaFake  # noqa: E402
 import cloudapi  # noqa: E402
 from cloudapi import BKCALL, _bkcall, keypair, need_root, wait_state  # noqa: E402,F401
@@ -37,15 +36,7 @@ HEADER = ("instance_name,location,price,cpu,memory,gpu_count,gpu_name,gpu_memory
           "disk_size,gpu_vendor,flags,cpu_arch,provider_data\n")
 
 
-@pytest.fixture(scope="module")
-def pool():
-    """Three hosts for user ubuntu, shared by the module's fakes, started by the first test
-    that needs them (`hosts`) and always torn down."""
-    p = HostPool(n=3, user="ubuntu")
-    try:
-        yield p
-    finally:
-        p.stop()
+pool = cloudapi.host_pool(3, "ubuntu")
 
 
 @pytest.fixture

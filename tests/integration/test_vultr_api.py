@@ -19,7 +19,6 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
-from cloudfake import HostPool  # noqa: E402
 from vultr_fake import VultrFake  # noqa: E402
 import cloudapi  # noqa: E402
 from cloudapi import BKCALL, _bkcall, keypair, need_root  # noqa: E402,F401
@@ -42,15 +41,7 @@ VM_DATA = '{"plan_type":"vm_instance"}'
 METAL_DATA = '{"plan_type":"bare-metal"}'
 
 
-@pytest.fixture(scope="module")
-def pool():
-    """Four hosts for user root, shared by the module's fakes, started by the first test that
-    needs them (`hosts`) and always torn down."""
-    p = HostPool(n=4, user="root")
-    try:
-        yield p
-    finally:
-        p.stop()
+pool = cloudapi.host_pool(4, "root")
 
 
 @pytest.fixture
