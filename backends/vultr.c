@@ -641,13 +641,13 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 		if (!r && !(vpc = backend_jget(doc, "vpc")))
 			vpc = backend_jget(doc, "network");
 	}
-	pthread_mutex_unlock(&vpc_lock);
 	if (!r && !backend_id_ok(backend_jstr(vpc, "id")))
 		r = backend_fail(err, errlen, -EPROTO, "vultr: a VPC without a usable id");
 	if (!r) {
 		(void)fmt(id, idlen, "%s", backend_jstr(vpc, "id"));
-		backend_memo_put(v->ctx, v->base, want, id);
+		backend_memo_put(v->ctx, v->base, want, id); /* before a waiter looks again */
 	}
+	pthread_mutex_unlock(&vpc_lock);
 	cJSON_Delete(body);
 	cJSON_Delete(doc);
 	cJSON_Delete(vpcs);
