@@ -229,8 +229,15 @@ def test_no_capacity_in_a_zone_tries_the_next(mount, fake):
     # the same offer: no other offer was tried, the instance shows g5.xlarge in us-east-1
     ev = events(m)
     assert f"provisioning aws {REGION} g5.xlarge" in ev and " offer " not in ev, ev
+    # where it landed and why not in 1a: in the event and in info.yml
+    assert f"zone={inst['az']} ({REGION}a: InsufficientInstanceCapacity)" in ev, ev
     info = yaml.safe_load(read_file(P(m, "fleets", "gpu", "instances", "0", "info.yml")))
-    assert "g5.xlarge" in yaml.safe_dump(info["history"]), info
+    assert info["backend"] == "aws", info
+    cl = info["cloud"]
+    assert (cl["type"], cl["region"], cl["zone"], cl["instance"], cl["spot"]) == \
+        ("aws", REGION, inst["az"], "g5.xlarge", False), cl
+    assert cl["id"] == inst["id"] and cl["name"] == inst["name"]
+    assert cl["detail"] == f"{REGION}a: InsufficientInstanceCapacity", cl
     all_gone(m, fake)
 
 
