@@ -63,3 +63,60 @@ def test_engine_under_tsan(fleet_base, net, monkeypatch):
     log = m.log()
     assert "WARNING: ThreadSanitizer" not in log, log[-8000:]
     assert rc == 0, f"exit {rc}\n{log[-4000:]}"
+
+
+@pytest.mark.skipif(not os.path.exists(TSAN_BIN), reason="make fleetfs-tsan first")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fake's VMs are test hosts: root needed")
+def test_aws_fleet_under_tsan(fleet_base, tmp_path, monkeypatch):
+    """An AWS fleet of 3 under TSan: the credential cache, the per-region quota and listing
+    threads, the region set-up locks and the memo, with live status readers."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+    from aws_fake import DEFAULT_KEY, AwsFake
+    import test_aws_cloud as ac
+    cat = tmp_path / "catalog"
+    cat.mkdir()
+    (cat / "aws.csv").write_text(ac.CATALOG)
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", ac.SCALE)
+    monkeypatch.setenv("TSAN_OPTIONS", f"exitcode={TSAN_EXIT} halt_on_error=0 "
+                       "second_deadlock_stack=1")
+    with AwsFake(keys=[DEFAULT_KEY], hosts=3, boot_seconds=0.3, terminate_seconds=0.3,
+                 terminated_linger=60) as fake:
+        monkeypatch.setenv("FLEETFS_CA_BUNDLE", fake.ca_path)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
+        m = TsanFleet(fleet_base, "tsan-aws", opts=[f"catalog={cat}"])
+        try:
+            m.start(timeout=60)
+            os.makedirs(m.p("projects", "main", "backends", "aws"))
+            write_file(m.p("projects", "main", "backends", "aws", "config.yml"),
+                       ac.aws_config())
+            write_file(m.p("projects", "main", "fleets", "gpu.yml"), ac.spec(nodes=3))
+            stop = threading.Event()
+
+            def reader(num):
+                p = m.p("projects", "main", "fleets", "gpu", "instances", str(num), "status")
+                while not stop.is_set():
+                    try:
+                        read_file(p)
+                    except OSError:
+                        pass
+
+            ts = [threading.Thread(target=reader, args=(i % 3,)) for i in range(6)]
+            for t in ts:
+                t.start()
+            try:
+                for n in range(3):
+                    ac.wait_status(m, n, "idle", timeout=120)
+            finally:
+                stop.set()
+                for t in ts:
+                    t.join(30)
+            os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
+            assert tf.wait_until(lambda: not [v for v in fake.vms()
+                                              if v["phase"] in ("booting", "running")], 60)
+            rc = m.umount(timeout=60)
+        finally:
+            m.teardown()
+        assert fake.count_calls("RunInstances") == 3
+    log = m.log()
+    assert "WARNING: ThreadSanitizer" not in log, log[-8000:]
+    assert rc == 0, f"exit {rc}\n{log[-4000:]}"

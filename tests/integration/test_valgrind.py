@@ -62,3 +62,38 @@ def test_daemon_clean_under_valgrind(fleet_base):
     finally:
         f.teardown()
     assert rc == 0, f"valgrind reported errors (exit {rc}):\n{f.log()[-6000:]}"
+
+
+@pytest.mark.skipif(not VALGRIND, reason="valgrind is not installed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fake's VMs are test hosts: root needed")
+def test_aws_fleet_clean_under_valgrind(fleet_base, tmp_path, monkeypatch):
+    """An AWS fleet through the fake under valgrind: credentials, quotas, the XML of every
+    EC2 answer, RunInstances, polls, the SSH probe, terminate, the orphan sweep."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "fakes"))
+    from aws_fake import DEFAULT_KEY, AwsFake
+    import test_aws_cloud as ac
+    cat = tmp_path / "catalog"
+    cat.mkdir()
+    (cat / "aws.csv").write_text(ac.CATALOG)
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", ac.SCALE)
+    with AwsFake(keys=[DEFAULT_KEY], hosts=1, boot_seconds=0.3, terminate_seconds=0.3,
+                 terminated_linger=60) as fake:
+        monkeypatch.setenv("FLEETFS_CA_BUNDLE", fake.ca_path)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
+        f = ValgrindFleet(fleet_base, "valgrind-aws", opts=[f"catalog={cat}"])
+        try:
+            f.start(timeout=60)
+            os.makedirs(f.p("projects", "main", "backends", "aws"))
+            write_file(f.p("projects", "main", "backends", "aws", "config.yml"),
+                       ac.aws_config(extra="tags: {team: ml}\n"))
+            write_file(f.p("projects", "main", "fleets", "gpu.yml"), ac.spec())
+            ac.wait_status(f, 0, "idle", timeout=240)
+            read_file(f.p("projects", "main", "fleets", "gpu", "instances", "0", "info.yml"))
+            os.unlink(f.p("projects", "main", "fleets", "gpu.yml"))
+            assert ac.wait_until(lambda: not [v for v in fake.vms()
+                                              if v["phase"] in ("booting", "running")], 120)
+            rc = f.umount(timeout=120)
+        finally:
+            f.teardown()
+    assert rc == 0, f"valgrind reported errors (exit {rc}):\n{f.log()[-6000:]}"
