@@ -82,7 +82,11 @@ static cJSON *row_get(struct cloud *c, const char *key)
 	return v;
 }
 
-/* Apply fn to the current row in one write transaction, if its status is still `status`. */
+/* Apply fn to the current row in one write transaction, if its status is still `status`.
+ * fn returns 0 (write the row back), ROW_GONE (delete it) or ROW_DONE (fn wrote or deleted
+ * it itself), or -errno (abort). */
+#define ROW_GONE 1
+#define ROW_DONE 2
 typedef int (*row_fn)(struct stx *tx, cJSON *row, void *arg);
 
 static int row_update(struct cloud *c, const char *key, const char *p, const char *status,
@@ -98,7 +102,9 @@ static int row_update(struct cloud *c, const char *key, const char *p, const cha
 		r = -ESTALE; /* changed meanwhile (the spec was deleted, say): it wins */
 	if (!r)
 		r = fn(tx, v, arg);
-	if (r > 0) { /* the row went */
+	if (r == ROW_DONE) {
+		r = 0;
+	} else if (r > 0) { /* the row went */
 		r = store_obj_del(tx, SDB_INSTANCES, key, p);
 	} else if (!r) {
 		jx_set_num(v, "updated", now_s());
@@ -944,22 +950,32 @@ void cloud_sweep(struct cloud *c)
 /* ---------------------------------------------------------------- running */
 
 struct vanished {
-	const char *why;
+	const char *key, *why;
 	const char *p, *f;
 	unsigned num;
 };
 
+/* The VM is gone: the row goes, and the fleet gets a new pending instance in its place when
+ * it now has fewer than its nodes (dstack keeps a fleet's nodes.min the same way). */
 static int put_vanished(struct stx *tx, cJSON *v, void *arg)
 {
 	const struct vanished *x = arg;
 	char sk[3 * STORE_NAME_MAX + 16];
+	size_t added = 0;
+	(void)v;
 	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", x->p, x->f, x->num);
 	int r = store_secret_del_prefix(tx, sk);
 	if (!r)
 		r = fleets_event(tx, x->p, x->f, "instance=%u terminated (%s): %s", x->num,
 				 "interrupted_by_provider", x->why);
-	(void)v;
-	return r ? r : 1;
+	if (!r)
+		r = store_obj_del(tx, SDB_INSTANCES, x->key, x->p);
+	if (!r)
+		r = fleets_refill(tx, x->p, x->f, &added);
+	if (!r && added)
+		r = fleets_event(tx, x->p, x->f, "%zu instance%s added to keep the fleet's nodes",
+				 added, added == 1 ? "" : "s");
+	return r ? r : ROW_DONE;
 }
 
 /* An idle/busy VM: ask the provider first (it may have gone: preempted, deleted by hand).
@@ -982,7 +998,7 @@ static bool running_step(struct cloud *c, const char *key, const char *p, const 
 	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED))) {
 		(void)fmt(why, sizeof(why), "%s (id %s) is %s at %s", jx_str(cl, "name"),
 			  jx_str(cl, "id"), r ? "gone" : vm.status, jx_str(cl, "backend"));
-		struct vanished x = {.why = why, .p = p, .f = f, .num = num};
+		struct vanished x = {.key = key, .why = why, .p = p, .f = f, .num = num};
 		(void)row_update(c, key, p, jx_str(row, "status"), put_vanished, &x);
 		return false;
 	}

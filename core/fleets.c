@@ -476,6 +476,31 @@ out:
 	return r;
 }
 
+int fleets_refill(struct stx *tx, const char *project, const char *fleet, size_t *added)
+{
+	char key[2 * STORE_NAME_MAX + 2], err[256];
+	struct fleet_spec *f = NULL;
+	cJSON *rec = NULL;
+	char *text = NULL;
+	size_t len = 0, removed = 0;
+	*added = 0;
+	fleet_key(key, sizeof(key), project, fleet);
+	if (store_obj_get(tx, SDB_FLEETS, key, &rec))
+		return 0;
+	bool live = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "deleted"));
+	cJSON_Delete(rec);
+	int r = live ? fleets_spec_text(tx, project, fleet, &text, &len) : -ENOENT;
+	if (!r)
+		r = fleetspec_parse(text, len, fleet, fleet, NULL, &f, err, sizeof(err));
+	seal_free_secret(text, len);
+	if (r)
+		return 0; /* no live spec: nothing to keep up */
+	if (!f->ssh)
+		r = reconcile(tx, project, fleet, f, NULL, added, &removed);
+	fleetspec_free(f);
+	return r;
+}
+
 void fleets_reject(struct store *s, const char *project, const char *fleet, const char *why)
 {
 	struct stx *tx = NULL;

@@ -40,6 +40,10 @@ int fleets_event(struct stx *tx, const char *project, const char *fleet, const c
 int fleets_commit(struct store *s, const char *project, const char *fleet, const char *data,
 		  size_t len, const struct timespec *mtime, const struct bk_ctx *ctx, char *err,
 		  size_t errlen);
+/* A backend fleet lost an instance (its VM vanished at the provider): add pending rows until
+ * it has its nodes (target, at least min) again, in tx. *added: how many. 0 also when the
+ * fleet has no live spec (nothing to keep up). */
+int fleets_refill(struct stx *tx, const char *project, const char *fleet, size_t *added);
 /* unlink fleets/<fleet>.yml: the fleet is deleted, every instance terminating; <fleet>/ stays
  * until the engine has terminated them. -ENOENT if no such (live) fleet. */
 int fleets_unlink(struct store *s, const char *project, const char *fleet, char *err,

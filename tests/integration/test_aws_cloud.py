@@ -330,7 +330,12 @@ def test_spot_interrupted(mount, fake):
     fake.interrupt_spot(inst["id"])
     assert wait_until(lambda: "interrupted_by_provider" in events(m), 30), events(m)
     assert "instance=0 terminated (interrupted_by_provider)" in events(m), events(m)
-    assert istatus(m, 0) is None or istatus(m, 0).get("status") != "idle"
+    # nodes: 1 is kept: a new spot instance replaces the one AWS took back
+    assert wait_until(lambda: "1 instance added to keep the fleet's nodes" in events(m), 30), \
+        events(m)
+    assert wait_until(lambda: [v["id"] for v in live(fake)] not in ([], [inst["id"]]), 30)
+    wait_status(m, 0, "idle")
+    assert fake.count_calls("RunInstances") == 2
     os.unlink(P(m, "fleets", "gpu.yml"))
     assert wait_until(lambda: not live(fake), 30), fake.vms()
 

@@ -250,14 +250,23 @@ def test_orphans_reported_then_terminated(cloud, fake):
 
 def test_vm_gone_at_the_provider(cloud, fake):
     """A VM the provider terminated (preempted, deleted in its console) is noticed by the
-    periodic check or a live status read: the instance is terminated with the reason."""
+    periodic check or a live status read: the instance is terminated with the reason, and a
+    new one keeps the fleet's nodes."""
     m = cloud
     write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
     wait_status(m, 0, "idle")
     vm = fake.all_vms()[0]
     fake.terminate_vm(vm)
     assert wait_until(lambda: "interrupted_by_provider" in events(m), 30), events(m)
-    assert istatus(m, 0) is None or istatus(m, 0).get("status") != "idle"
+    # the fleet keeps its nodes: a new instance takes the lost one's place
+    assert wait_until(lambda: "1 instance added to keep the fleet's nodes" in events(m), 30), \
+        events(m)
+    wait_status(m, 0, "idle")
+    assert [v["id"] for v in live_vms(fake)] != [vm.id]
+    assert fake.count(method="POST", route="/instance-operations/launch") == 2
+    # delete the fleet: its VM goes
+    os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
+    assert wait_until(lambda: not live_vms(fake), 30), fake.vms()
 
 
 def test_provider_timing_out(fleet_factory, fake, tmp_path, monkeypatch):

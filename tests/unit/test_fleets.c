@@ -157,6 +157,44 @@ START_TEST(test_backend_fleet_nodes)
 }
 END_TEST
 
+/* fleets_refill: a backend fleet that lost a row gets one back (the lowest free number); a
+ * fleet at its nodes, an SSH fleet and a deleted fleet get none. */
+static size_t refill(const char *fleet)
+{
+	struct stx *tx = NULL;
+	size_t added = 99;
+	ck_assert_int_eq(store_begin(g_s, true, &tx), 0);
+	ck_assert_int_eq(fleets_refill(tx, "main", fleet, &added), 0);
+	ck_assert_int_eq(store_commit(tx), 0);
+	return added;
+}
+
+START_TEST(test_refill)
+{
+	static const char *const h1[] = {"10.1.0.1"};
+	ck_assert_int_eq(commit("gpu", "type: fleet\nnodes: 2..4\n"), 0);
+	ROWS_EQ("gpu", "0:pending:;1:pending:;");
+	ck_assert_uint_eq(refill("gpu"), 0);
+	struct stx *tx = NULL;
+	ck_assert_int_eq(store_begin(g_s, true, &tx), 0);
+	ck_assert_int_eq(store_obj_del(tx, SDB_INSTANCES, "main/gpu/00000000", "main"), 0);
+	ck_assert_int_eq(store_commit(tx), 0);
+	ROWS_EQ("gpu", "1:pending:;");
+	ck_assert_uint_eq(refill("gpu"), 1);
+	ROWS_EQ("gpu", "0:pending:;1:pending:;");
+	/* an SSH fleet keeps its hosts, not a count */
+	char *sp = ssh_spec("fleet", h1, 1);
+	ck_assert_int_eq(commit("lab", sp), 0);
+	free(sp);
+	ck_assert_uint_eq(refill("lab"), 0);
+	/* a deleted fleet, and one that never was */
+	ck_assert_int_eq(fleets_unlink(g_s, "main", "gpu", g_err, sizeof(g_err)), 0);
+	ck_assert_uint_eq(refill("gpu"), 0);
+	ROWS_EQ("gpu", "0:terminating:;1:terminating:;");
+	ck_assert_uint_eq(refill("nosuch"), 0);
+}
+END_TEST
+
 START_TEST(test_delete)
 {
 	static const char *const h2[] = {"10.1.0.1", "10.1.0.2"};
@@ -228,6 +266,7 @@ Suite *fleets_suite(void)
 	tcase_add_test(tc, test_ssh_hosts_added_and_removed);
 	tcase_add_test(tc, test_in_place_rules);
 	tcase_add_test(tc, test_backend_fleet_nodes);
+	tcase_add_test(tc, test_refill);
 	tcase_add_test(tc, test_delete);
 	tcase_add_test(tc, test_renders);
 	suite_add_tcase(s, tc);
