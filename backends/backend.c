@@ -103,26 +103,48 @@ int backend_json(const struct backend_ctx *ctx, const char *method, const char *
 	return r;
 }
 
-int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key, char *base,
-		     size_t baselen, char **key, char *err, size_t errlen)
+int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key,
+		     struct bk_api *a, char *err, size_t errlen)
 {
 	const char *b = backend_endpoint(ctx, dflt);
 	size_t n = strlen(b);
 	while (n && b[n - 1] == '/')
 		n--;
-	*key = NULL;
-	if (fmt(base, baselen, "%.*s", (int)n, b))
+	memset(a, 0, sizeof(*a));
+	a->ctx = ctx;
+	if (fmt(a->base, sizeof(a->base), "%.*s", (int)n, b))
 		return fmt(err, errlen, "%s: the API endpoint is too long", ctx->type),
 		       -ENAMETOOLONG;
 	if (!need_key)
 		return 0;
-	*key = backend_config_str(ctx, "creds.api_key");
-	if (!*key || !**key) {
-		backend_secret_free(*key);
-		*key = NULL;
+	a->key = backend_config_str(ctx, "creds.api_key");
+	if (!a->key || !*a->key) {
+		backend_secret_free(a->key);
+		a->key = NULL;
 		return fmt(err, errlen, "%s: config.yml has no creds.api_key", ctx->type), -EINVAL;
 	}
 	return 0;
+}
+
+void backend_api_close(struct bk_api *a)
+{
+	backend_secret_free(a->key);
+	a->key = NULL;
+}
+
+int backend_http_errno(long status)
+{
+	if (status == 401 || status == 403)
+		return -EACCES;
+	if (status == 404)
+		return -ENOENT;
+	if (status == 429)
+		return -EAGAIN;
+	if (status >= 500)
+		return -EIO;
+	if (status >= 400)
+		return -EINVAL;
+	return -EPROTO;
 }
 
 #define MEMO_MAX 256

@@ -166,11 +166,23 @@ int backend_json(const struct backend_ctx *ctx, const char *method, const char *
 		 const char *bearer, const struct cJSON *body, long *status, struct cJSON **out,
 		 char *err, size_t errlen);
 
-/* The API base (FLEETFS_ENDPOINT_<TYPE> or dflt, trailing '/' removed) into base and, when
- * need_key, creds.api_key into *key (free with backend_secret_free). 0, -ENAMETOOLONG,
- * -EINVAL (no key), with "<type>: ..." in err. */
-int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key, char *base,
-		     size_t baselen, char **key, char *err, size_t errlen);
+/* One operation's view of a JSON API: the backend, the API base, the key (a secret; NULL for
+ * public calls). */
+struct bk_api {
+	const struct backend_ctx *ctx;
+	char *key;
+	char base[512];
+};
+/* Open a for ctx: the API base (FLEETFS_ENDPOINT_<TYPE> or dflt, trailing '/' removed) and,
+ * when need_key, creds.api_key. 0, -ENAMETOOLONG, -EINVAL (no key), with "<type>: ..." in
+ * err. Close it with backend_api_close whatever the result. */
+int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_key,
+		     struct bk_api *a, char *err, size_t errlen);
+void backend_api_close(struct bk_api *a);
+/* The errno of an HTTP error status, for answers the provider's own codes say nothing more
+ * about: 401/403 -EACCES, 404 -ENOENT, 429 -EAGAIN (still limited after the HTTP client's
+ * retries), 5xx -EIO, other 4xx -EINVAL, anything else -EPROTO (1xx, a 3xx left over). */
+int backend_http_errno(long status);
 /* A process-wide memo of small facts a provider client learnt (the id of the project's SSH
  * key, a VPC per region, a project's id), so a fleet of 50 does not look them up 50 times.
  * Keys are built by the client from the backend (project, name, endpoint) and the fact;

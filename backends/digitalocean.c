@@ -58,10 +58,8 @@
 
 /* One operation's view of the provider: the API base and the token (a secret). */
 struct dgo {
-	const struct backend_ctx *ctx;
+	struct bk_api api;
 	const char *label; /* the backend type: the prefix of every err */
-	char *key;
-	char base[512];
 };
 
 /* ------------------------------------------------------------------ JSON helpers */
@@ -89,7 +87,7 @@ static bool dgo_id_text(const cJSON *v, char *out, size_t outlen)
 
 /* ------------------------------------------------------------------ calls and errors */
 
-/* Format err and return rc (a -errno). */
+/* The API of a type: DigitalOcean's, or AMD Developer Cloud's (the same API elsewhere). */
 static const char *dgo_default_api(const char *type)
 {
 	return type && !strcmp(type, "amddevcloud") ? AMD_API : DGO_API;
@@ -98,40 +96,19 @@ static const char *dgo_default_api(const char *type)
 /* Set up d for one operation: 0, or -EINVAL/-ENAMETOOLONG with err. Release with dgo_close. */
 static int dgo_open(struct dgo *d, const struct backend_ctx *ctx, char *err, size_t errlen)
 {
-	memset(d, 0, sizeof(*d));
-	d->ctx = ctx;
 	d->label = ctx->type ? ctx->type : "digitalocean";
-	return backend_api_open(ctx, dgo_default_api(ctx->type), true, d->base, sizeof(d->base),
-				&d->key, err, errlen);
+	return backend_api_open(ctx, dgo_default_api(ctx->type), true, &d->api, err, errlen);
 }
 
 static void dgo_close(struct dgo *d)
 {
-	backend_secret_free(d->key);
-	d->key = NULL;
+	backend_api_close(&d->api);
 }
 
 /* Mask every occurrence of the token in err (a provider may echo what it was sent). */
 static void dgo_redact(const struct dgo *d, char *err)
 {
-	backend_redact(d->key, err);
-}
-
-/* The errno of an error answer. 422 ("unprocessable_entity") is -EINVAL here; the droplet
- * create reads it as no capacity. */
-static int dgo_errno(long status)
-{
-	if (status == 401 || status == 403)
-		return -EACCES;
-	if (status == 404)
-		return -ENOENT;
-	if (status == 429) /* still limited after the HTTP client's retries */
-		return -EAGAIN;
-	if (status >= 500)
-		return -EIO;
-	if (status >= 400)
-		return -EINVAL;
-	return -EPROTO; /* a status no call expects (1xx, 3xx left over) */
+	backend_redact(d->api.key, err);
 }
 
 /* err for an error answer: "<type>: <id>: <message>", or the status when the answer is not
@@ -154,8 +131,9 @@ static void dgo_errmsg(const struct dgo *d, const char *method, const char *path
 
 /* One API call: method on base + path (with its query) with the token, body (may be NULL).
  * 0 on a 2xx with *doc, the answer (a JSON object; NULL for an empty answer to a DELETE;
- * caller frees with cJSON_Delete); else -errno with err (dgo_errno's meanings, -EPROTO for a
- * 2xx without a JSON object, or the HTTP client's transport errors) and *doc NULL. *status
+ * caller frees with cJSON_Delete); else -errno with err (backend_http_errno's meanings: a
+ * 422 is -EINVAL, which the droplet create reads as no capacity; -EPROTO for a 2xx without
+ * a JSON object, or the HTTP client's transport errors) and *doc NULL. *status
  * is the answer's status (0 when none came). */
 static int dgo_call(struct dgo *d, const char *method, const char *path, const cJSON *body,
 		    long *status, cJSON **doc, char *err, size_t errlen)
@@ -166,13 +144,13 @@ static int dgo_call(struct dgo *d, const char *method, const char *path, const c
 	int r;
 	*doc = NULL;
 	*status = 0;
-	if (fmt(url, sizeof(url), "%s%s", d->base, path))
+	if (fmt(url, sizeof(url), "%s%s", d->api.base, path))
 		return backend_fail(err, errlen, -ENAMETOOLONG, "%s: URL too long", d->label);
-	r = backend_json(d->ctx, method, url, d->key, body, &st, &j, e, sizeof(e));
+	r = backend_json(d->api.ctx, method, url, d->api.key, body, &st, &j, e, sizeof(e));
 	if (r) {
 		(void)fmt(err, errlen, "%s: %s", d->label, e); /* e names the method and URL */
 	} else if (st < 200 || st > 299) {
-		r = dgo_errno(st);
+		r = backend_http_errno(st);
 		dgo_errmsg(d, method, path, st, j, err, errlen);
 	} else if (!cJSON_IsObject(j) && (j || strcmp(method, "DELETE"))) {
 		r = -EPROTO;
@@ -476,7 +454,7 @@ static int digitalocean_offers(const struct bk_offers_req *req, struct bk_offers
 			n++;
 		offers_filter_regions(&res->list, regions, n);
 		backend_regions_free(regions);
-		(void)fmt(res->source, sizeof(res->source), "%s/sizes", d.base);
+		(void)fmt(res->source, sizeof(res->source), "%s/sizes", d.api.base);
 	} else {
 		bk_offers_res_free(res);
 		memset(&res->list, 0, sizeof(res->list));
@@ -631,7 +609,7 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 		return backend_fail(err, errlen, -EINVAL,
 				"%s: the SSH public key is not an OpenSSH key", d->label);
 	(void)fmt(path, sizeof(path), "key %s", fp);
-	if (backend_memo_get(d->ctx, d->base, path, id, idlen))
+	if (backend_memo_get(d->api.ctx, d->api.base, path, id, idlen))
 		return 0;
 	(void)fmt(path, sizeof(path), "/account/keys/%s", fp);
 	int r = dgo_call(d, "GET", path, NULL, &st, &doc, err, errlen);
@@ -640,7 +618,7 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	    dgo_id_text(backend_jget(k, "id"), id, idlen)) {
 		cJSON_Delete(doc);
 		(void)fmt(path, sizeof(path), "key %s", fp);
-		backend_memo_put(d->ctx, d->base, path, id);
+		backend_memo_put(d->api.ctx, d->api.base, path, id);
 		return 0;
 	}
 	cJSON_Delete(doc);
@@ -664,7 +642,7 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	if (!r) {
 		err[0] = '\0';
 		(void)fmt(path, sizeof(path), "key %s", fp);
-		backend_memo_put(d->ctx, d->base, path, id);
+		backend_memo_put(d->api.ctx, d->api.base, path, id);
 	}
 	return r;
 }
@@ -801,10 +779,10 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 		char what[300];
 		(void)fmt(what, sizeof(what), "project %s", project);
 		pthread_mutex_lock(&setup_lock);
-		if (!backend_memo_get(ctx, d.base, what, pid, sizeof(pid))) {
+		if (!backend_memo_get(ctx, d.api.base, what, pid, sizeof(pid))) {
 			r = dgo_project_id(&d, project, pid, sizeof(pid), err, errlen);
 			if (!r)
-				backend_memo_put(ctx, d.base, what, pid);
+				backend_memo_put(ctx, d.api.base, what, pid);
 		}
 		pthread_mutex_unlock(&setup_lock);
 	}
@@ -819,10 +797,10 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 			char fp[48], what[300];
 			if (!dgo_fingerprint(pub, fp)) {
 				(void)fmt(what, sizeof(what), "key %s", fp);
-				backend_memo_put(ctx, d.base, what, NULL);
+				backend_memo_put(ctx, d.api.base, what, NULL);
 			}
 			(void)fmt(what, sizeof(what), "project %s", project ? project : "");
-			backend_memo_put(ctx, d.base, what, NULL);
+			backend_memo_put(ctx, d.api.base, what, NULL);
 		}
 	}
 	if (!r)

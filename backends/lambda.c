@@ -43,34 +43,13 @@
 #define LAMBDA_KEYNAME_HEX 16
 
 /* One operation's view of the provider: the API base and the key (a secret). */
-struct lam {
-	const struct backend_ctx *ctx;
-	char *key;
-	char base[512];
-};
-
 /* ------------------------------------------------------------------ calls and errors */
 
-/* Format err and return rc (a -errno). */
-/* Set up l for one operation: 0, or -EINVAL/-ENAMETOOLONG with err. Release with lam_close. */
-static int lam_open(struct lam *l, const struct backend_ctx *ctx, char *err, size_t errlen)
+/* Set up l for one operation: 0, or -EINVAL/-ENAMETOOLONG with err. Close with
+ * backend_api_close. */
+static int lam_open(struct bk_api *l, const struct backend_ctx *ctx, char *err, size_t errlen)
 {
-	memset(l, 0, sizeof(*l));
-	l->ctx = ctx;
-	return backend_api_open(ctx, LAMBDA_API, true, l->base, sizeof(l->base), &l->key, err,
-				errlen);
-}
-
-static void lam_close(struct lam *l)
-{
-	backend_secret_free(l->key);
-	l->key = NULL;
-}
-
-/* Mask every occurrence of the API key in err (a provider may echo what it was sent). */
-static void lam_redact(const struct lam *l, char *err)
-{
-	backend_redact(l->key, err);
+	return backend_api_open(ctx, LAMBDA_API, true, l, err, errlen);
 }
 
 /* The errno of a Lambda error answer: the error code when it says something fleetfs acts on,
@@ -94,17 +73,7 @@ static int lam_errno(long status, const char *code)
 			return codes[i].err;
 	if (code && strstr(code, "capacity")) /* instance-operations/launch/insufficient-capacity */
 		return -ENOSPC;
-	if (status == 401 || status == 403)
-		return -EACCES;
-	if (status == 404)
-		return -ENOENT;
-	if (status == 429) /* still limited after the HTTP client's retries */
-		return -EAGAIN;
-	if (status >= 500)
-		return -EIO;
-	if (status >= 400)
-		return -EINVAL;
-	return -EPROTO; /* a status no call expects (1xx, 3xx left over) */
+	return backend_http_errno(status);
 }
 
 /* err for an error answer: "lambda: <code>: <message> (<suggestion>)", or the status when the
@@ -129,7 +98,7 @@ static void lam_errmsg(const char *method, const char *path, long status, const 
  * answer (a JSON object with "data"; caller frees with cJSON_Delete), on a 2xx; else -errno
  * with err (lam_errno's meanings, -EPROTO for a 2xx that is not such an object, or the HTTP
  * client's transport errors) and *doc NULL. */
-static int lam_call(struct lam *l, const char *method, const char *path, const cJSON *body,
+static int lam_call(struct bk_api *l, const char *method, const char *path, const cJSON *body,
 		    cJSON **doc, char *err, size_t errlen)
 {
 	char url[1024], e[HTTP_ERR_MAX] = "";
@@ -153,7 +122,7 @@ static int lam_call(struct lam *l, const char *method, const char *path, const c
 	if (r) {
 		cJSON_Delete(d);
 		d = NULL;
-		lam_redact(l, err);
+		backend_redact(l->key, err);
 	}
 	*doc = d;
 	return r;
@@ -244,7 +213,7 @@ static bool lam_has_key(const cJSON *doc, const char *name)
 	return false;
 }
 
-static int lam_key_listed(struct lam *l, const char *name, bool *have, char *err, size_t errlen)
+static int lam_key_listed(struct bk_api *l, const char *name, bool *have, char *err, size_t errlen)
 {
 	cJSON *doc = NULL;
 	int r = lam_call(l, "GET", "/ssh-keys", NULL, &doc, err, errlen);
@@ -258,22 +227,22 @@ static int lam_key_listed(struct lam *l, const char *name, bool *have, char *err
 /* Make sure the account has pub under name: list, add when absent. A create running next to
  * this one may add it first (the add is then refused): the list is read again. */
 /* A key known to be registered is not listed again for every create (backend_memo). */
-static bool key_known(const struct lam *l, const char *name)
+static bool key_known(const struct bk_api *l, const char *name)
 {
 	char v[8];
 	return backend_memo_get(l->ctx, l->base, name, v, sizeof(v));
 }
 
-static void key_remember(const struct lam *l, const char *name, bool known)
+static void key_remember(const struct bk_api *l, const char *name, bool known)
 {
 	backend_memo_put(l->ctx, l->base, name, known ? "1" : NULL);
 }
 
-static int lam_ensure_key_locked(struct lam *l, const char *pub, const char *name, char *err,
+static int lam_ensure_key_locked(struct bk_api *l, const char *pub, const char *name, char *err,
 				 size_t errlen);
 
 /* Creates running at once register the key once: the first looks, the others wait for it. */
-static int lam_ensure_key(struct lam *l, const char *pub, const char *name, char *err,
+static int lam_ensure_key(struct bk_api *l, const char *pub, const char *name, char *err,
 			  size_t errlen)
 {
 	static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -285,7 +254,7 @@ static int lam_ensure_key(struct lam *l, const char *pub, const char *name, char
 	return r;
 }
 
-static int lam_ensure_key_locked(struct lam *l, const char *pub, const char *name, char *err,
+static int lam_ensure_key_locked(struct bk_api *l, const char *pub, const char *name, char *err,
 				 size_t errlen)
 {
 	bool have = false;
@@ -317,13 +286,13 @@ static int lam_ensure_key_locked(struct lam *l, const char *pub, const char *nam
 
 static int lambda_check(const struct backend_ctx *ctx, char *err, size_t errlen)
 {
-	struct lam l;
+	struct bk_api l;
 	cJSON *doc = NULL;
 	int r = lam_open(&l, ctx, err, errlen);
 	if (!r)
 		r = lam_call(&l, "GET", "/instance-types", NULL, &doc, err, errlen);
 	cJSON_Delete(doc);
-	lam_close(&l);
+	backend_api_close(&l);
 	return r;
 }
 
@@ -383,7 +352,7 @@ static int lambda_offers(const struct bk_offers_req *req, struct bk_offers_res *
 {
 	struct bk_offers_req cat = *req;
 	unsigned char digest[BK_DIGEST_MAX];
-	struct lam l;
+	struct bk_api l;
 	cJSON *doc = NULL;
 	const cJSON *types = NULL;
 	int r = lam_open(&l, &req->ctx, err, errlen);
@@ -413,7 +382,7 @@ static int lambda_offers(const struct bk_offers_req *req, struct bk_offers_res *
 		bk_offers_res_free(res);
 	}
 	cJSON_Delete(doc);
-	lam_close(&l);
+	backend_api_close(&l);
 	return r;
 }
 
@@ -450,7 +419,7 @@ static int lambda_create(const struct backend_ctx *ctx, const struct bk_create_r
 {
 	const struct offer *o = req->offer;
 	char key_name[LAMBDA_KEYNAME_HEX + 1], *pub = NULL;
-	struct lam l;
+	struct bk_api l;
 	cJSON *body = NULL, *doc = NULL;
 	memset(out, 0, sizeof(*out));
 	if (!o || !o->region || !*o->region || !o->instance || !*o->instance)
@@ -495,7 +464,7 @@ static int lambda_create(const struct backend_ctx *ctx, const struct bk_create_r
 	cJSON_Delete(body);
 	cJSON_Delete(doc);
 	free(pub);
-	lam_close(&l);
+	backend_api_close(&l);
 	return r;
 }
 
@@ -503,7 +472,7 @@ static int lambda_get(const struct backend_ctx *ctx, const char *id, const char 
 		      struct bk_vm *out, char *err, size_t errlen)
 {
 	char path[BK_ID_MAX + 16];
-	struct lam l;
+	struct bk_api l;
 	cJSON *doc = NULL;
 	(void)backend_data; /* Lambda needs none */
 	memset(out, 0, sizeof(*out));
@@ -516,14 +485,14 @@ static int lambda_get(const struct backend_ctx *ctx, const char *id, const char 
 	if (!r)
 		r = lam_vm(backend_jget(doc, "data"), out, err, errlen);
 	cJSON_Delete(doc);
-	lam_close(&l);
+	backend_api_close(&l);
 	return r;
 }
 
 static int lambda_terminate(const struct backend_ctx *ctx, const char *id, const char *backend_data,
 			    char *err, size_t errlen)
 {
-	struct lam l;
+	struct bk_api l;
 	cJSON *doc = NULL, *body = NULL;
 	(void)backend_data;
 	if (!backend_id_ok(id))
@@ -540,14 +509,14 @@ static int lambda_terminate(const struct backend_ctx *ctx, const char *id, const
 	}
 	cJSON_Delete(body);
 	cJSON_Delete(doc);
-	lam_close(&l);
+	backend_api_close(&l);
 	return r;
 }
 
 static int lambda_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_t *n, char *err,
 			   size_t errlen)
 {
-	struct lam l;
+	struct bk_api l;
 	cJSON *doc = NULL;
 	const cJSON *inst, *data;
 	struct bk_vm *v = NULL;
@@ -579,7 +548,7 @@ static int lambda_list_own(const struct backend_ctx *ctx, struct bk_vm **out, si
 		*n = k;
 	}
 	cJSON_Delete(doc);
-	lam_close(&l);
+	backend_api_close(&l);
 	return r;
 }
 

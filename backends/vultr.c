@@ -68,12 +68,6 @@
 
 /* One operation's view of the provider: the API base and the key (a secret, NULL for the
  * public calls). */
-struct vul {
-	const struct backend_ctx *ctx;
-	char *key;
-	char base[512];
-};
-
 enum vul_kind { VK_UNKNOWN = 0, VK_VM, VK_METAL };
 
 /* ------------------------------------------------------------------ JSON helpers */
@@ -100,28 +94,12 @@ static bool jnum(const cJSON *o, const char *k, double *out)
 
 /* ------------------------------------------------------------------ calls and errors */
 
-/* Format err and return rc (a -errno). */
 /* Set up v for one operation: the API base, and the key when need_key (the plans are public).
- * 0, or -EINVAL/-ENAMETOOLONG with err. Release with vul_close. */
-static int vul_open(struct vul *v, const struct backend_ctx *ctx, bool need_key, char *err,
+ * 0, or -EINVAL/-ENAMETOOLONG with err. Close with backend_api_close. */
+static int vul_open(struct bk_api *v, const struct backend_ctx *ctx, bool need_key, char *err,
 		    size_t errlen)
 {
-	memset(v, 0, sizeof(*v));
-	v->ctx = ctx;
-	return backend_api_open(ctx, VULTR_API, need_key, v->base, sizeof(v->base), &v->key, err,
-				errlen);
-}
-
-static void vul_close(struct vul *v)
-{
-	backend_secret_free(v->key);
-	v->key = NULL;
-}
-
-/* Mask every occurrence of the API key in err (a provider may echo what it was sent). */
-static void vul_redact(const struct vul *v, char *err)
-{
-	backend_redact(v->key, err);
+	return backend_api_open(ctx, VULTR_API, need_key, v, err, errlen);
 }
 
 /* Does Vultr's error text say the plan cannot be had there now? */
@@ -135,29 +113,20 @@ static bool vul_no_capacity(const char *msg)
 	return false;
 }
 
-/* The errno of an error answer (status, Vultr's error text). */
+/* The errno of an error answer (status, Vultr's error text): a 400/422 that speaks of
+ * capacity is no capacity, the rest goes by the status. */
 static int vul_errno(long status, const char *msg)
 {
-	if (status == 401 || status == 403)
-		return -EACCES;
-	if (status == 404)
-		return -ENOENT;
-	if (status == 429) /* still limited after the HTTP client's retries */
-		return -EAGAIN;
-	if (status >= 500)
-		return -EIO;
 	if ((status == 400 || status == 422) && vul_no_capacity(msg))
 		return -ENOSPC;
-	if (status >= 400)
-		return -EINVAL;
-	return -EPROTO; /* a status no call expects (1xx, 3xx left over) */
+	return backend_http_errno(status);
 }
 
 /* One API call: method on base + path (may carry a query) with the key when auth, a JSON body
  * (may be NULL). 0 on a 2xx, with *doc the answer (a JSON object; NULL for an empty 204;
  * caller frees with cJSON_Delete); else -errno with err (vul_errno's meanings, -EPROTO for a
  * 2xx without the expected object, or the HTTP client's transport errors) and *doc NULL. */
-static int vul_call(struct vul *v, const char *method, const char *path, const cJSON *body,
+static int vul_call(struct bk_api *v, const char *method, const char *path, const cJSON *body,
 		    bool auth, cJSON **doc, char *err, size_t errlen)
 {
 	char url[2048], e[HTTP_ERR_MAX] = "";
@@ -191,7 +160,7 @@ static int vul_call(struct vul *v, const char *method, const char *path, const c
 	if (r) {
 		cJSON_Delete(d);
 		d = NULL;
-		vul_redact(v, err);
+		backend_redact(v->key, err);
 	}
 	*doc = d;
 	return r;
@@ -202,7 +171,7 @@ static int vul_call(struct vul *v, const char *method, const char *path, const c
  * no member) moved into *items, a new array the caller frees (cJSON_Delete). 0, or -errno
  * with err (vul_call's, -EPROTO for a page without the list or a cursor that does not move,
  * -EFBIG past VULTR_MAX_PAGES pages or VULTR_MAX_ITEMS items) and *items NULL. */
-static int vul_list(struct vul *v, const char *path, const char *member, const char *alt, bool auth,
+static int vul_list(struct bk_api *v, const char *path, const char *member, const char *alt, bool auth,
 		    cJSON **items, char *err, size_t errlen)
 {
 	cJSON *all = cJSON_CreateArray(), *doc = NULL;
@@ -470,7 +439,7 @@ static int vul_push_plan(const struct bk_offers_req *req, const cJSON *plan,
 static int vultr_offers(const struct bk_offers_req *req, struct bk_offers_res *res, char *err,
 			size_t errlen)
 {
-	struct vul v;
+	struct bk_api v;
 	cJSON *plans = NULL, *metal = NULL;
 	const cJSON *it;
 	struct vul_plan p;
@@ -509,7 +478,7 @@ static int vultr_offers(const struct bk_offers_req *req, struct bk_offers_res *r
 	}
 	cJSON_Delete(plans);
 	cJSON_Delete(metal);
-	vul_close(&v);
+	backend_api_close(&v);
 	return r;
 }
 
@@ -610,7 +579,7 @@ static pthread_mutex_t vpc_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The id of fleetfs's VPC in region (description fleetfs-vpc-<region>), made when there is
  * none. 0 with id, or -errno with err. */
-static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, char *err,
+static int vul_vpc(struct bk_api *v, const char *region, char *id, size_t idlen, char *err,
 		   size_t errlen)
 {
 	char want[160];
@@ -658,13 +627,13 @@ static int vul_vpc(struct vul *v, const char *region, char *id, size_t idlen, ch
 
 static int vultr_check(const struct backend_ctx *ctx, char *err, size_t errlen)
 {
-	struct vul v;
+	struct bk_api v;
 	cJSON *doc = NULL;
 	int r = vul_open(&v, ctx, true, err, errlen);
 	if (!r)
 		r = vul_call(&v, "GET", "/ssh-keys", NULL, true, &doc, err, errlen);
 	cJSON_Delete(doc);
-	vul_close(&v);
+	backend_api_close(&v);
 	return r;
 }
 
@@ -712,7 +681,7 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 {
 	const struct offer *o = req->offer;
 	char vpc[BK_ID_MAX], *cloud_init = NULL, *ud = NULL;
-	struct vul v;
+	struct bk_api v;
 	cJSON *body = NULL, *doc = NULL;
 	memset(out, 0, sizeof(*out));
 	if (!o || !o->region || !*o->region || !o->instance || !*o->instance)
@@ -771,12 +740,12 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 	cJSON_Delete(doc);
 	free(ud);
 	free(cloud_init);
-	vul_close(&v);
+	backend_api_close(&v);
 	return r;
 }
 
 /* GET one VM of kind (VK_UNKNOWN: an instance, else a bare metal). */
-static int vul_get(struct vul *v, const char *id, enum vul_kind kind, struct bk_vm *out, char *err,
+static int vul_get(struct bk_api *v, const char *id, enum vul_kind kind, struct bk_vm *out, char *err,
 		   size_t errlen)
 {
 	char path[BK_ID_MAX + 32];
@@ -798,14 +767,14 @@ static int vul_get(struct vul *v, const char *id, enum vul_kind kind, struct bk_
 static int vultr_get(const struct backend_ctx *ctx, const char *id, const char *backend_data,
 		     struct bk_vm *out, char *err, size_t errlen)
 {
-	struct vul v;
+	struct bk_api v;
 	memset(out, 0, sizeof(*out));
 	if (!backend_id_ok(id))
 		return backend_fail(err, errlen, -EINVAL, "vultr: not an instance id");
 	int r = vul_open(&v, ctx, true, err, errlen);
 	if (!r)
 		r = vul_get(&v, id, vul_kind_of(backend_data), out, err, errlen);
-	vul_close(&v);
+	backend_api_close(&v);
 	return r;
 }
 
@@ -813,7 +782,7 @@ static int vultr_terminate(const struct backend_ctx *ctx, const char *id, const 
 			   char *err, size_t errlen)
 {
 	char path[BK_ID_MAX + 32];
-	struct vul v;
+	struct bk_api v;
 	cJSON *doc = NULL;
 	enum vul_kind kind = vul_kind_of(backend_data);
 	if (!backend_id_ok(id))
@@ -832,7 +801,7 @@ static int vultr_terminate(const struct backend_ctx *ctx, const char *id, const 
 		err[0] = '\0';
 	}
 	cJSON_Delete(doc);
-	vul_close(&v);
+	backend_api_close(&v);
 	return r;
 }
 
@@ -854,7 +823,7 @@ static bool vul_own(const cJSON *o)
 static int vultr_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_t *n, char *err,
 			  size_t errlen)
 {
-	struct vul v;
+	struct bk_api v;
 	cJSON *vms = NULL, *metals = NULL;
 	const cJSON *it;
 	struct bk_vm *vv = NULL;
@@ -892,7 +861,7 @@ static int vultr_list_own(const struct backend_ctx *ctx, struct bk_vm **out, siz
 	}
 	cJSON_Delete(vms);
 	cJSON_Delete(metals);
-	vul_close(&v);
+	backend_api_close(&v);
 	return r;
 }
 
