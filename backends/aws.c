@@ -173,6 +173,20 @@ static int acfg_load(const struct backend_ctx *ctx, struct acfg *c, char *err, s
 	return 0;
 }
 
+/* The config and AWS, for one operation: 0 (free c with acfg_free, close a), or -errno with
+ * err and nothing to free. */
+static int aws_open(const struct backend_ctx *ctx, struct acfg *c, struct aws_api *a,
+		    char *err, size_t errlen)
+{
+	int r = acfg_load(ctx, c, err, errlen);
+	if (r)
+		return r;
+	r = aws_api_open(a, ctx, err, errlen);
+	if (r)
+		acfg_free(c);
+	return r;
+}
+
 /* Does the config name its networks (then the check validates them)? */
 static bool acfg_custom_net(const struct acfg *c)
 {
@@ -417,14 +431,9 @@ static int aws_check(const struct backend_ctx *ctx, char *err, size_t errlen)
 	struct aws_api a;
 	struct aws_query q;
 	xmlDoc *doc = NULL;
-	int r = acfg_load(ctx, &c, err, errlen);
+	int r = aws_open(ctx, &c, &a, err, errlen);
 	if (r)
 		return r;
-	r = aws_api_open(&a, ctx, err, errlen);
-	if (r) {
-		acfg_free(&c);
-		return r;
-	}
 	awsq_init(&q, "GetCallerIdentity");
 	r = aws_query(&a, AWS_STS, "us-east-1", &q, true, &doc, err, errlen);
 	awsq_free(&q);
@@ -1534,14 +1543,8 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 		free(ci);
 		return backend_fail(err, errlen, -EFBIG, "aws: user data over 16 KiB");
 	}
-	int r = acfg_load(ctx, &c, err, errlen);
+	int r = aws_open(ctx, &c, &a, err, errlen);
 	if (r) {
-		free(ci);
-		return r;
-	}
-	r = aws_api_open(&a, ctx, err, errlen);
-	if (r) {
-		acfg_free(&c);
 		free(ci);
 		return r;
 	}
@@ -1778,14 +1781,9 @@ static int aws_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_
 	struct aws_api a;
 	*out = NULL;
 	*n = 0;
-	int r = acfg_load(ctx, &c, err, errlen);
+	int r = aws_open(ctx, &c, &a, err, errlen);
 	if (r)
 		return r;
-	r = aws_api_open(&a, ctx, err, errlen);
-	if (r) {
-		acfg_free(&c);
-		return r;
-	}
 	struct list_job *jobs = xcalloc(c.nregions, sizeof(*jobs));
 	for (size_t i = 0; i < c.nregions; i++)
 		jobs[i] = (struct list_job){.a = a, .region = c.regions[i],

@@ -31,12 +31,6 @@
 
 static const double retry_s[] = {10, 30, 60, 120, 300}; /* failed terminate calls */
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 bool cloud_row(const cJSON *row)
 {
@@ -52,21 +46,6 @@ static cJSON *cloud_obj(cJSON *row)
 		c = cJSON_AddObjectToObject(row, "cloud");
 	}
 	return c;
-}
-
-static void history(cJSON *v, const char *what)
-{
-	cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log");
-	if (!cJSON_IsArray(log)) {
-		cJSON_DeleteItemFromObjectCaseSensitive(v, "log");
-		log = cJSON_AddArrayToObject(v, "log");
-	}
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddNumberToObject(e, "at", (double)time(NULL));
-	cJSON_AddStringToObject(e, "what", what);
-	cJSON_AddItemToArray(log, e);
-	while (cJSON_GetArraySize(log) > 20)
-		cJSON_DeleteItemFromArray(log, 0);
 }
 
 /* ---------------------------------------------------------------- rows */
@@ -107,7 +86,7 @@ static int row_update(struct cloud *c, const char *key, const char *p, const cha
 	} else if (r > 0) { /* the row went */
 		r = store_obj_del(tx, SDB_INSTANCES, key, p);
 	} else if (!r) {
-		jx_set_num(v, "updated", now_s());
+		jx_set_num(v, "updated", time_now_s());
 		r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
 	}
 	if (!r)
@@ -221,7 +200,7 @@ static int put_intent(struct stx *tx, cJSON *v, void *arg)
 	jx_set_num(c, "price", in->o->price);
 	jx_set_bool(c, "spot", in->o->spot);
 	jx_set_str(c, "name", in->name);
-	jx_set_num(c, "at", now_s());
+	jx_set_num(c, "at", time_now_s());
 	char why[512];
 	(void)fmt(why, sizeof(why), "creating %s on %s (%s %s, $%g/h)", in->name, in->o->backend,
 		  in->o->region, in->o->instance, in->o->price);
@@ -246,7 +225,7 @@ static int put_created(struct stx *tx, cJSON *v, void *arg)
 		jx_set_str(c, "zone", cr->vm->zone);
 	if (cr->vm->detail[0])
 		jx_set_str(c, "detail", cr->vm->detail);
-	jx_set_num(c, "since", now_s());
+	jx_set_num(c, "since", time_now_s());
 	if (cr->vm->provision_timeout_min > 0)
 		jx_set_num(c, "timeout_min", cr->vm->provision_timeout_min);
 	jx_set_str(v, "user", cr->vm->username[0] ? cr->vm->username : "root");
@@ -259,7 +238,7 @@ static int put_created(struct stx *tx, cJSON *v, void *arg)
 		  cr->recovered ? "found" : "created", jx_str(c, "name"), cr->vm->id,
 		  jx_str(c, "backend"), jx_str(c, "region"), jx_str(c, "instance"));
 	jx_set_str(v, "reason", why);
-	history(v, why);
+	fleets_history(v, why);
 	char more[sizeof(cr->vm->detail) + 4] = "";
 	if (cr->vm->detail[0])
 		(void)fmt(more, sizeof(more), " (%s)", cr->vm->detail);
@@ -289,7 +268,7 @@ static int put_failed(struct stx *tx, cJSON *v, void *arg)
 	cJSON *t = cJSON_CreateObject();
 	cJSON_AddStringToObject(t, "offer", fl->offer);
 	cJSON_AddStringToObject(t, "error", fl->err);
-	cJSON_AddNumberToObject(t, "at", now_s());
+	cJSON_AddNumberToObject(t, "at", time_now_s());
 	cJSON_AddItemToArray(tried, t);
 	while (cJSON_GetArraySize(tried) > TRIED_MAX)
 		cJSON_DeleteItemFromArray(tried, 0);
@@ -317,11 +296,11 @@ static int put_waiting(struct stx *tx, cJSON *v, void *arg)
 	if (w->attempt) {
 		jx_set_num(v, "attempts", jx_num(v, "attempts") + 1);
 		jx_set_str(v, "last_error", w->why);
-		jx_set_num(v, "last_error_at", now_s());
+		jx_set_num(v, "last_error_at", time_now_s());
 		cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
 	}
 	if (changed) {
-		history(v, w->why);
+		fleets_history(v, w->why);
 		return fleets_event(tx, w->p, w->f, "instance=%u %s: %s", w->num, jx_str(v, "status"),
 				    w->why);
 	}
@@ -340,7 +319,7 @@ static double backoff_s(struct cloud *c, double attempts)
 static void wait_row(struct cloud *c, const char *key, const char *p, const char *f,
 		     unsigned num, const char *status, double delay, bool attempt, const char *why)
 {
-	struct waiting w = {.next = now_s() + delay, .why = why, .attempt = attempt, .p = p,
+	struct waiting w = {.next = time_now_s() + delay, .why = why, .attempt = attempt, .p = p,
 			    .f = f, .num = num};
 	(void)row_update(c, key, p, status, put_waiting, &w);
 }
@@ -583,7 +562,7 @@ static int put_address(struct stx *tx, cJSON *v, void *arg)
 	char why[300];
 	(void)fmt(why, sizeof(why), "running at %s, connecting", a->vm->ip);
 	jx_set_str(v, "reason", why);
-	history(v, why);
+	fleets_history(v, why);
 	return 0;
 }
 
@@ -678,7 +657,7 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 		return row_update(c, key, p, IST_PROVISIONING, put_address, &a) == 0;
 	}
 	double since = jx_num(cl, "since");
-	if (now_s() - since > timeout_min * 60.0 * c->scale) {
+	if (time_now_s() - since > timeout_min * 60.0 * c->scale) {
 		struct stx *tx = NULL;
 		if (store_begin(c->s, true, &tx) == 0) {
 			cJSON *v = NULL;
@@ -689,7 +668,7 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 				(void)fmt(why, sizeof(why), "not running after %d min: terminating",
 					  timeout_min);
 				jx_set_str(v, "reason", why);
-				history(v, why);
+				fleets_history(v, why);
 				(void)store_obj_put(tx, SDB_INSTANCES, key, v, p);
 				(void)fleets_event(tx, p, f, "instance=%u %s", num, why);
 				(void)store_commit(tx);
@@ -742,13 +721,13 @@ static int put_term_retry(struct stx *tx, cJSON *v, void *arg)
 		i = sizeof(retry_s) / sizeof(retry_s[0]) - 1;
 	char why[900];
 	jx_set_num(v, "term_attempts", n);
-	jx_set_num(v, "next_try", now_s() + retry_s[i] * t->c->scale);
+	jx_set_num(v, "next_try", time_now_s() + retry_s[i] * t->c->scale);
 	(void)fmt(why, sizeof(why), "terminating (retry %.0f: %s)", n, t->err);
 	jx_set_str(v, "reason", why);
 	jx_set_str(v, "last_error", t->err);
-	jx_set_num(v, "last_error_at", now_s());
+	jx_set_num(v, "last_error_at", time_now_s());
 	if (n == 1 || n == 5 || (long long)n % 20 == 0) {
-		history(v, why);
+		fleets_history(v, why);
 		return fleets_event(tx, t->p, t->f, "instance=%u %s", t->num, why);
 	}
 	return 0;
@@ -758,7 +737,7 @@ static int put_term_asked(struct stx *tx, cJSON *v, void *arg)
 {
 	(void)tx;
 	(void)arg;
-	jx_set_num(cloud_obj(v), "term_asked", now_s());
+	jx_set_num(cloud_obj(v), "term_asked", time_now_s());
 	return 0;
 }
 
@@ -788,7 +767,7 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 	}
 	/* ask once, then only look (again after a minute if the VM is still there) */
 	double asked = jx_num(cl, "term_asked");
-	bool ask = asked <= 0 || now_s() - asked > 60.0 * c->scale;
+	bool ask = asked <= 0 || time_now_s() - asked > 60.0 * c->scale;
 	if (!r && ask) {
 		r = k.ops->terminate(&k.ctx, id, jx_str(cl, "backend_data"), err, sizeof(err));
 		if (!r)

@@ -21,7 +21,6 @@
 #define ENGINE_MAX_WORKERS 32
 #define SSH_TIMEOUT_MS 15000
 #define SSH_MAX_OUT (256 * 1024)
-#define HISTORY_MAX 20
 #define ENGINE_MAX_LIVE_WAITERS 8
 
 static const double backoff_min[] = {1, 2, 5, 10, 30};
@@ -63,26 +62,6 @@ struct engine {
 	double next_sweep; /* the next orphan sweep (scheduler thread only) */
 };
 
-static double now_s(void)
-{
-	struct timespec ts = time_now();
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void history(cJSON *v, const char *what)
-{
-	cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log");
-	if (!cJSON_IsArray(log)) {
-		cJSON_DeleteItemFromObjectCaseSensitive(v, "log");
-		log = cJSON_AddArrayToObject(v, "log");
-	}
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddNumberToObject(e, "at", (double)time(NULL));
-	cJSON_AddStringToObject(e, "what", what);
-	cJSON_AddItemToArray(log, e);
-	while (cJSON_GetArraySize(log) > HISTORY_MAX)
-		cJSON_DeleteItemFromArray(log, 0);
-}
 
 /* split "<p>/<fleet>/<num>" */
 static void split_key(const char *key, char *p, char *f, unsigned *num)
@@ -295,7 +274,7 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 	if (r)
 		return r == -ENOENT ? 0 : r;
 	const char *st = jx_str(v, "status");
-	double now = now_s();
+	double now = time_now_s();
 	bool pending = !strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING);
 	bool live = !strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY);
 	if (!pending && !live)
@@ -322,13 +301,13 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 			fmt(why, sizeof(why), "ready: %d cpus, %llu GiB memory, %s", o->hi.cpus,
 			    (unsigned long long)(o->hi.memory_mib / 1024), gs);
 			jx_set_str(v, "reason", why);
-			history(v, why);
+			fleets_history(v, why);
 			r = fleets_event(tx, p, f, "instance=%u idle %s %s (%d cpus, %llu GiB, %s)",
 					num, jx_str(v, "host"), o->hi.arch, o->hi.cpus,
 					(unsigned long long)(o->hi.memory_mib / 1024), gs);
 		} else if (was_unreachable) {
 			jx_set_str(v, "reason", "reachable again");
-			history(v, "reachable again");
+			fleets_history(v, "reachable again");
 			r = fleets_event(tx, p, f, "instance=%u reachable again", num);
 		}
 	} else {
@@ -352,7 +331,7 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 			fmt(msg, sizeof(msg), "attempt %.0f failed: %s; next try at %s", attempts, why,
 			    ts);
 			jx_set_str(v, "reason", msg);
-			history(v, msg);
+			fleets_history(v, msg);
 			r = fleets_event(tx, p, f, "instance=%u pending: %s", num, msg);
 		} else {
 			bool was = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
@@ -364,7 +343,7 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 				char msg[800];
 				fmt(msg, sizeof(msg), "unreachable: %s", why);
 				jx_set_str(v, "reason", msg);
-				history(v, msg);
+				fleets_history(v, msg);
 				r = fleets_event(tx, p, f, "instance=%u unreachable (kept, never "
 							  "terminated): %s",
 						num, why);
@@ -515,7 +494,7 @@ static void *worker_main(void *arg)
 		for (struct inflight *f = e->inflight; f; f = f->next)
 			if (!strcmp(f->key, j->key)) {
 				f->done = true;
-				f->done_at = now_s();
+				f->done_at = time_now_s();
 			}
 		pthread_cond_broadcast(&e->checked);
 		free(j);
@@ -592,7 +571,7 @@ static void *sched_main(void *arg)
 			store_obj_list(tx, SDB_INSTANCES, "", &all);
 			store_abort(tx);
 		}
-		double now = now_s();
+		double now = time_now_s();
 		pthread_mutex_lock(&e->lock);
 		cJSON_ArrayForEach(it, all)
 		if (due(e, cJSON_GetObjectItemCaseSensitive(it, "value"), now))
@@ -724,7 +703,7 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 		return;
 	const char *st = jx_str(v, "status");
 	bool checkable = *jx_str(v, "host") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY));
-	bool fresh = now_s() - jx_num(v, "checked") < ttl_ms / 1000.0;
+	bool fresh = time_now_s() - jx_num(v, "checked") < ttl_ms / 1000.0;
 	cJSON_Delete(v);
 	if (!checkable || fresh)
 		return;
@@ -738,7 +717,7 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 	struct inflight *f = e->inflight;
 	while (f && strcmp(f->key, key))
 		f = f->next;
-	if (f && f->done && now_s() - f->done_at < ttl_ms / 1000.0) {
+	if (f && f->done && time_now_s() - f->done_at < ttl_ms / 1000.0) {
 		/* a check finished after the row was read above: it is fresh */
 		pthread_mutex_unlock(&e->lock);
 		return;

@@ -15,6 +15,21 @@
 
 #define FLEETS_MAX_INSTANCES 4096
 
+void fleets_history(cJSON *row, const char *what)
+{
+	cJSON *log = cJSON_GetObjectItemCaseSensitive(row, "log");
+	if (!cJSON_IsArray(log)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(row, "log");
+		log = cJSON_AddArrayToObject(row, "log");
+	}
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddNumberToObject(e, "at", (double)time(NULL));
+	cJSON_AddStringToObject(e, "what", what);
+	cJSON_AddItemToArray(log, e);
+	while (cJSON_GetArraySize(log) > FLEETS_HISTORY_MAX)
+		cJSON_DeleteItemFromArray(log, 0);
+}
+
 static void fleet_key(char *dst, size_t n, const char *p, const char *f)
 {
 	fmt(dst, n, "%s/%s", p, f);

@@ -35,6 +35,11 @@
 int fleets_event(struct stx *tx, const char *project, const char *fleet, const char *f, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Append {at: now, what} to an instance row's history ("log"), the oldest dropped past
+ * FLEETS_HISTORY_MAX. */
+#define FLEETS_HISTORY_MAX 20
+void fleets_history(struct cJSON *row, const char *what);
+
 /* Commit data as projects/<p>/fleets/<fleet>.yml. -EINVAL/-EFBIG with the reason recorded in
  * the project's events (and the fleet's status when the fleet exists). */
 int fleets_commit(struct store *s, const char *project, const char *fleet, const char *data,

@@ -276,6 +276,12 @@ struct timespec time_now(void)
 	return ts;
 }
 
+double time_now_s(void)
+{
+	struct timespec ts = time_now();
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 bool name_valid(const char *s)
 {
 	size_t n = 0;

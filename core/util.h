@@ -67,6 +67,8 @@ int buf_yaml_str(struct buf *b, const char *s);
 void time_iso(time_t t, char *dst, size_t dstlen);
 /* Wall clock now as timespec. */
 struct timespec time_now(void);
+/* The same as seconds (a double). */
+double time_now_s(void);
 
 /* Name rule shared by projects, backends and fleets: ^[a-zA-Z0-9_-]{1,50}$ (dstack's). */
 bool name_valid(const char *s);
