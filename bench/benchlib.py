@@ -3,6 +3,7 @@ import datetime
 import os
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "fleetfs")
@@ -27,6 +28,100 @@ def mount_fstype(path):
             if parts[4].encode().decode("unicode_escape") == path:
                 found = parts[sep + 1]
     return found
+
+
+FSTYPE = "fuse.fleetfs"
+MOUNT_TIMEOUT = 15.0
+
+
+class Mount:
+    """A fleetfs daemon in the foreground (-f), its own session, its state and mountpoint in
+    base, its log in base/fleetfs.log. opts: more -o options; env: variables set for it; drop:
+    variables it must not inherit (a name ending in * drops every name with that prefix)."""
+
+    def __init__(self, base, opts=(), env=None, drop=(), project="main"):
+        self.state = os.path.join(base, "state")
+        self.mnt = os.path.join(base, "mnt")
+        self.logpath = os.path.join(base, "fleetfs.log")
+        self.opts, self.env, self.drop, self.project = list(opts), dict(env or {}), drop, project
+        self.proc = None
+        os.makedirs(self.mnt)
+
+    def start(self):
+        env = dict(os.environ, LC_ALL="C")
+        for k in list(env):
+            if any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in self.drop):
+                env.pop(k)
+        env.update(self.env)
+        argv = [BIN, "-f", "-o", f"state={self.state}"]
+        for o in self.opts:
+            argv += ["-o", o]
+        logf = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(argv + [self.mnt], stdin=subprocess.DEVNULL, stdout=logf,
+                                     stderr=logf, start_new_session=True, env=env)
+        logf.close()
+        end = time.monotonic() + MOUNT_TIMEOUT
+        while time.monotonic() < end:
+            if mount_fstype(self.mnt) == FSTYPE:
+                os.stat(os.path.join(self.mnt, "projects"))
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise BenchError(f"fleetfs did not mount {self.mnt} (exit {self.proc.poll()}); "
+                         f"log:\n{self.log()}")
+
+    def log(self, n=3000):
+        try:
+            with open(self.logpath, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+    def unmount(self):
+        """fusermount3 -u (retried while busy, then -uz)."""
+        if self.proc is None:
+            return
+        for attempt in range(20):
+            if mount_fstype(self.mnt) != FSTYPE:
+                break
+            subprocess.run(["fusermount3", "-uz" if attempt >= 10 else "-u", self.mnt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if mount_fstype(self.mnt) == FSTYPE:
+                time.sleep(0.2)
+
+    def reap(self):
+        """Wait for the daemon; SIGTERM it (a clean stop) when the unmount did not end it, kill
+        it when that does not either. Returns (exit code, how it ended)."""
+        if self.proc is None:
+            return None, "not started"
+        how = "exited after the unmount"
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            how = "SIGTERM after the unmount (the connection was still held elsewhere)"
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                how = "killed: it did not exit after the unmount and SIGTERM"
+                log(f"fleetfs (pid {self.proc.pid}) did not exit; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        if rc != 0:
+            log(f"warning: fleetfs exited {rc} ({how}); log:\n{self.log()}")
+        self.proc = None
+        return rc, how
+
+    def stop(self):
+        """unmount, then reap: the daemon's exit code."""
+        self.unmount()
+        return self.reap()[0]
+
+    def p(self, *parts):
+        """A path below projects/<project>/ of the mount."""
+        return os.path.join(self.mnt, "projects", self.project, *parts)
 
 
 def pct(sorted_vals, q):

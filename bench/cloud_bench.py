@@ -62,14 +62,12 @@ import urllib.parse
 import yaml
 
 import benchlib
-from benchlib import BIN, REPO, BenchError, log, loadavg, mount_fstype, pct
+from benchlib import BIN, REPO, BenchError, Mount, log, loadavg, mount_fstype, pct
 
 FAKES_DIR = os.path.join(REPO, "tests", "fakes")
 sys.path.insert(0, FAKES_DIR)
 
-FSTYPE = "fuse.fleetfs"
 PROJECT = "main"
-MOUNT_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0     # backend credentials checked and offers cached
 IDLE_TIMEOUT = 300.0     # spec writes -> all idle
 GONE_TIMEOUT = 180.0     # rm of the specs -> every instance gone
@@ -384,92 +382,6 @@ def template(fake, method, route):
 
 
 # ------------------------------------------------------------------------------ mount
-
-class Mount:
-    """A fleetfs daemon in the foreground (-f), own session, real intervals."""
-
-    def __init__(self, base, env_extra, catalog):
-        self.state = os.path.join(base, "state")
-        self.mnt = os.path.join(base, "mnt")
-        self.logpath = os.path.join(base, "fleetfs.log")
-        self.env_extra = env_extra
-        self.catalog = catalog
-        self.proc = None
-        os.makedirs(self.mnt)
-
-    def start(self):
-        env = dict(os.environ, LC_ALL="C", GPUHUNT_CATALOG_URL="http://127.0.0.1:9/v3")
-        env.pop("GPUHUNT_CATALOG_DIR", None)
-        for k in [k for k in env if k.startswith("AWS_")]:
-            env.pop(k)          # this machine's AWS keys, profile, endpoints: none of them
-        env.update(self.env_extra)
-        logf = open(self.logpath, "ab")
-        self.proc = subprocess.Popen([BIN, "-f", "-o", f"state={self.state}",
-                                      "-o", f"catalog={self.catalog}", self.mnt],
-                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     start_new_session=True, env=env)
-        logf.close()
-        end = time.monotonic() + MOUNT_TIMEOUT
-        while time.monotonic() < end:
-            if mount_fstype(self.mnt) == FSTYPE:
-                os.stat(os.path.join(self.mnt, "projects"))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise BenchError(f"fleetfs did not mount {self.mnt} (exit {self.proc.poll()}); "
-                         f"log:\n{self.log()}")
-
-    def log(self, n=3000):
-        try:
-            with open(self.logpath, errors="replace") as f:
-                return f.read()[-n:]
-        except OSError:
-            return ""
-
-    def unmount(self):
-        """fusermount3 -u (retried while busy, then -uz)."""
-        if self.proc is None:
-            return
-        for attempt in range(20):
-            if mount_fstype(self.mnt) != FSTYPE:
-                break
-            subprocess.run(["fusermount3", "-uz" if attempt >= 10 else "-u", self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if mount_fstype(self.mnt) == FSTYPE:
-                time.sleep(0.2)
-
-    def reap(self):
-        """Wait for the daemon; SIGTERM it (a clean stop) when the unmount did not end it, kill
-        it when that does not either. Returns (exit code, how it ended).
-
-        A network namespace made while fleetfs is mounted (`ip netns exec` unshares the mount
-        namespace: the fakes' hosts restart sshd when a VM's host is given back) holds a copy
-        of the mount, so the FUSE connection outlives the unmount here until those go."""
-        if self.proc is None:
-            return None, "not started"
-        how = "exited after the unmount"
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            how = "SIGTERM after the unmount (the connection was still held elsewhere)"
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                how = "killed: it did not exit after the unmount and SIGTERM"
-                log(f"fleetfs (pid {self.proc.pid}) did not exit; killing it")
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        if rc != 0:
-            log(f"warning: fleetfs exited {rc} ({how}); log:\n{self.log()}")
-        self.proc = None
-        return rc, how
-
-    def p(self, *parts):
-        return os.path.join(self.mnt, "projects", PROJECT, *parts)
-
 
 def read(path):
     with open(path, "rb") as f:
@@ -1401,7 +1313,9 @@ def main():
         env.update(AWS_CLOSED_ENV)
         for p in provs:
             env.update(p.cfg["env"](p.fake))
-        m = Mount(base, env, catalog)
+        # this machine's AWS keys, profile and endpoints: none of them
+        m = Mount(base, opts=[f"catalog={catalog}"], drop=("GPUHUNT_CATALOG_DIR", "AWS_*"),
+                  env=dict(env, GPUHUNT_CATALOG_URL="http://127.0.0.1:9/v3"), project=PROJECT)
         m.start()
         log(f"mounted fleetfs on {m.mnt}; configuring {len(provs)} backends ...")
         pub = read(m.p("ssh", "id_rsa.pub"))     # the project key, made now, not in a create

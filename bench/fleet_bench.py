@@ -38,12 +38,10 @@ import time
 import yaml
 
 import benchlib  # noqa: E402
-from benchlib import BIN, REPO, BenchError, log, loadavg, mount_fstype, pct  # noqa: E402,F401
+from benchlib import BIN, REPO, BenchError, Mount, log, loadavg, mount_fstype, pct  # noqa: E402,F401
 sys.path.insert(0, os.path.join(REPO, "tests", "hosts"))
 import hosts as testhosts  # noqa: E402
 
-FSTYPE = "fuse.fleetfs"
-MOUNT_TIMEOUT = 15.0
 POLL = 0.010             # status poll interval
 SINGLE_TIMEOUT = 30.0    # one host: SSH connect timeout is 15 s
 PARALLEL_TIMEOUT = 60.0
@@ -56,70 +54,6 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # ------------------------------------------------------------------------------ mount
-
-class Mount:
-    """A fleetfs daemon in the foreground (-f), own session, real intervals."""
-
-    def __init__(self, base):
-        self.state = os.path.join(base, "state")
-        self.mnt = os.path.join(base, "mnt")
-        self.logpath = os.path.join(base, "fleetfs.log")
-        self.proc = None
-        os.makedirs(self.mnt)
-
-    def start(self):
-        env = dict(os.environ, LC_ALL="C")
-        env.pop("FLEETFS_TIME_SCALE", None)   # real intervals: 5 s live-check TTL, 3 s wait
-        logf = open(self.logpath, "ab")
-        self.proc = subprocess.Popen([BIN, "-f", "-o", f"state={self.state}", self.mnt],
-                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     start_new_session=True, env=env)
-        logf.close()
-        end = time.monotonic() + MOUNT_TIMEOUT
-        while time.monotonic() < end:
-            if mount_fstype(self.mnt) == FSTYPE:
-                os.stat(os.path.join(self.mnt, "projects"))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise BenchError(f"fleetfs did not mount {self.mnt} (exit {self.proc.poll()}); "
-                         f"log:\n{self.log()}")
-
-    def log(self, n=3000):
-        try:
-            with open(self.logpath, errors="replace") as f:
-                return f.read()[-n:]
-        except OSError:
-            return ""
-
-    def stop(self):
-        """fusermount3 -u (retried while busy, then -uz), reap the daemon (kill it if it
-        does not exit). Returns the daemon's exit code."""
-        if self.proc is None:
-            return None
-        for attempt in range(20):
-            if mount_fstype(self.mnt) != FSTYPE:
-                break
-            subprocess.run(["fusermount3", "-uz" if attempt >= 10 else "-u", self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if mount_fstype(self.mnt) == FSTYPE:
-                time.sleep(0.2)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            log(f"fleetfs (pid {self.proc.pid}) did not exit after unmount; killing it")
-            self.proc.kill()
-            self.proc.wait()
-        rc = self.proc.returncode
-        if rc != 0:
-            log(f"warning: fleetfs exited {rc}; log:\n{self.log()}")
-        self.proc = None
-        return rc
-
-    def p(self, *parts):
-        return os.path.join(self.mnt, "projects", PROJECT, *parts)
-
 
 # ------------------------------------------------------------------------------ fleets
 
@@ -553,7 +487,8 @@ def main():
         net = testhosts.start_many(args.hosts)
         R["hosts_start"] = time.perf_counter() - t0
         log(f"  {R['hosts_start']:.2f} s; mounting fleetfs on {base}/mnt")
-        m = Mount(base)
+        # real intervals: 5 s live-check TTL, 3 s wait
+        m = Mount(base, drop=("FLEETFS_TIME_SCALE",), project=PROJECT)
         m.start()
         # the project key is generated once, on first use; make that happen now
         t0 = time.perf_counter()
