@@ -36,6 +36,56 @@ def run_bkcall(btype, cfg, op, args, env, pubfile, secrets, timeout=60):
     return out
 
 
+def serving(fake, pool):
+    """For a fixture: `yield from cloudapi.serving(fake, pool)` starts the fake, lends it to the
+    test, stops it whatever happened (every host given back, keys cleared, sessions killed),
+    then fails the test when the fake failed or a host was not given back."""
+    fake.start()
+    try:
+        yield fake
+    finally:
+        errors = list(fake.errors)
+        fake.stop()
+    assert not errors, "the fake failed:\n" + "\n".join(errors)
+    assert pool.free == pool.n, "a host was not given back"
+
+
+def api_key_bk(btype, target, endpoint_var, tmp_path, keypair, secrets, default_key,
+               scale="0.01"):
+    """bk(op, *args, key=default_key, ca=True, catalog="none", extra_config="", env={}) for
+    a backend type whose creds are an API key, against the fake target: the JSON bkcall
+    printed, plus "exit" and "stderr" (see run_bkcall). bk.pubfile: the public key file."""
+    pubfile = tmp_path / "id_rsa.pub"
+    pubfile.write_text(keypair[1] + "\n")
+
+    def call(op, *args, key=default_key, ca=True, catalog="none", extra_config="", env=None):
+        cfg = tmp_path / f"{btype}.yml"
+        cfg.write_text(f"type: {btype}\ncreds:\n  type: api_key\n  api_key: {key}\n"
+                       + extra_config)
+        e = dict(os.environ, FLEETFS_TIME_SCALE=scale, FLEETFS_CATALOG=catalog)
+        e[endpoint_var] = target.url
+        if ca:
+            e["FLEETFS_CA_BUNDLE"] = target.ca_path
+        else:
+            e.pop("FLEETFS_CA_BUNDLE", None)
+        e.update(env or {})
+        return run_bkcall(btype, cfg, op, args, e, pubfile, secrets)
+
+    call.pubfile = str(pubfile)
+    return call
+
+
+@pytest.fixture(scope="module")
+def otherkey(tmp_path_factory):
+    """Another key pair (private path, public line): never the project's."""
+    d = tmp_path_factory.mktemp("otherkey")
+    path = str(d / "id_ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True,
+                   capture_output=True)
+    with open(path + ".pub") as f:
+        return path, f.read().strip()
+
+
 def host_pool(n, user):
     """A module-scoped `pool` fixture: n test hosts for user, shared by the module's fakes,
     started by the first test that needs one, always stopped. In a test module:

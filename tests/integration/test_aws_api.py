@@ -47,14 +47,7 @@ pool = cloudapi.host_pool(3, "ubuntu")
 def fake(pool):
     f = AwsFake(keys=[(AKID, SECRET), (TMP_AKID, TMP_SECRET, TOKEN)], pool=pool,
                 boot_seconds=0.3, terminate_seconds=0.3, terminated_linger=1)
-    f.start()
-    try:
-        yield f
-    finally:
-        errors = list(f.errors)
-        f.stop()
-    assert not errors, "the fake failed:\n" + "\n".join(errors)
-    assert pool.free == pool.n, "a host was not given back"
+    yield from cloudapi.serving(f, pool)
 
 
 @pytest.fixture

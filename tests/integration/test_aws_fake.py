@@ -63,14 +63,7 @@ def hosts(pool):
 def fake(pool):
     f = AwsFake(keys=[KEY, TMP], pool=pool, boot_seconds=0.3, terminate_seconds=0.3,
                 terminated_linger=1)
-    f.start()
-    try:
-        yield f
-    finally:
-        errors = list(f.errors)
-        f.stop()
-    assert not errors, "the fake failed:\n" + "\n".join(errors)
-    assert pool.free == pool.n, "a host was not given back"
+    yield from cloudapi.serving(f, pool)
 
 
 def _local(tag):

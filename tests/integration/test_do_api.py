@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from do_fake import AMDDevCloudFake, DigitalOceanFake, cloud_config_keys  # noqa: E402
 import cloudapi  # noqa: E402
-from cloudapi import BKCALL, _bkcall, keypair, wait_state  # noqa: E402,F401
+from cloudapi import BKCALL, _bkcall, keypair, otherkey, wait_state  # noqa: E402,F401
 
 KEY = "dop_v1_FAKEfa11ce5eed0123456789abcdef0123456789abcdef0123456789abcd"
 BAD_KEY = "dop_v1_WRONG0000000000000000000000000000000000000000000000000000000"
@@ -62,72 +62,26 @@ def hosts(pool):
     return pool.start()
 
 
-def _serve(cls, pool, keys):
+def _fake(cls, pool, keys):
     f = cls(keys=keys, pool=pool, boot_seconds=0.3, terminate_seconds=0.3,
             terminated_linger=0.5)
     f.inactive_keys.add(INACTIVE_KEY)
-    return f.start()
-
-
-def _stop(f, pool):
-    errors = list(f.errors)
-    f.stop()            # gives every host back (keys cleared, sessions killed)
-    assert not errors, "the fake failed:\n" + "\n".join(errors)
-    assert pool.free == pool.n, "a host was not given back"
+    return f
 
 
 @pytest.fixture
 def fake(pool):
-    f = _serve(DigitalOceanFake, pool, [KEY])
-    try:
-        yield f
-    finally:
-        _stop(f, pool)
+    yield from cloudapi.serving(_fake(DigitalOceanFake, pool, [KEY]), pool)
 
 
 @pytest.fixture
 def amd(pool):
-    f = _serve(AMDDevCloudFake, pool, [AMD_KEY])
-    try:
-        yield f
-    finally:
-        _stop(f, pool)
-
-
-@pytest.fixture(scope="module")
-def otherkey(tmp_path_factory):
-    """Another key pair (private path, public line): never the project's."""
-    d = tmp_path_factory.mktemp("otherkey")
-    path = str(d / "id_ed25519")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True,
-                   capture_output=True)
-    with open(path + ".pub") as f:
-        return path, f.read().strip()
+    yield from cloudapi.serving(_fake(AMDDevCloudFake, pool, [AMD_KEY]), pool)
 
 
 def make_bk(target, tmp_path, keypair, btype):
-    """bk(op, *args, key=..., ca=True, extra_config="", env={}) -> the JSON bkcall printed,
-    plus "exit" and "stderr", for backend type btype against the fake target. Checks that
-    no secret is ever printed."""
-    pubfile = tmp_path / "id_rsa.pub"
-    pubfile.write_text(keypair[1] + "\n")
-    default_key = AMD_KEY if btype == "amddevcloud" else KEY
-
-    def call(op, *args, key=default_key, ca=True, extra_config="", env=None):
-        cfg = tmp_path / f"{btype}.yml"
-        cfg.write_text(f"type: {btype}\ncreds:\n  type: api_key\n  api_key: {key}\n"
-                       + extra_config)
-        e = dict(os.environ, FLEETFS_TIME_SCALE=SCALE, FLEETFS_CATALOG="none")
-        e[ENDPOINT_VAR[btype]] = target.url
-        if ca:
-            e["FLEETFS_CA_BUNDLE"] = target.ca_path
-        else:
-            e.pop("FLEETFS_CA_BUNDLE", None)
-        e.update(env or {})
-        return cloudapi.run_bkcall(btype, cfg, op, args, e, pubfile, SECRETS,
-                                   timeout=60)
-
-    return call
+    return cloudapi.api_key_bk(btype, target, ENDPOINT_VAR[btype], tmp_path, keypair, SECRETS,
+                               AMD_KEY if btype == "amddevcloud" else KEY, SCALE)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from lambda_fake import LambdaFake  # noqa: E402
 import cloudapi  # noqa: E402
-from cloudapi import BKCALL, _bkcall, keypair, need_root, wait_state  # noqa: E402,F401
+from cloudapi import BKCALL, _bkcall, keypair, need_root, otherkey, wait_state  # noqa: E402,F401
 
 KEY = "lmbdFAKEkey3c1e5b2d48aa7f3a9"
 BAD_KEY = "lmbdWRONGkey0c9d8e7f6a5b4c3"
@@ -50,48 +50,13 @@ def fake(pool):
     f = LambdaFake(keys=[KEY], pool=pool, boot_seconds=0.3, terminate_seconds=0.3,
                    terminated_linger=0.5)
     f.inactive_keys.add(INACTIVE_KEY)
-    f.start()
-    try:
-        yield f
-    finally:
-        errors = list(f.errors)
-        f.stop()        # gives every host back (keys cleared, sessions killed)
-    assert not errors, "the fake failed:\n" + "\n".join(errors)
-    assert pool.free == pool.n, "a host was not given back"
-
-
-@pytest.fixture(scope="module")
-def otherkey(tmp_path_factory):
-    d = tmp_path_factory.mktemp("otherkey")
-    path = str(d / "id_ed25519")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True,
-                   capture_output=True)
-    return path
+    yield from cloudapi.serving(f, pool)
 
 
 @pytest.fixture
 def bk(fake, tmp_path, keypair):
-    """bk(op, *args, key=KEY, ca=True, catalog="none", extra_config="", env={}) -> the JSON
-    bkcall printed, plus "exit" and "stderr". Checks that no secret is ever printed."""
-    pubfile = tmp_path / "id_rsa.pub"
-    pubfile.write_text(keypair[1] + "\n")
-
-    def call(op, *args, key=KEY, ca=True, catalog="none", extra_config="", env=None):
-        cfg = tmp_path / "config.yml"
-        cfg.write_text(f"type: lambda\ncreds:\n  type: api_key\n  api_key: {key}\n"
-                       + extra_config)
-        e = dict(os.environ, FLEETFS_ENDPOINT_LAMBDA=fake.url, FLEETFS_TIME_SCALE=SCALE,
-                 FLEETFS_CATALOG=catalog)
-        if ca:
-            e["FLEETFS_CA_BUNDLE"] = fake.ca_path
-        else:
-            e.pop("FLEETFS_CA_BUNDLE", None)
-        e.update(env or {})
-        return cloudapi.run_bkcall("lambda", cfg, op, args, e, pubfile, SECRETS,
-                                   timeout=60)
-
-    call.pubfile = str(pubfile)
-    return call
+    return cloudapi.api_key_bk("lambda", fake, "FLEETFS_ENDPOINT_LAMBDA", tmp_path, keypair,
+                               SECRETS, KEY, SCALE)
 
 
 def key_name(pub):
@@ -184,7 +149,7 @@ def test_create_get_ssh_terminate(fake, hosts, bk, keypair, otherkey):
     # the project key gets in, another key does not
     s = ssh(g["ip"], priv)
     assert s.returncode == 0, s.stderr
-    s = ssh(g["ip"], otherkey)
+    s = ssh(g["ip"], otherkey[0])
     assert s.returncode == 255 and "Permission denied" in s.stderr, s.stderr
 
     t = bk("terminate", vm["id"])

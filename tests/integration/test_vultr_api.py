@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 from vultr_fake import VultrFake  # noqa: E402
 import cloudapi  # noqa: E402
-from cloudapi import BKCALL, _bkcall, keypair, need_root  # noqa: E402,F401
+from cloudapi import BKCALL, _bkcall, keypair, need_root, otherkey  # noqa: E402,F401
 
 KEY = "VULTRFAKEKEY3C1E5B2D48AA7F3A9C0D1E2F"
 BAD_KEY = "VULTRWRONGKEY0C9D8E7F6A5B4C3D2E1F0A"
@@ -54,47 +54,13 @@ def hosts(pool):
 def fake(pool):
     f = VultrFake(keys=[KEY], pool=pool, boot_seconds=0.3, terminate_seconds=0.3)
     f.inactive_keys.add(INACTIVE_KEY)
-    f.start()
-    try:
-        yield f
-    finally:
-        errors = list(f.errors)
-        f.stop()        # gives every host back (keys cleared, sessions killed)
-    assert not errors, "the fake failed:\n" + "\n".join(errors)
-    assert pool.free == pool.n, "a host was not given back"
-
-
-@pytest.fixture(scope="module")
-def otherkey(tmp_path_factory):
-    d = tmp_path_factory.mktemp("otherkey")
-    path = str(d / "id_ed25519")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True,
-                   capture_output=True)
-    return path
+    yield from cloudapi.serving(f, pool)
 
 
 @pytest.fixture
 def bk(fake, tmp_path, keypair):
-    """bk(op, *args, key=KEY, ca=True, extra_config="", env={}) -> the JSON bkcall printed,
-    plus "exit" and "stderr". Checks that no secret is ever printed."""
-    pubfile = tmp_path / "id_rsa.pub"
-    pubfile.write_text(keypair[1] + "\n")
-
-    def call(op, *args, key=KEY, ca=True, extra_config="", env=None):
-        cfg = tmp_path / "config.yml"
-        cfg.write_text(f"type: vultr\ncreds:\n  type: api_key\n  api_key: {key}\n"
-                       + extra_config)
-        e = dict(os.environ, FLEETFS_ENDPOINT_VULTR=fake.url, FLEETFS_TIME_SCALE=SCALE,
-                 FLEETFS_CATALOG="none")
-        if ca:
-            e["FLEETFS_CA_BUNDLE"] = fake.ca_path
-        else:
-            e.pop("FLEETFS_CA_BUNDLE", None)
-        e.update(env or {})
-        return cloudapi.run_bkcall("vultr", cfg, op, args, e, pubfile, SECRETS,
-                                   timeout=60)
-
-    return call
+    return cloudapi.api_key_bk("vultr", fake, "FLEETFS_ENDPOINT_VULTR", tmp_path, keypair,
+                               SECRETS, KEY, SCALE)
 
 
 def cloud_init(pub):
@@ -300,7 +266,7 @@ def test_create_vm_get_ssh_terminate(fake, hosts, bk, keypair, otherkey):
     # the key of the cloud-init user data gets in as root, another key does not
     s = ssh(g["ip"], priv)
     assert s.returncode == 0, s.stderr
-    s = ssh(g["ip"], otherkey)
+    s = ssh(g["ip"], otherkey[0])
     assert s.returncode == 255 and "Permission denied" in s.stderr, s.stderr
 
     t = bk("terminate", vm["id"], VM_DATA)
@@ -340,7 +306,7 @@ def test_create_bare_metal(fake, hosts, bk, keypair, otherkey):
     assert fake.find("GET", "^/bare-metals/")[-1].route == f"/bare-metals/{vm['id']}"
     assert g["ip"] == fake.vms()[0]["host_addr"] and g["status"] == "active"
     assert ssh(g["ip"], priv).returncode == 0
-    assert ssh(g["ip"], otherkey).returncode == 255
+    assert ssh(g["ip"], otherkey[0]).returncode == 255
     assert bk("terminate", vm["id"], METAL_DATA)["rc"] == 0
     assert fake.find("DELETE")[-1].route == f"/bare-metals/{vm['id']}"
     assert wait_state(bk, vm["id"], ("ENOENT",), data=METAL_DATA)["rc"] == -2
