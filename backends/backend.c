@@ -16,7 +16,7 @@
 #define CATALOG_TTL (15 * 60)
 #define LIVE_TTL 180
 
-char **backend_regions(const char *config, size_t len)
+static char **backend_regions(const char *config, size_t len)
 {
 	struct ydoc *d = NULL;
 	char e[8];
@@ -35,6 +35,23 @@ char **backend_regions(const char *config, size_t len)
 	}
 	ydoc_free(d);
 	return v;
+}
+
+static void backend_regions_free(char **regions)
+{
+	for (size_t i = 0; regions && regions[i]; i++)
+		free(regions[i]);
+	free(regions);
+}
+
+void backend_cut_regions(const struct backend_ctx *ctx, struct offer_list *l)
+{
+	char **regions = backend_regions(ctx->config, ctx->config_len);
+	size_t n = 0;
+	while (regions && regions[n])
+		n++;
+	offers_filter_regions(l, regions, n);
+	backend_regions_free(regions);
 }
 
 char *backend_config_str(const struct backend_ctx *ctx, const char *path)
@@ -302,13 +319,6 @@ char *backend_cloud_init(const char *ssh_pubkey)
 	return xasprintf("#cloud-config\nssh_authorized_keys:\n  - \"%s\"\n", ssh_pubkey);
 }
 
-void backend_regions_free(char **regions)
-{
-	for (size_t i = 0; regions && regions[i]; i++)
-		free(regions[i]);
-	free(regions);
-}
-
 void bk_offers_res_free(struct bk_offers_res *res)
 {
 	offer_list_free(&res->list);
@@ -335,14 +345,8 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 					   .source = "catalog", .fetched_at = req->now};
 		r = offers_parse_csv(f.csv.data ? f.csv.data : "", f.csv.len, &org, &res->list,
 				     &res->skipped, err, errlen);
-		if (!r) {
-			char **regions = backend_regions(ctx->config, ctx->config_len);
-			size_t n = 0;
-			while (regions && regions[n])
-				n++;
-			offers_filter_regions(&res->list, regions, n);
-			backend_regions_free(regions);
-		}
+		if (!r)
+			backend_cut_regions(ctx, &res->list);
 	}
 	catalog_fetch_free(&f);
 	return r;

@@ -221,9 +221,8 @@ void backend_redact(const char *secret, char *text);
 /* cloud-init user data installing one public key: "#cloud-config\nssh_authorized_keys: [...]". */
 char *backend_cloud_init(const char *ssh_pubkey);
 
-/* The `regions` list of a backend config (NULL-terminated, caller frees with
- * backend_regions_free); NULL when the config sets none. */
-char **backend_regions(const char *config, size_t len);
-void backend_regions_free(char **regions);
+/* Keep only the offers in the config's `regions` (zones belong to their region); all of them
+ * when the config sets none. */
+void backend_cut_regions(const struct backend_ctx *ctx, struct offer_list *l);
 
 #endif

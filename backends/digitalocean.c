@@ -448,12 +448,7 @@ static int digitalocean_offers(const struct bk_offers_req *req, struct bk_offers
 		res->skipped += (size_t)k;
 	}
 	if (!r) {
-		char **regions = backend_regions(req->ctx.config, req->ctx.config_len);
-		size_t n = 0;
-		while (regions && regions[n])
-			n++;
-		offers_filter_regions(&res->list, regions, n);
-		backend_regions_free(regions);
+		backend_cut_regions(&req->ctx, &res->list);
 		(void)fmt(res->source, sizeof(res->source), "%s/sizes", d.api.base);
 	} else {
 		bk_offers_res_free(res);
@@ -921,28 +916,14 @@ static int digitalocean_list_own(const struct backend_ctx *ctx, struct bk_vm **o
 }
 
 /* One implementation, two types: only the default base URL differs (dgo_default_api). */
-const struct backend_ops digitalocean_ops = {
-	.type = "digitalocean",
-	.offers_ttl = 180, /* dstack's offers cache for live APIs */
-	.offers_source = "api",
-	.offers = digitalocean_offers,
-	.check = digitalocean_check,
-	.create = digitalocean_create,
-	.get = digitalocean_get,
-	.terminate = digitalocean_terminate,
-	.list_own = digitalocean_list_own,
-	.provision_timeout_min = 10,
-};
-
-const struct backend_ops amddevcloud_ops = {
-	.type = "amddevcloud",
-	.offers_ttl = 180,
-	.offers_source = "api",
-	.offers = digitalocean_offers,
-	.check = digitalocean_check,
-	.create = digitalocean_create,
-	.get = digitalocean_get,
-	.terminate = digitalocean_terminate,
-	.list_own = digitalocean_list_own,
-	.provision_timeout_min = 10,
-};
+/* dstack's offers cache for live APIs: 180 s */
+#define DGO_OPS(t)                                                                          \
+	{                                                                                   \
+		.type = t, .offers_ttl = 180, .offers_source = "api",                       \
+		.offers = digitalocean_offers, .check = digitalocean_check,                 \
+		.create = digitalocean_create, .get = digitalocean_get,                     \
+		.terminate = digitalocean_terminate, .list_own = digitalocean_list_own,     \
+		.provision_timeout_min = 10,                                                \
+	}
+const struct backend_ops digitalocean_ops = DGO_OPS("digitalocean");
+const struct backend_ops amddevcloud_ops = DGO_OPS("amddevcloud");

@@ -463,12 +463,7 @@ static int vultr_offers(const struct bk_offers_req *req, struct bk_offers_res *r
 	if (r == -ENOMEM)
 		(void)fmt(err, errlen, "vultr: out of memory");
 	if (!r) {
-		char **regions = backend_regions(req->ctx.config, req->ctx.config_len);
-		size_t n = 0;
-		while (regions && regions[n])
-			n++;
-		offers_filter_regions(&res->list, regions, n);
-		backend_regions_free(regions);
+		backend_cut_regions(&req->ctx, &res->list);
 		(void)fmt(res->source, sizeof(res->source), "%s", v.base);
 		res->version[0] = '\0';
 		res->unchanged = false;
