@@ -59,8 +59,9 @@ def fake():
         assert f.errors == []
 
 
-@pytest.fixture
-def cloud(fleet_factory, fake, tmp_path, monkeypatch):
+def mount_lambda(fleet_factory, fake, tmp_path, monkeypatch, key=KEY):
+    """A mount on the fake Lambda (the catalog from its types, short intervals) with
+    backends/lambda/config.yml holding key."""
     cat = tmp_path / "catalog"
     cat.mkdir()
     (cat / "lambdalabs.csv").write_text(catalog_csv())
@@ -69,8 +70,13 @@ def cloud(fleet_factory, fake, tmp_path, monkeypatch):
     monkeypatch.setenv("FLEETFS_ENDPOINT_LAMBDA", fake.url)
     m = fleet_factory(opts=[f"catalog={cat}"])
     os.makedirs(m.p("projects", "main", "backends", "lambda"))
-    write_file(m.p("projects", "main", "backends", "lambda", "config.yml"), lambda_config())
+    write_file(m.p("projects", "main", "backends", "lambda", "config.yml"), lambda_config(key))
     return m
+
+
+@pytest.fixture
+def cloud(fleet_factory, fake, tmp_path, monkeypatch):
+    return mount_lambda(fleet_factory, fake, tmp_path, monkeypatch)
 
 
 def istatus(m, num, fleet="gpu"):
@@ -151,16 +157,7 @@ def test_no_capacity_moves_to_next_offer(cloud, fake):
 
 
 def test_refused_credentials(fleet_factory, fake, tmp_path, monkeypatch):
-    cat = tmp_path / "catalog"
-    cat.mkdir()
-    (cat / "lambdalabs.csv").write_text(catalog_csv())
-    monkeypatch.setenv("FLEETFS_TIME_SCALE", SCALE)
-    monkeypatch.setenv("FLEETFS_CA_BUNDLE", fake.ca_path)
-    monkeypatch.setenv("FLEETFS_ENDPOINT_LAMBDA", fake.url)
-    m = fleet_factory(opts=[f"catalog={cat}"])
-    os.makedirs(m.p("projects", "main", "backends", "lambda"))
-    write_file(m.p("projects", "main", "backends", "lambda", "config.yml"),
-               lambda_config("wrong-key"))
+    m = mount_lambda(fleet_factory, fake, tmp_path, monkeypatch, key="wrong-key")
     os.listdir(m.p("projects", "main", "offers"))
 
     def state():
@@ -272,16 +269,8 @@ def test_vm_gone_at_the_provider(cloud, fake):
 def test_provider_timing_out(fleet_factory, fake, tmp_path, monkeypatch):
     """A launch that times out has an unknown outcome: fleetfs does not launch again blindly,
     it looks the name up first; the mount stays responsive; the instance gets there."""
-    cat = tmp_path / "catalog"
-    cat.mkdir()
-    (cat / "lambdalabs.csv").write_text(catalog_csv())
-    monkeypatch.setenv("FLEETFS_TIME_SCALE", SCALE)
-    monkeypatch.setenv("FLEETFS_CA_BUNDLE", fake.ca_path)
-    monkeypatch.setenv("FLEETFS_ENDPOINT_LAMBDA", fake.url)
     monkeypatch.setenv("FLEETFS_HTTP_TIMEOUT_MS", "1500")
-    m = fleet_factory(opts=[f"catalog={cat}"])
-    os.makedirs(m.p("projects", "main", "backends", "lambda"))
-    write_file(m.p("projects", "main", "backends", "lambda", "config.yml"), lambda_config())
+    m = mount_lambda(fleet_factory, fake, tmp_path, monkeypatch)
     fake.hang("/instance-operations/launch", times=1, method="POST")
     write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
     assert wait_until(lambda: "outcome unknown" in events(m), 20), events(m)
