@@ -164,9 +164,9 @@ int render_file(struct fs *fs, struct node *n, struct buf *out);
 /* Size of a generated file without keeping the rendering (cached where it is costly). */
 int render_size(struct fs *fs, struct node *n, size_t *size);
 
-/* notify (ops.c): ask the kernel to forget cached entries/attributes, from a helper thread. */
+/* notify (notify.c): ask the kernel to forget an inode's cached attributes and contents (a
+ * directory's listing), from a helper thread. Entries are never invalidated: see notify.c. */
 void notify_inval_inode(struct fs *fs, fuse_ino_t ino);
-void notify_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name);
 int notify_start(struct fs *fs);
 /* Wait (at most timeout_ms) until every invalidation queued so far reached the kernel: a
  * write whose commit changed generated listings (offers/) returns after the kernel's copies

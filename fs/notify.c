@@ -1,5 +1,14 @@
-/* notify: kernel invalidations, sent from a thread of their own (a request handler must never
- * notify the kernel about what it is handling), and the store hook. */
+/* notify: kernel invalidations, sent from a thread of their own, and the store hook.
+ *
+ * Only inode invalidations (attributes, a directory's cached listing) are ever sent: the
+ * kernel handles them without taking any directory lock. Entry invalidations are never sent:
+ * the kernel handles one with the parent directory's lock held, and that lock may be held by
+ * a rename or create waiting for this daemon's answer. If the daemon is killed then (SIGKILL,
+ * the OOM killer), the notifying thread can never leave the kernel, /dev/fuse is never
+ * closed, and the mount and the state dir's lock stay wedged until a fusectl abort. A name
+ * that disappears behind the kernel's back is handled without one: its inode is invalidated,
+ * and a path operation on it gets ESTALE, on which the kernel looks the name up again
+ * (docs/internals/commit.md, "Invalidations"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,20 +25,16 @@
 /* ---- notifier: kernel invalidations from a thread of their own ---- */
 
 struct notice {
-	bool entry;
-	fuse_ino_t ino; /* inode, or the parent for an entry */
-	char *name;
+	fuse_ino_t ino;
 	struct notice *next;
 };
 
-static void notice_push(struct fs *fs, bool entry, fuse_ino_t ino, const char *name)
+void notify_inval_inode(struct fs *fs, fuse_ino_t ino)
 {
 	if (!fs->se || !fs->notifier_running)
 		return;
 	struct notice *n = xcalloc(1, sizeof(*n));
-	n->entry = entry;
 	n->ino = ino;
-	n->name = name ? xstrdup(name) : NULL;
 	pthread_mutex_lock(&fs->lock);
 	if (fs->ntail)
 		fs->ntail->next = n;
@@ -57,16 +62,6 @@ void notify_sync(struct fs *fs, int timeout_ms)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-void notify_inval_inode(struct fs *fs, fuse_ino_t ino)
-{
-	notice_push(fs, false, ino, NULL);
-}
-
-void notify_inval_entry(struct fs *fs, fuse_ino_t parent, const char *name)
-{
-	notice_push(fs, true, parent, name);
-}
-
 static void *notifier_main(void *arg)
 {
 	struct fs *fs = arg;
@@ -82,11 +77,7 @@ static void *notifier_main(void *arg)
 			fs->ntail = NULL;
 		pthread_mutex_unlock(&fs->lock);
 		/* ENOENT just means the kernel had forgotten it already */
-		if (n->entry)
-			fuse_lowlevel_notify_inval_entry(fs->se, n->ino, n->name, strlen(n->name));
-		else
-			fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
-		free(n->name);
+		fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
 		free(n);
 		pthread_mutex_lock(&fs->lock);
 		fs->ndone++;
@@ -95,7 +86,6 @@ static void *notifier_main(void *arg)
 	while (fs->nhead) {
 		struct notice *n = fs->nhead;
 		fs->nhead = n->next;
-		free(n->name);
 		free(n);
 	}
 	fs->ntail = NULL;
@@ -128,11 +118,10 @@ void notify_stop(struct fs *fs)
 }
 
 /* After the state changed behind the kernel's back (a root config.yml apply), drop every
- * cached name and attribute below projects/. */
+ * cached attribute and listing below projects/ (names that went away answer ESTALE). */
 void inval_projects(struct fs *fs)
 {
-	fuse_ino_t *inos = NULL, *parents = NULL;
-	char **names = NULL;
+	fuse_ino_t *inos = NULL;
 	size_t n = 0, cap = 0;
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
@@ -144,25 +133,14 @@ void inval_projects(struct fs *fs)
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
 				inos = xrealloc(inos, cap * sizeof(*inos));
-				parents = xrealloc(parents, cap * sizeof(*parents));
-				names = xrealloc(names, cap * sizeof(*names));
 			}
-			inos[n] = x->ino;
-			parents[n] = x->parent;
-			names[n] = x->linked ? xstrdup(x->name) : NULL;
-			n++;
+			inos[n++] = x->ino;
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		notify_inval_inode(fs, inos[i]);
-		if (names[i])
-			notify_inval_entry(fs, parents[i], names[i]);
-		free(names[i]);
-	}
 	free(inos);
-	free(parents);
-	free(names);
 }
 
 /* store hook: a transaction changed a journal or backends of project (NULL: many). Drop the
@@ -170,11 +148,7 @@ void inval_projects(struct fs *fs)
 void fs_store_changed(void *arg, const char *project)
 {
 	struct fs *fs = arg;
-	struct item {
-		bool entry;
-		fuse_ino_t ino;
-		char name[NAME_MAX + 1];
-	} *items = NULL;
+	fuse_ino_t *inos = NULL;
 	size_t n = 0, cap = 0;
 	bool all = project == NULL;
 	char p[STORE_NAME_MAX] = "";
@@ -187,7 +161,7 @@ void fs_store_changed(void *arg, const char *project)
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
 			bool mine = all || !strcmp(x->project, p);
-			bool hit = false, entry = false;
+			bool hit = false;
 			if (x->kind == N_RCONFIG)
 				hit = true;
 			else if (x->kind == N_REVENTS)
@@ -196,35 +170,24 @@ void fs_store_changed(void *arg, const char *project)
 				continue; /* maybe 100,000 of them: their dentries time out, their
 					   * contents are read uncached */
 			else if (is_generated(x->kind) || x->kind == N_FLEETS || x->kind == N_FLEET ||
-				 x->kind == N_INSTANCES || x->kind == N_OFFERS || x->kind == N_OQUERY)
+				 x->kind == N_INSTANCES || x->kind == N_OFFERS || x->kind == N_OQUERY ||
+				 x->kind == N_INSTANCE || x->kind == N_FSPEC)
+				/* an instance or a spec the engine removed: its attributes go, and the
+				 * listing of its directory (invalidated too) no longer shows it */
 				hit = mine;
-			else if (x->kind == N_INSTANCE || x->kind == N_FSPEC)
-				hit = entry = mine && x->linked;
 			if (!hit)
 				continue;
-			if (n + 2 > cap) {
+			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
-				items = xrealloc(items, cap * sizeof(*items));
+				inos = xrealloc(inos, cap * sizeof(*inos));
 			}
-			items[n].entry = false;
-			items[n].ino = x->ino;
-			n++;
-			if (entry) {
-				items[n].entry = true;
-				items[n].ino = x->parent;
-				fmt(items[n].name, sizeof(items[n].name), "%s", x->name);
-				n++;
-			}
+			inos[n++] = x->ino;
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
-	for (size_t i = 0; i < n; i++) {
-		if (items[i].entry)
-			notify_inval_entry(fs, items[i].ino, items[i].name);
-		else
-			notify_inval_inode(fs, items[i].ino);
-	}
-	free(items);
+	for (size_t i = 0; i < n; i++)
+		notify_inval_inode(fs, inos[i]);
+	free(inos);
 }
 
 void bump(struct fs *fs)

@@ -192,7 +192,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct node *n = tree_get(fs, ino);
 	int r = n ? 0 : -ENOENT;
 	if (!r && !fi && !node_exists(fs, n))
-		r = -ENOENT;
+		r = -ESTALE; /* gone behind the kernel's back: it looks the name up again */
 	if (!r)
 		r = node_attr(fs, n, &st);
 	double ttl = n ? attr_ttl(n) : 0;
@@ -213,7 +213,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct node *n = tree_get(fs, ino);
 	if (!n || (!h && !node_exists(fs, n))) {
 		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, n ? ESTALE : ENOENT);
 		return;
 	}
 	if (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != fs->uid) ||
@@ -565,10 +565,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if ((n->kind == N_BCONFIG || n->kind == N_FSPEC) && !node_exists(fs, n) &&
-	    !(fi->flags & O_CREAT)) {
+	if (!node_exists(fs, n)) {
+		/* The kernel opens by a name it holds from before the thing went away behind its
+		 * back: a refused first write of config.yml, an instance the engine removed, a
+		 * backend a root config apply removed. ESTALE makes it look the name up again and
+		 * retry once: the open then creates (O_CREAT) or fails with ENOENT, as on a local
+		 * filesystem. (The kernel never passes O_CREAT here.) */
 		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, ESTALE);
 		return;
 	}
 	int r = open_node(fs, n, fi->flags, &h);
@@ -821,9 +825,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs *fs = FS(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	bool inval = false, gone = false;
+	bool inval = false;
 	fuse_ino_t parent = 0;
-	char *name = NULL;
 	(void)ino;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = h->node;
@@ -837,19 +840,17 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		draft_put(h->draft);
 	n->open--;
 	if (inval && (n->kind == N_BCONFIG || n->kind == N_FSPEC) && !n->open &&
-	    !node_exists(fs, n) && n->linked) {
-		gone = true;
+	    !node_exists(fs, n) && n->linked)
+		/* a refused first write: the name the kernel holds leads nowhere now (ESTALE), and
+		 * the directory's cached listing must not show it */
 		parent = n->parent;
-		name = xstrdup(n->name);
-	}
 	fuse_ino_t nino = n->ino;
 	tree_maybe_free(fs, n);
 	pthread_mutex_unlock(&fs->lock);
 	if (inval)
 		notify_inval_inode(fs, nino);
-	if (gone)
-		notify_inval_entry(fs, parent, name);
-	free(name);
+	if (parent)
+		notify_inval_inode(fs, parent);
 	if (h->kind == H_CANON || h->kind == H_SNAP)
 		memset(h->data.data ? h->data.data : (char *)"", 0, h->data.len);
 	bool big = h->data.cap > ((size_t)4 << 20);
