@@ -344,6 +344,36 @@ fail:
 	return mdb_errno(rc) ? mdb_errno(rc) : -EIO;
 }
 
+/* The files of the state directory must be what they seem: LMDB opens data.mdb and lock.mdb
+ * itself (following links), so a link planted there is refused before it does. */
+static int state_files_plain(const char *dir, char *err, size_t errlen)
+{
+	static const char *const names[] = {"data.mdb", "lock.mdb", "key", "lock"};
+	char path[4096];
+	struct stat st;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (fmt(path, sizeof(path), "%s/%s", dir, names[i]))
+			return -ENAMETOOLONG;
+		if (lstat(path, &st) != 0) {
+			if (errno == ENOENT)
+				continue;
+			fmt(err, errlen, "%s: %s", path, strerror(errno));
+			return -errno;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			fmt(err, errlen, "%s: %s; fleetfs only uses regular files here: remove it",
+			    path, S_ISLNK(st.st_mode) ? "is a symbolic link" : "is not a regular file");
+			return -EPERM;
+		}
+		if (st.st_uid != geteuid()) {
+			fmt(err, errlen, "%s: belongs to uid %u, not to you", path,
+			    (unsigned)st.st_uid);
+			return -EPERM;
+		}
+	}
+	return 0;
+}
+
 int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 {
 	struct store *s = xcalloc(1, sizeof(*s));
@@ -370,16 +400,35 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 		    (unsigned)st.st_uid);
 		goto fail;
 	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		/* as ssh with ~/.ssh: whoever can write here can swap our files for links */
+		r = -EPERM;
+		fmt(err, errlen,
+		    "%s: the state directory is writable by %s (mode %04o); it holds your "
+		    "encrypted credentials and their key: chmod 700 it",
+		    dir, (st.st_mode & S_IWOTH) ? "everyone" : "its group",
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
 	if (access(dir, R_OK | W_OK | X_OK) != 0) {
 		r = -errno;
 		fmt(err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
+	r = state_files_plain(dir, err, errlen);
+	if (r)
+		goto fail;
 	fmt(path, sizeof(path), "%s/lock", dir);
-	s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (s->lockfd < 0) {
 		r = -errno;
-		fmt(err, errlen, "%s: %s", path, strerror(errno));
+		fmt(err, errlen, "%s: %s", path,
+		    errno == ELOOP ? "is a symbolic link; remove it" : strerror(errno));
+		goto fail;
+	}
+	if (fstat(s->lockfd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		r = -EPERM;
+		fmt(err, errlen, "%s: not a regular file; remove it", path);
 		goto fail;
 	}
 	/* a daemon that was just unmounted may still be closing its store: wait a little */
