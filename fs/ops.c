@@ -371,6 +371,40 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	reply_entry_locked(req, fs, n);
 }
 
+/* rmdir of a directory fleetfs makes (fleets/<f>/, instances/, ssh/ ...), or of a name that
+ * isn't one: what a local filesystem would say. A fleet's directories hold its state files
+ * and go away with the fleet (ENOTEMPTY, and how to delete it in events); offers query
+ * directories are names, not things (removing one succeeds, as for offers/). */
+static int rmdir_generated(struct fs *fs, fuse_ino_t parent, const char *name,
+			   const char *project)
+{
+	enum nkind k;
+	const char *a, *b;
+	char fleet[STORE_NAME_MAX] = "";
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent);
+	int r = p ? resolve(fs, p, name, &k, &a, &b) : -ENOENT;
+	if (!r && k == N_FLEET)
+		fmt(fleet, sizeof(fleet), "%s", b);
+	enum nkind pk = p ? p->kind : N_ROOT;
+	pthread_mutex_unlock(&fs->lock);
+	flush_pending_note(fs);
+	if (r)
+		return r;
+	if (!is_dir_kind(k))
+		return -ENOTDIR;
+	if (k == N_OQUERY)
+		return 0;
+	if (pk == N_ROOT)
+		return -EPERM; /* projects/ */
+	if (k == N_FLEET)
+		state_note(fs->store, project,
+			   "rmdir fleets/%s refused: it shows the fleet's state; rm fleets/%s.yml "
+			   "deletes the fleet, and the directory goes once its instances are gone",
+			   fleet, fleet);
+	return -ENOTEMPTY;
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = FS(req);
@@ -420,7 +454,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -r);
 		return;
 	} else {
-		r = (pk == N_ROOT || pk == N_PROJECT) ? -EPERM : -ENOTDIR;
+		r = rmdir_generated(fs, parent, name, project);
 	}
 	if (!r) {
 		bump(fs);
@@ -602,6 +636,15 @@ static int new_draft(struct fs *fs, struct node *p, const char *name, mode_t mod
 	return 0;
 }
 
+/* The errno for making a file in directory kind k where no file can be made: EPERM in the
+ * directories that only hold directories you make (projects/, a project, backends/), as the
+ * docs say; EACCES in the read-only directories fleetfs fills itself (offers/, a fleet's
+ * directories, ssh/), as for a local read-only directory. */
+static int no_file_here(enum nkind k)
+{
+	return (k == N_PROJECTS || k == N_BACKENDS || k == N_PROJECT) ? EPERM : EACCES;
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
@@ -634,11 +677,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 			return;
 		}
 	} else {
+		enum nkind pk = p->kind;
 		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, p->kind == N_PROJECTS || p->kind == N_BACKENDS ||
-					    p->kind == N_PROJECT
-				    ? EPERM
-				    : ENOTDIR);
+		fuse_reply_err(req, no_file_here(pk));
 		return;
 	}
 	n->nlookup++; /* the entry we reply with */
@@ -674,8 +715,9 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
 	if (!p || !draft_dir(p->kind) || canonical_in(p, name)) {
+		int e = !p ? ENOENT : !draft_dir(p->kind) ? no_file_here(p->kind) : EPERM;
 		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, EPERM);
+		fuse_reply_err(req, e);
 		return;
 	}
 	int r = new_draft(fs, p, name, mode, &n);
@@ -961,7 +1003,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
-	if (!target && !(draft_dir(np->kind) && (!target_exists || dk == N_DRAFT))) {
+	if (!target && !(draft_dir(np->kind) && (!target_exists || dk == N_DRAFT)) &&
+	    !is_dir_kind(sk)) {
+		/* a file over a directory is EISDIR, as anywhere */
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, target_exists && is_dir_kind(dk) ? EISDIR : EPERM);
 		return;
