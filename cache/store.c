@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAP_SIZE (4ULL << 30)
@@ -28,6 +30,12 @@ struct store {
 	struct seal_ring ring; /* user keys first, then local */
 	store_hook_fn hook;
 	void *hook_arg;
+	/* the state filesystem ran out of space (or the map is full): what to tell the user,
+	 * until a write commits again (store_health) */
+	pthread_mutex_t health_lock;
+	char health[256];
+	time_t health_since;     /* when it began */
+	long long health_logged; /* CLOCK_MONOTONIC seconds of the last log line */
 };
 
 #define STX_TOUCH_MAX 8
@@ -41,6 +49,8 @@ struct stx {
 	char touched[STX_TOUCH_MAX][STORE_NAME_MAX]; /* projects whose journal/backends changed */
 	size_t ntouched;
 	bool touched_all;
+	int space_err; /* a write of this transaction failed for want of space */
+	bool health_changed; /* store_health changed: every events and status file shows it */
 };
 
 static void touch(struct stx *tx, const char *project)
@@ -77,6 +87,96 @@ static int mdb_errno(int rc)
 	}
 }
 
+/* ---- a full state filesystem ----
+ *
+ * Out of space shows up as MDB_MAP_FULL (the 4 GiB map), ENOSPC or EDQUOT from a write, or
+ * later as MDB_BAD_TXN / EIO from a transaction that already failed one. All of them are
+ * ENOSPC to the caller, never EIO; the reason is kept in memory (the journal can't be written
+ * either) and shown by the FUSE face in events and status, and logged. Reads go on. */
+
+static long long mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Returns whether the message changed (the caller runs the hook once its transaction is
+ * over: the hook may take locks that a writer waiting for ours holds). */
+static bool health_set(struct store *s, const char *msg)
+{
+	bool changed, log;
+	pthread_mutex_lock(&s->health_lock);
+	changed = strcmp(s->health, msg) != 0;
+	log = changed || mono_s() - s->health_logged >= 60;
+	if (changed) {
+		if (!s->health[0])
+			s->health_since = time(NULL);
+		fmt(s->health, sizeof(s->health), "%s", msg);
+	}
+	if (log)
+		s->health_logged = mono_s();
+	pthread_mutex_unlock(&s->health_lock);
+	if (log)
+		fprintf(stderr, "fleetfs: %s\n", msg);
+	return changed;
+}
+
+static bool health_clear(struct store *s)
+{
+	pthread_mutex_lock(&s->health_lock);
+	bool was = s->health[0] != '\0';
+	s->health[0] = '\0';
+	pthread_mutex_unlock(&s->health_lock);
+	if (was)
+		fprintf(stderr, "fleetfs: %s: writes commit again\n", s->dir);
+	return was;
+}
+
+/* The errno of a failed write (rc from LMDB) in tx; records a space problem. */
+static int write_errno(struct stx *tx, int rc)
+{
+	int r = mdb_errno(rc);
+	struct store *s = tx->s;
+	struct statvfs vfs;
+	unsigned long long avail = 0;
+	bool full = rc == MDB_MAP_FULL || r == -ENOSPC || r == -EDQUOT;
+	if (!full && (rc == MDB_BAD_TXN || r == -EIO) && tx->space_err)
+		full = true;
+	if (statvfs(s->dir, &vfs) == 0) {
+		avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+		if (!full && (rc == MDB_BAD_TXN || r == -EIO) && avail < (1ULL << 20))
+			full = true; /* a write that failed earlier, for want of space */
+	}
+	if (!full)
+		return r;
+	tx->space_err = 1;
+	char msg[256];
+	if (rc == MDB_MAP_FULL)
+		fmt(msg, sizeof(msg),
+		    "state dir full: the store reached its map size (%llu MiB) in %s; remove "
+		    "projects or fleets you no longer need",
+		    MAP_SIZE >> 20, s->dir);
+	else
+		fmt(msg, sizeof(msg),
+		    "state dir full: %llu MiB free on %s; writes fail with ENOSPC until space is "
+		    "freed there (reads go on)",
+		    avail >> 20, s->dir);
+	if (health_set(s, msg))
+		tx->health_changed = true;
+	return -ENOSPC;
+}
+
+int store_health(struct store *s, char *out, size_t n, time_t *since)
+{
+	pthread_mutex_lock(&s->health_lock);
+	fmt(out, n, "%s", s->health);
+	if (since)
+		*since = s->health_since;
+	pthread_mutex_unlock(&s->health_lock);
+	return out[0] != '\0';
+}
+
 static MDB_val val_str(const char *s)
 {
 	return (MDB_val){.mv_size = strlen(s), .mv_data = (void *)s};
@@ -91,14 +191,15 @@ static int kv_get(struct stx *tx, MDB_dbi dbi, const char *key, MDB_val *v)
 static int kv_put(struct stx *tx, MDB_dbi dbi, const char *key, const void *p, size_t n)
 {
 	MDB_val k = val_str(key), v = {.mv_size = n, .mv_data = (void *)p};
-	return mdb_errno(mdb_put(tx->txn, dbi, &k, &v, 0));
+	int rc = mdb_put(tx->txn, dbi, &k, &v, 0);
+	return rc ? write_errno(tx, rc) : 0;
 }
 
 static int kv_del(struct stx *tx, MDB_dbi dbi, const char *key)
 {
 	MDB_val k = val_str(key);
-	int r = mdb_errno(mdb_del(tx->txn, dbi, &k, NULL));
-	return r == -ENOENT ? 0 : r;
+	int rc = mdb_del(tx->txn, dbi, &k, NULL);
+	return rc == MDB_NOTFOUND || !rc ? 0 : write_errno(tx, rc);
 }
 
 /* Delete every key starting with prefix. */
@@ -121,7 +222,7 @@ static int kv_del_prefix(struct stx *tx, MDB_dbi dbi, const char *prefix)
 			break;
 	}
 	mdb_cursor_close(c);
-	return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : mdb_errno(rc);
+	return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : write_errno(tx, rc);
 }
 
 /* ---- JSON helpers ---- */
@@ -382,6 +483,7 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 	s->lockfd = -1;
 	s->dir = xstrdup(dir);
 	pthread_mutex_init(&s->ring_lock, NULL);
+	pthread_mutex_init(&s->health_lock, NULL);
 	*out = NULL;
 	r = mkdir_p(dir);
 	if (r) {
@@ -485,6 +587,7 @@ void store_close(struct store *s)
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	pthread_mutex_destroy(&s->ring_lock);
+	pthread_mutex_destroy(&s->health_lock);
 	memset(&s->local, 0, sizeof(s->local));
 	memset(&s->ring, 0, sizeof(s->ring));
 	free(s->dir);
@@ -518,7 +621,12 @@ int store_begin(struct store *s, bool write, struct stx **out)
 
 int store_commit(struct stx *tx)
 {
-	int r = mdb_errno(mdb_txn_commit(tx->txn));
+	int rc = mdb_txn_commit(tx->txn);
+	int r = rc ? write_errno(tx, rc) : 0;
+	if (r == 0 && tx->write && health_clear(tx->s))
+		tx->health_changed = true;
+	if (tx->health_changed && tx->s->hook)
+		tx->s->hook(tx->s->hook_arg, NULL); /* drop every cached events and status size */
 	if (r == 0 && tx->ring_changed) {
 		pthread_mutex_lock(&tx->s->ring_lock);
 		tx->s->ring = tx->ring;
@@ -541,6 +649,8 @@ void store_abort(struct stx *tx)
 	if (!tx)
 		return;
 	mdb_txn_abort(tx->txn);
+	if (tx->health_changed && tx->s->hook)
+		tx->s->hook(tx->s->hook_arg, NULL);
 	memset(&tx->ring, 0, sizeof(tx->ring));
 	free(tx);
 }
@@ -1179,7 +1289,7 @@ int store_set_user_keys(struct stx *tx, const struct seal_key *keys, size_t n)
 		free(resealed);
 		free(key);
 		if (rc) {
-			r = mdb_errno(rc);
+			r = write_errno(tx, rc);
 			break;
 		}
 	}

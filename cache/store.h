@@ -157,6 +157,12 @@ size_t store_user_keys(struct store *s, struct seal_key *keys, size_t max);
 typedef void (*store_hook_fn)(void *arg, const char *project);
 void store_set_hook(struct store *s, store_hook_fn fn, void *arg);
 
+/* The state filesystem's current problem, if any ("state dir full: 3 MiB free on /x ..."):
+ * copies it into out (n bytes), *since (may be NULL) = when it began, and returns 1; or
+ * returns 0 with out = "". Set when a write fails for want of space (the caller gets
+ * -ENOSPC), cleared by the next write that commits. */
+int store_health(struct store *s, char *out, size_t n, time_t *since);
+
 /* Paths in the state directory, for tests and messages. */
 const char *store_dir(const struct store *s);
 

@@ -48,9 +48,54 @@ static const char rsync_filter[] =
 	"- /projects/*/offers.tsv\n"
 	"- /projects/*/offers.json\n";
 
-int render_file(struct fs *fs, struct node *n, struct buf *out)
+/* The state filesystem's problem (a full disk), kept in memory since the journal can't be
+ * written: one line at the end of every events file, a `store:` field in every status.
+ * Returns its length (0: none). */
+static size_t health_line(struct fs *fs, bool yaml, char *line, size_t n)
+{
+	char msg[256], when[32];
+	time_t since = 0;
+	line[0] = '\0';
+	if (!store_health(fs->store, msg, sizeof(msg), &since))
+		return 0;
+	time_iso(since, when, sizeof(when));
+	if (yaml)
+		fmt(line, n, "store: \"%s (since %s)\"\n", msg, when);
+	else
+		fmt(line, n, "%s %s\n", when, msg);
+	return strlen(line);
+}
+
+static int events_render(struct fs *fs, const char *journal, struct buf *out)
 {
 	struct stx *tx = NULL;
+	char line[512];
+	int r = store_begin(fs->store, false, &tx);
+	if (r)
+		return r;
+	r = store_events_read(tx, journal, out);
+	store_abort(tx);
+	size_t hl = health_line(fs, false, line, sizeof(line));
+	if (!r && hl)
+		r = buf_append(out, line, hl);
+	return r;
+}
+
+static int events_size(struct fs *fs, const char *journal, size_t *size)
+{
+	struct stx *tx = NULL;
+	char line[512];
+	int r = store_begin(fs->store, false, &tx);
+	if (r)
+		return r;
+	*size = store_events_size(tx, journal);
+	store_abort(tx);
+	*size += health_line(fs, false, line, sizeof(line));
+	return 0;
+}
+
+int render_file(struct fs *fs, struct node *n, struct buf *out)
+{
 	int r;
 	switch (n->kind) {
 	case N_README:
@@ -61,25 +106,21 @@ int render_file(struct fs *fs, struct node *n, struct buf *out)
 		return state_root_render(fs->store, out);
 	case N_REVENTS:
 	case N_PEVENTS:
-		r = store_begin(fs->store, false, &tx);
-		if (r)
-			return r;
-		r = store_events_read(tx, n->kind == N_REVENTS ? "" : n->project, out);
-		store_abort(tx);
+		return events_render(fs, n->kind == N_REVENTS ? "" : n->project, out);
+	case N_BSTATUS: {
+		char line[512];
+		r = state_backend_status(fs->store, n->project, n->backend, out);
+		size_t hl = health_line(fs, true, line, sizeof(line));
+		if (!r && hl)
+			r = buf_append(out, line, hl);
 		return r;
-	case N_BSTATUS:
-		return state_backend_status(fs->store, n->project, n->backend, out);
+	}
 	case N_FSTATUS:
 		return fleets_render_status(fs->store, n->project, n->backend, out);
 	case N_FEVENTS: {
 		char j[2 * STORE_NAME_MAX + 2];
 		fmt(j, sizeof(j), "%s:%s", n->project, n->backend);
-		r = store_begin(fs->store, false, &tx);
-		if (r)
-			return r;
-		r = store_events_read(tx, j, out);
-		store_abort(tx);
-		return r;
+		return events_render(fs, j, out);
 	}
 	case N_FSSHCFG:
 		return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, n->backend,
@@ -142,7 +183,6 @@ int render_file(struct fs *fs, struct node *n, struct buf *out)
 
 int render_size(struct fs *fs, struct node *n, size_t *size)
 {
-	struct stx *tx = NULL;
 	struct buf b;
 	int r;
 	switch (n->kind) {
@@ -154,21 +194,11 @@ int render_size(struct fs *fs, struct node *n, size_t *size)
 		return 0;
 	case N_REVENTS:
 	case N_PEVENTS:
-		r = store_begin(fs->store, false, &tx);
-		if (r)
-			return r;
-		*size = store_events_size(tx, n->kind == N_REVENTS ? "" : n->project);
-		store_abort(tx);
-		return 0;
+		return events_size(fs, n->kind == N_REVENTS ? "" : n->project, size);
 	case N_FEVENTS: {
 		char j[2 * STORE_NAME_MAX + 2];
 		fmt(j, sizeof(j), "%s:%s", n->project, n->backend);
-		r = store_begin(fs->store, false, &tx);
-		if (r)
-			return r;
-		*size = store_events_size(tx, j);
-		store_abort(tx);
-		return 0;
+		return events_size(fs, j, size);
 	}
 	case N_RCONFIG:
 		/* rendering opens every sealed config: cache the size per state generation */
