@@ -30,7 +30,7 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  ?= /usr/bin/python3
 
-.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench cloud-bench run install clean
+.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench cloud-bench chaos run install clean
 all: fleetfs
 
 # V=1 shows the compiler command lines
@@ -85,6 +85,12 @@ offers-bench: fleetfs
 
 cloud-bench: fleetfs
 	$(PYTHON) bench/cloud_bench.py
+
+# kill -9 at random moments, many rounds (the suite runs a few): CHAOS_ROUNDS, CHAOS_SEED
+CHAOS_ROUNDS ?= 200
+chaos: fleetfs build/bkcall
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) FLEETFS_TEST_TIMEOUT=3600 $(PYTHON) -m pytest -q -s \
+	    -p no:cacheprovider $(wildcard tests/integration/test_chaos*.py)
 
 # The README's run command: install what is missing, build, mount on MNT (default ~/fleet).
 MNT ?= $(HOME)/fleet
