@@ -161,27 +161,27 @@ void aws_api_close(struct aws_api *a)
 
 /* ------------------------------------------------------------------ queries */
 
-/* RFC 3986 encoding: unreserved characters kept, every other byte %XX. */
+/* s form-encoded as the AWS SDKs write query bodies (see sigv4_encode). */
 static void enc(struct buf *b, const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-			(void)buf_append(b, p, 1);
-		} else {
-			char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-			(void)buf_append(b, e, 3);
-		}
-	}
+	(void)sigv4_encode(b, s, strlen(s), SIGV4_ENC_FORM);
 }
 
 void awsq_init(struct aws_query *q, const char *action)
 {
 	buf_init(&q->b, 1u << 20);
 	(void)fmt(q->action, sizeof(q->action), "%s", action);
-	(void)buf_printf(&q->b, "Action=");
-	enc(&q->b, action);
+}
+
+void awsq_form(const struct aws_query *q, enum aws_service svc, struct buf *out)
+{
+	(void)buf_append(out, "Action=", 7);
+	enc(out, q->action);
+	if (svcs[svc].version) {
+		(void)buf_append(out, "&Version=", 9);
+		enc(out, svcs[svc].version);
+	}
+	(void)buf_append(out, q->b.data, q->b.len);
 }
 
 void awsq_free(struct aws_query *q)
@@ -448,9 +448,8 @@ int aws_query(struct aws_api *a, enum aws_service svc, const char *region,
 	*doc = NULL;
 	a->code[0] = '\0';
 	a->status = 0;
-	buf_init(&body, 1u << 20);
-	(void)buf_append(&body, q->b.data, q->b.len);
-	(void)buf_printf(&body, "&Version=%s", svcs[svc].version);
+	buf_init(&body, q->b.len + 4096); /* room for Action and Version */
+	awsq_form(q, svc, &body);
 	int r = aws_send(a, svc, region, "application/x-www-form-urlencoded; charset=utf-8", NULL,
 			 &body, idempotent, &resp, err, errlen);
 	explicit_bzero(body.data, body.len);

@@ -62,14 +62,20 @@ struct aws_api {
 int aws_api_open(struct aws_api *a, const struct backend_ctx *ctx, char *err, size_t errlen);
 void aws_api_close(struct aws_api *a);
 
-/* A query request's form parameters: Action, Version, then name=value pairs, each
- * form-encoded (RFC 3986 unreserved kept). */
+/* A query request's form parameters. Its body is written as the AWS SDKs write it (botocore's
+ * query serializer): Action, Version, then the name=value pairs in the order added, each name
+ * and value form-encoded (A-Z a-z 0-9 - . _ ~ kept, a space '+', any other byte %XX), with
+ * Content-Type application/x-www-form-urlencoded; charset=utf-8. AWS would take other
+ * encodings; emulators (moto, LocalStack) rebuild the body that way before checking the
+ * signature, and refuse any other. */
 struct aws_query {
-	struct buf b;
+	struct buf b; /* "&name=value" pairs, encoded */
 	char action[64];
 };
 void awsq_init(struct aws_query *q, const char *action);
 void awsq_free(struct aws_query *q);
+/* Append the body aws_query sends for q to svc to out (a query service: EC2, STS, IAM). */
+void awsq_form(const struct aws_query *q, enum aws_service svc, struct buf *out);
 void awsq_add(struct aws_query *q, const char *name, const char *value);
 /* The name is a format ("Filter.%d.Value.%d"); value is used as it is. */
 void awsq_addf(struct aws_query *q, const char *value, const char *namefmt, ...)

@@ -73,22 +73,20 @@ static void hex(const unsigned char *p, size_t n, char *dst)
 	dst[2 * n] = '\0';
 }
 
-/* Append p[0..n) URI-encoded (unreserved kept, the rest %XX uppercase). With decode, a valid
- * %XX in the input stands for its byte (so an encoded query is not encoded twice). */
-static int uri_encode(struct buf *b, const char *p, size_t n, bool decode)
+int sigv4_encode(struct buf *b, const char *p, size_t n, unsigned flags)
 {
 	static const char digits[] = "0123456789ABCDEF";
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
-		if (decode && c == '%' && i + 2 < n && hexval((unsigned char)p[i + 1]) >= 0 &&
-		    hexval((unsigned char)p[i + 2]) >= 0) {
+		if ((flags & SIGV4_ENC_DECODE) && c == '%' && i + 2 < n &&
+		    hexval((unsigned char)p[i + 1]) >= 0 && hexval((unsigned char)p[i + 2]) >= 0) {
 			c = (unsigned char)(hexval((unsigned char)p[i + 1]) * 16 +
 					    hexval((unsigned char)p[i + 2]));
 			i += 2;
 		}
 		int r;
-		if (unreserved(c)) {
-			char ch = (char)c;
+		if (unreserved(c) || (c == ' ' && (flags & SIGV4_ENC_FORM))) {
+			char ch = c == ' ' ? '+' : (char)c;
 			r = buf_append(b, &ch, 1);
 		} else {
 			char e[3] = {'%', digits[c >> 4], digits[c & 15]};
@@ -129,7 +127,7 @@ static int canon_path(struct buf *b, const char *path, size_t n)
 		if (k)
 			r = buf_append(b, "/", 1);
 		if (!r)
-			r = uri_encode(b, seg[k], len[k], false);
+			r = sigv4_encode(b, seg[k], len[k], 0);
 	}
 	if (!r && trailing && nseg)
 		r = buf_append(b, "/", 1);
@@ -174,9 +172,10 @@ static int canon_query(struct buf *b, const char *q, size_t n)
 			struct buf kb, vb;
 			buf_init(&kb, CANON_MAX);
 			buf_init(&vb, CANON_MAX);
-			r = uri_encode(&kb, q + i, klen, true);
+			r = sigv4_encode(&kb, q + i, klen, SIGV4_ENC_DECODE);
 			if (!r && eq)
-				r = uri_encode(&vb, eq + 1, (size_t)(q + j - (eq + 1)), true);
+				r = sigv4_encode(&vb, eq + 1, (size_t)(q + j - (eq + 1)),
+						 SIGV4_ENC_DECODE);
 			ps[cnt].key = buf_take(&kb);
 			ps[cnt].value = buf_take(&vb);
 			cnt++;

@@ -18,7 +18,9 @@ with the parameter and element names of botocore's service models
                    errors {"__type": code, "message": text} with x-amzn-ErrorType
 
 Every request is checked like AWS checks it: a SigV4 signature recomputed from what arrived
-(method, path, query, the SignedHeaders, the body's SHA-256), the key and its session token,
+(method, path, query, the SignedHeaders, the body's SHA-256; a form body as the emulators
+moto and LocalStack read it: rebuilt the AWS SDKs' way, see sdk_form, so a body encoded
+otherwise, a space as %20, is refused as it is there), the key and its session token,
 the clock skew (`max_skew`, 300 s), then the Version, the Action and every parameter name (an
 unknown one is 400 UnknownParameter, as on AWS: a misspelt name fails here as it would there).
 
@@ -86,7 +88,8 @@ from cloudfake import VM, CloudFake, NoCapacity, Reply  # noqa: E402
 from vultr_fake import keys_from_user_data  # noqa: E402
 
 __all__ = ["AwsFake", "AwsKey", "EC2_PARAMS", "INSTANCE_TYPES", "DEFAULT_IMAGES",
-           "DEFAULT_QUOTAS", "QUOTA_NAMES", "ACCOUNT", "DEFAULT_KEY", "sigv4_signature"]
+           "DEFAULT_QUOTAS", "QUOTA_NAMES", "ACCOUNT", "DEFAULT_KEY", "sigv4_signature",
+           "sdk_form"]
 
 ACCOUNT = "123456789012"
 DEFAULT_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
@@ -486,6 +489,19 @@ def canonical_query(raw_query):
         k, _, v = part.partition("=")
         pairs.append((_quote(urllib.parse.unquote(k)), _quote(urllib.parse.unquote(v))))
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
+
+
+def sdk_form(raw):
+    """A form body (bytes) as the AWS SDKs write its parameters: botocore's query serializer
+    hands them, in order, to urllib's urlencode (quote_plus: A-Z a-z 0-9 _ . - ~ kept, a
+    space '+', any other byte %XX uppercase). moto and LocalStack rebuild a query request's
+    body this way before they check its signature, so a client that encodes otherwise (a
+    space as %20, which AWS itself takes) fails there: the fake does as they do."""
+    pairs = urllib.parse.parse_qsl(raw.decode("utf-8", "surrogateescape"),
+                                   keep_blank_values=True, errors="surrogateescape")
+    return urllib.parse.urlencode([(k.encode("utf-8", "surrogateescape"),
+                                    v.encode("utf-8", "surrogateescape"))
+                                   for k, v in pairs]).encode("ascii")
 
 
 def sigv4_signature(secret, amz_date, region, service, canonical_request):
@@ -897,12 +913,18 @@ class AwsFake(CloudFake):
         body_hash = hashlib.sha256(req.raw or b"").hexdigest()
         if "x-amz-content-sha256" in sig.signed and sig.content_sha != body_hash:
             return bad("signature")
+        # a form body is signed as the emulators read it: rebuilt the AWS SDKs' way
+        form = call.ctype == "application/x-www-form-urlencoded" and req.method == "POST"
+        signed = sdk_form(req.raw or b"") if form else req.raw or b""
         canonical = "\n".join([
             req.method, canonical_uri(call.path), canonical_query(call.query),
             "".join(f"{n}:{sig.values.get(n) or ''}\n" for n in sig.signed),
-            ";".join(sig.signed), body_hash])
+            ";".join(sig.signed), hashlib.sha256(signed).hexdigest()])
         want = sigv4_signature(key.secret, sig.amz_date, sig.region, sig.service, canonical)
         if not hmac.compare_digest(want, sig.signature):
+            if signed != (req.raw or b""):
+                return bad("signature", _MISMATCH + " (the form body is not as the AWS SDKs "
+                           "write it: " + signed[:200].decode("ascii", "replace") + ")")
             return bad("signature")
         return key, None
 

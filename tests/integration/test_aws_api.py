@@ -96,6 +96,8 @@ def test_check_access_key(bk, fake):
     assert actions(fake) == ["GetCallerIdentity"]
     # STS is signed for us-east-1 whatever the regions
     assert fake.calls()[0] == {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
+    # the body as the AWS SDKs write it: Action, then Version
+    assert fake.requests[0].body == "Action=GetCallerIdentity&Version=2011-06-15"
 
 
 def test_check_refusals(bk, fake):
@@ -337,6 +339,12 @@ def test_create_login_terminate(bk, fake, keypair):
                           "cost": "123"}
     sg = fake.calls("CreateSecurityGroup")[0]
     assert sg["GroupName"] == "fleetfs_security_group_main"
+    assert sg["GroupDescription"] == "Made by fleetfs: SSH in, all traffic within"
+    # the form as the AWS SDKs write it (Action, Version, the parameters; a space '+'), so
+    # the emulators that rebuild it so before checking the signature take it too
+    body = next(q.body for q in fake.requests if q.route == "ec2/CreateSecurityGroup")
+    assert body.startswith("Action=CreateSecurityGroup&Version=2016-11-15&"), body
+    assert "&GroupDescription=Made+by+fleetfs%3A+SSH+in%2C+all+traffic+within" in body, body
     assert p["NetworkInterface.1.SecurityGroupId.1"] == fake.instance(vm["id"])["sg_ids"][0]
     assert actions(fake, "ec2")[:11] == [
         "DescribeImages", "DescribeAvailabilityZones", "DescribeInstanceTypes", "DescribeVpcs",

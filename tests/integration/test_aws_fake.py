@@ -301,6 +301,24 @@ def test_tampered_body_is_refused(fake):
     assert (st, ec2_error(text)[0]) == (403, "SignatureDoesNotMatch")
 
 
+def test_form_body_is_read_as_the_sdks_write_it(fake):
+    """As moto and LocalStack: a form body is signed as botocore writes it (a space '+').
+    One encoded otherwise (a space %20, which AWS itself takes) is refused."""
+    ec2 = client(fake, "ec2")
+    pattern = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
+    assert ec2.describe_images(Filters=[{"Name": "name", "Values": [pattern]}])["Images"]
+    sent = fake.requests[-1].body
+    assert "Filter.1.Value.1=Deep+Learning+Base+OSS" in sent, sent
+    body = ("Action=DescribeImages&Version=2016-11-15&Filter.1.Name=name"
+            "&Filter.1.Value.1=" + urllib.parse.quote(pattern, safe="")).encode()
+    assert b"%20" in body
+    st, _, text = raw(fake, "ec2", body=body)
+    assert (st, ec2_error(text)[0]) == (403, "SignatureDoesNotMatch"), text
+    assert "not as the AWS SDKs write it" in ec2_error(text)[1]
+    st, _, text = raw(fake, "ec2", body=body.replace(b"%20", b"+"))
+    assert st == 200, text
+
+
 @pytest.fixture
 def skewed(monkeypatch):
     """skewed(seconds): botocore signs with its clock off by that much."""

@@ -20,9 +20,15 @@ static void unset_endpoints(void)
 		unsetenv(vars[i]);
 }
 
+/* The body aws_query would send to EC2. */
 static char *query_text(const struct aws_query *q)
 {
-	return strndup(q->b.data, q->b.len);
+	struct buf b;
+	buf_init(&b, 1u << 21);
+	awsq_form(q, AWS_EC2, &b);
+	char *t = strndup(b.data, b.len);
+	buf_free(&b);
+	return t;
 }
 
 START_TEST(test_query_encoding)
@@ -35,10 +41,12 @@ START_TEST(test_query_encoding)
 	const char *arch[] = {"x86_64", NULL};
 	awsq_filter(&q, 1, "name", name);
 	awsq_filter(&q, 2, "architecture", arch);
+	/* what botocore sends for these params: Action, Version, then the params; a space '+' */
 	char *t = query_text(&q);
-	ck_assert_str_eq(t, "Action=DescribeImages&Owner.1=898082745236&Filter.1.Name=name"
-			    "&Filter.1.Value.1=Deep%20Learning%20Base%20OSS%20Nvidia%20Driver%20"
-			    "GPU%20AMI%20%28Ubuntu%2022.04%29%20%2A"
+	ck_assert_str_eq(t, "Action=DescribeImages&Version=2016-11-15&Owner.1=898082745236"
+			    "&Filter.1.Name=name"
+			    "&Filter.1.Value.1=Deep+Learning+Base+OSS+Nvidia+Driver+"
+			    "GPU+AMI+%28Ubuntu+22.04%29+%2A"
 			    "&Filter.2.Name=architecture&Filter.2.Value.1=x86_64");
 	free(t);
 	awsq_free(&q);
@@ -49,7 +57,7 @@ START_TEST(test_query_encoding)
 	awsq_filter(&q, 2, "instance-state-name", states);
 	awsq_addf(&q, "I2Nsb3VkLWNvbmZpZwo+/=", "NetworkInterface.%d.X_y-z~%s", 1, "a");
 	t = query_text(&q);
-	ck_assert_str_eq(t, "Action=DescribeInstances&Filter.1.Name=tag%3Aowner"
+	ck_assert_str_eq(t, "Action=DescribeInstances&Version=2016-11-15&Filter.1.Name=tag%3Aowner"
 			    "&Filter.1.Value.1=fleetfs&Filter.2.Name=instance-state-name"
 			    "&Filter.2.Value.1=pending&Filter.2.Value.2=running"
 			    "&NetworkInterface.1.X_y-z~a=I2Nsb3VkLWNvbmZpZwo%2B%2F%3D");
@@ -61,8 +69,33 @@ START_TEST(test_query_encoding)
 	awsq_add(&q, "Tag.2.Value", "");
 	awsq_add(&q, "Tag.3.Value", NULL);
 	t = query_text(&q);
-	ck_assert_str_eq(t, "Action=CreateTags&Tag.1.Value=caf%C3%A9&Tag.2.Value=&Tag.3.Value=");
+	ck_assert_str_eq(t, "Action=CreateTags&Version=2016-11-15&Tag.1.Value=caf%C3%A9"
+			    "&Tag.2.Value=&Tag.3.Value=");
 	free(t);
+	awsq_free(&q);
+	/* the security group's description: spaces '+', a '+' itself %2B; every printable
+	 * ASCII byte as Python's urllib.parse.urlencode writes it */
+	awsq_init(&q, "CreateSecurityGroup");
+	awsq_add(&q, "GroupDescription", "Made by fleetfs: SSH in, all traffic within");
+	awsq_add(&q, "X", " !\"#$%&'()*+,/:;<=>?@[\\]^`{|}");
+	t = query_text(&q);
+	ck_assert_str_eq(t, "Action=CreateSecurityGroup&Version=2016-11-15"
+			    "&GroupDescription=Made+by+fleetfs%3A+SSH+in%2C+all+traffic+within"
+			    "&X=+%21%22%23%24%25%26%27%28%29%2A%2B%2C%2F%3A%3B%3C%3D%3E%3F%40"
+			    "%5B%5C%5D%5E%60%7B%7C%7D");
+	free(t);
+	awsq_free(&q);
+	/* STS and IAM: their own versions */
+	awsq_init(&q, "GetCallerIdentity");
+	struct buf b;
+	buf_init(&b, 4096);
+	awsq_form(&q, AWS_STS, &b);
+	ck_assert_str_eq(b.data, "Action=GetCallerIdentity&Version=2011-06-15");
+	buf_free(&b);
+	buf_init(&b, 4096);
+	awsq_form(&q, AWS_IAM, &b);
+	ck_assert_str_eq(b.data, "Action=GetCallerIdentity&Version=2010-05-08");
+	buf_free(&b);
 	awsq_free(&q);
 }
 END_TEST
