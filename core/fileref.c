@@ -134,7 +134,8 @@ static int open_outside(const char *mnt, const char *abs, int *out, char *why, s
 		const char *p = rest + strspn(rest, "/");
 		size_t n = strcspn(p, "/");
 		if (!n) {
-			r = why_path(why, whylen, abs, "not a regular file"); /* ends on a directory */
+			r = why_path(why, whylen, abs,
+				     "not a regular file"); /* ends on a directory */
 			goto out;
 		}
 		if (n > NAME_MAX) {
@@ -168,10 +169,11 @@ static int open_outside(const char *mnt, const char *abs, int *out, char *why, s
 			goto out;
 		}
 		if (under(mnt, ml, cand)) {
-			r = why_path(why, whylen, abs,
-				     detour ? "leads into the fleetfs mount (through a symbolic "
-					      "link or ..); refer to a file outside it"
-					    : "is inside the fleetfs mount; refer to a file outside it");
+			r = why_path(
+				why, whylen, abs,
+				detour ? "leads into the fleetfs mount (through a symbolic "
+					 "link or ..); refer to a file outside it"
+				       : "is inside the fleetfs mount; refer to a file outside it");
 			goto out;
 		}
 		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
