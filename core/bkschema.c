@@ -8,7 +8,9 @@
  * VPC coverage, kubeconfig contexts), so a bad config fails at write time, with file, line and
  * a dotted field path, instead of when a backend first talks to its cloud.
  *
- * Values are never echoed: a message names the key (sanitized) and, for files, the path.
+ * User text is never echoed: field paths are made of our schema's names; a key of the user's
+ * own (a tag, a map of regions) or an unknown key, a wrong enum value and a file's path appear
+ * only as str_redact() shows them ("lmb…" (22 chars)).
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -71,11 +73,12 @@ void bkw_path_idx(char *dst, size_t n, const char *base, size_t i)
 	(void)fmt(dst, n, "%s[%zu]", base, i);
 }
 
+/* A key of the user's own (tags, vpc_ids) is user text: BASE["abc…" (N chars)]. */
 void bkw_path_key(char *dst, size_t n, const char *base, const char *rawkey)
 {
-	char k[64];
-	str_sanitize(k, sizeof(k), rawkey);
-	bkw_path(dst, n, base, k);
+	char k[STR_REDACT_LEN];
+	str_redact(k, sizeof(k), rawkey);
+	(void)fmt(dst, n, "%s[%s]", base ? base : "", k);
 }
 
 void bkw_join(char *dst, size_t n, const char *const *list)
@@ -144,11 +147,12 @@ static int need_str(struct bkw *w, int val, const char *path)
 
 static int need_oneof(struct bkw *w, int val, const char *path, const char *const *oneof)
 {
-	char list[400];
+	char list[400], got[STR_REDACT_LEN];
 	if (!oneof || in_list(ydoc_str(w->d, val), oneof))
 		return 0;
 	bkw_join(list, sizeof(list), oneof);
-	return bkw_err(w, val, path, "must be one of: %s", list);
+	str_redact(got, sizeof(got), ydoc_str(w->d, val));
+	return bkw_err(w, val, path, "must be one of: %s; got %s", list, got);
 }
 
 /* ---- the walker ---- */
@@ -228,9 +232,13 @@ static int walk_creds(struct bkw *w, int val, const char *path, const struct bk_
 		return bkw_err(w, val, path, "must be a mapping with `type` (one of: %s)", list);
 	int tn = ydoc_map_get(d, val, "type");
 	if (tn) {
-		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn) ||
-		    !in_list(ydoc_str(d, tn), names))
+		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
 			return bkw_err(w, tn, tpath, "must be one of: %s", list);
+		if (!in_list(ydoc_str(d, tn), names)) {
+			char got[STR_REDACT_LEN];
+			str_redact(got, sizeof(got), ydoc_str(d, tn));
+			return bkw_err(w, tn, tpath, "must be one of: %s; got %s", list, got);
+		}
 		type = ydoc_str(d, tn);
 	} else if (!type) {
 		return bkw_err(w, val, tpath, "required field is missing (one of: %s)", list);
@@ -297,6 +305,23 @@ static const struct bk_field *find_field(const struct bk_obj *o, const char *nam
 	return NULL;
 }
 
+/* "PATH: unknown key "reg…" (6 chars) (did you mean regions?)": the key is user text (a
+ * secret pasted in key position must not reach events), the suggestion is our field name. */
+static int unknown_key(struct bkw *w, int k, const char *path, const struct bk_obj *o,
+		       const char *const *skip)
+{
+	const char *known[64];
+	char shown[STR_REDACT_KEY_LEN];
+	size_t n = 0;
+	for (const struct bk_field *f = o->fields; f->name && n + 1 < 64; f++)
+		known[n++] = f->name;
+	for (size_t i = 0; skip && skip[i] && n + 1 < 64; i++)
+		known[n++] = skip[i];
+	known[n] = NULL;
+	str_redact_key(shown, sizeof(shown), ydoc_str(w->d, k), known);
+	return bkw_err(w, k, path, "unknown key %s", shown);
+}
+
 /* Keys in document order (unknown keys and bad values first), then required keys, then the
  * exclusive pairs, then the object's hook. */
 static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_obj *o,
@@ -315,10 +340,10 @@ static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_o
 			return bkw_err(w, k, path, "keys must be strings");
 		if (skip && in_list(ks, skip))
 			continue;
-		bkw_path_key(kpath, sizeof(kpath), path, ks);
 		const struct bk_field *f = find_field(o, ks);
 		if (!f)
-			return bkw_err(w, k, kpath, "unknown key");
+			return unknown_key(w, k, path, o, skip);
+		bkw_path(kpath, sizeof(kpath), path, f->name);
 		int r = walk_value(w, f, ydoc_map_val(d, node, i), kpath);
 		if (r)
 			return r;
@@ -625,11 +650,13 @@ static int check_oci_config(struct bkw *w, int node, const char *path, const cha
 static int check_content(struct bkw *w, const struct bk_fill *f, int node, const char *path,
 			 const char *abs, const char *buf, size_t len)
 {
-	char what[PATH_MAX + 4];
-	if (abs)
-		(void)fmt(what, sizeof(what), "%s: ", abs);
-	else
+	char what[STR_REDACT_LEN + 4];
+	if (abs) {
+		str_redact(what, sizeof(what) - 2, abs);
+		(void)fmt(what + strlen(what), 3, ": ");
+	} else {
 		what[0] = '\0';
+	}
 	switch (f->kind) {
 	case BK_C_GCP_SA:
 		return check_gcp_sa(w, node, path, what, buf, len);
@@ -734,8 +761,12 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
 			return bkw_err(w, tn, "type", "must be a backend type (one of: %s)", list);
 		ts = ydoc_str(d, tn);
-		if (!bk_type_known(ts))
-			return bkw_err(w, tn, "type", "unknown backend type (known: %s)", list);
+		if (!bk_type_known(ts)) {
+			char got[STR_REDACT_KEY_LEN];
+			str_redact_key(got, sizeof(got), ts, bk_type_names);
+			return bkw_err(w, tn, "type", "unknown backend type %s (known: %s)", got,
+				       list);
+		}
 	}
 	if (!dirname) {
 		if (!ts)

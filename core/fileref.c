@@ -1,13 +1,15 @@
 /* fileref: see fileref.h. Shared by bkschema (backend key/credential files) and fleetspec
  * (SSH identity files). */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* O_PATH */
 #endif
 
 #include "fileref.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,32 +71,188 @@ int fileref_resolve(const struct bk_ctx *ctx, const char *p, char *abs, size_t a
 	return 0;
 }
 
-/* O_NONBLOCK keeps a FIFO from hanging the open; it is not a regular file anyway. */
+static bool under(const char *mnt, size_t ml, const char *p)
+{
+	if (!ml)
+		return false;
+	if (ml == 1 && mnt[0] == '/')
+		return true;
+	return !strncmp(p, mnt, ml) && (p[ml] == '/' || p[ml] == '\0');
+}
+
+/* "<path as written, redacted>: <msg>"; -EINVAL. */
+static int why_path(char *why, size_t whylen, const char *abs, const char *msg)
+{
+	char shown[STR_REDACT_LEN];
+	str_redact(shown, sizeof(shown), abs);
+	(void)fmt(why, whylen, "%s: %s", shown, msg);
+	return -EINVAL;
+}
+
+static void swap_fd(int *dirfd, int fd)
+{
+	close(*dirfd);
+	*dirfd = fd;
+}
+
+/* Open the regular file abs for reading without ever making a system call that reaches the
+ * fleetfs mount at mnt (a canonical path: fs/main.c takes realpath() of the mount point before
+ * mounting).
+ *
+ * Why a walk of our own: with -s the daemon serves one request at a time, so any syscall on a
+ * path inside its own mount (open, stat, realpath's lstat of the mount point, readlink) waits
+ * for the very request that issued it: a deadlock. Comparing the path as written misses a
+ * symbolic link or a ".." that leads inside, and resolving it with realpath() or open()-then-
+ * fstat() already enters the mount. So the path is resolved one component at a time, from "/"
+ * down, keeping the canonical (symlink-free) path of the directory reached so far: before a
+ * component is touched at all, the canonical path it would have is compared with mnt, and a
+ * match is refused. Only components outside the mount are ever fstatat()ed, readlinkat()ed or
+ * opened. Each step is relative to the directory fd of the previous one and never follows a
+ * link by itself (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW, O_PATH), so swapping a component for a
+ * link between our check and our open cannot steer the kernel into the mount either; links
+ * are read and spliced into the rest of the path like the kernel does (at most 40, ELOOP).
+ * Not covered: the same file system mounted a second time elsewhere (a bind mount of the
+ * fleetfs mount), which has another path. */
+static int open_outside(const char *mnt, const char *abs, int *out, char *why, size_t whylen)
+{
+	char cur[PATH_MAX] = "", rest[PATH_MAX], link[PATH_MAX], next[PATH_MAX], cand[PATH_MAX];
+	char name[NAME_MAX + 1];
+	size_t ml = mnt ? strlen(mnt) : 0;
+	int dirfd = -1, links = 0, r = 0;
+	bool detour = false;
+	struct stat st;
+	*out = -1;
+	if (under(mnt, ml, abs))
+		return why_path(why, whylen, abs,
+				"is inside the fleetfs mount; refer to a file outside it");
+	if (fmt(rest, sizeof(rest), "%s", abs))
+		return why_path(why, whylen, abs, "path too long");
+	dirfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return why_path(why, whylen, abs, errno_text(errno));
+	for (;;) {
+		const char *p = rest + strspn(rest, "/");
+		size_t n = strcspn(p, "/");
+		if (!n) {
+			r = why_path(why, whylen, abs,
+				     "not a regular file"); /* ends on a directory */
+			goto out;
+		}
+		if (n > NAME_MAX) {
+			r = why_path(why, whylen, abs, "path too long");
+			goto out;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		p += n;
+		bool last = p[strspn(p, "/")] == '\0';
+		memmove(rest, p, strlen(p) + 1);
+		if (!strcmp(name, ".")) {
+			continue;
+		}
+		if (!strcmp(name, "..")) {
+			/* cur is canonical, so its parent is the physical parent */
+			char *slash = strrchr(cur, '/');
+			int fd = openat(dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (fd < 0) {
+				r = why_path(why, whylen, abs, errno_text(errno));
+				goto out;
+			}
+			swap_fd(&dirfd, fd);
+			if (slash)
+				*slash = '\0';
+			detour = true;
+			continue;
+		}
+		if (fmt(cand, sizeof(cand), "%s/%s", cur, name)) {
+			r = why_path(why, whylen, abs, "path too long");
+			goto out;
+		}
+		if (under(mnt, ml, cand)) {
+			r = why_path(
+				why, whylen, abs,
+				detour ? "leads into the fleetfs mount (through a symbolic "
+					 "link or ..); refer to a file outside it"
+				       : "is inside the fleetfs mount; refer to a file outside it");
+			goto out;
+		}
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
+			r = why_path(why, whylen, abs, errno_text(errno));
+			goto out;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t k;
+			if (++links > 40) {
+				r = why_path(why, whylen, abs, errno_text(ELOOP));
+				goto out;
+			}
+			k = readlinkat(dirfd, name, link, sizeof(link) - 1);
+			if (k <= 0) {
+				r = why_path(why, whylen, abs, errno_text(k < 0 ? errno : ENOENT));
+				goto out;
+			}
+			link[k] = '\0';
+			if (fmt(next, sizeof(next), "%s/%s", link, rest)) {
+				r = why_path(why, whylen, abs, "path too long");
+				goto out;
+			}
+			memcpy(rest, next, strlen(next) + 1);
+			if (link[0] == '/') {
+				int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+				if (fd < 0) {
+					r = why_path(why, whylen, abs, errno_text(errno));
+					goto out;
+				}
+				swap_fd(&dirfd, fd);
+				cur[0] = '\0';
+			}
+			detour = true;
+			continue;
+		}
+		if (last) {
+			/* no open of a FIFO or device at all; O_NONBLOCK covers a swap race */
+			if (!S_ISREG(st.st_mode)) {
+				r = why_path(why, whylen, abs, "not a regular file");
+				goto out;
+			}
+			*out = openat(dirfd, name,
+				      O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+			if (*out < 0)
+				r = why_path(why, whylen, abs, errno_text(errno));
+			goto out;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			r = why_path(why, whylen, abs, errno_text(ENOTDIR));
+			goto out;
+		}
+		int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			r = why_path(why, whylen, abs, errno_text(errno));
+			goto out;
+		}
+		swap_fd(&dirfd, fd);
+		memcpy(cur, cand, strlen(cand) + 1);
+	}
+out:
+	close(dirfd);
+	return r;
+}
+
 int fileref_read(const struct bk_ctx *ctx, const char *abs, size_t max, char **data, size_t *len,
 		 char *why, size_t whylen)
 {
 	struct buf b;
 	struct stat st;
 	char chunk[16384];
-	int r = 0;
+	int fd = -1;
 	*data = NULL;
 	*len = 0;
-	const char *mnt = ctx ? ctx->mountpoint : NULL;
-	size_t ml = mnt ? strlen(mnt) : 0;
-	if (ml && !strncmp(abs, mnt, ml) && (abs[ml] == '/' || abs[ml] == '\0')) {
-		(void)fmt(why, whylen,
-			  "%s: is inside the fleetfs mount; refer to a file outside it", abs);
-		return -EINVAL;
-	}
-	int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		(void)fmt(why, whylen, "%s: %s", abs, errno_text(errno));
-		return -EINVAL;
-	}
+	int r = open_outside(ctx ? ctx->mountpoint : NULL, abs, &fd, why, whylen);
+	if (r)
+		return r;
 	buf_init(&b, max);
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		(void)fmt(why, whylen, "%s: not a regular file", abs);
-		r = -EINVAL;
+		r = why_path(why, whylen, abs, "not a regular file");
 		goto out;
 	}
 	for (;;) {
@@ -102,16 +260,16 @@ int fileref_read(const struct bk_ctx *ctx, const char *abs, size_t max, char **d
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			(void)fmt(why, whylen, "%s: read error", abs);
-			r = -EINVAL;
+			r = why_path(why, whylen, abs, "read error");
 			goto out;
 		}
 		if (n == 0)
 			break;
 		r = buf_append(&b, chunk, (size_t)n);
 		if (r == -EFBIG) {
-			(void)fmt(why, whylen, "%s: larger than %zu bytes", abs, max);
-			r = -EINVAL;
+			char msg[64];
+			(void)fmt(msg, sizeof(msg), "larger than %zu bytes", max);
+			r = why_path(why, whylen, abs, msg);
 		}
 		if (r)
 			goto out;

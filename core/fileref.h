@@ -6,7 +6,10 @@
  * regular file or is larger than the caller's cap.
  *
  * Messages go into `why` without a file/line prefix (the caller adds its own, e.g. through
- * ydoc_err); they name the resolved path but never the file's contents.
+ * ydoc_err); they show the path only as str_redact() does (it is user text) and never the
+ * file's contents. fileref_read resolves symbolic links and ".." itself, component by
+ * component, and refuses a path that leads into the mount before any system call reaches it
+ * (see open_outside in fileref.c: with -s, such a call would deadlock the daemon).
  */
 #ifndef FLEETFS_FILEREF_H
 #define FLEETFS_FILEREF_H

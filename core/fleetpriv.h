@@ -40,8 +40,14 @@ int fsw_err(struct fsw *w, int node, const char *path, const char *f, ...)
 	__attribute__((format(printf, 4, 5)));
 /* The reason of a string-level parser (no file/line) into err (may be NULL). -EINVAL. */
 int fsw_why(char *err, size_t errlen, const char *msg);
-/* dst = base.key (key sanitized) or key; dst = base[i]. Truncation only shortens a message. */
+/* dst = base.key or key, key one of our field names; dst = base[i]. Truncation only shortens
+ * a message. */
 void fsw_join(char *dst, size_t n, const char *base, const char *key);
+/* dst = base["abc…" (N chars)]: a key of the user's own (tags, env), shown by str_redact. */
+void fsw_join_user(char *dst, size_t n, const char *base, const char *key);
+/* "PATH: unknown key "abc…" (N chars) (did you mean W?)" for key node k of the mapping at
+ * PATH; known (NULL-terminated, may be NULL) only feeds the suggestion. Returns -EINVAL. */
+int fsw_unknown_key(struct fsw *w, int k, const char *path, const char *const *known);
 void fsw_idx(char *dst, size_t n, const char *base, size_t i);
 const char *fsw_kind(enum ykind k);
 /* A plain YAML 1.1 boolean word. */

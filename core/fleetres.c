@@ -96,11 +96,8 @@ static int range_node(struct fsw *w, int val, const char *path, bool memory, str
 		for (size_t i = 0; i < ydoc_len(d, val); i++) {
 			int k = ydoc_map_key(d, val, i), v = ydoc_map_val(d, val, i);
 			const char *ks = fsw_text(d, k);
-			if (!ks || !fsw_in(ks, keys)) {
-				fsw_join(kpath, sizeof(kpath), path, ks ? ks : "?");
-				return fsw_err(w, k, kpath,
-					       "unknown key (a range has min and max)");
-			}
+			if (!ks || !fsw_in(ks, keys))
+				return fsw_unknown_key(w, k, path, keys);
 			if (ydoc_is_null(d, v))
 				continue;
 			bool ismax = !strcmp(ks, "max");
@@ -479,10 +476,9 @@ static int res_field(struct fsw *w, void *ctx, const char *key, int val, const c
 		int sz = ydoc_map_get(d, val, "size");
 		for (size_t i = 0; i < ydoc_len(d, val); i++) {
 			const char *k = fsw_text(d, ydoc_map_key(d, val, i));
-			if (!k || strcmp(k, "size")) {
-				fsw_join(kpath, sizeof(kpath), path, k ? k : "?");
-				return fsw_err(w, ydoc_map_key(d, val, i), kpath, "unknown key");
-			}
+			static const char *const disk_keys[] = {"size", NULL};
+			if (!k || strcmp(k, "size"))
+				return fsw_unknown_key(w, ydoc_map_key(d, val, i), path, disk_keys);
 		}
 		fsw_join(kpath, sizeof(kpath), path, "size");
 		if (!sz || ydoc_is_null(d, sz))

@@ -378,8 +378,10 @@ static int host_taken(struct stx *tx, const char *p, const char *fleet,
 			char *slash = strrchr(other, '/');
 			if (slash)
 				*slash = '\0';
+			char host[STR_REDACT_LEN];
+			str_redact(host, sizeof(host), f->hosts[i].ep.hostname);
 			fmt(err, errlen, "%s: ssh_config.hosts[%zu]: host %s is already in fleet %s",
-			    fname, i, f->hosts[i].ep.hostname, other);
+			    fname, i, host, other);
 			cJSON_Delete(arr);
 			return -EINVAL;
 		}

@@ -68,12 +68,27 @@ int fsw_why(char *err, size_t errlen, const char *msg)
 
 void fsw_join(char *dst, size_t n, const char *base, const char *key)
 {
-	char k[64];
-	str_sanitize(k, sizeof(k), key);
 	if (base && *base)
-		(void)fmt(dst, n, "%s.%s", base, k);
+		(void)fmt(dst, n, "%s.%s", base, key);
 	else
-		(void)fmt(dst, n, "%s", k);
+		(void)fmt(dst, n, "%s", key);
+}
+
+void fsw_join_user(char *dst, size_t n, const char *base, const char *key)
+{
+	char k[STR_REDACT_LEN];
+	str_redact(k, sizeof(k), key);
+	(void)fmt(dst, n, "%s[%s]", base ? base : "", k);
+}
+
+int fsw_unknown_key(struct fsw *w, int k, const char *path, const char *const *known)
+{
+	char shown[STR_REDACT_KEY_LEN];
+	const char *ks = ydoc_str(w->d, k);
+	if (!ks || ydoc_is_null(w->d, k))
+		return fsw_err(w, k, path, "keys must be strings");
+	str_redact_key(shown, sizeof(shown), ks, known);
+	return fsw_err(w, k, path, "unknown key %s", shown);
 }
 
 void fsw_idx(char *dst, size_t n, const char *base, size_t i)
@@ -219,9 +234,9 @@ int fsw_walk(struct fsw *w, int node, const char *path, const char *const *known
 		const char *ks = fsw_text(w->d, k);
 		if (!ks)
 			return fsw_err(w, k, path, "keys must be strings");
-		fsw_join(kpath, sizeof(kpath), path, ks);
 		if (!fsw_in(ks, known))
-			return fsw_err(w, k, kpath, "unknown key");
+			return fsw_unknown_key(w, k, path, known);
+		fsw_join(kpath, sizeof(kpath), path, ks);
 		int r = fn(w, ctx, ks, ydoc_map_val(w->d, node, i), kpath);
 		if (r)
 			return r;
@@ -296,16 +311,16 @@ static int parse_nodes(struct fsw *w, int val, const char *path)
 	long long v[3] = {0, LLONG_MIN, FS_UNLIMITED}; /* min, target, max */
 	bool map = ydoc_kind(d, val) == Y_MAP;
 	if (map) {
-		static const char *const keys[] = {"min", "target", "max"};
+		static const char *const keys[] = {"min", "target", "max", NULL};
 		for (size_t i = 0; i < ydoc_len(d, val); i++) {
 			int k = ydoc_map_key(d, val, i), vn = ydoc_map_val(d, val, i);
 			const char *ks = fsw_text(d, k);
 			size_t j = 0;
 			while (j < 3 && (!ks || strcmp(ks, keys[j])))
 				j++;
-			fsw_join(kpath, sizeof(kpath), path, ks ? ks : "?");
 			if (j == 3)
-				return fsw_err(w, k, kpath, "unknown key");
+				return fsw_unknown_key(w, k, path, keys);
+			fsw_join(kpath, sizeof(kpath), path, keys[j]);
 			if (ydoc_is_null(d, vn))
 				continue;
 			const char *s = fsw_text(d, vn);
@@ -458,7 +473,7 @@ static int parse_tags(struct fsw *w, int val, const char *path)
 		const char *ks, *vs;
 		if (fsw_str(w, k, path, &ks))
 			return fsw_err(w, k, path, "keys must be strings");
-		fsw_join(kpath, sizeof(kpath), path, ks);
+		fsw_join_user(kpath, sizeof(kpath), path, ks);
 		if (!tag_key_ok(ks))
 			return fsw_err(w, k, kpath,
 				       "invalid tag key: must match ^[_\\-a-zA-Z0-9]{1,60}$");
@@ -504,7 +519,7 @@ static int parse_env(struct fsw *w, int val, const char *path, bool *nondefault)
 			value = eq ? eq + 1 : NULL;
 		} else {
 			klen = strlen(s);
-			fsw_join(kpath, sizeof(kpath), path, s);
+			fsw_join_user(kpath, sizeof(kpath), path, s);
 			r = fsw_str(w, ydoc_map_val(d, val, i), kpath, &value);
 			if (r)
 				return r;
@@ -776,8 +791,11 @@ static int load_key(struct fsw *w, int val, const char *path, const struct keyfi
 	if (r)
 		return r;
 	r = sshkey_check(data, len, reason, sizeof(reason));
-	if (r == -EINVAL)
-		r = fsw_err(w, val, path, "%s: %s", abs, reason);
+	if (r == -EINVAL) {
+		char shown[STR_REDACT_LEN];
+		str_redact(shown, sizeof(shown), abs);
+		r = fsw_err(w, val, path, "%s: %s", shown, reason);
+	}
 	if (r) {
 		OPENSSL_cleanse(data, len);
 		free(data);
@@ -1216,15 +1234,18 @@ static int parse_root(struct fsw *w, int root)
 		int k = ydoc_map_key(d, root, i), v = ydoc_map_val(d, root, i);
 		const char *ks = fsw_text(d, k);
 		const struct top_field *t = top_fields;
-		char kpath[FSW_PATH];
 		bool nondefault = false;
 		if (!ks)
 			return fsw_err(w, k, "", "keys must be strings");
 		while (t->name && strcmp(t->name, ks))
 			t++;
 		if (!t->name) {
-			fsw_join(kpath, sizeof(kpath), "", ks);
-			return fsw_err(w, k, kpath, "unknown key");
+			const char *known[sizeof(top_fields) / sizeof(top_fields[0])];
+			size_t nk = 0;
+			for (const struct top_field *q = top_fields; q->name; q++)
+				known[nk++] = q->name;
+			known[nk] = NULL;
+			return fsw_unknown_key(w, k, "", known);
 		}
 		if (ydoc_is_null(d, v)) {
 			/* Optional[...] = None; these three have non-null defaults */
@@ -1429,7 +1450,7 @@ int fleetspec_update_check(const struct fleet_spec *cur, const struct fleet_spec
 			if (ep_eq(&c->ep, &n->ep) && ep_eq(c->proxy, n->proxy) &&
 			    str_eq(c->internal_ip, n->internal_ip) && c->blocks == n->blocks)
 				break;
-			str_sanitize(host, sizeof(host), n->ep.hostname);
+			str_redact(host, sizeof(host), n->ep.hostname);
 			(void)fmt(field, sizeof(field), "ssh_config.hosts[%zu]", i);
 			return uerr(
 				err, errlen, field,

@@ -59,18 +59,29 @@ static bool alnum(const char *s)
 	return true;
 }
 
+/* "FIELD: unknown key "abc…" (N chars)": a key is user text (a secret pasted in key position
+ * must not reach the 0444 events file); known (our words) only feeds the suggestion. */
+static int unknown_key(const struct ydoc *d, int key, const char *field,
+		       const char *const *known, char *err, size_t errlen)
+{
+	char shown[STR_REDACT_KEY_LEN];
+	const char *k = ydoc_str(d, key);
+	if (!k)
+		return ydoc_err(d, key, field, err, errlen, "keys must be strings");
+	str_redact_key(shown, sizeof(shown), k, known);
+	return ydoc_err(d, key, field, err, errlen, "unknown key %s", shown);
+}
+
 static int parse_keys(const struct ydoc *d, int enc, struct plan *pl, char *err, size_t errlen)
 {
 	if (ydoc_kind(d, enc) != Y_MAP)
 		return ydoc_err(d, enc, "encryption", err, errlen, "expected a mapping");
+	static const char *const enc_keys[] = {"keys", NULL};
 	for (size_t i = 0; i < ydoc_len(d, enc); i++) {
 		const char *k = ydoc_str(d, ydoc_map_key(d, enc, i));
-		if (!k || strcmp(k, "keys")) {
-			char safe[64];
-			str_sanitize(safe, sizeof(safe), k ? k : "?");
-			return ydoc_err(d, ydoc_map_key(d, enc, i), "encryption", err, errlen,
-					"unknown key %s", safe);
-		}
+		if (!k || strcmp(k, "keys"))
+			return unknown_key(d, ydoc_map_key(d, enc, i), "encryption", enc_keys, err,
+					   errlen);
 	}
 	int keys = ydoc_map_get(d, enc, "keys");
 	pl->has_keys = true;
@@ -78,6 +89,7 @@ static int parse_keys(const struct ydoc *d, int enc, struct plan *pl, char *err,
 		return 0;
 	if (ydoc_kind(d, keys) != Y_SEQ)
 		return ydoc_err(d, keys, "encryption.keys", err, errlen, "expected a list");
+	static const char *const key_keys[] = {"type", "name", "secret", NULL};
 	for (size_t i = 0; i < ydoc_len(d, keys); i++) {
 		int k = ydoc_seq_at(d, keys, i);
 		char field[64];
@@ -92,18 +104,18 @@ static int parse_keys(const struct ydoc *d, int enc, struct plan *pl, char *err,
 			bool ok = kk && (!strcmp(kk, "type") ||
 					 (!strcmp(type, "aes") &&
 					  (!strcmp(kk, "name") || !strcmp(kk, "secret"))));
-			if (!ok) {
-				char safe[64];
-				str_sanitize(safe, sizeof(safe), kk ? kk : "?");
-				return ydoc_err(d, ydoc_map_key(d, k, j), field, err, errlen,
-						"unknown key %s", safe);
-			}
+			if (!ok)
+				return unknown_key(d, ydoc_map_key(d, k, j), field, key_keys, err,
+						   errlen);
 		}
 		if (!strcmp(type, "identity"))
 			continue; /* accepted; fleetfs always seals (docs/filesystem.md) */
-		if (strcmp(type, "aes"))
+		if (strcmp(type, "aes")) {
+			char got[STR_REDACT_LEN];
+			str_redact(got, sizeof(got), type);
 			return ydoc_err(d, ydoc_map_get(d, k, "type"), field, err, errlen,
-					"type must be aes or identity");
+					"type must be aes or identity; got %s", got);
+		}
 		const char *name = ydoc_str(d, ydoc_map_get(d, k, "name"));
 		const char *secret = ydoc_str(d, ydoc_map_get(d, k, "secret"));
 		if (!name || !alnum(name) || strlen(name) >= SEAL_NAME_MAX)
@@ -127,7 +139,7 @@ static int parse_perms(const struct ydoc *d, int n, char *err, size_t errlen)
 {
 	static const char *const known[] = {"allow_non_admins_create_projects",
 					    "allow_non_admins_manage_ssh_fleets",
-					    "allow_managers_manage_secrets"};
+					    "allow_managers_manage_secrets", NULL};
 	if (ydoc_is_null(d, n))
 		return 0;
 	if (ydoc_kind(d, n) != Y_MAP)
@@ -137,12 +149,11 @@ static int parse_perms(const struct ydoc *d, int n, char *err, size_t errlen)
 		bool ok = false, v;
 		for (size_t j = 0; k && j < 3; j++)
 			ok |= !strcmp(k, known[j]);
-		char field[96], safe[64];
-		str_sanitize(safe, sizeof(safe), k ? k : "?");
-		fmt(field, sizeof(field), "default_permissions.%s", safe);
+		char field[96];
 		if (!ok)
-			return ydoc_err(d, ydoc_map_key(d, n, i), "default_permissions", err, errlen,
-					"unknown key %s", safe);
+			return unknown_key(d, ydoc_map_key(d, n, i), "default_permissions", known,
+					   err, errlen);
+		fmt(field, sizeof(field), "default_permissions.%s", k);
 		if (ydoc_bool(d, ydoc_map_val(d, n, i), &v))
 			return ydoc_err(d, ydoc_map_val(d, n, i), field, err, errlen,
 					"expected true or false");
@@ -170,14 +181,12 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 	fmt(field, sizeof(field), "projects[%zu]", idx);
 	if (ydoc_kind(d, pn) != Y_MAP)
 		return ydoc_err(d, pn, field, err, errlen, "expected a mapping with name and backends");
+	static const char *const project_keys[] = {"name", "backends", NULL};
 	for (size_t i = 0; i < ydoc_len(d, pn); i++) {
 		const char *k = ydoc_str(d, ydoc_map_key(d, pn, i));
-		if (!k || (strcmp(k, "name") && strcmp(k, "backends"))) {
-			char safe[64];
-			str_sanitize(safe, sizeof(safe), k ? k : "?");
-			return ydoc_err(d, ydoc_map_key(d, pn, i), field, err, errlen,
-					"unknown key %s", safe);
-		}
+		if (!k || (strcmp(k, "name") && strcmp(k, "backends")))
+			return unknown_key(d, ydoc_map_key(d, pn, i), field, project_keys, err,
+					   errlen);
 	}
 	const char *name = ydoc_str(d, ydoc_map_get(d, pn, "name"));
 	if (!name)
@@ -185,10 +194,14 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 	if (!name_valid(name))
 		return ydoc_err(d, ydoc_map_get(d, pn, "name"), field, err, errlen,
 				"name must match ^[a-zA-Z0-9_-]{1,50}$");
-	for (size_t i = 0; i < pl->np; i++)
-		if (!strcmp(pl->p[i].name, name))
+	for (size_t i = 0; i < pl->np; i++) {
+		if (!strcmp(pl->p[i].name, name)) {
+			char shown[STR_REDACT_LEN];
+			str_redact(shown, sizeof(shown), name);
 			return ydoc_err(d, ydoc_map_get(d, pn, "name"), field, err, errlen,
-					"project %s is listed twice", name);
+					"project %s is listed twice (also projects[%zu])", shown, i);
+		}
+	}
 	struct want_project *wp = &pl->p[pl->np++];
 	memset(wp, 0, sizeof(*wp));
 	fmt(wp->name, sizeof(wp->name), "%s", name);
@@ -215,12 +228,21 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 		wb->node = bn;
 		const char *bname = ydoc_str(d, ydoc_map_get(d, bn, "name"));
 		fmt(wb->dir, sizeof(wb->dir), "%s", bname ? bname : wb->res.type);
-		for (size_t j = 0; j + 1 < wp->nb; j++)
-			if (!strcmp(wp->b[j].dir, wb->dir))
-				return ydoc_err(d, bn, field, err, errlen,
-						"a second backend named %s in project %s: give one "
-						"of them a name: (fleetfs named backends)",
-						wb->dir, name);
+		for (size_t j = 0; j + 1 < wp->nb; j++) {
+			if (strcmp(wp->b[j].dir, wb->dir))
+				continue;
+			/* the directory is a type (ours) or a name: the user wrote (redacted) */
+			char shown[STR_REDACT_LEN];
+			if (bname)
+				str_redact(shown, sizeof(shown), wb->dir);
+			else
+				fmt(shown, sizeof(shown), "%s", wb->dir);
+			return ydoc_err(d, bn, field, err, errlen,
+					"a second backend named %s in this project (also "
+					"backends[%zu]): give one of them a name: (fleetfs named "
+					"backends)",
+					shown, j);
+		}
 	}
 	return 0;
 }
@@ -232,16 +254,18 @@ static int parse_root(const struct ydoc *d, const struct bk_ctx *ctx, struct pla
 	if (!root || ydoc_kind(d, root) != Y_MAP)
 		return ydoc_err(d, root, NULL, err, errlen,
 				"expected dstack's server config: a mapping with projects:");
+	static const char *const root_keys[] = {"projects", "encryption", "default_permissions",
+						"plugins", NULL};
 	for (size_t i = 0; i < ydoc_len(d, root); i++) {
 		const char *k = ydoc_str(d, ydoc_map_key(d, root, i));
+		char shown[STR_REDACT_KEY_LEN];
 		if (!k || (strcmp(k, "projects") && strcmp(k, "encryption") &&
 			   strcmp(k, "default_permissions") && strcmp(k, "plugins"))) {
-			char safe[64];
-			str_sanitize(safe, sizeof(safe), k ? k : "?");
+			str_redact_key(shown, sizeof(shown), k, root_keys);
 			return ydoc_err(d, ydoc_map_key(d, root, i), NULL, err, errlen,
 					"unknown key %s (expected projects, encryption, "
 					"default_permissions, plugins)",
-					safe);
+					shown);
 		}
 	}
 	int projects = ydoc_map_get(d, root, "projects");

@@ -52,8 +52,9 @@ int state_project_create(struct store *s, const char *name, char *err, size_t er
 	struct st_project p;
 	char safe[80];
 	err[0] = '\0';
-	str_sanitize(safe, sizeof(safe), name);
 	if (!name_valid(name)) {
+		/* a refused name never becomes a directory: it is user text, shown redacted */
+		str_redact(safe, sizeof(safe), name);
 		fmt(err, errlen, "mkdir projects/%s refused: %s", safe, name_rule);
 		state_note(s, "", "%s", err);
 		return -EINVAL;
@@ -62,7 +63,7 @@ int state_project_create(struct store *s, const char *name, char *err, size_t er
 	if (r)
 		return r;
 	if (store_project_get(tx, name, &p) == 0) {
-		fmt(err, errlen, "project %s exists", safe);
+		fmt(err, errlen, "project %s exists", name);
 		store_abort(tx);
 		return -EEXIST;
 	}
@@ -111,7 +112,7 @@ int state_backend_create(struct store *s, const char *project, const char *name,
 	struct st_backend b;
 	char safe[80];
 	err[0] = '\0';
-	str_sanitize(safe, sizeof(safe), name);
+	str_redact(safe, sizeof(safe), name);
 	int r = store_begin(s, true, &tx);
 	if (r)
 		return r;

@@ -310,6 +310,83 @@ void str_sanitize(char *dst, size_t dstlen, const char *s)
 	dst[i] = '\0';
 }
 
+void str_redact(char *dst, size_t dstlen, const char *text)
+{
+	char shown[STR_REDACT_SHOW + 1];
+	size_t k = 0, chars = 0;
+	if (!dstlen)
+		return;
+	if (!text) {
+		(void)fmt(dst, dstlen, "(none)");
+		return;
+	}
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		chars += (*p & 0xc0) != 0x80; /* UTF-8 continuation bytes don't count */
+	for (; k < STR_REDACT_SHOW && text[k]; k++) {
+		unsigned char c = (unsigned char)text[k];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			break;
+		shown[k] = (char)c;
+	}
+	shown[k] = '\0';
+	/* a truncated message only loses its end; the prefix never grows past 3 chars */
+	(void)fmt(dst, dstlen, "\"%s%s\" (%zu char%s)", shown, chars > k ? "\xe2\x80\xa6" : "", chars,
+		  chars == 1 ? "" : "s");
+}
+
+/* Levenshtein distance of two short strings (both at most 64 bytes). */
+static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb)
+{
+	size_t row[65];
+	for (size_t j = 0; j <= nb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= na; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= nb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[nb];
+}
+
+const char *str_near(const char *text, const char *const *words)
+{
+	const char *best = NULL;
+	size_t bestd = 3, nt = text ? strlen(text) : 0;
+	if (!nt || nt > 64 || !words)
+		return NULL;
+	for (size_t i = 0; words[i]; i++) {
+		size_t nw = strlen(words[i]);
+		if (nw > 64)
+			continue;
+		size_t dist = edit_distance(text, nt, words[i], nw);
+		if (dist < bestd && 2 * dist < nt) {
+			bestd = dist;
+			best = words[i];
+		}
+	}
+	return best;
+}
+
+void str_redact_key(char *dst, size_t dstlen, const char *key, const char *const *known)
+{
+	char shown[STR_REDACT_LEN];
+	const char *near = str_near(key, known);
+	str_redact(shown, sizeof(shown), key);
+	if (near)
+		(void)fmt(dst, dstlen, "%s (did you mean %s?)", shown, near);
+	else
+		(void)fmt(dst, dstlen, "%s", shown);
+}
+
 /* ---- string pool: an open-addressing set of pointers into 64 KiB arena blocks ---- */
 #define POOL_BLOCK 65536
 

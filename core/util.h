@@ -77,4 +77,28 @@ bool name_valid(const char *s);
  * cut to dstlen-1. For echoing user-supplied names into events and logs. */
 void str_sanitize(char *dst, size_t dstlen, const char *s);
 
+/* The one way user text (a key, a value, a path someone wrote) is shown in an error, an event
+ * or a log line: at most STR_REDACT_SHOW leading characters, then the length, e.g.
+ *     "lmb…" (22 chars)      "ab" (2 chars)      "" (0 chars)
+ * The shown prefix stops early at the first byte that is not printable ASCII or is '"' or
+ * '\', so control characters, escapes and partial UTF-8 never reach a message; the length
+ * counts UTF-8 characters. A secret pasted anywhere in a document therefore shows at most
+ * three characters. dst gets the text cut to dstlen - 1 (STR_REDACT_LEN always fits). NULL
+ * text is shown as (none). Known-safe words (our schema's field names, allowed-values lists)
+ * are printed as they are, never through this. */
+#define STR_REDACT_SHOW 3
+#define STR_REDACT_LEN 40
+void str_redact(char *dst, size_t dstlen, const char *text);
+
+/* The word of the NULL-terminated list words that is a likely typo of text (edit distance
+ * at most 2, and less than half of text's length), or NULL. Used to suggest "did you mean
+ * regions?" next to a redacted unknown key: the suggestion is our own word, and a long
+ * random secret is never that close to one. Texts longer than 64 bytes match nothing. */
+const char *str_near(const char *text, const char *const *words);
+
+/* str_redact(key), then " (did you mean W?)" when str_near finds W in known (may be NULL):
+ * the form of an unknown key in "FIELD: unknown key ..." messages. */
+#define STR_REDACT_KEY_LEN (STR_REDACT_LEN + 96)
+void str_redact_key(char *dst, size_t dstlen, const char *key, const char *const *known);
+
 #endif

@@ -58,8 +58,8 @@ static int check_dup_keys(struct ydoc *d, int id, char *err, size_t errlen)
 	int r = 0;
 	for (size_t i = 1; i < k; i++) {
 		if (strcmp(keys[i - 1], keys[i]) == 0) {
-			char name[64];
-			str_sanitize(name, sizeof(name), keys[i]);
+			char name[STR_REDACT_LEN];
+			str_redact(name, sizeof(name), keys[i]);
 			/* find the second occurrence for the line number */
 			int at = id;
 			size_t seen = 0;
@@ -70,7 +70,7 @@ static int check_dup_keys(struct ydoc *d, int id, char *err, size_t errlen)
 					break;
 				}
 			}
-			r = ydoc_err(d, at, name, err, errlen, "duplicate key");
+			r = ydoc_err(d, at, NULL, err, errlen, "duplicate key %s", name);
 			break;
 		}
 	}
@@ -181,12 +181,19 @@ static int parse_error(const yaml_parser_t *p, const char *fname, char *err, siz
 {
 	if (p->error == YAML_MEMORY_ERROR)
 		return -ENOMEM;
+	/* libyaml's problem and context are string literals of its own ("found character that
+	 * cannot start any token", "while parsing a block mapping"); the offending input is only
+	 * in problem_value/problem_offset, which are never shown. They still go through
+	 * str_sanitize and a bound, so a future libyaml that quotes input could at worst show
+	 * printable ASCII of a bounded length (and the unit tests would notice). */
+	char problem[96], context[96];
 	size_t line = p->problem_mark.line + 1;
 	if (p->problem_mark.line == 0 && p->context_mark.line)
 		line = p->context_mark.line + 1;
-	fmt(err, errlen, "%s:%zu: YAML syntax error: %s%s%s", fname, line,
-	    p->problem ? p->problem : "invalid document", p->context ? " " : "",
-	    p->context ? p->context : "");
+	str_sanitize(problem, sizeof(problem), p->problem ? p->problem : "invalid document");
+	str_sanitize(context, sizeof(context), p->context ? p->context : "");
+	fmt(err, errlen, "%s:%zu: YAML syntax error: %s%s%s", fname, line, problem,
+	    context[0] ? " " : "", context);
 	return -EINVAL;
 }
 

@@ -6,7 +6,9 @@
  * streams are rejected. Node ids are libyaml's (1-based); 0 means "no node".
  *
  * Errors are formatted "FILE:LINE: FIELD: message" (FIELD omitted when empty) and returned as
- * -EINVAL; the message never contains a scalar's value, so secrets never reach events.
+ * -EINVAL. FIELD is a path of our schema's field names; user text (a key, a value) appears in
+ * a message only as str_redact() shows it ("lmb…" (22 chars)), so secrets never reach
+ * events.
  */
 #ifndef FLEETFS_YDOC_H
 #define FLEETFS_YDOC_H

@@ -39,7 +39,7 @@ JUNK = bytes(rng.randrange(256) for _ in range(4096))
 
 # (id, content, errno, field or None, line or None)
 BAD = [
-    ("unknown_key", LAMBDA_UNKNOWN_KEY, errno.EINVAL, "foo", 5),
+    ("unknown_key", LAMBDA_UNKNOWN_KEY, errno.EINVAL, "unknown key", 5),
     ("wrong_type", LAMBDA_REGIONS_INT, errno.EINVAL, "regions", 5),
     ("missing_creds", LAMBDA_NO_CREDS, errno.EINVAL, "creds", None),
     ("syntax", LAMBDA_SYNTAX, errno.EINVAL, None, None),

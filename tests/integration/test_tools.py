@@ -100,10 +100,10 @@ def test_shell_redirect_invalid(lam, tmp_path):
     r = run(["sh", "-c", f'cat "{bad}" > "{cfg}"'])
     assert r.returncode != 0, "cat must report the refused close()"
     assert "Invalid argument" in r.stderr, r.stderr
-    refused(lam, LAMBDA, "foo", line=5, before=n, remount=False)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n, remount=False)
     # a builtin's redirection: the shell ignores close() errors, but nothing is stored
     run(["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", LAMBDA_UNKNOWN_KEY.decode(), cfg])
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_shell_append(lam, tmp_path):
@@ -121,7 +121,7 @@ def test_shell_append_invalid(lam, tmp_path):
     n = nevents(lam)
     r = run(["sh", "-c", f'cat "{extra}" >> "{cfg}"'])
     assert r.returncode != 0 and "Invalid argument" in r.stderr, (r.returncode, r.stderr)
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 # ---------------------------------------------------------------------------- cp, cp -p
@@ -139,7 +139,7 @@ def test_cp_invalid(lam, tmp_path):
     r = run(["cp", s, lam.cfg("lambda")])
     assert r.returncode != 0, "cp must fail on a refused close()"
     assert "Invalid argument" in r.stderr, r.stderr
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_cp_p_keeps_mtime(lam, tmp_path):
@@ -178,7 +178,7 @@ def test_mv_from_outside_invalid(lam, tmp_path):
     assert os.path.exists(s), "mv must keep its source when the copy failed"
     # cross-fs mv unlinks the destination before copying (coreutils), so the old config may be
     # gone; the refused content must never be stored.
-    refused(lam, LAMBDA, "foo", line=5, before=n, may_delete=True)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n, may_delete=True)
 
 
 def test_mv_within_mount_draft_onto_config(lam):
@@ -202,7 +202,7 @@ def test_install_invalid(lam, tmp_path):
     n = nevents(lam)
     r = run(["install", "-m", "600", s, lam.cfg("lambda")])
     assert r.returncode != 0, "install must fail on a refused close()"
-    refused(lam, LAMBDA, "foo", line=5, before=n, may_delete=True)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n, may_delete=True)
 
 
 # ---------------------------------------------------------------------------- vim
@@ -250,7 +250,7 @@ def test_vim_invalid(lam, mode):
     n = nevents(lam)
     r = vim(lam, VIM_MODES[mode], "call append(line('$'), 'foo: 1')")
     assert r.returncode != 0, f"vim must report the refused write ({mode})"
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_vim_with_swapfile(lam):
@@ -288,7 +288,7 @@ def test_sed_i_invalid(lam):
     r = run(["sed", "-i", "$a foo: 1", lam.cfg("lambda")])
     assert r.returncode != 0, "sed -i must fail when its rename is refused"
     assert "Invalid argument" in r.stderr, r.stderr
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_sed_i_invalid_yaml(lam):
@@ -340,7 +340,7 @@ def test_python_rename_invalid(lam):
     assert errno_of(os.replace, tmp, lam.cfg("lambda")) == errno.EINVAL
     assert read_file(tmp) == LAMBDA_UNKNOWN_KEY, "the draft stays after a refused rename"
     os.unlink(tmp)
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_python_write_close_invalid(lam):
@@ -350,7 +350,7 @@ def test_python_write_close_invalid(lam):
     with pytest.raises(OSError) as ei:
         f.close()
     assert ei.value.errno == errno.EINVAL
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_python_write_text(lam):
@@ -381,7 +381,7 @@ def test_rsync_default_invalid(lam, tmp_path):
     r = run(["rsync", "-a", s, lam.cfg("lambda")])
     assert r.returncode != 0, "rsync must fail when its rename is refused"
     assert "Invalid argument" in r.stderr, r.stderr
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_rsync_inplace(lam, tmp_path):
@@ -403,7 +403,7 @@ def test_rsync_inplace_invalid(lam, tmp_path):
     n = nevents(lam)
     r = run(["rsync", "-a", "--inplace", s, lam.cfg("lambda")])
     assert r.returncode != 0, "rsync --inplace must fail when close() is refused"
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 # ---------------------------------------------------------------------------- tar x
@@ -441,7 +441,7 @@ def test_tar_x_invalid(lam, tmp_path):
     r = run(["tar", "-xf", t, "-C", lam.mnt])
     assert r.returncode != 0, "tar must report the refused close()"
     # GNU tar unlinks an existing file before extracting it, so the old config may be gone
-    refused(lam, LAMBDA, "foo", line=5, before=n, may_delete=True)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n, may_delete=True)
 
 
 def test_tar_x_overwrite_invalid_keeps(lam, tmp_path):
@@ -449,7 +449,7 @@ def test_tar_x_overwrite_invalid_keeps(lam, tmp_path):
     n = nevents(lam)
     r = run(["tar", "--overwrite", "-xf", t, "-C", lam.mnt])
     assert r.returncode != 0
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 # ---------------------------------------------------------------------------- ansible
@@ -486,7 +486,7 @@ def test_ansible_copy_invalid(lam, tmp_path):
     r = ansible(tmp_path, "copy", f"src={s} dest={lam.cfg('lambda')} mode=0600")
     assert r.returncode != 0, r.stdout
     assert "FAILED" in r.stdout, r.stdout
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)
 
 
 def test_ansible_copy_content_new_backend(fleet, tmp_path):
@@ -555,7 +555,7 @@ def test_ansible_template_playbook_invalid(lam, tmp_path):
     n = nevents(lam)
     r = playbook(tmp_path, lam.cfg("lambda"), LAMBDA_KEY2, extra="foo: 1\n")
     assert r.returncode != 0, r.stdout
-    refused(lam, LAMBDA, "foo", line=6, before=n)
+    refused(lam, LAMBDA, "unknown key", line=6, before=n)
 
 
 # ---------------------------------------------------------------------------- nano (pty)
@@ -626,4 +626,4 @@ def test_nano_invalid(lam):
     assert rc == 0, screen[-400:]
     assert b"Error writing" in screen and b"Invalid argument" in screen, \
         f"nano did not report the refused write: {screen[-600:]!r}"
-    refused(lam, LAMBDA, "foo", line=5, before=n)
+    refused(lam, LAMBDA, "unknown key", line=5, before=n)

@@ -179,7 +179,8 @@ def test_named_backend(fleet):
     n = len(fleet.events("main"))
     assert errno_of(write_file, os.path.join(d, "config.yml"),
                     AWS + b"name: aws-prod\n") == errno.EINVAL
-    assert_rejected(fleet, "aws-prod", "name", line=7, before=n)
+    hit = assert_rejected(fleet, "aws-prod", "unknown key", line=7, before=n)
+    assert 'unknown key "nam\u2026" (4 chars)' in hit, hit
     fleet.remount()
     assert read_file(os.path.join(d, "config.yml")) == AWS
 
@@ -329,7 +330,7 @@ def test_commit_at_close_error_and_unchanged(lam):
     assert werr is None and cerr == errno.EINVAL, (werr, cerr)
     assert read_file(cfg) == LAMBDA
     assert os.stat(cfg).st_size == len(LAMBDA)
-    assert_rejected(lam, "lambda", "foo", line=5, before=n)
+    assert_rejected(lam, "lambda", "unknown key", line=5, before=n)
     # a later valid commit clears last_error
     write_file(cfg, LAMBDA_B)
     assert not lam.status("lambda").get("last_error")

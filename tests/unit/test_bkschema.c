@@ -276,13 +276,23 @@ static int vx(const char *yaml, const char *dirname, const struct bk_ctx *ctx,
 
 #define BAD(yaml, dir, prefix) BAD_CTX(yaml, dir, NULL, prefix)
 
-/* Replace "@HOME@" and "@KEY@" (the PEM, indented by `indent` spaces as a block scalar). */
+/* Replace "@HOME@" and "@KEY@" (the PEM, indented by `indent` spaces as a block scalar);
+ * "@PATH@/x/y.json" up to the next ':' is the path HOME/x/y.json as messages show it
+ * (str_redact: a path is user text). */
 static char *subst(const char *tmpl, const char *pem, int indent)
 {
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	for (const char *p = tmpl; *p;) {
-		if (!strncmp(p, "@HOME@", 6)) {
+		if (!strncmp(p, "@PATH@", 6)) {
+			char shown[STR_REDACT_LEN];
+			size_t n = strcspn(p + 6, ":");
+			char *path = xasprintf("%s%.*s", g_home, (int)n, p + 6);
+			str_redact(shown, sizeof(shown), path);
+			ck_assert_int_eq(buf_append(&b, shown, strlen(shown)), 0);
+			free(path);
+			p += 6 + n;
+		} else if (!strncmp(p, "@HOME@", 6)) {
 			ck_assert_int_eq(buf_append(&b, g_home, strlen(g_home)), 0);
 			p += 6;
 		} else if (!strncmp(p, "@KEY@", 5)) {
@@ -898,12 +908,17 @@ START_TEST(test_named_backends)
 	    "config.yml:2: name: is another backend type");
 	/* ... but `name:` is not a key of backends/<x>/config.yml */
 	BAD("type: aws\nname: aws-prod\ncreds:\n  type: default\n", "aws",
-	    "config.yml:2: name: unknown key");
+	    "config.yml:2: unknown key \"nam\xe2\x80\xa6\" (4 chars)");
 	BAD("name: aws-prod\ncreds:\n  type: default\n", "aws-prod",
 	    "config.yml:1: type: required field is missing");
 	/* type itself */
 	BAD("type: crusoe\n", NULL,
-	    "config.yml:1: type: unknown backend type (known: amddevcloud, aws,");
+	    "config.yml:1: type: unknown backend type \"cru\xe2\x80\xa6\" (6 chars) (known: "
+	    "amddevcloud, aws,");
+	/* a near miss is suggested: the suggestion is our word, the value stays redacted */
+	BAD("type: lamda\n", NULL,
+	    "config.yml:1: type: unknown backend type \"lam\xe2\x80\xa6\" (5 chars) (did you mean "
+	    "lambda?) (known: ");
 	BAD("type: [aws]\n", NULL, "config.yml:1: type: must be a backend type");
 	BAD("type:\ncreds: {type: default}\n", "aws", "config.yml:1: type: must be a backend type");
 	BAD("- type: aws\n", NULL, "config.yml:1: a backend entry must be a mapping, not a list");
@@ -940,23 +955,34 @@ START_TEST(test_required_and_unknown)
 	BAD("proxy_jump: {hostname: h}\n", "kubernetes",
 	    "config.yml:1: kubeconfig: required field is missing");
 	/* unknown keys, top level and nested; dstack forbids extras */
+	/* (the key is user text: its parent is named, the key shown redacted, and a near miss
+	 * of one of the object's own keys suggested) */
 	BAD("creds:\n  type: default\nregion: us-east-1\n", "aws",
-	    "config.yml:3: region: unknown key");
+	    "config.yml:3: unknown key \"reg\xe2\x80\xa6\" (6 chars) (did you mean regions?)");
 	BAD("creds:\n  type: default\n  profile: x\n", "aws",
-	    "config.yml:3: creds.profile: unknown key");
+	    "config.yml:3: creds: unknown key \"pro\xe2\x80\xa6\" (7 chars)");
 	BAD("creds:\n  type: default\nos_images:\n  amd: {name: a, user: u}\n", "aws",
-	    "config.yml:4: os_images.amd: unknown key");
+	    "config.yml:4: os_images: unknown key \"amd\" (3 chars)");
 	BAD("creds:\n  api_key: k\ncommunity_cloud: true\n", "lambda",
-	    "config.yml:3: community_cloud: unknown key");
+	    "config.yml:3: unknown key \"com\xe2\x80\xa6\" (15 chars)");
 	BAD("creds:\n  api_key: k\nproject_name: p\n", "vultr",
-	    "config.yml:3: project_name: unknown key");
+	    "config.yml:3: unknown key \"pro\xe2\x80\xa6\" (12 chars)");
 	BAD("kubeconfig: {filename: ~/.kube/config}\ncontexts:\n- name: dev\n  namespace: x\n",
-	    "kubernetes", "config.yml:4: contexts[0].namespace: unknown key");
-	/* keys are echoed sanitized and short */
+	    "kubernetes", "config.yml:4: contexts[0]: unknown key \"nam\xe2\x80\xa6\" (9 chars)");
+	/* a secret pasted in key position never reaches the message */
 	char err[ERRSZ];
+	ck_assert_int_eq(vx("creds:\n  api_key: k\n  lmbdSECRETkey7f3a9c1e: 1\n", "lambda", NULL,
+			    NULL, err),
+			 -EINVAL);
+	ck_assert_str_eq(err, "config.yml:3: creds: unknown key \"lmb\xe2\x80\xa6\" (21 chars)");
+	/* control characters are never printed */
 	ck_assert_int_eq(vx("creds: {type: default}\n\"bad\\x01key\": 1\n", "aws", NULL, NULL, err),
 			 -EINVAL);
-	ck_assert_str_eq(err, "config.yml:2: bad?key: unknown key");
+	ck_assert_str_eq(err, "config.yml:2: unknown key \"bad\xe2\x80\xa6\" (7 chars)");
+	ck_assert_int_eq(vx("creds: {type: default}\n\"\\x01\\x02\\x03\": 1\n", "aws", NULL, NULL,
+			    err),
+			 -EINVAL);
+	ck_assert_str_eq(err, "config.yml:2: unknown key \"\xe2\x80\xa6\" (3 chars)");
 	char *longkey = xmalloc(301);
 	memset(longkey, 'k', 300);
 	longkey[300] = '\0';
@@ -987,9 +1013,9 @@ START_TEST(test_scalar_types)
 	BAD("creds:\n  type: default\nvpc_ids: [a]\n", "aws",
 	    "config.yml:3: vpc_ids: must be a mapping of strings to strings");
 	BAD("creds:\n  type: default\nvpc_ids:\n  us-east-1: [vpc-1]\n", "aws",
-	    "config.yml:4: vpc_ids.us-east-1: must be a string, not a list");
+	    "config.yml:4: vpc_ids[\"us-\xe2\x80\xa6\" (9 chars)]: must be a string, not a list");
 	BAD("creds:\n  type: default\nvpc_ids:\n  us-east-1:\n", "aws",
-	    "config.yml:4: vpc_ids.us-east-1: must be a string, not null");
+	    "config.yml:4: vpc_ids[\"us-\xe2\x80\xa6\" (9 chars)]: must be a string, not null");
 	BAD("creds:\n  type: default\nos_images: [cpu]\n", "aws",
 	    "config.yml:3: os_images: must be a mapping, not a list");
 	BAD("creds:\n  api_key: [k]\n", "runpod",
@@ -1023,7 +1049,8 @@ START_TEST(test_creds_variants)
 	BAD("creds:\n  access_key: a\n  secret_key: b\n", "aws",
 	    "config.yml:2: creds.type: required field is missing (one of: access_key, default)");
 	BAD("creds:\n  type: password\n", "aws",
-	    "config.yml:2: creds.type: must be one of: access_key, default");
+	    "config.yml:2: creds.type: must be one of: access_key, default; got "
+	    "\"pas\xe2\x80\xa6\" (8 chars)");
 	/* keys are checked in document order, required ones after them */
 	BAD("creds:\n  client_id: c\n  client_secret: s\n", "azure",
 	    "config.yml:2: creds.type: required field is missing (one of: client, default)");
@@ -1048,7 +1075,7 @@ START_TEST(test_creds_variants)
 	OK("creds:\n  type: api_key\n  client_id: i\n  client_secret: s\n", "datacrunch");
 	/* the variant's own keys only */
 	BAD("creds:\n  type: default\n  access_key: a\n", "aws",
-	    "config.yml:3: creds.access_key: unknown key");
+	    "config.yml:3: creds: unknown key \"acc\xe2\x80\xa6\" (10 chars)");
 	OK("tenant_id: t\nsubscription_id: s\ncreds:\n  type: client\n  client_id: c\n"
 	   "  client_secret: x\n  tenant_id: t2\n",
 	   "azure");
@@ -1087,11 +1114,11 @@ START_TEST(test_aws_rules)
 	   "a@b.c\n",
 	   "aws");
 	BAD("creds:\n  type: default\ntags:\n  aws:owner: x\n", "aws",
-	    "config.yml:4: tags.aws:owner: invalid tag key");
+	    "config.yml:4: tags[\"aws\xe2\x80\xa6\" (9 chars)]: invalid tag key");
 	BAD("creds:\n  type: default\ntags:\n  team: 'a!b'\n", "aws",
-	    "config.yml:4: tags.team: invalid tag value");
+	    "config.yml:4: tags[\"tea\xe2\x80\xa6\" (4 chars)]: invalid tag value");
 	BAD("creds:\n  type: default\ntags:\n  team:\n", "aws",
-	    "config.yml:4: tags.team: must be a string, not null");
+	    "config.yml:4: tags[\"tea\xe2\x80\xa6\" (4 chars)]: must be a string, not null");
 	struct buf b;
 	buf_init(&b, 4096);
 	ck_assert_int_eq(buf_printf(&b, "creds:\n  type: default\ntags:\n"), 0);
@@ -1114,16 +1141,16 @@ START_TEST(test_azure_rules)
 	BAD(AZ("regions: [westeurope, mars-1]\n"), "azure",
 	    "config.yml:5: regions[1]: must be one of: centralus, eastus,");
 	BAD(AZ("vpc_ids:\n  westeurope: justaname\n"), "azure",
-	    "config.yml:6: vpc_ids.westeurope: must have the form "
+	    "config.yml:6: vpc_ids[\"wes\xe2\x80\xa6\" (10 chars)]: must have the form "
 	    "networkResourceGroup/networkName");
 	BAD(AZ("subnet_ids:\n  westeurope: rg/net\n"), "azure",
-	    "config.yml:6: subnet_ids.westeurope: must have the form "
+	    "config.yml:6: subnet_ids[\"wes\xe2\x80\xa6\" (10 chars)]: must have the form "
 	    "networkResourceGroup/networkName/subnetName");
 	BAD(AZ("public_ips: false\n"), "azure",
 	    "config.yml:5: public_ips: is false, so `vpc_ids` or `subnet_ids` must name networks");
 	BAD(AZ("regions: [westeurope]\nvpc_ids:\n  westeurope: rg/net\nsubnet_ids:\n  westeurope: "
 	       "rg/net/sub\n"),
-	    "azure", "config.yml:9: subnet_ids.westeurope: this location is also in `vpc_ids`");
+	    "azure", "config.yml:9: subnet_ids[\"wes\xe2\x80\xa6\" (10 chars)]: this location is also in `vpc_ids`");
 	BAD(AZ("regions: [westeurope, eastus]\nvpc_ids:\n  westeurope: rg/net\n"), "azure",
 	    "config.yml:5: regions[1]: has no entry in `vpc_ids` or `subnet_ids`");
 	OK(AZ("regions: [westeurope, eastus]\nvpc_ids:\n  westeurope: rg/net\nsubnet_ids:\n"
@@ -1135,7 +1162,7 @@ START_TEST(test_azure_rules)
 	    "config.yml:5: vm_managed_identity: must have the form "
 	    "managedIdentityResourceGroup/managedIdentityName");
 	OK(AZ("vm_managed_identity: rg/identity\nresource_group: dstack-rg\n"), "azure");
-	BAD(AZ("tags:\n  'a<b': x\n"), "azure", "config.yml:6: tags.a<b: invalid tag key");
+	BAD(AZ("tags:\n  'a<b': x\n"), "azure", "config.yml:6: tags[\"a<b\" (3 chars)]: invalid tag key");
 	OK(AZ("tags:\n  Team: 'ML Infra (Paris)'\n"), "azure");
 #undef AZ
 	free(y);
@@ -1153,8 +1180,8 @@ START_TEST(test_gcp_rules)
 	OK(GC("preview_features: [g4]\nroce_vpcs: [rdma]\nextra_vpcs: [a, b, c]\nnat_check: false\n"
 	      "vm_service_account: sa@p.iam.gserviceaccount.com\n"),
 	   "gcp");
-	BAD(GC("tags:\n  Env: prod\n"), "gcp", "config.yml:5: tags.Env: invalid tag key");
-	BAD(GC("tags:\n  env: Prod\n"), "gcp", "config.yml:5: tags.env: invalid tag value");
+	BAD(GC("tags:\n  Env: prod\n"), "gcp", "config.yml:5: tags[\"Env\" (3 chars)]: invalid tag key");
+	BAD(GC("tags:\n  env: Prod\n"), "gcp", "config.yml:5: tags[\"env\" (3 chars)]: invalid tag value");
 	OK(GC("tags:\n  env: prod\n  team_x: ''\n"), "gcp");
 	/* service account */
 	BAD("project_id: p\ncreds:\n  type: service_account\n", "gcp",
@@ -1283,7 +1310,7 @@ START_TEST(test_file_gcp)
 END_TEST
 
 /* creds.filename of a GCP entry naming `file`; the error must start with `want` after
- * "config.yml:4: creds.filename: " (and "@HOME@" stands for the fixture's HOME). */
+ * "config.yml:4: creds.filename: " (and "@PATH@/p" for HOME/p as str_redact shows it). */
 static void bad_gcp_file(const char *file, const struct bk_ctx *ctx, const char *want)
 {
 	char *y =
@@ -1298,13 +1325,13 @@ static void bad_gcp_file(const char *file, const struct bk_ctx *ctx, const char 
 
 START_TEST(test_file_errors)
 {
-	bad_gcp_file("~/nope.json", NULL, "@HOME@/nope.json: no such file");
-	bad_gcp_file("~/bad/not.json", NULL, "@HOME@/bad/not.json: not valid JSON");
+	bad_gcp_file("~/nope.json", NULL, "@PATH@/nope.json: no such file");
+	bad_gcp_file("~/bad/not.json", NULL, "@PATH@/bad/not.json: not valid JSON");
 	bad_gcp_file("~/bad/array.json", NULL,
-		     "@HOME@/bad/array.json: the service account JSON must be an object");
-	bad_gcp_file("~/bad/big.json", NULL, "@HOME@/bad/big.json: larger than 1048576 bytes");
-	bad_gcp_file("~/bad/dir", NULL, "@HOME@/bad/dir: not a regular file");
-	bad_gcp_file("~/.oci/private_key.pem", NULL, "@HOME@/.oci/private_key.pem: not valid JSON");
+		     "@PATH@/bad/array.json: the service account JSON must be an object");
+	bad_gcp_file("~/bad/big.json", NULL, "@PATH@/bad/big.json: larger than 1048576 bytes");
+	bad_gcp_file("~/bad/dir", NULL, "@PATH@/bad/dir: not a regular file");
+	bad_gcp_file("~/.oci/private_key.pem", NULL, "@PATH@/.oci/private_key.pem: not valid JSON");
 	bad_gcp_file("~root/sa.json", NULL, "only \"~/\" is supported");
 	/* without a home or a cwd, "~/" and relative paths cannot be resolved */
 	struct bk_ctx none = {.cwd = NULL, .home = NULL};
@@ -1337,14 +1364,14 @@ START_TEST(test_file_nebius)
 	ck_assert_str_eq(res.att[0].field, "creds.private_key_file");
 	ck_assert_str_eq(res.att[0].data, g_pem);
 	bk_result_free(&res);
-	char *exp = subst("config.yml:2: creds.filename: @HOME@/bad/nebius-alg.json: "
+	char *exp = subst("config.yml:2: creds.filename: @PATH@/bad/nebius-alg.json: "
 			  "\"subject-credentials.alg\" must be RS256",
 			  NULL, 0);
 	BAD("creds:\n  filename: ~/bad/nebius-alg.json\n", "nebius", exp);
 	free(exp);
 	BAD("creds:\n  filename: ~/bad/nebius-iss.json\n", "nebius",
 	    "config.yml:2: creds.filename: ");
-	exp = subst("config.yml:2: creds.filename: @HOME@/bad/nebius-ec.json: "
+	exp = subst("config.yml:2: creds.filename: @PATH@/bad/nebius-ec.json: "
 		    "subject-credentials.private-key: the private key is not an RSA key",
 		    NULL, 0);
 	BAD("creds:\n  filename: ~/bad/nebius-ec.json\n", "nebius", exp);
@@ -1360,7 +1387,7 @@ START_TEST(test_file_nebius)
 	    "config.yml:2: creds.public_key_id: required field is missing");
 	BAD("creds:\n  service_account_id: s\n  public_key_id: p\n", "nebius",
 	    "config.yml:2: creds: either `private_key_file` or `private_key_content` is required");
-	exp = subst("config.yml:4: creds.private_key_file: @HOME@/bad/ec.pem: the private key is "
+	exp = subst("config.yml:4: creds.private_key_file: @PATH@/bad/ec.pem: the private key is "
 		    "not an RSA key",
 		    NULL, 0);
 	BAD("creds:\n  service_account_id: s\n  public_key_id: p\n  private_key_file: "
@@ -1368,14 +1395,14 @@ START_TEST(test_file_nebius)
 	    "nebius", exp);
 	free(exp);
 	exp = subst(
-		"config.yml:4: creds.private_key_file: @HOME@/bad/not.pem: not a PEM private key",
+		"config.yml:4: creds.private_key_file: @PATH@/bad/not.pem: not a PEM private key",
 		NULL, 0);
 	BAD("creds:\n  service_account_id: s\n  public_key_id: p\n  private_key_file: "
 	    "~/bad/not.pem\n",
 	    "nebius", exp);
 	free(exp);
 	BAD("creds:\n  filename: ~/.nebius/sa-credentials.json\ntags:\n  Team: x\n", "nebius",
-	    "config.yml:4: tags.Team: invalid tag key");
+	    "config.yml:4: tags[\"Tea\xe2\x80\xa6\" (4 chars)]: invalid tag key");
 }
 END_TEST
 
@@ -1412,7 +1439,7 @@ START_TEST(test_file_oci)
 	OK(y, "oci");
 	free(y);
 	y = xasprintf("%s  key_file: ~/bad/enc.pem\n", client);
-	char *exp = subst("config.yml:7: creds.key_file: @HOME@/bad/enc.pem: not a PEM private key "
+	char *exp = subst("config.yml:7: creds.key_file: @PATH@/bad/enc.pem: not a PEM private key "
 			  "(or encrypted)",
 			  NULL, 0);
 	BAD(y, "oci", exp);
@@ -1453,7 +1480,7 @@ START_TEST(test_file_kubeconfig)
 	ck_assert_str_eq(res.att[0].path, path);
 	ck_assert_str_eq(res.att[0].data, kubeconfig);
 	bk_result_free(&res);
-	char *exp = subst("config.yml:2: kubeconfig.filename: @HOME@/bad/kube-list.yaml: not a "
+	char *exp = subst("config.yml:2: kubeconfig.filename: @PATH@/bad/kube-list.yaml: not a "
 			  "kubeconfig: not a YAML mapping",
 			  NULL, 0);
 	BAD("kubeconfig:\n  filename: ~/bad/kube-list.yaml\n", "kubernetes", exp);
@@ -1462,7 +1489,7 @@ START_TEST(test_file_kubeconfig)
 	    "config.yml:2: kubeconfig.filename: ");
 	BAD("kubeconfig:\n  filename: ~/bad/kube-pod.yaml\n", "kubernetes",
 	    "config.yml:2: kubeconfig.filename: ");
-	exp = subst("config.yml:2: kubeconfig.filename: @HOME@/bad/kube-nocur.yaml: kubeconfig has "
+	exp = subst("config.yml:2: kubeconfig.filename: @PATH@/bad/kube-nocur.yaml: kubeconfig has "
 		    "no current-context",
 		    NULL, 0);
 	BAD("kubeconfig:\n  filename: ~/bad/kube-nocur.yaml\n", "kubernetes", exp);

@@ -513,26 +513,31 @@ START_TEST(test_invalid_changes_nothing)
 		 "      access_key: AKIA\n",
 		 "config.yml:10: creds.secret_key: "},
 		{"projects:\n- name: main\n  backends:\n  - type: nosuchcloud\n",
-		 "config.yml:4: type: unknown backend type"},
+		 "config.yml:4: type: unknown backend type \"nos\xe2\x80\xa6\" (11 chars) (known: "},
 		{"projects:\n- name: main\n  backends:\n  - creds: {type: api_key, api_key: x}\n",
 		 "config.yml:4: type: required field is missing"},
 		{"projects:\n- name: main\n  backends:\n  - aws\n",
 		 "config.yml:4: projects[0].backends[0]: expected a backend mapping"},
 		{"projects:\n- name: 'bad name'\n", "config.yml:2: projects[0]: name must match"},
 		{"projects:\n- name: newp\n- name: newp\n",
-		 "config.yml:3: projects[1]: project newp is listed twice"},
+		 "config.yml:3: projects[1]: project \"new\xe2\x80\xa6\" (4 chars) is listed twice "
+		 "(also projects[0])"},
 		{"projects:\n- backends: []\n", "config.yml:2: projects[0]: name: required"},
 		{"projects:\n- name: x\n  extra: 1\n",
-		 "config.yml:3: projects[0]: unknown key extra"},
+		 "config.yml:3: projects[0]: unknown key \"ext\xe2\x80\xa6\" (5 chars)"},
 		{"projects: {main: {}}\n", "config.yml:1: projects: expected a list"},
-		{"projectz: []\n", "config.yml:1: unknown key projectz"},
+		{"projectz: []\n",
+		 "config.yml:1: unknown key \"pro\xe2\x80\xa6\" (8 chars) (did you mean projects?) "
+		 "(expected projects, encryption, default_permissions, plugins)"},
+		{"projects: []\nlmbdSECRETkey7f3a9c1e: 1\n",
+		 "config.yml:2: unknown key \"lmb\xe2\x80\xa6\" (21 chars) (expected projects,"},
 		{"encryption: {keys: []}\n", "config.yml:1: projects: required"},
 		{"- projects\n", "config.yml:1: expected dstack's server config"},
 		{"", "config.yml:1: expected dstack's server config"},
 		{"projects: [\n", "config.yml:2: YAML syntax error"},
-		{"projects: []\nprojects: []\n", "config.yml:2: projects: duplicate key"},
+		{"projects: []\nprojects: []\n", "config.yml:2: duplicate key \"pro\xe2\x80\xa6\" (8 chars)"},
 		{"projects: []\ndefault_permissions: {allow_everything: true}\n",
-		 "config.yml:2: default_permissions: unknown key allow_everything"},
+		 "config.yml:2: default_permissions: unknown key \"all\xe2\x80\xa6\" (16 chars)"},
 		{"projects: []\ndefault_permissions: {allow_non_admins_create_projects: maybe}\n",
 		 "config.yml:2: default_permissions.allow_non_admins_create_projects: expected "
 		 "true or "
@@ -564,9 +569,11 @@ START_TEST(test_invalid_changes_nothing)
 	}
 	ck_assert(!has_project(g_s, "newproject"));
 	ck_assert(!has_project(g_s, "newp"));
-	/* the secret of the failing case never reaches the journal */
+	/* the secret of the failing case never reaches the journal, nor a key pasted as one */
 	char *t = events_text(g_s, "");
 	ck_assert_ptr_null(strstr(t, "changed"));
+	ck_assert_ptr_null(strstr(t, "SECRET"));
+	ck_assert_ptr_null(strstr(t, "projectz"));
 	free(t);
 	free(before);
 }
@@ -595,7 +602,7 @@ START_TEST(test_duplicate_dirs)
 				      "named ",
 				      55) == 0,
 			      "%s", err);
-		ck_assert_msg(strstr(err, " in project main"), "%s", err);
+		ck_assert_msg(strstr(err, " in this project (also backends[0])"), "%s", err);
 		char *after = snapshot();
 		ck_assert_str_eq(before, after);
 		free(after);
@@ -734,17 +741,18 @@ START_TEST(test_encryption_bad)
 			   good),
 		 "config.yml:4: encryption.keys[0]: name: required, letters and digits only"},
 		{xasprintf("projects: []\nencryption:\n  keys:\n  - type: rsa\n"),
-		 "config.yml:4: encryption.keys[0]: type must be aes or identity"},
+		 "config.yml:4: encryption.keys[0]: type must be aes or identity; got \"rsa\" "
+		 "(3 chars)"},
 		{xasprintf("projects: []\nencryption:\n  keys:\n  - name: k\n"),
 		 "config.yml:4: encryption.keys[0]: type: required"},
 		{xasprintf("projects: []\nencryption:\n  keys:\n  - type: aes\n    name: k\n"
 			   "    secret: %s\n    extra: 1\n",
 			   good),
-		 "config.yml:7: encryption.keys[0]: unknown key extra"},
+		 "config.yml:7: encryption.keys[0]: unknown key \"ext\xe2\x80\xa6\" (5 chars)"},
 		{xasprintf("projects: []\nencryption:\n  keys: {a: b}\n"),
 		 "config.yml:3: encryption.keys: expected a list"},
 		{xasprintf("projects: []\nencryption:\n  other: []\n"),
-		 "config.yml:3: encryption: unknown key other"},
+		 "config.yml:3: encryption: unknown key \"oth\xe2\x80\xa6\" (5 chars)"},
 		{xasprintf("projects: []\nencryption: [x]\n"),
 		 "config.yml:2: encryption: expected a mapping"},
 	};

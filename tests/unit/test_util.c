@@ -355,6 +355,70 @@ START_TEST(test_str_sanitize)
 }
 END_TEST
 
+START_TEST(test_str_redact)
+{
+	char d[STR_REDACT_LEN];
+	/* at most 3 leading characters, then the length */
+	str_redact(d, sizeof(d), "lmbdSECRETkey7f3a9c1e");
+	ck_assert_str_eq(d, "\"lmb\xe2\x80\xa6\" (21 chars)");
+	ck_assert_ptr_null(strstr(d, "SECRET"));
+	str_redact(d, sizeof(d), "abc");
+	ck_assert_str_eq(d, "\"abc\" (3 chars)");
+	str_redact(d, sizeof(d), "a");
+	ck_assert_str_eq(d, "\"a\" (1 char)");
+	str_redact(d, sizeof(d), "");
+	ck_assert_str_eq(d, "\"\" (0 chars)");
+	str_redact(d, sizeof(d), NULL);
+	ck_assert_str_eq(d, "(none)");
+	/* control characters, quotes, backslashes and non-ASCII end the shown prefix */
+	str_redact(d, sizeof(d), "a\nb-secret");
+	ck_assert_str_eq(d, "\"a\xe2\x80\xa6\" (10 chars)");
+	str_redact(d, sizeof(d), "\x1b[31mred");
+	ck_assert_str_eq(d, "\"\xe2\x80\xa6\" (8 chars)");
+	str_redact(d, sizeof(d), "x\"y");
+	ck_assert_str_eq(d, "\"x\xe2\x80\xa6\" (3 chars)");
+	str_redact(d, sizeof(d), "\\\\");
+	ck_assert_str_eq(d, "\"\xe2\x80\xa6\" (2 chars)");
+	/* the length counts UTF-8 characters, and no partial character is shown */
+	str_redact(d, sizeof(d), "\xc3\xa9t\xc3\xa9");
+	ck_assert_str_eq(d, "\"\xe2\x80\xa6\" (3 chars)");
+	/* bounded whatever the input: a megabyte shows as 3 characters and a number */
+	char *big = xmalloc(1 << 20);
+	memset(big, 'k', (1 << 20) - 1);
+	big[(1 << 20) - 1] = '\0';
+	str_redact(d, sizeof(d), big);
+	ck_assert_str_eq(d, "\"kkk\xe2\x80\xa6\" (1048575 chars)");
+	free(big);
+	/* a small buffer truncates, never overflows */
+	char tiny[5];
+	str_redact(tiny, sizeof(tiny), "abcdef");
+	ck_assert_str_eq(tiny, "\"abc");
+	tiny[0] = 'X';
+	str_redact(tiny, 0, "abc");
+	ck_assert_int_eq(tiny[0], 'X');
+}
+END_TEST
+
+START_TEST(test_str_near)
+{
+	static const char *const words[] = {"regions", "projects", "creds", "type", NULL};
+	char d[STR_REDACT_KEY_LEN];
+	ck_assert_str_eq(str_near("region", words), "regions");
+	ck_assert_str_eq(str_near("projetcs", words), "projects");
+	ck_assert_str_eq(str_near("cred", words), "creds");
+	/* nothing near: a secret-looking key never gets a suggestion */
+	ck_assert_ptr_null(str_near("lmbdSECRETkey7f3a9c1e", words));
+	ck_assert_ptr_null(str_near("xy", words));
+	ck_assert_ptr_null(str_near("", words));
+	ck_assert_ptr_null(str_near(NULL, words));
+	ck_assert_ptr_null(str_near("region", NULL));
+	str_redact_key(d, sizeof(d), "region", words);
+	ck_assert_str_eq(d, "\"reg\xe2\x80\xa6\" (6 chars) (did you mean regions?)");
+	str_redact_key(d, sizeof(d), "lmbdSECRETkey7f3a9c1e", words);
+	ck_assert_str_eq(d, "\"lmb\xe2\x80\xa6\" (21 chars)");
+}
+END_TEST
+
 /* ---- time ---- */
 
 START_TEST(test_time)
@@ -395,6 +459,8 @@ Suite *util_suite(void)
 	tcase_add_test(m, test_num_parse_leading_space);
 	tcase_add_test(m, test_name_valid);
 	tcase_add_test(m, test_str_sanitize);
+	tcase_add_test(m, test_str_redact);
+	tcase_add_test(m, test_str_near);
 	tcase_add_test(m, test_time);
 	return s;
 }
