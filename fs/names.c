@@ -218,7 +218,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		char err[400];
 		if (offers_query_parse(name, &q, err, sizeof(err)) != 0) {
 			char safe[128];
-			str_sanitize(safe, sizeof(safe), name);
+			str_redact(safe, sizeof(safe), name);
 			fmt(pending_note, sizeof(pending_note),
 			    "offers/%s: neither an offer nor a query: %s", safe, err);
 			fmt(pending_note_project, sizeof(pending_note_project), "%s", p->project);

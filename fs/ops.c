@@ -346,7 +346,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		kind = N_BACKEND;
 	} else {
 		char safe[80];
-		str_sanitize(safe, sizeof(safe), name);
+		str_redact(safe, sizeof(safe), name);
 		state_note(fs->store, pk == N_ROOT ? "" : project,
 			   "mkdir %s refused: only projects/<name> and projects/<p>/backends/<name> "
 			   "are directories you can create",

@@ -60,7 +60,7 @@ def test_query_directories(omnt):
         os.listdir(bad)
     assert e.value.errno == errno.ENOENT
     ev = read_file(omnt.p("projects", "main", "events")).decode()
-    assert "offers/gpu=A100:lots" in ev
+    assert "offers/\"gpu…\" (13 chars): neither an offer nor a query" in ev, ev
 
 
 def test_tables(omnt):
