@@ -1,5 +1,6 @@
 # fleetfs — see README.md. Targets: all (./fleetfs), check (unit tests, ASan+UBSan),
-# test (check + integration through a real mount), deps (apt-get), lint, bench, run, install.
+# test (check + integration through a real mount), deps (apt-get), lint, bench, run, install,
+# fuzz / fuzz-smoke (libFuzzer targets of tests/fuzz, docs/internals/fuzzing.md).
 CC      ?= cc
 VERSION := 0.1.0
 PKGS    := fuse3 libcurl yaml-0.1 libcjson openssl libssh2 lmdb libzip inih libxml-2.0
@@ -30,7 +31,8 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 
 PYTHON  ?= /usr/bin/python3
 
-.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench cloud-bench chaos run install clean
+.PHONY: all check test unit integration deps lint bench fleet-bench offers-bench cloud-bench chaos \
+	run install clean fuzz fuzz-smoke fuzz-build
 all: fleetfs
 
 # V=1 shows the compiler command lines
@@ -65,8 +67,8 @@ build/bkcall: $(LIB_OBJ) $(BUILD)/tests/tools/bkcall.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKGLIBS)
 
-# The README's test command.
-test: check integration
+# The README's test command (each fuzz target runs briefly too).
+test: check integration fuzz-smoke
 
 lint:
 	@sh tests/lint.sh
@@ -111,3 +113,36 @@ clean:
 fleetfs-tsan: $(LIB_SRC) $(FS_SRC) $(wildcard core/*.h cache/*.h fs/*.h backends/*.h)
 	@echo "  CC      $@ (TSan)"
 	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g -fsanitize=thread $(PKGCFLAGS) -o $@ $(LIB_SRC) $(FS_SRC) $(PKGLIBS)
+
+# Fuzzing (tests/fuzz, docs/internals/fuzzing.md): one libFuzzer target per parser of outside
+# input, built with clang under ASan+UBSan. `make fuzz` runs each for FUZZ_SECONDS on a copy
+# of its seed corpus in build/fuzz/corpus (the tree is not modified) and prints executions
+# per target; `make fuzz-smoke` is the same for 5 s each (what CI runs).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=all $(PKGCFLAGS)
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/tests/fuzz/fuzzlib.o
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
+
+$(FUZZ_DIR)/obj/%.o: %.c $(wildcard core/*.h cache/*.h backends/*.h tests/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (fuzz)"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	@echo "  LD      $@ (libFuzzer)"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(PKGLIBS)
+
+# the objects are shared by every target: keep them (pattern rules make them intermediate)
+.SECONDARY: $(FUZZ_OBJ)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5

@@ -109,6 +109,9 @@ static int g_init_rc;
 static uint64_t g_seed;
 static atomic_uint_fast64_t g_calls;
 static _Atomic log_fn g_log;
+/* http_set_responder: answers in place of the network (tests/fuzz only) */
+static http_responder_fn *g_responder;
+static void *g_responder_arg;
 
 /* ---- process-wide ---- */
 
@@ -523,10 +526,37 @@ static CURLcode perform(struct xfer *x)
 	return cc;
 }
 
+void http_set_responder(http_responder_fn *fn, void *arg)
+{
+	g_responder = fn;
+	g_responder_arg = arg;
+}
+
+/* One attempt answered by the responder: the same contract as attempt(). */
+static int respond(struct xfer *x)
+{
+	struct http_resp *r = x->resp;
+	r->status = 0;
+	(void)buf_truncate(&r->body, 0);
+	(void)buf_truncate(&r->headers, 0);
+	x->cc = CURLE_OK;
+	x->why[0] = '\0';
+	int rc = g_responder(g_responder_arg, x->req, r);
+	if (rc) {
+		(void)fmt(x->why, sizeof(x->why), "%s", strerror(-rc));
+		r->status = 0;
+		(void)buf_truncate(&r->body, 0);
+		(void)buf_truncate(&r->headers, 0);
+	}
+	return rc;
+}
+
 /* One attempt: the request to req->url and its redirects. 0 with resp->status, body and
  * headers of the final response, or -errno with the reason in x->why. */
 static int attempt(struct xfer *x, int n)
 {
+	if (g_responder)
+		return respond(x);
 	struct http_resp *r = x->resp;
 	int64_t deadline = now_ms() + x->timeout_ms;
 	char *url = xstrdup(x->req->url);

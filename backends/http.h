@@ -134,6 +134,15 @@ char *http_resp_header(const struct http_resp *r, const char *name);
 /* Free what resp holds and reset it to empty; safe to call twice. */
 void http_resp_free(struct http_resp *r);
 
+/* Tests only (tests/fuzz): while fn is set, every attempt of http_do is answered by
+ * fn(arg, req, resp) instead of the network. The request is still checked and the retries,
+ * the body cap and the header parsing still apply; redirects are not followed (a 3xx is the
+ * answer). fn sets resp->status, appends the body to resp->body (buf_append: -EFBIG past
+ * the cap) and header lines "Name: value\n" to resp->headers, and returns 0, or -errno for a
+ * transport failure. Set it before any thread uses http; NULL restores the network. */
+typedef int http_responder_fn(void *arg, const struct http_req *req, struct http_resp *resp);
+void http_set_responder(http_responder_fn *fn, void *arg);
+
 /* The endpoint for a backend type: the value of FLEETFS_ENDPOINT_<TYPE> (TYPE upper-cased,
  * '-' as '_'; "vast-ai" reads FLEETFS_ENDPOINT_VAST_AI) when set and non-empty, else dflt.
  * The result is borrowed from the environment or is dflt. */

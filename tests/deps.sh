@@ -3,6 +3,7 @@
 set -e
 PKGS="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libyaml-dev libcjson-dev
 libssl-dev libssh2-1-dev liblmdb-dev libinih-dev libxml2-dev lmdb-utils libcsv-dev libzip-dev check python3-pytest python3-yaml python3-boto3 rsync ansible
+clang libclang-rt-14-dev
 vim-nox nano tar coreutils sed openssh-client openssh-server iproute2 psmisc"
 missing=""
 for p in $PKGS; do
