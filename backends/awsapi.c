@@ -171,6 +171,7 @@ void awsq_init(struct aws_query *q, const char *action)
 {
 	buf_init(&q->b, 1u << 20);
 	(void)fmt(q->action, sizeof(q->action), "%s", action);
+	q->too_big = false;
 }
 
 void awsq_form(const struct aws_query *q, enum aws_service svc, struct buf *out)
@@ -193,10 +194,17 @@ void awsq_free(struct aws_query *q)
 
 void awsq_add(struct aws_query *q, const char *name, const char *value)
 {
-	(void)buf_append(&q->b, "&", 1);
-	enc(&q->b, name);
-	(void)buf_append(&q->b, "=", 1);
-	enc(&q->b, value ? value : "");
+	size_t before = q->b.len;
+	if (q->too_big)
+		return;
+	if (buf_append(&q->b, "&", 1) ||
+	    sigv4_encode(&q->b, name, strlen(name), SIGV4_ENC_FORM) ||
+	    buf_append(&q->b, "=", 1) ||
+	    sigv4_encode(&q->b, value ? value : "", value ? strlen(value) : 0, SIGV4_ENC_FORM)) {
+		/* over the cap: never send a request cut short (aws_query refuses it) */
+		q->b.len = before;
+		q->too_big = true;
+	}
 }
 
 void awsq_addf(struct aws_query *q, const char *value, const char *namefmt, ...)
@@ -448,6 +456,10 @@ int aws_query(struct aws_api *a, enum aws_service svc, const char *region,
 	*doc = NULL;
 	a->code[0] = '\0';
 	a->status = 0;
+	if (q->too_big) {
+		fmt(err, errlen, "%s: request larger than 1 MiB", q->action);
+		return -EFBIG;
+	}
 	buf_init(&body, q->b.len + 4096); /* room for Action and Version */
 	awsq_form(q, svc, &body);
 	int r = aws_send(a, svc, region, "application/x-www-form-urlencoded; charset=utf-8", NULL,

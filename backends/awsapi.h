@@ -71,6 +71,7 @@ void aws_api_close(struct aws_api *a);
 struct aws_query {
 	struct buf b; /* "&name=value" pairs, encoded */
 	char action[64];
+	bool too_big; /* a parameter did not fit under the cap: aws_query fails with EFBIG */
 };
 void awsq_init(struct aws_query *q, const char *action);
 void awsq_free(struct aws_query *q);

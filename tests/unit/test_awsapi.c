@@ -240,11 +240,33 @@ START_TEST(test_xml_refusals)
 }
 END_TEST
 
+/* A parameter that does not fit under the 1 MiB cap is never sent cut short. */
+START_TEST(test_query_too_big)
+{
+	struct aws_query q;
+	awsq_init(&q, "CreateSecurityGroup");
+	awsq_add(&q, "GroupName", "fleetfs");
+	size_t len = q.b.len;
+	char *big = malloc((1u << 20) + 1);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', 1u << 20);
+	big[1u << 20] = '\0';
+	awsq_add(&q, "GroupDescription", big);
+	ck_assert(q.too_big);
+	ck_assert_uint_eq(q.b.len, len);
+	awsq_add(&q, "Later", "y"); /* nothing after it either */
+	ck_assert_uint_eq(q.b.len, len);
+	free(big);
+	awsq_free(&q);
+}
+END_TEST
+
 Suite *awsapi_suite(void)
 {
 	Suite *s = suite_create("awsapi");
 	TCase *tc = tcase_create("awsapi");
 	tcase_add_test(tc, test_query_encoding);
+	tcase_add_test(tc, test_query_too_big);
 	tcase_add_test(tc, test_endpoints);
 	tcase_add_test(tc, test_region_names);
 	tcase_add_test(tc, test_xml_reading);
