@@ -331,15 +331,15 @@ static void wait_row(struct cloud *c, const char *key, const char *p, const char
 }
 
 /* Until when (unix seconds) a request of intent cl's create may still make a VM that
- * list_own does not show yet; a name not listed is proof of nothing before it.
- *  - The create call returned (cloud.ended: outcome unknown, a timeout say): nothing of it
- *    is under way at our end; the provider may still finish a request it got, or list the
- *    VM late: ended + lag.
- *  - It never returned (the process died during it): its last request was sent at the
- *    latest when the call would have ended (at + the HTTP client's longest call, retries
- *    and pauses included), and, when an earlier process made it, before this process
- *    started; that request is answered or given up on within one attempt's time:
- *    min(at + call, started + attempt) + lag.
+ * list_own does not show yet; a name not listed is proof of nothing before it. It is the
+ * latest time the create's last request can have been sent, plus one attempt's time (the
+ * provider works on a request about as long as the client waits for it, and goes on when
+ * the client gives up: a timeout, a cancel, a kill), plus the provider's create lag. The
+ * last request was sent
+ *  - before the create call returned, when it did (cloud.ended: outcome unknown);
+ *  - else (the process died during the call) before the call would have ended: at + the
+ *    HTTP client's longest call, retries and pauses included; and when an earlier process
+ *    made the intent, before this process started.
  * The HTTP times are real (a test's slow fake is slow in real time: only the pauses between
  * attempts scale); the provider's lag is scaled like every engine interval. */
 static double intent_deadline(const struct cloud *c, const cJSON *cl,
@@ -347,14 +347,14 @@ static double intent_deadline(const struct cloud *c, const cJSON *cl,
 {
 	double lag = (ops && ops->create_lag_s > 0 ? ops->create_lag_s : 60) * c->scale;
 	double at = jx_num(cl, "at"), ended = jx_num(cl, "ended");
-	if (ended > 0)
-		return ended + lag;
-	double call = (double)http_call_max_ms(0, 0) / 1000.0;
 	double attempt = (double)http_attempt_max_ms(0) / 1000.0;
-	double last = at > 0 ? at + call : c->started + attempt;
-	if (at < c->started && c->started + attempt < last)
-		last = c->started + attempt;
-	return last + lag;
+	double sent = ended;
+	if (sent <= 0) {
+		sent = at + (double)http_call_max_ms(0, 0) / 1000.0;
+		if (at <= 0 || (at < c->started && c->started < sent))
+			sent = c->started;
+	}
+	return sent + attempt + lag;
 }
 
 /* The intent's name is not listed yet but its create may still make it: the row stays as
