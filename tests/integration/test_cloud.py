@@ -311,3 +311,22 @@ def test_kill9_while_launch_in_flight(cloud, fake):
     assert "orphan VM" not in read_file(m.p("projects", "main", "events")).decode()
     os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
     assert wait_until(lambda: not live_vms(fake), 30), fake.vms()
+
+
+def test_launch_answer_lost_then_made(fleet_factory, fake, tmp_path, monkeypatch):
+    """No restart: the launch times out at fleetfs's end (2 s) while Lambda is still at it
+    (it makes the VM after 2.5 s). The outcome is unknown; the name is not listed at the
+    first look, but Lambda may still be working on the request: fleetfs looks again instead
+    of launching another, and adopts the VM that appears."""
+    monkeypatch.setenv("FLEETFS_HTTP_TIMEOUT_MS", "2000")
+    m = mount_lambda(fleet_factory, fake, tmp_path, monkeypatch)
+    fake.latency("/instance-operations/launch", 2.5, times=1, method="POST")
+    write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
+    wait_status(m, 0, "idle", timeout=60)
+    ev = events(m)
+    assert "outcome unknown" in ev, ev
+    assert len(live_vms(fake)) == 1, (fake.vms(), ev)
+    assert fake.count(method="POST", route="/instance-operations/launch") == 1, ev
+    assert "was not created" not in ev, ev
+    os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
+    assert wait_until(lambda: not live_vms(fake), 30), fake.vms()
