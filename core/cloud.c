@@ -3,8 +3,8 @@
  * A row's "cloud" object: backend, type, offer (name), region, instance, price, spot,
  * name (the cloud name), at (intent time, committed before the create call), ended (when a
  * create call with an unknown outcome returned), id (the provider's, once known),
- * backend_data, since (created). "tried" lists the offers tried in the current round with their errors.
- * The slow part of a step (provider calls) runs outside any transaction; results are written
+ * backend_data, since (created). "tried" lists the offers tried in the current round with
+ * their errors. The slow part of a step (provider calls) runs outside any transaction; results are written
  * in a transaction that re-reads the row first.
  */
 #include "cloud.h"
