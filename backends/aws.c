@@ -1828,4 +1828,7 @@ const struct backend_ops aws_ops = {
 	.terminate = aws_terminate,
 	.list_own = aws_list_own,
 	.provision_timeout_min = 10,
+	/* EC2's Describe* are eventually consistent: an instance RunInstances made may be
+	 * missing for seconds, at worst about a minute (aws_get counts on the same minute) */
+	.create_lag_s = 60,
 };

@@ -130,6 +130,13 @@ struct backend_ops {
 	/* Minutes a VM may take from create to running with an address (dstack: Lambda 30,
 	 * Vultr bare metal 55, others 10). */
 	int provision_timeout_min;
+	/* Seconds a VM may stay missing from list_own after the create request that made it was
+	 * answered or given up on: the provider's eventual consistency, and a create it
+	 * finishes after the client stopped waiting. A name not listed is proof that its
+	 * create made nothing only once this lag has passed since the last request of the
+	 * create could have been under way (core/cloud.c: intent_deadline). Scaled by
+	 * FLEETFS_TIME_SCALE like the engine's intervals; the HTTP time it is added to is not. */
+	int create_lag_s;
 };
 
 /* The gpuhunt catalog source, for the types dstack prices from catalogs: the provider's

@@ -924,6 +924,8 @@ static int digitalocean_list_own(const struct backend_ctx *ctx, struct bk_vm **o
 		.create = digitalocean_create, .get = digitalocean_get,                     \
 		.terminate = digitalocean_terminate, .list_own = digitalocean_list_own,     \
 		.provision_timeout_min = 10,                                                \
+		.create_lag_s = 30, /* a droplet is listed once its create answers 202;  \
+				     * the margin: a create finished after we gave up */     \
 	}
 const struct backend_ops digitalocean_ops = DGO_OPS("digitalocean");
 const struct backend_ops amddevcloud_ops = DGO_OPS("amddevcloud");

@@ -741,6 +741,30 @@ static int setup(struct http_client *c, struct xfer *x)
 	return 0;
 }
 
+/* The total time of one attempt for a request's timeout_ms (<= 0: the default), after
+ * FLEETFS_HTTP_TIMEOUT_MS, which caps every attempt (slow links raise nothing; tests
+ * shorten). */
+static long attempt_ms(long timeout_ms)
+{
+	long t = timeout_ms > 0 ? timeout_ms : DEF_TIMEOUT_MS;
+	const char *cap = getenv("FLEETFS_HTTP_TIMEOUT_MS");
+	long capms = cap ? strtol(cap, NULL, 10) : 0;
+	return capms > 0 && capms < t ? capms : t;
+}
+
+long long http_attempt_max_ms(long timeout_ms)
+{
+	return attempt_ms(timeout_ms);
+}
+
+long long http_call_max_ms(long timeout_ms, int max_attempts)
+{
+	long long n = max_attempts > 0 ? max_attempts : DEF_ATTEMPTS;
+	/* each pause is at most the cap (Retry-After and backoff alike), scaled */
+	double pause = (double)BACKOFF_CAP_MS * time_scale();
+	return n * attempt_ms(timeout_ms) + (long long)((double)(n - 1) * pause + 0.5);
+}
+
 int http_do(struct http_client *c, const struct http_req *req, struct http_resp *resp)
 {
 	struct xfer x = {.c = c, .req = req, .resp = resp};
@@ -752,12 +776,7 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 	(void)fmt(resp->id, sizeof(resp->id), "%08x", (unsigned)(uint32_t)x.rng);
 	x.method = req->method ? req->method : "GET";
 	x.label = req->label ? req->label : "http";
-	x.timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : DEF_TIMEOUT_MS;
-	/* FLEETFS_HTTP_TIMEOUT_MS caps every attempt (slow links raise nothing; tests shorten) */
-	const char *cap = getenv("FLEETFS_HTTP_TIMEOUT_MS");
-	long capms = cap ? strtol(cap, NULL, 10) : 0;
-	if (capms > 0 && capms < x.timeout_ms)
-		x.timeout_ms = capms;
+	x.timeout_ms = attempt_ms(req->timeout_ms);
 	x.max_attempts = req->max_attempts > 0 ? req->max_attempts : DEF_ATTEMPTS;
 	x.ca_bundle = getenv("FLEETFS_CA_BUNDLE");
 	if (x.ca_bundle && !*x.ca_bundle)

@@ -127,6 +127,15 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 int http_get(struct http_client *c, const char *url, long timeout_ms, size_t max_body,
 	     int max_attempts, struct http_resp *resp);
 
+/* Real milliseconds, for callers that must know how long a request they sent may still be
+ * under way (a create whose answer was lost). http_attempt_max_ms: the longest one attempt
+ * takes for a request's timeout_ms (<= 0: the default), FLEETFS_HTTP_TIMEOUT_MS applied.
+ * http_call_max_ms: the longest a whole http_do takes with these timeout_ms and max_attempts
+ * (<= 0: the defaults): every attempt plus the longest pauses between them (scaled by
+ * FLEETFS_TIME_SCALE, as the pauses are). No attempt is sent after it. */
+long long http_attempt_max_ms(long timeout_ms);
+long long http_call_max_ms(long timeout_ms, int max_attempts);
+
 /* The first value of response header name (case-insensitive), blanks trimmed, malloc'd
  * (caller frees), or NULL when the final response has no such header. */
 char *http_resp_header(const struct http_resp *r, const char *name);

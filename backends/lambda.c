@@ -563,4 +563,7 @@ const struct backend_ops lambda_ops = {
 	.terminate = lambda_terminate,
 	.list_own = lambda_list_own,
 	.provision_timeout_min = 30,
+	/* a launch answers with the id and GET /instances lists it at once; the margin is for a
+	 * launch Lambda completes after fleetfs stopped waiting for its answer */
+	.create_lag_s = 30,
 };

@@ -873,4 +873,7 @@ const struct backend_ops vultr_ops = {
 	/* dstack: 55 min for bare metal (vbm), 10 for VMs; one number per type here, so the
 	 * longer (a VM that never comes up is terminated after 55 min, not 10) */
 	.provision_timeout_min = 10, /* bare metal: 55, set per VM by create */
+	/* an instance is listed once its create answers; the margin: a create Vultr finishes
+	 * after fleetfs stopped waiting for its answer */
+	.create_lag_s = 30,
 };

@@ -1,9 +1,10 @@
 /* cloud: see cloud.h.
  *
  * A row's "cloud" object: backend, type, offer (name), region, instance, price, spot,
- * name (the cloud name), at (intent time), id (the provider's, once known), backend_data,
- * since (created). "tried" lists the offers tried in the current round with their errors.
- * The slow part of a step (provider calls) runs outside any transaction; results are written
+ * name (the cloud name), at (intent time, committed before the create call), ended (when a
+ * create call with an unknown outcome returned), id (the provider's, once known),
+ * backend_data, since (created). "tried" lists the offers tried in the current round with
+ * their errors. The slow part of a step (provider calls) runs outside any transaction; results are written
  * in a transaction that re-reads the row first.
  */
 #include "cloud.h"
@@ -18,6 +19,7 @@
 #include <time.h>
 
 #include "../backends/backend.h"
+#include "../backends/http.h"
 #include "../cache/seal.h"
 #include "fleets.h"
 #include "fleetspec.h"
@@ -28,6 +30,7 @@
 #define OFFERS_WAIT_MS 10000   /* for offers of a backend that has none cached yet */
 #define TRIED_MAX 25
 #define NAME_MAX_LEN 60
+#define BK_DATA_MAX sizeof(((struct bk_vm *)0)->backend_data)
 
 static const double retry_s[] = {10, 30, 60, 120, 300}; /* failed terminate calls */
 
@@ -253,6 +256,7 @@ static int put_created(struct stx *tx, cJSON *v, void *arg)
 struct failed {
 	const char *offer, *backend, *err;
 	bool keep_intent; /* the outcome is unknown: look the name up before anything else */
+	bool ended;       /* ... because the create call just returned (stamp cloud.ended) */
 	const char *p, *f;
 	unsigned num;
 };
@@ -274,6 +278,8 @@ static int put_failed(struct stx *tx, cJSON *v, void *arg)
 		cJSON_DeleteItemFromArray(tried, 0);
 	if (!fl->keep_intent)
 		cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
+	else if (fl->ended)
+		jx_set_num(cloud_obj(v), "ended", time_now_s());
 	return fleets_event(tx, fl->p, fl->f, "instance=%u offer %s: %s%s", fl->num, fl->offer,
 			    fl->err, fl->keep_intent ? " (outcome unknown: checking before "
 						       "another create)" : "");
@@ -324,6 +330,52 @@ static void wait_row(struct cloud *c, const char *key, const char *p, const char
 	(void)row_update(c, key, p, status, put_waiting, &w);
 }
 
+/* Until when (unix seconds) a request of intent cl's create may still make a VM that
+ * list_own does not show yet; a name not listed is proof of nothing before it. It is the
+ * latest time the create's last request can have been sent, plus one attempt's time (the
+ * provider works on a request about as long as the client waits for it, and goes on when
+ * the client gives up: a timeout, a cancel, a kill), plus the provider's create lag. The
+ * last request was sent
+ *  - before the create call returned, when it did (cloud.ended: outcome unknown);
+ *  - else (the process died during the call) before the call would have ended: at + the
+ *    HTTP client's longest call, retries and pauses included; and when an earlier process
+ *    made the intent, before this process started.
+ * The HTTP times are real (a test's slow fake is slow in real time: only the pauses between
+ * attempts scale); the provider's lag is scaled like every engine interval. */
+static double intent_deadline(const struct cloud *c, const cJSON *cl,
+			      const struct backend_ops *ops)
+{
+	double lag = (ops && ops->create_lag_s > 0 ? ops->create_lag_s : 60) * c->scale;
+	double at = jx_num(cl, "at"), ended = jx_num(cl, "ended");
+	double attempt = (double)http_attempt_max_ms(0) / 1000.0;
+	double sent = ended;
+	if (sent <= 0) {
+		sent = at + (double)http_call_max_ms(0, 0) / 1000.0;
+		if (at <= 0 || (at < c->started && c->started < sent))
+			sent = c->started;
+	}
+	return sent + attempt + lag;
+}
+
+/* The intent's name is not listed yet but its create may still make it: the row stays as
+ * it is (status `status`), says so, and looks again after a poll (at the deadline at the
+ * latest). */
+static void wait_confirm(struct cloud *c, const char *key, const char *p, const char *f,
+			 unsigned num, const char *status, const cJSON *cl, double deadline)
+{
+	char why[700], until[32];
+	time_iso((time_t)deadline + 1, until, sizeof(until));
+	(void)fmt(why, sizeof(why), "%swaiting to confirm whether %s was created: not listed by %s "
+				    "yet, and its create may still be under way there (looking "
+				    "again until %s before anything else is created)",
+		  strcmp(status, IST_TERMINATING) ? "" : "terminating: ", jx_str(cl, "name"),
+		  jx_str(cl, "backend"), until);
+	double delay = POLL_S * c->scale, left = deadline - time_now_s();
+	if (delay > left)
+		delay = left > 0 ? left : 0;
+	wait_row(c, key, p, f, num, status, delay, false, why);
+}
+
 /* A row with an intent but no id: did the create happen? 0 when resolved (adopted or
  * cleared), else the row waits. */
 static int recover_intent(struct cloud *c, const char *key, const char *p, const char *f,
@@ -331,11 +383,13 @@ static int recover_intent(struct cloud *c, const char *key, const char *p, const
 {
 	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
 	const char *name = jx_str(cl, "name");
+	const struct backend_ops *ops = NULL;
 	char err[512] = "";
 	struct bk k;
 	struct bk_vm vm;
 	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
 	if (!r) {
+		ops = k.ops;
 		memset(&vm, 0, sizeof(vm));
 		r = find_by_name(&k, name, &vm, err, sizeof(err));
 		bk_free(&k);
@@ -344,9 +398,17 @@ static int recover_intent(struct cloud *c, const char *key, const char *p, const
 		struct created cr = {.vm = &vm, .p = p, .f = f, .num = num, .recovered = true};
 		return row_update(c, key, p, IST_PENDING, put_created, &cr) ? -EAGAIN : 1;
 	}
+	if (r == -ENOENT && ops) {
+		double deadline = intent_deadline(c, cl, ops);
+		if (time_now_s() < deadline) {
+			wait_confirm(c, key, p, f, num, IST_PENDING, cl, deadline);
+			return -EAGAIN;
+		}
+	}
 	if (r == -ENOENT || r == -ENOTSUP) {
 		char why[600];
-		(void)fmt(why, sizeof(why), "%s was not created (not found at the provider)", name);
+		(void)fmt(why, sizeof(why), "%s was not created (not found at the provider%s)", name,
+			  ops ? " after its create could have made it" : "");
 		struct failed fl = {.offer = jx_str(cl, "offer"), .backend = jx_str(cl, "backend"),
 				    .err = why, .p = p, .f = f, .num = num};
 		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
@@ -498,10 +560,14 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 			done = true;
 			break;
 		}
-		bool unknown = r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET;
+		/* no verdict from the provider: the VM may exist (a cancel at unmount too, and
+		 * an answer that could not be read) */
+		bool unknown = r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET ||
+			       r == -ECANCELED || r == -EPROTO;
 		(void)fmt(last, sizeof(last), "%s", err[0] ? err : strerror(-r));
 		struct failed fl = {.offer = oname, .backend = o->backend, .err = last,
-				    .keep_intent = unknown, .p = p, .f = f, .num = num};
+				    .keep_intent = unknown, .ended = unknown, .p = p, .f = f,
+				    .num = num};
 		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
 		if (unknown) {
 			wait_row(c, key, p, f, num, IST_PENDING, POLL_S * c->scale, false,
@@ -741,14 +807,25 @@ static int put_term_asked(struct stx *tx, cJSON *v, void *arg)
 	return 0;
 }
 
+static int put_found(struct stx *tx, cJSON *v, void *arg)
+{
+	const struct bk_vm *vm = arg;
+	(void)tx;
+	cJSON *c = cloud_obj(v);
+	jx_set_str(c, "id", vm->id);
+	jx_set_str(c, "backend_data", vm->backend_data);
+	return 0;
+}
+
 static void terminating_step(struct cloud *c, const char *key, const char *p, const char *f,
 			     unsigned num, const cJSON *row)
 {
 	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
-	char err[700] = "", what[600] = "", id[BK_ID_MAX];
+	char err[700] = "", what[600] = "", id[BK_ID_MAX], data[BK_DATA_MAX];
 	struct bk k;
 	struct gone g = {.p = p, .f = f, .num = num, .what = what};
 	(void)fmt(id, sizeof(id), "%s", jx_str(cl, "id"));
+	(void)fmt(data, sizeof(data), "%s", jx_str(cl, "backend_data"));
 	if (!cJSON_IsObject(cl) || (!id[0] && !*jx_str(cl, "name"))) {
 		(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g); /* nothing created */
 		return;
@@ -759,24 +836,31 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 		memset(&vm, 0, sizeof(vm));
 		r = find_by_name(&k, jx_str(cl, "name"), &vm, err, sizeof(err));
 		if (r == -ENOENT) {
+			double deadline = intent_deadline(c, cl, k.ops);
 			bk_free(&k);
-			(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
+			if (time_now_s() < deadline) /* it may still appear: not gone yet */
+				wait_confirm(c, key, p, f, num, IST_TERMINATING, cl, deadline);
+			else
+				(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
 			return;
 		}
 		(void)fmt(id, sizeof(id), "%s", vm.id);
+		(void)fmt(data, sizeof(data), "%s", vm.backend_data); /* get and terminate need it */
+		/* found: from now on the row follows this VM by its id */
+		(void)row_update(c, key, p, IST_TERMINATING, put_found, &vm);
 	}
 	/* ask once, then only look (again after a minute if the VM is still there) */
 	double asked = jx_num(cl, "term_asked");
 	bool ask = asked <= 0 || time_now_s() - asked > 60.0 * c->scale;
 	if (!r && ask) {
-		r = k.ops->terminate(&k.ctx, id, jx_str(cl, "backend_data"), err, sizeof(err));
+		r = k.ops->terminate(&k.ctx, id, data, err, sizeof(err));
 		if (!r)
 			(void)row_update(c, key, p, IST_TERMINATING, put_term_asked, NULL);
 	}
 	struct bk_vm vm;
 	memset(&vm, 0, sizeof(vm));
 	if (!r) {
-		r = k.ops->get(&k.ctx, id, jx_str(cl, "backend_data"), &vm, err, sizeof(err));
+		r = k.ops->get(&k.ctx, id, data, &vm, err, sizeof(err));
 		if (r == -ENOENT || (!r && vm.state == BK_VM_TERMINATED)) {
 			bk_free(&k);
 			(void)fmt(what, sizeof(what), "; %s (id %s) confirmed gone by %s",

@@ -8,10 +8,13 @@
  *                 SSH step connects with the project key, probes the hardware -> idle
  *   terminating   ask the provider to terminate; the row goes only once the provider says
  *                 the VM is gone; failures are retried with backoff for as long as it takes
- * Never leak, never duplicate: before each create the intent (cloud name, offer) is
+ * Never leak, never duplicate: before each create the intent (cloud name, offer, time) is
  * committed; a row found with an intent but no provider id (a crash between the create call
- * and its commit) is resolved by looking the name up among the provider's VMs before
- * anything else is created.
+ * and its commit, or a create whose answer was lost) is resolved by looking the name up
+ * among the provider's VMs before anything else is created. A name not listed while a
+ * request of its create may still be under way at the provider (see intent_deadline in
+ * cloud.c) proves nothing: the row waits and looks again; only after that is the intent
+ * taken as "not created".
  */
 #ifndef FLEETFS_CLOUD_H
 #define FLEETFS_CLOUD_H
@@ -32,6 +35,8 @@ struct cloud {
 	struct catalog *catalog;
 	struct offerd *offerd; /* may be NULL (offers then come only from the cache) */
 	double scale;          /* FLEETFS_TIME_SCALE */
+	double started;        /* unix seconds this process started its engine: a create call
+				* of an earlier process sent nothing after it */
 };
 
 /* True for rows of backend fleets (they carry a "cloud" object or no host). */

@@ -619,6 +619,7 @@ int engine_start(struct store *s, int workers, const struct cloud *cloud, struct
 	}
 	e->cloud.scale = e->scale;
 	e->cloud.s = s;
+	e->cloud.started = time_now_s();
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 	pthread_cond_init(&e->work, NULL);

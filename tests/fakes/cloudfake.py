@@ -433,6 +433,7 @@ class CloudFake:
         self.url = self.port = None
         self._routes = []
         self._faults = []
+        self._notify = []                  # (route regex, method, threading.Event)
         self._rate = None
         self._hits = collections.deque()
         self._vms = collections.OrderedDict()
@@ -562,6 +563,15 @@ class CloudFake:
             self._rate = None if per_second is None else (
                 int(per_second), retry_after, re.compile(route), method)
             self._hits.clear()
+
+    def notify(self, route, method=None):
+        """A threading.Event set once a request whose route matches the regex (re.search)
+        has arrived whole (body read), before any fault delays it: the signal that the
+        client sent it (kill the client then, say). One-shot; wait on it with a timeout."""
+        ev = threading.Event()
+        with self.lock:
+            self._notify.append((re.compile(route), method, ev))
+        return ev
 
     def clear_faults(self):
         with self.lock:
@@ -820,6 +830,10 @@ class CloudFake:
         """Latency, hang, fail and the rate limit, in that order: a Reply to send, None to
         go on, or _SILENT to close the connection without an answer."""
         with self.lock:
+            for n in [n for n in self._notify
+                      if (n[1] is None or n[1] == req.method) and n[0].search(req.route)]:
+                self._notify.remove(n)
+                n[2].set()
             slow = self._take(("latency",), req.method, req.route)
         if slow is not None and self._stopping.wait(slow.params["seconds"]):
             return _SILENT

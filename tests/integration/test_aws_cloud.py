@@ -258,6 +258,27 @@ def test_kill9_between_run_instances_and_commit(mount, fake):
     all_gone(m, fake)
 
 
+def test_kill9_while_run_instances_in_flight(mount, fake):
+    """Issue 11, defect 2 on AWS: the daemon dies while RunInstances is still under way (the
+    instance appears 2 s after the call arrived) and is mounted again at once: the name is
+    not listed yet, the row waits and looks again, and adopts the instance; no second
+    RunInstances, no orphan."""
+    m = mount()
+    fake.latency(r"^ec2/RunInstances$", 2.0, times=1)
+    arrived = fake.notify(r"^ec2/RunInstances$")
+    write_spec(m, spec())
+    assert arrived.wait(30), events(m)
+    m.kill9()
+    m.start()
+    wait_status(m, 0, "idle", timeout=90)
+    ev = events(m)
+    assert len(live(fake)) == 1, (fake.vms(), ev)
+    assert fake.count_calls("RunInstances") == 1, ev
+    assert "was not created" not in ev and "not created again" in ev, ev
+    assert "orphan VM" not in pevents(m)
+    all_gone(m, fake)
+
+
 def test_orphans_reported_then_terminated(mount, fake):
     orphan = fake.create_behind_the_back("fleetfs-main-old-3-abcd1234", "t3.small", REGION,
                                          tags={"owner": "fleetfs"})

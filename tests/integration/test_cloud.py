@@ -282,3 +282,51 @@ def test_provider_timing_out(fleet_factory, fake, tmp_path, monkeypatch):
     wait_status(m, 0, "idle", timeout=60)
     assert len(live_vms(fake)) == 1
     assert fake.count(method="GET", route="/instances") >= 1   # the name was looked up
+
+
+def test_kill9_while_launch_in_flight(cloud, fake):
+    """Issue 11, defect 2: the daemon dies while Lambda is still launching (the POST arrived,
+    the VM appears 2 s later) and is mounted again at once. The name is not listed yet, but
+    the launch may still make it: fleetfs waits and looks again instead of launching a
+    second VM, and adopts the one that appears."""
+    m = cloud
+    fake.latency("/instance-operations/launch", 2.0, times=1, method="POST")
+    arrived = fake.notify("/instance-operations/launch", method="POST")
+    write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
+    assert arrived.wait(20), events(m)
+    t_launch = fake.find(method="POST", route="/instance-operations/launch")[0].time
+    m.kill9()
+    m.start()
+    wait_status(m, 0, "idle", timeout=60)
+    ev = events(m)
+    assert len(live_vms(fake)) == 1, (fake.vms(), ev)
+    assert fake.count(method="POST", route="/instance-operations/launch") == 1, ev
+    assert "was not created" not in ev, ev
+    assert "not created again" in ev, ev
+    # a lookup before the VM existed (the usual case: the mount takes less than 2 s) left
+    # the intent waiting, and said so
+    looked = [r for r in fake.find(method="GET", route="^/instances$") if r.time > t_launch]
+    if looked and looked[0].time < t_launch + 2.0:
+        assert "waiting to confirm whether fleetfs-main-gpu-0-" in ev, ev
+    assert "orphan VM" not in read_file(m.p("projects", "main", "events")).decode()
+    os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
+    assert wait_until(lambda: not live_vms(fake), 30), fake.vms()
+
+
+def test_launch_answer_lost_then_made(fleet_factory, fake, tmp_path, monkeypatch):
+    """No restart: the launch times out at fleetfs's end (2 s) while Lambda is still at it
+    (it makes the VM after 2.5 s). The outcome is unknown; the name is not listed at the
+    first look, but Lambda may still be working on the request: fleetfs looks again instead
+    of launching another, and adopts the VM that appears."""
+    monkeypatch.setenv("FLEETFS_HTTP_TIMEOUT_MS", "2000")
+    m = mount_lambda(fleet_factory, fake, tmp_path, monkeypatch)
+    fake.latency("/instance-operations/launch", 2.5, times=1, method="POST")
+    write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=1, gpu="A10").encode())
+    wait_status(m, 0, "idle", timeout=60)
+    ev = events(m)
+    assert "outcome unknown" in ev, ev
+    assert len(live_vms(fake)) == 1, (fake.vms(), ev)
+    assert fake.count(method="POST", route="/instance-operations/launch") == 1, ev
+    assert "was not created" not in ev, ev
+    os.unlink(m.p("projects", "main", "fleets", "gpu.yml"))
+    assert wait_until(lambda: not live_vms(fake), 30), fake.vms()

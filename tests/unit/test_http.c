@@ -872,6 +872,26 @@ START_TEST(test_endpoint)
 }
 END_TEST
 
+/* The longest attempt and call (the engine's bound for a create still under way): real
+ * attempt times, capped by FLEETFS_HTTP_TIMEOUT_MS; pauses of at most 30 s, scaled. */
+START_TEST(test_call_max)
+{
+	unsetenv("FLEETFS_HTTP_TIMEOUT_MS");
+	ck_assert_int_eq(http_attempt_max_ms(0), 30000);
+	ck_assert_int_eq(http_attempt_max_ms(5000), 5000);
+	ck_assert_int_eq(http_call_max_ms(0, 0), 4 * 30000 + 3 * 300); /* scale 0.01 */
+	ck_assert_int_eq(http_call_max_ms(5000, 1), 5000);
+	setenv("FLEETFS_HTTP_TIMEOUT_MS", "1500", 1);
+	ck_assert_int_eq(http_attempt_max_ms(0), 1500);
+	ck_assert_int_eq(http_attempt_max_ms(1000), 1000);
+	ck_assert_int_eq(http_call_max_ms(0, 2), 2 * 1500 + 300);
+	setenv("FLEETFS_TIME_SCALE", "1", 1);
+	ck_assert_int_eq(http_call_max_ms(0, 0), 4 * 1500 + 3 * 30000);
+	unsetenv("FLEETFS_HTTP_TIMEOUT_MS");
+	setenv("FLEETFS_TIME_SCALE", "0.01", 1);
+}
+END_TEST
+
 /* ---- cancellation ---- */
 
 #define CANCEL_AFTER_MS 200 /* how long the calls run before http_client_shutdown */
@@ -1247,6 +1267,7 @@ Suite *http_suite(void)
 	tcase_add_test(t, test_concurrent);
 	tcase_add_test(t, test_log_lines);
 	tcase_add_test(t, test_endpoint);
+	tcase_add_test(t, test_call_max);
 	tcase_add_test(t, test_cancel_no_answer);
 	tcase_add_test(t, test_cancel_connecting);
 	tcase_add_test(t, test_cancel_retry_pause);
