@@ -200,7 +200,9 @@ def test_terminate_retried_until_it_works(cloud, fake):
 
 def test_rate_limited_api(cloud, fake):
     m = cloud
-    fake.rate_limit(per_second=5, retry_after=1)
+    # two GETs a second: the polls of two instances (scaled intervals) always exceed it,
+    # however slow the machine; GETs are retried after Retry-After
+    fake.rate_limit(per_second=2, retry_after=1, method="GET")
     write_file(m.p("projects", "main", "fleets", "gpu.yml"), SPEC.format(nodes=2, gpu="A10").encode())
     wait_status(m, 0, "idle")
     wait_status(m, 1, "idle")
