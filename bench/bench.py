@@ -74,9 +74,12 @@ class Fleet:
 
     def start(self):
         logf = open(self.logpath, "ab")
-        self.proc = subprocess.Popen([BIN, "-f", "-o", f"state={self.state}", self.mnt],
+        # offline: no catalog (offers don't matter here), provider APIs on a closed port
+        self.proc = subprocess.Popen([BIN, "-f", "-o", f"state={self.state}", "-o",
+                                      "catalog=none", self.mnt],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env=dict(os.environ, **benchlib.offline_env()))
         logf.close()
         end = time.monotonic() + MOUNT_TIMEOUT
         while time.monotonic() < end:
@@ -398,16 +401,28 @@ def on_signal(signum, frame):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--projects", type=int, default=1000, help="projects (default 1000)")
+    ap.add_argument("--projects", type=int, default=None, help="projects (default 1000)")
+    ap.add_argument("--small", action="store_true",
+                    help="a quick run for CI: 20 projects, 50 commits, 1 warm run (results "
+                         "go to --out, not to bench/RESULTS.md unless named)")
     ap.add_argument("--backends", type=int, default=len(TYPES),
                     help=f"backends per project, 1..{len(TYPES)} (default {len(TYPES)}: "
                          f"{', '.join(TYPES)})")
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "RESULTS.md"),
-                    help="markdown results file (default bench/RESULTS.md)")
+    ap.add_argument("--out", default=None,
+                    help="markdown results file (default bench/RESULTS.md; with --small a "
+                         "file in the temporary directory)")
     ap.add_argument("--tmpdir", default=None,
                     help="where the temporary directory (fleetfs state dir, mountpoints) goes "
                          "(default: $TMPDIR or /tmp)")
     args = ap.parse_args()
+    global COMMIT_WRITES, WARM_RUNS
+    if args.projects is None:
+        args.projects = 20 if args.small else 1000
+    if args.small:
+        COMMIT_WRITES, WARM_RUNS = 50, 1
+    if args.out is None:
+        args.out = (os.path.join(tempfile.gettempdir(), "fleetfs-bench-small.md") if args.small
+                    else os.path.join(REPO, "bench", "RESULTS.md"))
     if args.projects < 1:
         ap.error("--projects must be at least 1")
     if not 1 <= args.backends <= len(TYPES):
