@@ -213,8 +213,14 @@ def mirror_generated(mnt, root):
             if os.path.exists(dst):
                 continue  # the config.yml files were written by build_tree
             src = os.path.join(dp, fn)
-            with open(src, "rb") as f:
-                data = f.read()
+            parts = rel.split(os.sep)
+            if len(parts) == 3 and parts[0] == "projects" and parts[2] == "ssh":
+                # a project's SSH key is made on its first read (an RSA key each: minutes for
+                # 1000 projects); the timings only need the same names and sizes
+                data = b"\0" * os.lstat(src).st_size
+            else:
+                with open(src, "rb") as f:
+                    data = f.read()
             write_file(dst, data)
             n += 1
         for dn in dns:
@@ -306,11 +312,11 @@ def report(R, M, args, out_path):
     rows = [
         ("build tree (mkdir + write config.yml per backend)", R["build_fleet"], R["build_tmpfs"]),
         ("ls -lR, cold (first run)", R["ls"][0], R["ls_t"][0]),
-        ("ls -lR, warm (median of 3)", R["ls"][1], R["ls_t"][1]),
+        (f"ls -lR, warm (median of {WARM_RUNS})", R["ls"][1], R["ls_t"][1]),
         ("cat every backend config.yml, cold", R["cat"][0], R["cat_t"][0]),
-        ("cat every backend config.yml, warm (median of 3)", R["cat"][1], R["cat_t"][1]),
+        (f"cat every backend config.yml, warm (median of {WARM_RUNS})", R["cat"][1], R["cat_t"][1]),
         ("rsync -aF whole tree, cold", R["rsync"][0], R["rsync_t"][0]),
-        ("rsync -aF whole tree, warm (median of 3)", R["rsync"][1], R["rsync_t"][1]),
+        (f"rsync -aF whole tree, warm (median of {WARM_RUNS})", R["rsync"][1], R["rsync_t"][1]),
     ]
     lat = sorted(R["lat"])
     p50, p90, p99, mx = pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1]

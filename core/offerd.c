@@ -66,6 +66,19 @@ struct source {
 	char err[512];               /* the failure's reason */
 };
 
+/* A fetch's outcome, kept for the share's time so that a backend of the same config that
+ * asks a moment later (the next project of an `ls -lR`) gets it without a fetch. */
+struct memo {
+	char key[OFFERD_SOURCE_MAX];   /* the source ("" = free) */
+	char type[32];
+	char digest[65];
+	char known[CATALOG_VERSION_MAX];
+	long long at_ms;
+	struct outcome *o;
+};
+
+#define OFFERD_MEMOS 64
+
 struct seen {
 	char project[STORE_NAME_MAX];
 	long long settled_ms; /* last check that found nothing missing (0: look again) */
@@ -84,6 +97,8 @@ struct offerd {
 	unsigned long long seq;
 	struct seen seen[OFFERD_MAX_PROJECTS];
 	struct bk_share *share;          /* fetches of the current busy period (NULL when idle) */
+	struct memo memo[OFFERD_MEMOS];  /* outcomes of the same period */
+	long long share_ms;              /* how long both are used (ms) */
 	int running;                     /* runs in progress */
 	unsigned long runs, fetch_groups;
 	pthread_t threads[OFFERD_THREADS], sweeper;
@@ -269,8 +284,9 @@ struct member {
 /* The outcome of one fetch, shared by every member of its group. */
 struct outcome {
 	int rc;
-	struct bk_offers_res res;
-	struct buf csv;       /* res.list as stored */
+	struct bk_offers_res res; /* its list is freed once written as csv */
+	size_t count;         /* offers in csv */
+	struct buf csv;       /* the offers as stored */
 	char err[1024];
 	int cred;             /* the credential check: 0, -errno, 1 = not checked */
 	char cred_err[1024];
@@ -332,7 +348,7 @@ static int commit_one(struct stx *tx, const struct member *mb, const char *src,
 			jx_set_num(m, "data_at", (double)now);
 			jx_set_str(m, "version", res->version);
 			jx_set_str(m, "source", res->source);
-			jx_set_num(m, "count", (double)res->list.n);
+			jx_set_num(m, "count", (double)o->count);
 			jx_set_num(m, "skipped", (double)res->skipped);
 			r = store_blob_put(tx, SDB_OFFERS, dkey, o->csv.data ? o->csv.data : "",
 					   o->csv.len, project);
@@ -340,7 +356,7 @@ static int commit_one(struct stx *tx, const struct member *mb, const char *src,
 				   jx_str(old, "error")[0]))
 				r = store_event(tx, project,
 						"offers backend=%s %zu offers from %s (version %s)",
-						backend, res->list.n, res->source,
+						backend, o->count, res->source,
 						res->version[0] ? res->version : "-");
 		} else if (jx_str(old, "error")[0]) {
 			r = store_event(tx, project, "offers backend=%s refresh recovered", backend);
@@ -434,6 +450,7 @@ static int fetch_group(struct offerd *od, const struct member *rep, struct bk_sh
 		o->rc = -ENOMEM;
 		(void)fmt(o->err, sizeof(o->err), "cannot serialise the offers");
 	}
+	o->count = o->res.list.n;
 	return 0;
 }
 
@@ -532,6 +549,80 @@ static void outcome_free(struct outcome *o)
 	buf_free(&o->csv);
 }
 
+static bool memo_same(const struct memo *e, const char *key, const struct member *mb)
+{
+	return e->o && !strcmp(e->key, key) && !strcmp(e->type, mb->type) &&
+	       !strcmp(e->digest, mb->digest) && !strcmp(e->known, mb->known);
+}
+
+/* A copy of the outcome of a fetch for mb's config (and cached version) made within the
+ * share's time: true with *out filled (release with outcome_free). */
+static bool memo_get(struct offerd *od, const char *key, const struct member *mb,
+		     struct outcome *out)
+{
+	bool hit = false;
+	pthread_mutex_lock(&od->lock);
+	long long now = mono_ms();
+	for (size_t i = 0; i < OFFERD_MEMOS && !hit; i++) {
+		const struct memo *e = &od->memo[i];
+		if (!memo_same(e, key, mb) || now - e->at_ms > od->share_ms)
+			continue;
+		*out = *e->o;
+		memset(&out->res.list, 0, sizeof(out->res.list));
+		buf_init(&out->csv, e->o->csv.limit);
+		hit = buf_append(&out->csv, e->o->csv.data ? e->o->csv.data : "", e->o->csv.len) == 0;
+		if (!hit)
+			buf_free(&out->csv);
+	}
+	pthread_mutex_unlock(&od->lock);
+	return hit;
+}
+
+/* Keep a successful outcome for mb's config; its csv is taken (o keeps an empty one). */
+static void memo_put(struct offerd *od, const char *key, const struct member *mb,
+		     struct outcome *o)
+{
+	struct outcome *c = xcalloc(1, sizeof(*c));
+	*c = *o;
+	memset(&c->res.list, 0, sizeof(c->res.list)); /* the list stays with o */
+	buf_init(&o->csv, o->csv.limit);
+	pthread_mutex_lock(&od->lock);
+	struct memo *slot = NULL;
+	for (size_t i = 0; i < OFFERD_MEMOS; i++) {
+		struct memo *e = &od->memo[i];
+		if (memo_same(e, key, mb) || !e->o) {
+			slot = e;
+			break;
+		}
+		if (!slot || e->at_ms < slot->at_ms)
+			slot = e;
+	}
+	struct outcome *old = slot->o;
+	(void)fmt(slot->key, sizeof(slot->key), "%s", key);
+	(void)fmt(slot->type, sizeof(slot->type), "%s", mb->type);
+	(void)fmt(slot->digest, sizeof(slot->digest), "%s", mb->digest);
+	(void)fmt(slot->known, sizeof(slot->known), "%s", mb->known);
+	slot->at_ms = mono_ms();
+	slot->o = c;
+	pthread_mutex_unlock(&od->lock);
+	if (old) {
+		outcome_free(old);
+		free(old);
+	}
+}
+
+/* With od->lock held: forget every kept outcome. */
+static void memo_clear(struct offerd *od)
+{
+	for (size_t i = 0; i < OFFERD_MEMOS; i++) {
+		if (od->memo[i].o) {
+			outcome_free(od->memo[i].o);
+			free(od->memo[i].o);
+		}
+		memset(&od->memo[i], 0, sizeof(od->memo[i]));
+	}
+}
+
 /* One run of source key over the members found by scan. failed_at/failed: the source's last
  * failure, reused for new members within OFFERD_RETRY unless forced. */
 static void run_source(struct offerd *od, const char *key, bool all, const struct pend *pend,
@@ -571,6 +662,12 @@ static void run_source(struct offerd *od, const char *key, bool all, const struc
 		struct outcome o;
 		memset(&o, 0, sizeof(o));
 		buf_init(&o.csv, (size_t)1 << 30);
+		/* the same config fetched a moment ago (for another project): its outcome */
+		if (!force && memo_get(od, key, &mv[a], &o)) {
+			commit_members(od, &mv[a], b - a, key, &o);
+			outcome_free(&o);
+			continue;
+		}
 		if (fetch_group(od, &mv[a], sh, &o) == 0) {
 			if (o.rc == -ECANCELED) { /* stopping: write nothing */
 				outcome_free(&o);
@@ -580,8 +677,12 @@ static void run_source(struct offerd *od, const char *key, bool all, const struc
 			v->ok |= o.rc == 0;
 			if (o.rc && !v->err[0])
 				(void)fmt(v->err, sizeof(v->err), "%s", o.err);
-			big |= o.res.list.n > 1000;
+			big |= o.count > 1000;
+			bk_offers_res_free(&o.res); /* written as csv */
+			memset(&o.res.list, 0, sizeof(o.res.list));
 			commit_members(od, &mv[a], b - a, key, &o);
+			if (o.rc == 0)
+				memo_put(od, key, &mv[a], &o);
 			pthread_mutex_lock(&od->lock);
 			od->fetch_groups++;
 			pthread_mutex_unlock(&od->lock);
@@ -594,6 +695,16 @@ out:
 		malloc_trim(0);
 }
 
+/* With od->lock held: ms until nothing the share and the memo hold can be used (0: now). */
+static long long kept_for(struct offerd *od)
+{
+	long long left = od->share ? bk_share_expires_in(od->share) : 0, now = mono_ms();
+	for (size_t i = 0; i < OFFERD_MEMOS; i++)
+		if (od->memo[i].o && od->memo[i].at_ms + od->share_ms - now > left)
+			left = od->memo[i].at_ms + od->share_ms - now;
+	return left;
+}
+
 static void *worker(void *arg)
 {
 	struct offerd *od = arg;
@@ -602,6 +713,7 @@ static void *worker(void *arg)
 	if (age < SHARE_FOR * 100)
 		age = SHARE_FOR * 100;
 	pthread_mutex_lock(&od->lock);
+	od->share_ms = age;
 	for (;;) {
 		struct source *s = NULL;
 		if (od->stopping)
@@ -610,12 +722,12 @@ static void *worker(void *arg)
 			if (od->src[i].key[0] && od->src[i].state == S_QUEUED &&
 			    (!s || od->src[i].seq < s->seq))
 				s = &od->src[i];
-		long long linger = !s && !od->running && od->share ? bk_share_expires_in(od->share)
-								     : -1;
-		if (linger == 0) {
+		long long linger = !s && !od->running ? kept_for(od) : -1;
+		if (linger == 0 && (od->share || od->memo[0].o)) { /* memo fills from row 0 */
 			/* idle, and nothing it holds is young enough to be used: give it back */
 			struct bk_share *sh = od->share;
 			od->share = NULL;
+			memo_clear(od);
 			pthread_mutex_unlock(&od->lock);
 			bk_share_free(sh);
 			malloc_trim(0);
@@ -768,6 +880,7 @@ void offerd_free(struct offerd *od)
 		free(od->src[i].pend);
 	free(od->src);
 	bk_share_free(od->share);
+	memo_clear(od);
 	pthread_mutex_destroy(&od->lock);
 	pthread_cond_destroy(&od->work);
 	pthread_cond_destroy(&od->done);

@@ -366,3 +366,24 @@ def test_no_catalog_many_projects_ls_lR(fleet_factory):
     assert wait_until(lambda: all(
         pstatus(m, p, "runpod")["offers"]["state"] == "failed" for p in projects), timeout=20)
     assert "catalog=none" in pstatus(m, projects[-1], "aws")["offers"]["error"]
+
+
+def test_slow_source_is_fetched_once_for_latecomers(fleet_factory, cs, monkeypatch):
+    """Lambda's API unreachable (retried at full time scale: seconds) while its catalog is
+    fine: the first project's listing waits for that fetch; the projects configured and
+    listed right after it get the same outcome at once instead of a slow fetch each (before:
+    every listing waited seconds for a refresh of its own)."""
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", "1")
+    m = fleet_factory(opts=[f"catalog={cs.url}"])
+    t0 = time.monotonic()
+    took = []
+    for i in range(8):
+        p = f"s{i}"
+        os.makedirs(m.p("projects", p), exist_ok=True)
+        configure_project(m, p, [("lambda", LAMBDA)])
+        names, dt = timed_listdir(m.p("projects", p, "offers"))
+        assert len(names) == 3, (p, names)
+        took.append(dt)
+    assert sum(took[1:]) < 2, took  # the first one waited; the others did not
+    assert time.monotonic() - t0 < max(took[0], 1) + 5, took
+    assert cs.count("/lambdalabs/version") == 1 and cs.count("/catalog.zip") == 1
