@@ -386,6 +386,19 @@ unsigned long bk_share_fetches(struct bk_share *sh)
 	return n;
 }
 
+void bk_share_trim(struct bk_share *sh)
+{
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; i < SHARE_MAX; i++) {
+		struct share_ent *e = &sh->ent[i];
+		if (e->used && !e->busy && e->has_csv) {
+			buf_free(&e->csv);
+			e->has_csv = false;
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+}
+
 long long bk_share_expires_in(struct bk_share *sh)
 {
 	long long now = share_ms(), left = 0;

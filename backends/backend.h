@@ -53,6 +53,9 @@ struct bk_share *bk_share_new(long long max_age_ms);
 void bk_share_free(struct bk_share *sh);
 /* Fetches the share made over its life (for tests and logs). */
 unsigned long bk_share_fetches(struct bk_share *sh);
+/* Drop the catalog texts the share holds (they are fetched again when needed); versions
+ * and errors stay. For idle times: the texts can be tens of MiB. */
+void bk_share_trim(struct bk_share *sh);
 /* Milliseconds until every answer the share holds is older than its max_age (0: none is
  * usable any more, the share can go). */
 long long bk_share_expires_in(struct bk_share *sh);

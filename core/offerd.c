@@ -73,8 +73,10 @@ struct memo {
 	char type[32];
 	char digest[65];
 	char known[CATALOG_VERSION_MAX];
+	char project[STORE_NAME_MAX];  /* the backend the offers were written to first */
+	char backend[STORE_NAME_MAX];
 	long long at_ms;
-	struct outcome *o;
+	struct outcome *o;             /* without its offers */
 };
 
 #define OFFERD_MEMOS 64
@@ -99,6 +101,7 @@ struct offerd {
 	struct bk_share *share;          /* fetches of the current busy period (NULL when idle) */
 	struct memo memo[OFFERD_MEMOS];  /* outcomes of the same period */
 	long long share_ms;              /* how long both are used (ms) */
+	bool trimmed;                    /* the share's catalog texts were dropped (idle) */
 	int running;                     /* runs in progress */
 	unsigned long runs, fetch_groups;
 	pthread_t threads[OFFERD_THREADS], sweeper;
@@ -556,10 +559,13 @@ static bool memo_same(const struct memo *e, const char *key, const struct member
 }
 
 /* A copy of the outcome of a fetch for mb's config (and cached version) made within the
- * share's time: true with *out filled (release with outcome_free). */
+ * share's time: true with *out filled (release with outcome_free). The offers themselves are
+ * read back from the store, from the backend the outcome was written to first (so nothing
+ * big stays in memory between runs); a miss when that record has changed since. */
 static bool memo_get(struct offerd *od, const char *key, const struct member *mb,
 		     struct outcome *out)
 {
+	char project[STORE_NAME_MAX], backend[STORE_NAME_MAX], version[CATALOG_VERSION_MAX];
 	bool hit = false;
 	pthread_mutex_lock(&od->lock);
 	long long now = mono_ms();
@@ -569,23 +575,45 @@ static bool memo_get(struct offerd *od, const char *key, const struct member *mb
 			continue;
 		*out = *e->o;
 		memset(&out->res.list, 0, sizeof(out->res.list));
-		buf_init(&out->csv, e->o->csv.limit);
-		hit = buf_append(&out->csv, e->o->csv.data ? e->o->csv.data : "", e->o->csv.len) == 0;
-		if (!hit)
-			buf_free(&out->csv);
+		buf_init(&out->csv, (size_t)1 << 30);
+		memcpy(project, e->project, sizeof(project));
+		memcpy(backend, e->backend, sizeof(backend));
+		hit = true;
 	}
 	pthread_mutex_unlock(&od->lock);
+	if (!hit || out->res.unchanged)
+		return hit;
+	struct stx *tx = NULL;
+	const void *data = NULL;
+	size_t len = 0;
+	char dkey[2 * STORE_NAME_MAX + 4];
+	hit = false;
+	(void)fmt(version, sizeof(version), "%s", out->res.version);
+	offerd_key(dkey, sizeof(dkey), 'd', project, backend);
+	if (store_begin(od->s, false, &tx) == 0) {
+		cJSON *m = meta_get(tx, project, backend);
+		hit = m && !strcmp(jx_str(m, "digest"), mb->digest) &&
+		      !strcmp(jx_str(m, "version"), version) && !jx_str(m, "error")[0] &&
+		      (size_t)jx_num(m, "count") == out->count &&
+		      store_blob_get(tx, SDB_OFFERS, dkey, &data, &len) == 0 &&
+		      buf_append(&out->csv, data ? data : "", len) == 0;
+		cJSON_Delete(m);
+		store_abort(tx);
+	}
+	if (!hit)
+		outcome_free(out);
 	return hit;
 }
 
-/* Keep a successful outcome for mb's config; its csv is taken (o keeps an empty one). */
+/* Keep what a successful fetch for mb's config got (not the offers: they are in mb's store
+ * record, where memo_get reads them). */
 static void memo_put(struct offerd *od, const char *key, const struct member *mb,
-		     struct outcome *o)
+		     const struct outcome *o)
 {
 	struct outcome *c = xcalloc(1, sizeof(*c));
 	*c = *o;
-	memset(&c->res.list, 0, sizeof(c->res.list)); /* the list stays with o */
-	buf_init(&o->csv, o->csv.limit);
+	memset(&c->res.list, 0, sizeof(c->res.list));
+	buf_init(&c->csv, 1);
 	pthread_mutex_lock(&od->lock);
 	struct memo *slot = NULL;
 	for (size_t i = 0; i < OFFERD_MEMOS; i++) {
@@ -602,6 +630,8 @@ static void memo_put(struct offerd *od, const char *key, const struct member *mb
 	(void)fmt(slot->type, sizeof(slot->type), "%s", mb->type);
 	(void)fmt(slot->digest, sizeof(slot->digest), "%s", mb->digest);
 	(void)fmt(slot->known, sizeof(slot->known), "%s", mb->known);
+	(void)fmt(slot->project, sizeof(slot->project), "%s", mb->project);
+	(void)fmt(slot->backend, sizeof(slot->backend), "%s", mb->backend);
 	slot->at_ms = mono_ms();
 	slot->o = c;
 	pthread_mutex_unlock(&od->lock);
@@ -722,6 +752,16 @@ static void *worker(void *arg)
 			if (od->src[i].key[0] && od->src[i].state == S_QUEUED &&
 			    (!s || od->src[i].seq < s->seq))
 				s = &od->src[i];
+		if (!s && !od->running && od->share && !od->trimmed) {
+			/* idle: the catalogs' text is not kept between runs (memory); their
+			 * versions and failures are, for the share's time */
+			bk_share_trim(od->share);
+			od->trimmed = true;
+			pthread_mutex_unlock(&od->lock);
+			malloc_trim(0);
+			pthread_mutex_lock(&od->lock);
+			continue;
+		}
 		long long linger = !s && !od->running ? kept_for(od) : -1;
 		if (linger == 0 && (od->share || od->memo[0].o)) { /* memo fills from row 0 */
 			/* idle, and nothing it holds is young enough to be used: give it back */
@@ -762,6 +802,7 @@ static void *worker(void *arg)
 			sh = od->share = bk_share_new(age);
 		od->running++;
 		od->runs++;
+		od->trimmed = false;
 		pthread_mutex_unlock(&od->lock);
 
 		struct verdict v;
