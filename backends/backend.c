@@ -326,6 +326,174 @@ void bk_offers_res_free(struct bk_offers_res *res)
 
 /* The gpuhunt catalog source (aws, azure, gcp, oci, nebius, lambda, verda/datacrunch,
  * runpod, cloudrift): the provider's catalog, cut to the config's regions. */
+/* ---- shared source fetches ---- */
+
+#define SHARE_MAX 32
+
+struct share_ent {
+	char provider[64];
+	bool busy;        /* being fetched: wait on cond */
+	bool used;
+	int rc;
+	char err[512];
+	char version[CATALOG_VERSION_MAX];
+	char source[1024];
+	bool has_csv;     /* the fetch read the CSV (not "unchanged") */
+	struct buf csv;
+	long long at_ms;
+};
+
+struct bk_share {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	long long max_age_ms;
+	unsigned long fetches;
+	struct share_ent ent[SHARE_MAX];
+};
+
+static long long share_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct bk_share *bk_share_new(long long max_age_ms)
+{
+	struct bk_share *sh = xcalloc(1, sizeof(*sh));
+	pthread_mutex_init(&sh->lock, NULL);
+	pthread_cond_init(&sh->cond, NULL);
+	sh->max_age_ms = max_age_ms;
+	return sh;
+}
+
+void bk_share_free(struct bk_share *sh)
+{
+	if (!sh)
+		return;
+	for (size_t i = 0; i < SHARE_MAX; i++)
+		buf_free(&sh->ent[i].csv);
+	pthread_mutex_destroy(&sh->lock);
+	pthread_cond_destroy(&sh->cond);
+	free(sh);
+}
+
+unsigned long bk_share_fetches(struct bk_share *sh)
+{
+	pthread_mutex_lock(&sh->lock);
+	unsigned long n = sh->fetches;
+	pthread_mutex_unlock(&sh->lock);
+	return n;
+}
+
+void bk_share_trim(struct bk_share *sh)
+{
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; i < SHARE_MAX; i++) {
+		struct share_ent *e = &sh->ent[i];
+		if (e->used && !e->busy && e->has_csv) {
+			buf_free(&e->csv);
+			e->has_csv = false;
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+}
+
+long long bk_share_expires_in(struct bk_share *sh)
+{
+	long long now = share_ms(), left = 0;
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; i < SHARE_MAX; i++) {
+		const struct share_ent *e = &sh->ent[i];
+		long long l = e->used ? (e->busy ? sh->max_age_ms : e->at_ms + sh->max_age_ms - now) : 0;
+		if (l > left)
+			left = l;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return left;
+}
+
+/* Can entry e answer a caller holding version known? (with sh->lock) */
+static bool share_answers(const struct bk_share *sh, const struct share_ent *e, const char *known)
+{
+	return share_ms() - e->at_ms <= sh->max_age_ms &&
+	       (e->rc || e->has_csv || !strcmp(known, e->version));
+}
+
+/* catalog_fetch through the share: a copy of the answer another caller got, or a fetch whose
+ * answer is kept for the others. */
+static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *prov,
+			 const char *known, struct catalog_fetch *out, char *err, size_t errlen)
+{
+	struct share_ent *e = NULL, *fresh = NULL;
+	pthread_mutex_lock(&sh->lock);
+	for (;;) {
+		e = NULL;
+		for (size_t i = 0; i < SHARE_MAX && !e; i++)
+			if (sh->ent[i].used && !strcmp(sh->ent[i].provider, prov))
+				e = &sh->ent[i];
+		if (!e || !e->busy)
+			break;
+		pthread_cond_wait(&sh->cond, &sh->lock);
+	}
+	if (e && share_answers(sh, e, known)) {
+		int r = e->rc;
+		memset(out, 0, sizeof(*out));
+		buf_init(&out->csv, e->csv.limit ? e->csv.limit : 1);
+		(void)fmt(err, errlen, "%s", e->err);
+		if (!r) {
+			(void)fmt(out->version, sizeof(out->version), "%s", e->version);
+			(void)fmt(out->source, sizeof(out->source), "%s", e->source);
+			out->unchanged = !strcmp(known, e->version);
+			if (!out->unchanged && buf_append(&out->csv, e->csv.data ? e->csv.data : "",
+							  e->csv.len)) {
+				(void)fmt(err, errlen, "catalog: out of memory");
+				r = -ENOMEM;
+			}
+		}
+		pthread_mutex_unlock(&sh->lock);
+		if (r)
+			catalog_fetch_free(out);
+		return r;
+	}
+	for (size_t i = 0; i < SHARE_MAX && !e; i++)
+		if (!sh->ent[i].used)
+			e = &sh->ent[i];
+	if (!e) { /* full (32 providers in one share): fetch on its own */
+		pthread_mutex_unlock(&sh->lock);
+		return catalog_fetch(cat, prov, known, out, err, errlen);
+	}
+	fresh = e;
+	buf_free(&e->csv);
+	memset(e, 0, sizeof(*e));
+	e->used = e->busy = true;
+	(void)fmt(e->provider, sizeof(e->provider), "%s", prov);
+	sh->fetches++;
+	pthread_mutex_unlock(&sh->lock);
+
+	int r = catalog_fetch(cat, prov, known, out, err, errlen);
+
+	pthread_mutex_lock(&sh->lock);
+	fresh->rc = r;
+	fresh->at_ms = share_ms();
+	(void)fmt(fresh->err, sizeof(fresh->err), "%s", r ? err : "");
+	if (!r) {
+		(void)fmt(fresh->version, sizeof(fresh->version), "%s", out->version);
+		(void)fmt(fresh->source, sizeof(fresh->source), "%s", out->source);
+		fresh->has_csv = !out->unchanged;
+		buf_init(&fresh->csv, out->csv.limit);
+		if (fresh->has_csv &&
+		    buf_append(&fresh->csv, out->csv.data ? out->csv.data : "", out->csv.len)) {
+			buf_free(&fresh->csv); /* not kept: the next caller fetches again */
+			fresh->used = false;
+		}
+	}
+	fresh->busy = false;
+	pthread_cond_broadcast(&sh->cond);
+	pthread_mutex_unlock(&sh->lock);
+	return r;
+}
+
 int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
 			   char *err, size_t errlen)
 {
@@ -334,7 +502,9 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 	struct catalog_fetch f;
 	if (!prov || !ctx->catalog)
 		return fmt(err, errlen, "no catalog for backend type %s", ctx->type), -ENOTSUP;
-	int r = catalog_fetch(ctx->catalog, prov, req->known_version, &f, err, errlen);
+	int r = req->share ? share_catalog(req->share, ctx->catalog, prov, req->known_version, &f,
+					   err, errlen)
+			   : catalog_fetch(ctx->catalog, prov, req->known_version, &f, err, errlen);
 	if (r)
 		return r;
 	(void)fmt(res->version, sizeof(res->version), "%s", f.version);

@@ -36,11 +36,29 @@ struct backend_ctx {
 	struct http_client *http;
 };
 
+struct bk_share;
+
 struct bk_offers_req {
 	struct backend_ctx ctx;
 	const char *known_version; /* version of the offers the cache holds, "" for none */
 	long long now;             /* unix seconds, stamped on the offers */
+	struct bk_share *share;    /* fetches shared with other refreshes (NULL: none) */
 };
+
+/* Source fetches shared by many refreshes (core/offerd.c): the first refresh that needs a
+ * provider's catalog fetches it, the others that run meanwhile get the same answer (data or
+ * error) from memory. One fetch per key at a time: a second caller waits for the first.
+ * An answer older than max_age_ms is fetched again. Thread-safe. */
+struct bk_share *bk_share_new(long long max_age_ms);
+void bk_share_free(struct bk_share *sh);
+/* Fetches the share made over its life (for tests and logs). */
+unsigned long bk_share_fetches(struct bk_share *sh);
+/* Drop the catalog texts the share holds (they are fetched again when needed); versions
+ * and errors stay. For idle times: the texts can be tens of MiB. */
+void bk_share_trim(struct bk_share *sh);
+/* Milliseconds until every answer the share holds is older than its max_age (0: none is
+ * usable any more, the share can go). */
+long long bk_share_expires_in(struct bk_share *sh);
 
 /* A VM as its provider reports it. */
 enum bk_vm_state {

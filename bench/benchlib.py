@@ -33,6 +33,27 @@ def mount_fstype(path):
 FSTYPE = "fuse.fleetfs"
 MOUNT_TIMEOUT = 15.0
 
+# Benches run offline: every provider API fleetfs could reach points at a closed loopback port
+# (127.0.0.1:9, refused at once) unless the bench serves a fake there, and a mount reads no
+# catalog unless the bench generates one (-o catalog=none otherwise; gpuhunt's public catalog
+# would make a bench depend on the network and on whatever the catalog holds that day).
+OFFLINE_TYPES = ["aws", "azure", "gcp", "oci", "nebius", "lambda", "verda", "datacrunch",
+                 "runpod", "cloudrift", "vastai", "hotaisle", "cudo", "kubernetes", "vultr",
+                 "digitalocean", "amddevcloud"]
+
+
+def offline_env():
+    """Variables that keep a fleetfs daemon off the network (a bench's own fakes override
+    them)."""
+    env = {"FLEETFS_ENDPOINT_" + t.upper(): "https://127.0.0.1:9/" + t for t in OFFLINE_TYPES}
+    env["AWS_ENDPOINT_URL"] = "https://127.0.0.1:9"
+    return env
+
+
+def offline_argv(opts):
+    """-o catalog=none unless opts name a catalog."""
+    return [] if any(o.startswith("catalog=") for o in opts) else ["-o", "catalog=none"]
+
 
 class Mount:
     """A fleetfs daemon in the foreground (-f), its own session, its state and mountpoint in
@@ -52,8 +73,9 @@ class Mount:
         for k in list(env):
             if any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in self.drop):
                 env.pop(k)
+        env.update(offline_env())
         env.update(self.env)
-        argv = [BIN, "-f", "-o", f"state={self.state}"]
+        argv = [BIN, "-f", "-o", f"state={self.state}"] + offline_argv(self.opts)
         for o in self.opts:
             argv += ["-o", o]
         logf = open(self.logpath, "ab")

@@ -1244,6 +1244,10 @@ def split(n, k):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true",
+                    help="a quick run for CI: one instance per provider, 20 ms API latency, "
+                         "0.5 s boots, 4 readers for 1 s (results go to --out, not to "
+                         "bench/CLOUD_RESULTS.md unless named)")
     ap.add_argument("--instances", type=int, default=50, help="instances in all (default 50)")
     ap.add_argument("--latency", type=float, default=0.2,
                     help="seconds every API call waits at the fakes (default 0.2)")
@@ -1256,10 +1260,17 @@ def main():
     ap.add_argument("--spare", type=int, default=2, help="extra hosts per fake (default 2)")
     ap.add_argument("--providers", default=",".join(ORDER),
                     help="comma-separated subset of " + ",".join(ORDER))
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "CLOUD_RESULTS.md"),
-                    help="markdown results file (default bench/CLOUD_RESULTS.md)")
+    ap.add_argument("--out", default=None,
+                    help="markdown results file (default bench/CLOUD_RESULTS.md; with --small "
+                         "a file in the temporary directory)")
     args = ap.parse_args()
     want = [t.strip() for t in args.providers.split(",") if t.strip()]
+    if args.small:
+        args.instances, args.latency, args.boot = len(want), 0.02, 0.5
+        args.terminate_seconds, args.readers, args.read_seconds, args.spare = 0.5, 4, 1.0, 0
+    if args.out is None:
+        args.out = (os.path.join(tempfile.gettempdir(), "fleetfs-cloud-bench-small.md")
+                    if args.small else os.path.join(REPO, "bench", "CLOUD_RESULTS.md"))
     for t in want:
         if t not in PROVIDERS:
             ap.error(f"--providers: unknown {t!r} (known: {', '.join(ORDER)})")

@@ -451,15 +451,25 @@ def on_signal(signum, frame):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true",
+                    help="a quick run for CI: 2 hosts, 4 readers x 20 reads, no sustained "
+                         "phase (results go to --out, not to bench/FLEET_RESULTS.md unless "
+                         "named)")
     ap.add_argument("--hosts", type=int, default=16, help="test hosts (default 16)")
     ap.add_argument("--readers", type=int, default=32, help="reader threads (default 32)")
     ap.add_argument("--reads", type=int, default=200, help="reads per reader (default 200)")
     ap.add_argument("--sustain", type=float, default=12.0,
                     help="then keep the readers reading this many seconds, past the 5 s "
                          "check TTL (default 12; 0 skips it)")
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "FLEET_RESULTS.md"),
-                    help="markdown results file (default bench/FLEET_RESULTS.md)")
+    ap.add_argument("--out", default=None,
+                    help="markdown results file (default bench/FLEET_RESULTS.md; with --small "
+                         "a file in the temporary directory)")
     args = ap.parse_args()
+    if args.small:
+        args.hosts, args.readers, args.reads, args.sustain = 2, 4, 20, 0
+    if args.out is None:
+        args.out = (os.path.join(tempfile.gettempdir(), "fleetfs-fleet-bench-small.md")
+                    if args.small else os.path.join(REPO, "bench", "FLEET_RESULTS.md"))
     if args.hosts < 1 or args.readers < 1 or args.reads < 1:
         ap.error("--hosts, --readers and --reads must be at least 1")
     if args.reads <= args.hosts:

@@ -68,8 +68,10 @@ class OffersFleet(bench.Fleet):
 
     def start(self):
         # whatever the daemon's defaults, nothing may leave the machine: a gpuhunt URL from
-        # the environment is replaced by a closed loopback port
-        env = dict(os.environ, GPUHUNT_CATALOG_URL="http://127.0.0.1:9/v3")
+        # the environment and the provider APIs (Lambda's capacity, AWS's quotas) are
+        # replaced by a closed loopback port
+        env = dict(os.environ, GPUHUNT_CATALOG_URL="http://127.0.0.1:9/v3",
+                   **benchlib.offline_env())
         env.pop("GPUHUNT_CATALOG_DIR", None)
         logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen([self.bin, "-f", "-o", f"state={self.state}",
@@ -210,6 +212,13 @@ def region_in(loc, regions):
                for r in regions)
 
 
+# The instance families fleetfs's aws backend offers (backends/aws.c: families, as dstack's);
+# the catalog's other rows (p3, c6i, m6i, r6i, c7g, m7g here) are not shown.
+AWS_FAMILIES = ("m7i.", "c7i.", "r7i.", "t3.", "t2.small", "c5.", "m5.", "p6-b300.", "p6-b200.",
+                "p5.", "p5e.", "p5en.", "p4d.", "p4de.", "g7.", "g7e.", "g6.", "g6e.", "gr6.",
+                "g5.", "g4dn.")
+
+
 def catalog_facts(catdir, regions):
     """From the generated CSVs: rows in all, rows fleetfs should show (every flag allowed,
     in the backend config's regions), and how many of those the query selects."""
@@ -221,6 +230,8 @@ def catalog_facts(catdir, regions):
                 if not all(fl in gencatalog.ALLOWED_FLAGS for fl in r["flags"].split()):
                     continue
                 if not region_in(r["location"], regions.get(p)):
+                    continue
+                if p == "aws" and not r["instance_name"].startswith(AWS_FAMILIES):
                     continue
                 shown += 1
                 if (r["gpu_name"] == "A100" and r["gpu_memory"] and
@@ -501,17 +512,29 @@ def run(args, base, R, M, state):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--offers", type=int, default=100000,
+    ap.add_argument("--offers", type=int, default=None,
                     help="offers in the generated catalog (default 100000)")
+    ap.add_argument("--small", action="store_true",
+                    help="a quick run for CI: 2,000 offers, 2 timed runs (results go to --out, "
+                         "not to bench/OFFERS_RESULTS.md unless named)")
     ap.add_argument("--seed", type=int, default=1, help="catalog seed (default 1)")
-    ap.add_argument("--out", default=os.path.join(REPO, "bench", "OFFERS_RESULTS.md"),
-                    help="markdown results file (default bench/OFFERS_RESULTS.md)")
+    ap.add_argument("--out", default=None,
+                    help="markdown results file (default bench/OFFERS_RESULTS.md; with "
+                         "--small a file in the temporary directory)")
     ap.add_argument("--bin", default=os.environ.get("FLEETFS_BIN") or BIN,
                     help="the fleetfs binary (default $FLEETFS_BIN or ./fleetfs)")
     ap.add_argument("--tmpdir", default=None,
                     help="where the temporary directory (catalog, fleetfs state dir, "
                          "mountpoints) goes (default: $TMPDIR or /tmp)")
     args = ap.parse_args()
+    global RUNS, STABLE_S
+    if args.offers is None:
+        args.offers = 2000 if args.small else 100000
+    if args.small:
+        RUNS, STABLE_S = 2, 1.0
+    if args.out is None:
+        args.out = (os.path.join(tempfile.gettempdir(), "fleetfs-offers-bench-small.md")
+                    if args.small else os.path.join(REPO, "bench", "OFFERS_RESULTS.md"))
     if args.offers < 1:
         ap.error("--offers must be at least 1")
     args.bin = os.path.abspath(args.bin)

@@ -4,13 +4,14 @@ refreshes, failed refreshes keeping the cached offers (reported in the backend's
 the project's events), corrupt zips, slow and hung servers, forced refresh (touch offers/),
 and the cache surviving a kill -9."""
 import os
+import subprocess
 import time
 
 import pytest
 import yaml
 
 from catalogserver import CatalogServer
-from fleetlib import AWS, LAMBDA, read_file, write_file, wait_until
+from fleetlib import AWS, AWS_WEST, LAMBDA, read_file, write_file, wait_until
 
 # TTLs scale with FLEETFS_TIME_SCALE: catalogs stay fresh 15 min x 0.005 = 4.5 s, a failed
 # refresh is retried after 60 s x 0.005 = 0.3 s at the earliest.
@@ -171,6 +172,9 @@ def test_missing_provider_is_reported(mk, cs):
     m = mk()
     configure(m, "aws", AWS)
     assert os.listdir(offers_dir(m)) == []
+    # the listing waited for the fetch; the status is read until it says so, bounded (a
+    # check that raced the listing's used to skip the wait, and the status said fetching)
+    assert wait_until(lambda: status(m, "aws")["offers"]["state"] != "fetching", timeout=10)
     st = status(m, "aws")["offers"]
     assert st["state"] == "failed" and "404" in st["error"]
 
@@ -257,3 +261,129 @@ def test_unmount_with_a_download_hanging(mk, cs):
     assert m.umount() == 0
     assert time.monotonic() - t < 3
     cs.release_hung()
+
+
+# ------------------------------------------------------------------ many projects, one source
+
+RUNPOD = (b"type: runpod\ncreds:\n  type: api_key\n  api_key: FAKErunpodKEY\n"
+          b"regions: [CA-MTL-3]\n")
+RUNPOD_CSV = HEADER + (
+    "NVIDIA A40,CA-MTL-3,0.39,9,50,1,A40,48,False,,nvidia,,x86,\n"
+    "NVIDIA A40,EU-RO-1,0.35,9,50,1,A40,48,False,,nvidia,,x86,\n")
+# lambda, aws, runpod from catalogs (lambda's and aws's APIs unreachable: 127.0.0.1:9), and
+# vastai, whose offers fleetfs does not list yet
+VASTAI = b"type: vastai\ncreds:\n  type: api_key\n  api_key: FAKEvastaiKEY\n"
+BACKENDS = [("lambda", LAMBDA), ("aws", AWS), ("aws-west", AWS_WEST), ("runpod", RUNPOD),
+            ("vastai", VASTAI)]
+
+
+def configure_project(m, project, backends=BACKENDS):
+    for name, cfg in backends:
+        os.makedirs(m.p("projects", project, "backends", name), exist_ok=True)
+        write_file(m.p("projects", project, "backends", name, "config.yml"), cfg)
+
+
+def pstatus(m, project, name):
+    return yaml.safe_load(read_file(m.p("projects", project, "backends", name, "status")))
+
+
+def test_one_fetch_per_source_for_many_projects(fleet_factory, cs, monkeypatch):
+    """A catalog is fetched once however many projects and backends use it (before: once per
+    project and backend), and every project gets its offers, more of them than the job
+    table's 64 projects and 256 jobs (none starves)."""
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", "1")  # a fetched source is shared for 10 s
+    cs.set_catalog("runpod", RUNPOD_CSV)
+    m = fleet_factory(opts=[f"catalog={cs.url}"])
+    n = 70
+    projects = [f"p{i:03d}" for i in range(n)]
+    for p in projects:
+        os.makedirs(m.p("projects", p), exist_ok=True)
+        configure_project(m, p)
+    # lambda 3, aws (us-east-1) 2, aws-west (us-west-2) 0, runpod (CA-MTL-3) 1; a listing
+    # waits at most once per source (lambda's and aws's unreachable APIs are retried at full
+    # time scale here), so the test waits for the state it asserts
+    for p in projects:
+        assert wait_until(lambda: len(os.listdir(m.p("projects", p, "offers"))) == 6,
+                          timeout=30), (p, os.listdir(m.p("projects", p, "offers")))
+    # one version check and one download per catalog, for 70 x 4 backends
+    assert cs.count("/lambdalabs/version") == 1
+    assert cs.count("/aws/version") == 1
+    assert cs.count("/runpod/version") == 1
+    assert cs.count("/catalog.zip") == 3
+    st = pstatus(m, projects[-1], "aws-west")["offers"]
+    assert st["state"] == "fresh" and st["count"] == 0
+    assert pstatus(m, projects[-1], "vastai")["offers"] is None
+
+
+def test_failed_source_is_not_waited_for(mk, cs):
+    """A source whose last attempt failed is not waited for: with the catalog server down (a
+    hung version request, then HTTP 500), listing 12 projects waits once (offers_wait=1), not
+    once per project (before: 12 s), and each backend's status says why."""
+    cs.hang(provider="lambdalabs")
+    m = mk("offers_wait=1")
+    projects = [f"q{i:02d}" for i in range(12)]
+    for p in projects:
+        os.makedirs(m.p("projects", p), exist_ok=True)
+        configure_project(m, p, [("lambda", LAMBDA)])
+    t = time.monotonic()
+    for p in projects:
+        assert os.listdir(m.p("projects", p, "offers")) == []
+    took = time.monotonic() - t
+    assert took < 3, took  # one wait of 1 s for the hung source, then none
+    # the source fails now (the hung request is let go, its retries get HTTP 500): every
+    # backend learns it, and listings stay instant
+    cs.clear_faults()
+    cs.fail(500, what="version", provider="lambdalabs")
+    cs.release_hung()
+    assert wait_until(lambda: all(
+        pstatus(m, p, "lambda")["offers"]["state"] == "failed" for p in projects), timeout=20)
+    assert "HTTP 500" in pstatus(m, projects[0], "lambda")["offers"]["error"]
+    # a project configured after the failure: its first listing does not wait at all
+    os.makedirs(m.p("projects", "late"), exist_ok=True)
+    configure_project(m, "late", [("lambda", LAMBDA)])
+    names, took = timed_listdir(m.p("projects", "late", "offers"))
+    assert names == [] and took < 0.5, took
+    assert wait_until(lambda: pstatus(m, "late", "lambda")["offers"]["state"] == "failed",
+                      timeout=10)
+    assert "HTTP 500" in pstatus(m, "late", "lambda")["offers"]["error"]
+
+
+def test_no_catalog_many_projects_ls_lR(fleet_factory):
+    """-o catalog=none (the default of these tests) and unreachable provider APIs: 80 projects
+    x 5 backends, ls -lR of the mount waits at most once per source (before: every project's
+    first listing waited for fetches of its own) and every status says there is no catalog."""
+    m = fleet_factory(opts=["offers_wait=2"])
+    projects = [f"r{i:02d}" for i in range(80)]
+    for p in projects:
+        os.makedirs(m.p("projects", p), exist_ok=True)
+        configure_project(m, p)
+    t = time.monotonic()
+    out = subprocess.run(["ls", "-lR", m.mnt], capture_output=True, timeout=60)
+    took = time.monotonic() - t
+    assert out.returncode == 0, out.stderr
+    # three sources (lambda's and aws's APIs, runpod's catalog), waited for in parallel
+    assert took < 2 * 2 + 3, took
+    assert wait_until(lambda: all(
+        pstatus(m, p, "runpod")["offers"]["state"] == "failed" for p in projects), timeout=20)
+    assert "catalog=none" in pstatus(m, projects[-1], "aws")["offers"]["error"]
+
+
+def test_slow_source_is_fetched_once_for_latecomers(fleet_factory, cs, monkeypatch):
+    """Lambda's API unreachable (retried at full time scale: seconds) while its catalog is
+    fine: the first project's listing waits for that fetch; the projects configured and
+    listed right after it get the same outcome at once instead of a slow fetch each (before:
+    every listing waited seconds for a refresh of its own)."""
+    monkeypatch.setenv("FLEETFS_TIME_SCALE", "1")
+    m = fleet_factory(opts=[f"catalog={cs.url}"])
+    t0 = time.monotonic()
+    took = []
+    for i in range(8):
+        p = f"s{i}"
+        os.makedirs(m.p("projects", p), exist_ok=True)
+        configure_project(m, p, [("lambda", LAMBDA)])
+        names, dt = timed_listdir(m.p("projects", p, "offers"))
+        assert len(names) == 3, (p, names)
+        took.append(dt)
+    assert sum(took[1:]) < 2, took  # the first one waited; the others did not
+    assert time.monotonic() - t0 < max(took[0], 1) + 5, took
+    assert cs.count("/lambdalabs/version") == 1 and cs.count("/catalog.zip") == 1

@@ -6,7 +6,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../../backends/backend.h"
+#include "../../cache/store.h"
+#include "../../core/offerd.h"
 #include "../../core/offers.h"
 #include "helpers.h"
 #include "suites.h"
@@ -426,6 +430,82 @@ START_TEST(test_render)
 }
 END_TEST
 
+/* A backend's offers source: catalog types share "catalog/<provider>"; API types are keyed by
+ * the endpoint and a keyed digest of the credentials, never the credentials themselves. */
+START_TEST(test_source_keys)
+{
+	struct store *s = store_tmp("srckey");
+	char a[OFFERD_SOURCE_MAX], b[OFFERD_SOURCE_MAX], c[OFFERD_SOURCE_MAX];
+	const char *rp = "type: runpod\ncreds:\n  type: api_key\n  api_key: RPkey1234\n";
+	const char *l1 = "type: lambda\ncreds:\n  type: api_key\n  api_key: SECRETlambda1\n";
+	const char *l1r = "type: lambda\nregions: [us-east-1]\ncreds:\n  type: api_key\n"
+			  "  api_key: SECRETlambda1\n";
+	const char *l2 = "type: lambda\ncreds:\n  type: api_key\n  api_key: SECRETlambda2\n";
+	ck_assert_int_eq(offerd_source_key(s, "runpod", rp, strlen(rp), a, sizeof(a)), 0);
+	ck_assert_str_eq(a, "catalog/runpod");
+	ck_assert_int_eq(offerd_source_key(s, "datacrunch", "", 0, a, sizeof(a)), 0);
+	ck_assert_str_eq(a, "catalog/verda");
+	ck_assert_int_eq(offerd_source_key(s, "lambda", l1, strlen(l1), a, sizeof(a)), 0);
+	ck_assert_int_eq(offerd_source_key(s, "lambda", l1r, strlen(l1r), b, sizeof(b)), 0);
+	ck_assert_int_eq(offerd_source_key(s, "lambda", l2, strlen(l2), c, sizeof(c)), 0);
+	ck_assert_str_eq(a, b); /* regions are a cut of the same fetch */
+	ck_assert_str_ne(a, c); /* other credentials, another source */
+	ck_assert_ptr_null(strstr(a, "SECRET"));
+	ck_assert_int_eq((int)strlen(a), (int)strlen("lambda/") + 16);
+	ck_assert_int_eq(offerd_source_key(s, "vastai", "", 0, a, sizeof(a)), -ENOTSUP);
+	store_close(s);
+}
+END_TEST
+
+/* Refreshes that share a bk_share fetch a catalog once: the answer (data or error) is copied
+ * to the others, "unchanged" still works per caller. */
+START_TEST(test_share_fetches_once)
+{
+	const char *d = tmp_dir("share");
+	char path[512], err[256];
+	struct catalog *cat = NULL;
+	ck_assert_int_eq(fmt(path, sizeof(path), "%s/runpod.csv", d), 0);
+	ck_assert_int_eq(file_write(path, fixture, strlen(fixture), 0644), 0);
+	ck_assert_int_eq(catalog_new(d, &cat, err, sizeof(err)), 0);
+	struct bk_share *sh = bk_share_new(60000);
+	struct bk_offers_req req = {.ctx = {.project = "p", .name = "runpod", .type = "runpod",
+					    .config = "", .catalog = cat},
+				    .known_version = "", .now = 1, .share = sh};
+	struct bk_offers_res r1, r2, r3;
+	memset(&r1, 0, sizeof(r1));
+	memset(&r2, 0, sizeof(r2));
+	memset(&r3, 0, sizeof(r3));
+	ck_assert_int_eq(backend_catalog_offers(&req, &r1, err, sizeof(err)), 0);
+	ck_assert_int_eq(unlink(path), 0); /* gone: only the share can answer now */
+	req.ctx.project = "q";
+	ck_assert_int_eq(backend_catalog_offers(&req, &r2, err, sizeof(err)), 0);
+	ck_assert_uint_eq(r1.list.n, r2.list.n);
+	ck_assert_uint_gt(r2.list.n, 0);
+	ck_assert_str_eq(r1.version, r2.version);
+	req.known_version = r1.version;
+	ck_assert_int_eq(backend_catalog_offers(&req, &r3, err, sizeof(err)), 0);
+	ck_assert(r3.unchanged);
+	ck_assert_uint_eq(bk_share_fetches(sh), 1);
+	bk_offers_res_free(&r1);
+	bk_offers_res_free(&r2);
+	bk_offers_res_free(&r3);
+	bk_share_free(sh);
+	/* a failure is shared the same way */
+	sh = bk_share_new(60000);
+	req.share = sh;
+	req.known_version = "";
+	memset(&r1, 0, sizeof(r1));
+	ck_assert_int_eq(backend_catalog_offers(&req, &r1, err, sizeof(err)), -ENOENT);
+	ck_assert_int_eq(file_write(path, fixture, strlen(fixture), 0644), 0);
+	err[0] = '\0';
+	ck_assert_int_eq(backend_catalog_offers(&req, &r1, err, sizeof(err)), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err, "runpod.csv"));
+	ck_assert_uint_eq(bk_share_fetches(sh), 1);
+	bk_share_free(sh);
+	catalog_free(cat);
+}
+END_TEST
+
 Suite *offers_suite(void)
 {
 	Suite *s = suite_create("offers");
@@ -445,5 +525,7 @@ Suite *offers_suite(void)
 	tcase_add_test(match, test_query_errors);
 	tcase_add_test(out, test_sort_and_names);
 	tcase_add_test(out, test_render);
+	tcase_add_test(csv, test_source_keys);
+	tcase_add_test(csv, test_share_fetches_once);
 	return s;
 }
