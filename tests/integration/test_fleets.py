@@ -252,7 +252,7 @@ def test_host_in_one_fleet_only(net, mnt):
     (b"type: fleet\nnodes: 1\nssh_config:\n  hosts: [a]\n", "mutually exclusive"),
     (b"type: fleet\nname: other\nnodes: 1\n", "name"),
     (b"type: fleet\nnodes: 1\nresources:\n  gpu: 'A100:80GB:x'\n", "gpu"),
-    (b"type: fleet\nnodes: 1\nbogus: 1\n", "bogus"),
+    (b"type: fleet\nnodes: 1\nbogus: 1\n", 'unknown key "bog…" (5 chars)'),
 ])
 def test_invalid_specs(mnt, body, frag):
     path = mnt.p("projects", "main", "fleets", "bad.yml")
