@@ -1801,7 +1801,8 @@ static int aws_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_
 		struct bk_vm *all = xcalloc(total + 1, sizeof(*all));
 		size_t k = 0;
 		for (size_t i = 0; i < c.nregions; i++) {
-			memcpy(all + k, jobs[i].vms, jobs[i].n * sizeof(*all));
+			if (jobs[i].n) /* a region with none has no array (memcpy from NULL is UB) */
+				memcpy(all + k, jobs[i].vms, jobs[i].n * sizeof(*all));
 			k += jobs[i].n;
 		}
 		*out = all;
