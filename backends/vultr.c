@@ -336,6 +336,19 @@ static bool vul_price(const cJSON *plan, double *price)
 	return true;
 }
 
+/* The numbers of a plan are what a machine can have (an absurd answer is skipped, never
+ * cast: a double out of int's range is undefined behaviour). */
+static bool vul_sane(double cpus, const struct vul_plan *p)
+{
+	return cpus >= 0 && cpus <= 1e6 && p->ram_mb >= 0 && p->ram_mb <= 1e12 &&
+	       p->price >= 0 && p->price <= 1e9;
+}
+
+static bool vul_disk_ok(const struct vul_plan *p)
+{
+	return p->disk_gb >= 0 && p->disk_gb <= 1e9;
+}
+
 /* A VM plan (GET /plans) as gpuhunt reads it; false to skip it. */
 static bool vul_vm_plan(const cJSON *plan, struct vul_plan *p)
 {
@@ -344,11 +357,13 @@ static bool vul_vm_plan(const cJSON *plan, struct vul_plan *p)
 	memset(p, 0, sizeof(*p));
 	p->id = backend_jstr(plan, "id");
 	if (!p->id || !type || !vul_price(plan, &p->price) || !jnum(plan, "vcpu_count", &cpus) ||
-	    !jnum(plan, "ram", &p->ram_mb))
+	    !jnum(plan, "ram", &p->ram_mb) || !vul_sane(cpus, p))
 		return false;
 	p->cpus = (int)cpus;
 	if (!jnum(plan, "disk", &p->disk_gb))
 		p->disk_gb = 0;
+	if (!vul_disk_ok(p))
+		return false;
 	if (!strcmp(type, "vc2") || !strcmp(type, "vhf") || !strcmp(type, "vhp") ||
 	    !strcmp(type, "voc"))
 		return true;
@@ -357,7 +372,7 @@ static bool vul_vm_plan(const cJSON *plan, struct vul_plan *p)
 	/* "NVIDIA_A100" -> A100: the word after the first '_' */
 	const char *gt = backend_jstr(plan, "gpu_type"), *us = gt ? strchr(gt, '_') : NULL;
 	double total = 0;
-	if (!us || !jnum(plan, "gpu_vram_gb", &total) || total < 0)
+	if (!us || !jnum(plan, "gpu_vram_gb", &total) || total < 0 || total > 1e9)
 		return false;
 	p->gpu = vul_known_gpu(us + 1, strcspn(us + 1, "_"));
 	if (!p->gpu)
@@ -379,9 +394,13 @@ static bool vul_metal_plan(const cJSON *plan, struct vul_plan *p)
 		return false;
 	if (!jnum(plan, "cpu_threads", &cpus) && !jnum(plan, "cpu_count", &cpus))
 		return false;
+	if (!vul_sane(cpus, p))
+		return false;
 	p->cpus = (int)cpus;
 	if (!jnum(plan, "disk", &p->disk_gb))
 		p->disk_gb = 0;
+	if (!vul_disk_ok(p))
+		return false;
 	if (!strstr(p->id, "gpu"))
 		return true;
 	for (size_t i = 0; i < sizeof(metal_gpus) / sizeof(metal_gpus[0]); i++)

@@ -2,6 +2,8 @@
 # Run each fuzz target for SECONDS, one at a time (-jobs=1: the machine is shared), on a
 # copy of its seed corpus, and print executions and crashes per target.
 #   tests/fuzz/run.sh BUILD_FUZZ_DIR SECONDS TARGET...
+# FUZZ_SEED=N fixes libFuzzer's seed (the smoke run in CI: the same inputs each time, so a
+# new finding comes from a change, not from luck; `make fuzz` explores with a random seed).
 # Crashing inputs land in BUILD_FUZZ_DIR/crashes/<target>/; logs in BUILD_FUZZ_DIR/logs/.
 # Exit status 1 when any target crashed (or did not run), else 0.
 set -u
@@ -25,7 +27,7 @@ for t in "$@"; do
 	log="$dir/logs/$t.log"
 	echo "  FUZZ    $t (${secs}s)"
 	# shellcheck disable=SC2086
-	"$dir/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=65536 \
+	"$dir/$t" -max_total_time="$secs" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -timeout=20 -rss_limit_mb=2560 -max_len=65536 \
 		-print_final_stats=1 -artifact_prefix="$dir/crashes/$t/" $dict "$corpus" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
