@@ -9,10 +9,16 @@ WARN    := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wwrite-string
 CSTD    := -std=c11 -D_GNU_SOURCE -DFLEETFS_VERSION=\"$(VERSION)\" -DFLEETFS_SRCDIR=\"$(CURDIR)\"
 
 OPT     ?= -O2 -g
-PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKGLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llmdb -lcsv -lpthread -lm
+# pkg-config's complaints are not hidden: a missing library stops the build at `pkgcheck`
+# with pkg-config's own message (run `make deps`), instead of a compiler error about headers.
+PKGCFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKGLIBS   = $(shell pkg-config --libs $(PKGS)) -llmdb -lcsv -lpthread -lm
 CFLAGS  ?=
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKGCFLAGS)
+LDFLAGS ?=
+# each object records the headers it includes (build/**/*.d): touching one header rebuilds
+# only what includes it
+DEPFLAGS = -MMD -MP
 PREFIX  ?= /usr/local
 
 CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
@@ -40,12 +46,19 @@ Q := $(if $(V),,@)
 
 fleetfs: $(LIB_OBJ) $(FS_OBJ)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKGLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKGLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h cache/*.h fs/*.h backends/*.h)
+$(BUILD)/%.o: %.c Makefile | pkgcheck
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+-include $(LIB_OBJ:.o=.d) $(FS_OBJ:.o=.d) $(BUILD)/tests/tools/bkcall.d
+
+.PHONY: pkgcheck
+pkgcheck:
+	@pkg-config --print-errors --exists $(PKGS) || \
+	    { echo "fleetfs: libraries missing (above); run: make deps" >&2; exit 1; }
 
 # Unit tests: Check, under ASan+UBSan, built separately so the daemon build stays plain.
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -53,7 +66,7 @@ build/unit-tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard core/*.h cache/*.h backends/
 	@mkdir -p build
 	@echo "  CC      $@ (ASan+UBSan)"
 	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKGCFLAGS) $(shell pkg-config --cflags check) \
-	    -o $@ $(LIB_SRC) $(UNIT_SRC) $(PKGLIBS) $(shell pkg-config --libs check)
+	    $(LDFLAGS) -o $@ $(LIB_SRC) $(UNIT_SRC) $(PKGLIBS) $(shell pkg-config --libs check)
 
 check: build/unit-tests lint
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_FORK=yes ./build/unit-tests
@@ -65,7 +78,7 @@ integration: fleetfs fleetfs-tsan build/bkcall
 # JSON: what the backends' protocol tests against their fakes run (tests/tools/bkcall.c).
 build/bkcall: $(LIB_OBJ) $(BUILD)/tests/tools/bkcall.o
 	@echo "  LD      $@"
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKGLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKGLIBS)
 
 # The README's test command (each fuzz target runs briefly too).
 test: check integration fuzz-smoke
@@ -112,7 +125,8 @@ clean:
 # against the FUSE workers).
 fleetfs-tsan: $(LIB_SRC) $(FS_SRC) $(wildcard core/*.h cache/*.h fs/*.h backends/*.h)
 	@echo "  CC      $@ (TSan)"
-	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g -fsanitize=thread $(PKGCFLAGS) -o $@ $(LIB_SRC) $(FS_SRC) $(PKGLIBS)
+	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g -fsanitize=thread $(PKGCFLAGS) $(LDFLAGS) -o $@ $(LIB_SRC) \
+	    $(FS_SRC) $(PKGLIBS)
 
 # Fuzzing (tests/fuzz, docs/internals/fuzzing.md): one libFuzzer target per parser of outside
 # input, built with clang under ASan+UBSan. `make fuzz` runs each for FUZZ_SECONDS on a copy

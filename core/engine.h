@@ -1,4 +1,5 @@
-/* engine: the worker threads that drive instances to their fleet's spec (DESIGN.md §3).
+/* engine: the worker threads that drive instances to their fleet's spec
+ * (docs/internals/engine.md).
  *
  * A scheduler thread scans the instance rows in the store and queues the ones that are due:
  * pending/provisioning rows whose next try has come, idle/busy rows whose periodic check is

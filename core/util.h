@@ -1,6 +1,6 @@
 /* util: small helpers every module uses.
  *
- * - x* allocation wrappers abort on OOM (STYLE.md habit 5: small internal allocations);
+ * - x* allocation wrappers abort on OOM (small internal allocations);
  *   input-sized allocations use plain malloc and return -ENOMEM instead.
  * - buf: a size-capped, self-freeing byte buffer (curl's dynbuf idea).
  * - fmt: snprintf that reports truncation.

@@ -1,6 +1,6 @@
 /* ops: the FUSE low-level operations (see fs.h and docs/internals/commit.md).
  *
- * The commit protocol (DESIGN.md §2): a canonical file (the root config.yml or a backend's
+ * The commit protocol: a canonical file (the root config.yml or a backend's
  * config.yml) is committed at flush/fsync of a handle that changed it, or when a draft is
  * renamed onto it. Each handle has its own buffer, seeded from the stored content unless the
  * open truncates; only the content at commit time counts. Any other name created in a writable
