@@ -62,11 +62,22 @@ pkgcheck:
 
 # Unit tests: Check, under ASan+UBSan, built separately so the daemon build stays plain.
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-build/unit-tests: $(LIB_SRC) $(UNIT_SRC) $(wildcard core/*.h cache/*.h backends/*.h tests/unit/*.h)
-	@mkdir -p build
-	@echo "  CC      $@ (ASan+UBSan)"
+# Objects of their own (build/asan/), with header dependencies, so a change rebuilds only
+# what it touches.
+ASAN_DIR := $(BUILD)/asan
+UNIT_OBJ := $(LIB_SRC:%.c=$(ASAN_DIR)/%.o) $(UNIT_SRC:%.c=$(ASAN_DIR)/%.o)
+
+$(ASAN_DIR)/%.o: %.c Makefile | pkgcheck
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (ASan+UBSan)"
 	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(PKGCFLAGS) $(shell pkg-config --cflags check) \
-	    $(LDFLAGS) -o $@ $(LIB_SRC) $(UNIT_SRC) $(PKGLIBS) $(shell pkg-config --libs check)
+	    $(DEPFLAGS) -c -o $@ $<
+
+-include $(UNIT_OBJ:.o=.d)
+
+build/unit-tests: $(UNIT_OBJ)
+	@echo "  LD      $@ (ASan+UBSan)"
+	$(Q)$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(PKGLIBS) $(shell pkg-config --libs check)
 
 check: build/unit-tests lint
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_FORK=yes ./build/unit-tests
