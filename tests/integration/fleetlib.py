@@ -191,6 +191,50 @@ def check_answers(mnt, log=lambda: ""):
         raise AssertionError(f"stat on the fresh mount failed: {r.stderr}")
 
 
+def conn_id(mnt):
+    """The FUSE connection number of the mount on mnt (its st_dev minor), read from
+    mountinfo: stat() on a wedged mount would hang."""
+    real = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[4] == real:
+                return int(parts[2].split(":")[1])
+    return None
+
+
+def abort_connection(mnt):
+    """Free a wedged mount the only way there is: the fusectl abort file."""
+    conn = conn_id(mnt)
+    if conn is None:
+        return
+    ctl = "/sys/fs/fuse/connections"
+    if not os.path.exists(os.path.join(ctl, str(conn))):
+        subprocess.run(["mount", "-t", "fusectl", "none", ctl], capture_output=True)
+    try:
+        with open(os.path.join(ctl, str(conn), "abort"), "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+
+
+def threads_of(pid):
+    out = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(f"/proc/{pid}/task/{t}/wchan") as f:
+                    wchan = f.read()
+                out.append(f"{t}:{state}:{wchan}")
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
 # Registry of everything the suite started, for the watchdog and the session safety net.
 REGISTRY_LOCK = threading.Lock()
 LIVE_FLEETS = []
@@ -271,12 +315,27 @@ class Fleet:
         return self.start()
 
     def kill9(self):
-        assert self.proc is not None
-        self.killed = True
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        self.sigkill()
         fusermount_u(self.mnt, lazy=True)
         wait_until(lambda: not is_fleet_mounted(self.mnt), 5)
+
+    def sigkill(self):
+        """SIGKILL the daemon and reap it; the mount is left as the kernel has it. A daemon
+        that does not die (a thread stuck in the kernel) fails the test, after its mount was
+        freed through fusectl so that nothing else hangs."""
+        assert self.proc is not None
+        self.killed = True
+        pid = self.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            # a thread stuck in the kernel keeps /dev/fuse open: free the mount, then fail
+            stuck = threads_of(pid)
+            abort_connection(self.mnt)
+            self.proc.wait(10)
+            raise AssertionError(f"the daemon did not die within 10 s of SIGKILL (threads "
+                                 f"{stuck}); the mount needed a fusectl abort")
 
     def teardown(self):
         """Always leaves nothing mounted and no daemon running. Returns a crash description

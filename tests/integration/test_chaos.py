@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from fleetlib import (LAMBDA, LAMBDA_B, LAMBDA_KEY, LAMBDA_KEY2, fusermount_u,
-                      is_fleet_mounted, read_file, wait_until, write_fd)
+from fleetlib import (LAMBDA, LAMBDA_B, LAMBDA_KEY, LAMBDA_KEY2, abort_connection,
+                      fusermount_u, is_fleet_mounted, read_file, wait_until, write_fd)
 
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "12"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.randrange(1 << 30))))
@@ -135,50 +135,6 @@ def _root_config(n):
     return ("\n".join(out) + "\n").encode()
 
 
-def _conn_id(mnt):
-    """The FUSE connection number of the mount on mnt (its st_dev minor), read from
-    mountinfo: stat() on a wedged mount would hang."""
-    real = os.path.realpath(mnt)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            if parts[4] == real:
-                return int(parts[2].split(":")[1])
-    return None
-
-
-def _abort_connection(mnt):
-    """Free a wedged mount the only way there is: the fusectl abort file."""
-    conn = _conn_id(mnt)
-    if conn is None:
-        return
-    ctl = "/sys/fs/fuse/connections"
-    if not os.path.exists(os.path.join(ctl, str(conn))):
-        subprocess.run(["mount", "-t", "fusectl", "none", ctl], capture_output=True)
-    try:
-        with open(os.path.join(ctl, str(conn), "abort"), "w") as f:
-            f.write("1")
-    except OSError:
-        pass
-
-
-def _threads_of(pid):
-    out = []
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{t}/stat") as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-                with open(f"/proc/{pid}/task/{t}/wchan") as f:
-                    wchan = f.read()
-                out.append(f"{t}:{state}:{wchan}")
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
 def _allowed_states(logpath, initial):
     """What config.yml may hold after the kill, from the writer's log: the result of the last
     completed operation, or of any operation still in flight (or failed by the kill: its
@@ -235,25 +191,17 @@ def test_kill9_during_config_writes(fleet, tmp_path):
             # let them run into each other, then kill at a random moment
             deadline = time.monotonic() + rng.uniform(0.05, 0.8)
             wait_until(lambda: time.monotonic() >= deadline, timeout=1.0, step=0.01)
-            pid = fleet.proc.pid
-            os.kill(pid, signal.SIGKILL)
-            fleet.killed = True
             try:
-                fleet.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                stuck = _threads_of(pid)
-                _abort_connection(fleet.mnt)
-                fleet.proc.wait(10)
-                pytest.fail(f"seed {SEED} round {rnd}: the daemon did not die within 10 s of "
-                            f"SIGKILL (wedged threads {stuck}); the mount needed a "
-                            "fusectl abort", pytrace=False)
+                fleet.sigkill()
+            except AssertionError as e:
+                pytest.fail(f"seed {SEED} round {rnd}: {e}", pytrace=False)
         finally:
             if w.poll() is None:
                 os.killpg(w.pid, signal.SIGKILL)
             try:
                 w.wait(10)
             except subprocess.TimeoutExpired:
-                _abort_connection(fleet.mnt)
+                abort_connection(fleet.mnt)
                 w.wait(10)
         r = fusermount_u(fleet.mnt)
         if r is None or r.returncode != 0:
