@@ -189,7 +189,7 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 			has = store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config;
 		store_abort(tx);
 		struct node *c = tree_find(fs, ino, "config.yml");
-		if (has || (c && c->kind == N_BCONFIG && c->open))
+		if (has || (c && c->kind == N_BCONFIG && c->dirty))
 			dent_add(h, &cap, "config.yml", known_ino(fs, ino, "config.yml"), S_IFREG);
 		dent_add(h, &cap, "status", known_ino(fs, ino, "status"), S_IFREG);
 		break;

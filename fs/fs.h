@@ -96,7 +96,10 @@ struct node {
 	const char *query;            /* offers: the query of a query directory and its files */
 	size_t last_size;             /* offers tables: size of the latest rendering */
 	struct draft *draft;        /* N_DRAFT */
-	unsigned dirty;             /* canonical: handles holding uncommitted changes */
+	/* canonical: handles holding uncommitted changes. A config.yml or fleet spec that is not
+	 * stored yet exists only while this is nonzero: a refused first commit ends it at flush,
+	 * so the name is gone when close() returns, not later when RELEASE arrives. */
+	unsigned dirty;
 	size_t pending_size;        /* canonical: size of the latest uncommitted buffer */
 	struct timespec pending_mtime; /* utimens while uncommitted: stamped at commit */
 	bool has_pending_mtime;

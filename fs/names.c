@@ -110,7 +110,7 @@ bool node_exists(struct fs *fs, struct node *n)
 	if (store_begin(fs->store, false, &tx))
 		return false;
 	if (n->kind == N_FSPEC)
-		ok = fleets_spec_exists(tx, n->project, n->backend, NULL, NULL) || n->open;
+		ok = fleets_spec_exists(tx, n->project, n->backend, NULL, NULL) || n->dirty;
 	else if (n->kind == N_FLEET || n->kind == N_FSTATUS || n->kind == N_FEVENTS ||
 		 n->kind == N_FSSHCFG || n->kind == N_INSTANCES)
 		ok = fleets_dir_exists(tx, n->project, n->backend);
@@ -120,7 +120,7 @@ bool node_exists(struct fs *fs, struct node *n)
 	else if (n->kind != N_BACKEND && n->kind != N_BSTATUS && n->kind != N_BCONFIG)
 		ok = store_project_get(tx, n->project, &p) == 0;
 	else if (store_backend_get(tx, n->project, n->backend, &b) == 0)
-		ok = n->kind != N_BCONFIG || b.has_config || n->open;
+		ok = n->kind != N_BCONFIG || b.has_config || n->dirty;
 	store_abort(tx);
 	return ok;
 }
@@ -243,7 +243,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		bool ok = false;
 		if (spec_name(name, fl, sizeof(fl))) {
 			d = tree_find(fs, p->ino, name);
-			if (d && d->kind == N_FSPEC && d->open) {
+			if (d && d->kind == N_FSPEC && d->dirty) {
 				*kind = N_FSPEC;
 				return 0; /* being created */
 			}
@@ -324,7 +324,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		if (!strcmp(name, "config.yml")) {
 			*kind = N_BCONFIG;
 			d = tree_find(fs, p->ino, name);
-			if (d && d->kind == N_BCONFIG && d->open)
+			if (d && d->kind == N_BCONFIG && d->dirty)
 				return 0; /* being created */
 			if (store_begin(fs->store, false, &tx))
 				return -EIO;

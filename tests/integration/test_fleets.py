@@ -263,6 +263,39 @@ def test_invalid_specs(mnt, body, frag):
     assert "fleets/bad.yml:" in ev and frag in ev, ev[-800:]
 
 
+def test_refused_create_is_gone_when_close_returns(mnt):
+    """The name of a refused first write must be gone as soon as close() returns: RELEASE
+    reaches the daemon after close() has returned, so existence must not hang on it."""
+    d = mnt.p("projects", "main", "fleets")
+    for i in range(60):
+        path = os.path.join(d, "r%d.yml" % (i % 3))
+        werr, cerr = write_fd(path, b"type: fleet\n")
+        assert cerr == errno.EINVAL
+        assert not os.path.exists(path), i
+        assert "r%d.yml" % (i % 3) not in os.listdir(d), i
+    cfg = mnt.p("projects", "main", "backends", "lambda", "config.yml")
+    os.makedirs(os.path.dirname(cfg), exist_ok=True)
+    for i in range(30):
+        werr, cerr = write_fd(cfg, b"type: lambda\nbogus: [\n")
+        assert cerr == errno.EINVAL
+        assert not os.path.exists(cfg), i
+    # deterministic form of the race: a second descriptor keeps the file open past close()
+    path = os.path.join(d, "dup.yml")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, b"type: fleet\n")
+    fd2 = os.dup(fd)
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == errno.EINVAL
+    assert not os.path.exists(path)
+    assert "dup.yml" not in os.listdir(d)
+    # the same open file can still be fixed and saved
+    os.ftruncate(fd2, 0)
+    os.pwrite(fd2, b"type: fleet\nnodes: 1\n", 0)
+    os.close(fd2)
+    assert read_file(path) == b"type: fleet\nnodes: 1\n"
+
+
 def test_cloud_fleet_waits_with_reason(mnt):
     path = mnt.p("projects", "main", "fleets", "cloud.yml")
     write_file(path, b"type: fleet\nnodes: 2\nresources:\n  gpu: 24GB..\n")
