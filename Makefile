@@ -21,14 +21,19 @@ LDFLAGS ?=
 DEPFLAGS = -MMD -MP
 PREFIX  ?= /usr/local
 
-CORE_SRC  := core/util.c core/ydoc.c core/fileref.c core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/bkschema.c $(wildcard core/bktypes.c) core/state.c \
+# Layers (docs/internals/design.md): fs -> core -> {backends, cache} -> model -> lib, never
+# upward; `make lint` checks it from the #include lines.
+BASE_SRC  := lib/util.c lib/ydoc.c lib/jsonx.c lib/fileref.c lib/enc.c
+MODEL_SRC := model/offer.c
+CORE_SRC  := core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/state.c \
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
-BACKENDS_SRC := backends/ssh.c backends/http.c backends/sigv4.c backends/backend.c backends/catalog.c backends/lambda.c \
-                backends/digitalocean.c backends/vultr.c backends/awscreds.c backends/awsapi.c backends/aws.c
-ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
+BACKENDS_SRC := backends/registry.c backends/memo.c backends/schema.c backends/schemas.c backends/ssh.c backends/http.c backends/sigv4.c \
+                backends/backend.c backends/catalog.c backends/lambda.c backends/digitalocean.c \
+                backends/vultr.c backends/awscreds.c backends/awsapi.c backends/aws.c
+ENGINE_SRC := core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
 FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
-LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
+LIB_SRC   := $(BASE_SRC) $(MODEL_SRC) $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 
 BUILD     := build
@@ -134,7 +139,7 @@ clean:
 
 # The daemon under ThreadSanitizer, for tests/integration/test_tsan.py (the engine's threads
 # against the FUSE workers).
-fleetfs-tsan: $(LIB_SRC) $(FS_SRC) $(wildcard core/*.h cache/*.h fs/*.h backends/*.h)
+fleetfs-tsan: $(LIB_SRC) $(FS_SRC) $(wildcard lib/*.h model/*.h core/*.h cache/*.h fs/*.h backends/*.h)
 	@echo "  CC      $@ (TSan)"
 	$(Q)$(CC) $(CSTD) $(WARN) -O1 -g -fsanitize=thread $(PKGCFLAGS) $(LDFLAGS) -o $@ $(LIB_SRC) \
 	    $(FS_SRC) $(PKGLIBS)
@@ -152,7 +157,7 @@ FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
 FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/tests/fuzz/fuzzlib.o
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
-$(FUZZ_DIR)/obj/%.o: %.c $(wildcard core/*.h cache/*.h backends/*.h tests/fuzz/*.h)
+$(FUZZ_DIR)/obj/%.o: %.c $(wildcard lib/*.h model/*.h core/*.h cache/*.h backends/*.h tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $< (fuzz)"
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<

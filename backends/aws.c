@@ -62,9 +62,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../core/bktypes.h"
-#include "../core/ydoc.h"
+#include "schemapriv.h"
+#include "../lib/ydoc.h"
 #include "awsapi.h"
+#include "../lib/enc.h"
 
 #define AWS_OWNER_TAG "owner"
 #define AWS_OWNER "fleetfs"
@@ -95,8 +96,10 @@ static const char *const families[] = {
 
 /* ------------------------------------------------------------------ config */
 
+/* The config's facts, read from the parsed config ctx->config (borrowed: valid during the
+ * call). */
 struct acfg {
-	struct ydoc *d;
+	const struct ydoc *d;
 	int root;
 	const char *regions[AWS_MAX_REGIONS + 1]; /* configured, else dstack's defaults */
 	size_t nregions;
@@ -127,17 +130,16 @@ static bool yget_bool(const struct ydoc *d, int map, const char *key, bool dflt)
 
 static void acfg_free(struct acfg *c)
 {
-	ydoc_free(c->d);
 	memset(c, 0, sizeof(*c));
 }
 
 static int acfg_load(const struct backend_ctx *ctx, struct acfg *c, char *err, size_t errlen)
 {
-	char e[256];
 	memset(c, 0, sizeof(*c));
-	if (ydoc_load(ctx->config, ctx->config_len, "config.yml", &c->d, e, sizeof(e)))
-		return backend_fail(err, errlen, -EINVAL, "aws: config.yml: %s", e);
-	c->root = ydoc_root(c->d);
+	if (!ctx->config)
+		return backend_fail(err, errlen, -EINVAL, "aws: no config.yml");
+	c->d = ctx->config->doc;
+	c->root = ctx->config->root;
 	int seq = ydoc_map_get(c->d, c->root, "regions");
 	if (seq && ydoc_kind(c->d, seq) == Y_SEQ) {
 		for (size_t i = 0; i < ydoc_len(c->d, seq); i++) {
@@ -241,15 +243,6 @@ static void run_parallel(void *jobs, size_t n, size_t sz, void *(*fn)(void *))
 	}
 }
 
-/* base64 of s without line breaks, malloc'd. */
-static char *b64(const char *s)
-{
-	size_t n = strlen(s);
-	unsigned char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-	(void)EVP_EncodeBlock(out, (const unsigned char *)s, (int)n);
-	return (char *)out;
-}
-
 /* ------------------------------------------------------------------ offers */
 
 static bool supported(const struct acfg *c, const char *instance)
@@ -326,7 +319,7 @@ static void avail_digest(const struct quota_job *jobs, size_t n, unsigned char *
 static void aws_shape_offers(const struct acfg *c, struct offer_list *l,
 			     const struct quota_job *jobs, size_t njobs)
 {
-	offers_filter_regions(l, (char *const *)c->regions, c->nregions);
+	offers_filter_regions(l, c->regions, c->nregions);
 	const char *yes = offer_list_intern(l, "available");
 	const char *noq = offer_list_intern(l, "no_quota");
 	const char *unk = offer_list_intern(l, "unknown");
@@ -646,7 +639,7 @@ static void net_decode(const char *s, struct net *net)
 static int aws_net(struct aws_api *a, const struct acfg *c, const char *region, struct net *net,
 		   char *err, size_t errlen)
 {
-	char what[512], val[BK_MEMO_VAL_MAX];
+	char what[512], val[1024];
 	const char *id = c->vpc_ids ? yget_str(c->d, c->vpc_ids, region) : NULL;
 	memset(net, 0, sizeof(*net));
 	(void)fmt(what, sizeof(what), "net/%s/%d/%s/%s/%d", region, c->public_ips,
@@ -1146,9 +1139,7 @@ static void client_token(const char *name, const char *subnet, char *out, size_t
 	char *s = xasprintf("%s\n%s", name, subnet);
 	(void)EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL);
 	free(s);
-	out[0] = '\0';
-	for (unsigned int i = 0; i < 20 && 2 * i + 2 < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	(void)hex_encode(md, mdlen < 20 ? mdlen : 20, out, n);
 }
 
 /* ------------------------------------------------------------------ EFA */
@@ -1385,32 +1376,6 @@ static int eips_release(struct aws_api *a, const char *region, const char *id, c
 	return r;
 }
 
-/* Creates in one region of one account set up the same things (image, zones, network,
- * security group): one at a time per region, so that the first fills the memo and the others
- * read it instead of making the same calls at the same time. Striped locks, by a hash of the
- * backend, the account and the region. */
-#define SETUP_LOCKS 16
-static pthread_mutex_t setup_locks[SETUP_LOCKS] = {
-	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-	PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-	PTHREAD_MUTEX_INITIALIZER};
-
-static pthread_mutex_t *setup_lock(const struct aws_api *a, const char *region)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	const char *parts[] = {a->ctx->project, a->ctx->name, memo_base(a), region};
-	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-		for (const char *p = parts[i] ? parts[i] : ""; ; p++) {
-			h = (h ^ (unsigned char)*p) * 16777619u;
-			if (!*p)
-				break;
-		}
-	return &setup_locks[h % SETUP_LOCKS];
-}
-
 struct launch {
 	const struct bk_create_req *req;
 	const struct acfg *c;
@@ -1548,9 +1513,13 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 		free(ci);
 		return r;
 	}
-	ud = b64(user_data);
-	pthread_mutex_t *lock = setup_lock(&a, o->region);
-	pthread_mutex_lock(lock);
+	ud = b64_encode(user_data, strlen(user_data));
+	if (!ud)
+		abort(); /* out of memory, as xmalloc */
+	/* the region's setup (image, zones, EFA, network, security group, placement group): one
+	 * create at a time per region, so that the first fills the memo and the others read it
+	 * instead of making the same calls at the same time */
+	backend_lock(ctx, memo_base(&a), o->region);
 	r = aws_image(&a, &c, o, &img, err, errlen);
 	if (r == -ENOENT)
 		r = -EINVAL; /* no image: this offer cannot be had */
@@ -1575,7 +1544,7 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 	if (!r && pg)
 		r = aws_pg(&a, o->region, pg, req->project ? req->project : "", pg_zone,
 			   sizeof(pg_zone), err, errlen);
-	pthread_mutex_unlock(lock);
+	backend_unlock(ctx, memo_base(&a), o->region);
 	if (r && answered(&a) && r != -EACCES && r != -EINVAL)
 		r = -ENOSPC; /* dstack: a failed network lookup is no capacity here */
 	struct launch l = {.req = req, .c = &c, .img = &img, .user_data_b64 = ud, .sg = sg,
@@ -1817,11 +1786,6 @@ static int aws_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_
 }
 
 const struct backend_ops aws_ops = {
-	.type = "aws",
-	/* dstack caches the quotas 10 minutes: the offers (quotas, and the catalog's version
-	 * check, which downloads nothing when it is unchanged) refresh as often */
-	.offers_ttl = 10 * 60,
-	.offers_source = "catalog",
 	.offers = aws_offers,
 	.check = aws_check,
 	.create = aws_create,

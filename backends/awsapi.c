@@ -17,10 +17,11 @@
 #include "backend.h"
 #include "http.h"
 #include "sigv4.h"
+#include "../lib/enc.h"
 
 #define AWS_BODY_MAX (32u << 20) /* a DescribeInstances page of 1000 is a few MB */
 #define AWS_TIMEOUT_MS 30000
-#define CREDS_CACHE_MAX 16
+#define CREDS_TEXT_MAX 8192 /* the remembered form of one credential */
 #define CREDS_CACHE_S 300    /* the longest a resolved credential is reused */
 #define CREDS_EXPIRY_MARGIN_S 300
 
@@ -80,33 +81,59 @@ int aws_endpoint(enum aws_service svc, const char *region, char *url, size_t n)
 
 /* ------------------------------------------------------------------ credentials */
 
-static struct {
-	char key[512];
-	struct aws_creds c;
-	time_t until;
-} cache[CREDS_CACHE_MAX];
-static size_t cache_next;
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Credentials are remembered in the mount's memo (backend.h), keyed by a digest of the config
+ * (a changed config resolves again), as one line per field: access key id, secret, session
+ * token ("" none), expiry, source, region. */
+#define CREDS_WHAT_LEN (2 * 32 + 8)
 
-static void creds_copy(struct aws_creds *dst, const struct aws_creds *src)
+static void creds_what(const struct backend_ctx *ctx, char *what, size_t n)
 {
-	*dst = *src;
-	dst->secret_access_key = src->secret_access_key ? xstrdup(src->secret_access_key) : NULL;
-	dst->session_token = src->session_token ? xstrdup(src->session_token) : NULL;
+	char hex[2 * sizeof(ctx->config->digest) + 1] = "";
+	if (ctx->config)
+		(void)hex_encode(ctx->config->digest, sizeof(ctx->config->digest), hex, sizeof(hex));
+	(void)fmt(what, n, "creds %s", hex);
 }
 
-/* The cache key of a backend's credentials: project, name and a digest of its config (a
- * changed config resolves again). */
-static void creds_key(const struct backend_ctx *ctx, char *key, size_t n)
+static bool creds_recall(const struct backend_ctx *ctx, struct aws_creds *c)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
-	if (EVP_Digest(ctx->config, ctx->config_len, md, &mdlen, EVP_sha256(), NULL))
-		for (unsigned int i = 0; i < mdlen; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	(void)fmt(key, n, "%s/%s/%s", ctx->project ? ctx->project : "", ctx->name ? ctx->name : "",
-		  hex);
+	char what[CREDS_WHAT_LEN], *val = xmalloc(CREDS_TEXT_MAX);
+	bool ok = backend_memo_get(ctx, "", (creds_what(ctx, what, sizeof(what)), what), val,
+				   CREDS_TEXT_MAX);
+	char *f[6] = {NULL}, *save = val;
+	for (size_t i = 0; ok && i < 6; i++) {
+		f[i] = save;
+		save = i < 5 ? strchr(save, '\n') : NULL;
+		if (i < 5 && !save)
+			ok = false;
+		else if (save)
+			*save++ = '\0';
+	}
+	if (ok) {
+		memset(c, 0, sizeof(*c));
+		(void)fmt(c->access_key_id, sizeof(c->access_key_id), "%s", f[0]);
+		c->secret_access_key = xstrdup(f[1]);
+		c->session_token = f[2][0] ? xstrdup(f[2]) : NULL;
+		c->expires = strtoll(f[3], NULL, 10);
+		(void)fmt(c->source, sizeof(c->source), "%s", f[4]);
+		(void)fmt(c->region, sizeof(c->region), "%s", f[5]);
+	}
+	explicit_bzero(val, CREDS_TEXT_MAX);
+	free(val);
+	return ok;
+}
+
+static void creds_remember(const struct backend_ctx *ctx, const struct aws_creds *c, int ttl_s)
+{
+	char what[CREDS_WHAT_LEN];
+	char *val = xasprintf("%s\n%s\n%s\n%lld\n%s\n%s", c->access_key_id,
+			      c->secret_access_key ? c->secret_access_key : "",
+			      c->session_token ? c->session_token : "", c->expires, c->source,
+			      c->region);
+	creds_what(ctx, what, sizeof(what));
+	if (strlen(val) < CREDS_TEXT_MAX)
+		backend_memo_put_ttl(ctx, "", what, val, ttl_s);
+	explicit_bzero(val, strlen(val));
+	free(val);
 }
 
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
@@ -118,20 +145,12 @@ static void xml_init(void)
 
 int aws_api_open(struct aws_api *a, const struct backend_ctx *ctx, char *err, size_t errlen)
 {
-	char key[512];
 	time_t now = time(NULL);
 	memset(a, 0, sizeof(*a));
 	a->ctx = ctx;
 	pthread_once(&xml_once, xml_init);
-	creds_key(ctx, key, sizeof(key));
-	pthread_mutex_lock(&cache_lock);
-	for (size_t i = 0; i < CREDS_CACHE_MAX; i++)
-		if (cache[i].until > now && !strcmp(cache[i].key, key)) {
-			creds_copy(&a->creds, &cache[i].c);
-			pthread_mutex_unlock(&cache_lock);
-			return 0;
-		}
-	pthread_mutex_unlock(&cache_lock);
+	if (creds_recall(ctx, &a->creds))
+		return 0;
 	int r = aws_creds_resolve(ctx, NULL, &a->creds, err, errlen);
 	if (r)
 		return r;
@@ -140,17 +159,7 @@ int aws_api_open(struct aws_api *a, const struct backend_ctx *ctx, char *err, si
 		until = a->creds.expires - CREDS_EXPIRY_MARGIN_S;
 	if (until <= now)
 		return 0; /* about to expire: not worth keeping */
-	pthread_mutex_lock(&cache_lock);
-	size_t i;
-	for (i = 0; i < CREDS_CACHE_MAX && strcmp(cache[i].key, key); i++)
-		;
-	if (i == CREDS_CACHE_MAX)
-		i = cache_next++ % CREDS_CACHE_MAX;
-	aws_creds_free(&cache[i].c);
-	(void)fmt(cache[i].key, sizeof(cache[i].key), "%s", key);
-	creds_copy(&cache[i].c, &a->creds);
-	cache[i].until = until;
-	pthread_mutex_unlock(&cache_lock);
+	creds_remember(ctx, &a->creds, (int)(until - now));
 	return 0;
 }
 

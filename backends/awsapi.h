@@ -37,7 +37,7 @@
 
 #include <libxml/tree.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
 #include "awscreds.h"
 
 struct backend_ctx;

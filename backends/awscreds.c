@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
 #include "backend.h"
 #include "http.h"
 

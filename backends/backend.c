@@ -9,70 +9,76 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 
-#include "../core/ydoc.h"
+#include "../lib/ydoc.h"
 #include "http.h"
 
-#define CATALOG_TTL (15 * 60)
-#define LIVE_TTL 180
 
-static char **backend_regions(const char *config, size_t len)
+int backend_config_parse(const char *text, size_t len, struct backend_config *out, char *err,
+			 size_t errlen)
 {
-	struct ydoc *d = NULL;
-	char e[8];
-	char **v = NULL;
-	if (ydoc_load(config, len, "config.yml", &d, e, sizeof(e)))
-		return NULL;
-	int seq = ydoc_map_get(d, ydoc_root(d), "regions");
-	size_t n = seq && ydoc_kind(d, seq) == Y_SEQ ? ydoc_len(d, seq) : 0, k = 0;
-	if (n) {
-		v = xcalloc(n + 1, sizeof(*v));
-		for (size_t i = 0; i < n; i++) {
-			const char *s = ydoc_str(d, ydoc_seq_at(d, seq, i));
-			if (s && *s)
-				v[k++] = xstrdup(s);
-		}
+	char e[256];
+	memset(out, 0, sizeof(*out));
+	if (ydoc_load(text ? text : "", len, "config.yml", &out->doc, e, sizeof(e)))
+		return fmt(err, errlen, "config.yml: %s", e), -EINVAL;
+	out->root = ydoc_root(out->doc);
+	if (!out->root || ydoc_kind(out->doc, out->root) != Y_MAP) {
+		backend_config_free(out);
+		return fmt(err, errlen, "config.yml: not a mapping"), -EINVAL;
 	}
-	ydoc_free(d);
-	return v;
+	unsigned int n = 0;
+	if (!EVP_Digest(text ? text : "", len, out->digest, &n, EVP_sha256(), NULL) ||
+	    n != sizeof(out->digest)) {
+		backend_config_free(out);
+		return fmt(err, errlen, "config.yml: digest failed"), -ENOMEM;
+	}
+	return 0;
 }
 
-static void backend_regions_free(char **regions)
+void backend_config_free(struct backend_config *c)
 {
-	for (size_t i = 0; regions && regions[i]; i++)
-		free(regions[i]);
-	free(regions);
+	if (!c)
+		return;
+	ydoc_free_secret(c->doc);
+	memset(c, 0, sizeof(*c));
+}
+
+int backend_config_node(const struct backend_ctx *ctx, const char *path)
+{
+	const struct backend_config *c = ctx->config;
+	char part[128];
+	int node = c ? c->root : 0;
+	for (const char *p = path; node && *p;) {
+		size_t n = strcspn(p, ".");
+		if (fmt(part, sizeof(part), "%.*s", (int)n, p))
+			return 0;
+		node = ydoc_kind(c->doc, node) == Y_MAP ? ydoc_map_get(c->doc, node, part) : 0;
+		p += n + (p[n] == '.');
+	}
+	return node;
 }
 
 void backend_cut_regions(const struct backend_ctx *ctx, struct offer_list *l)
 {
-	char **regions = backend_regions(ctx->config, ctx->config_len);
-	size_t n = 0;
-	while (regions && regions[n])
-		n++;
-	offers_filter_regions(l, regions, n);
-	backend_regions_free(regions);
+	int seq = backend_config_node(ctx, "regions");
+	const struct ydoc *d = seq ? ctx->config->doc : NULL;
+	size_t n = seq && ydoc_kind(d, seq) == Y_SEQ ? ydoc_len(d, seq) : 0, k = 0;
+	const char **regions = n ? xcalloc(n, sizeof(*regions)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *s = ydoc_str(d, ydoc_seq_at(d, seq, i));
+		if (s && *s)
+			regions[k++] = s;
+	}
+	offers_filter_regions(l, regions, k);
+	free(regions);
 }
 
 char *backend_config_str(const struct backend_ctx *ctx, const char *path)
 {
-	struct ydoc *d = NULL;
-	char e[8], part[128];
-	char *out = NULL;
-	if (ydoc_load(ctx->config, ctx->config_len, "config.yml", &d, e, sizeof(e)))
-		return NULL;
-	int node = ydoc_root(d);
-	for (const char *p = path; node && *p;) {
-		size_t n = strcspn(p, ".");
-		(void)fmt(part, sizeof(part), "%.*s", (int)n, p);
-		node = ydoc_kind(d, node) == Y_MAP ? ydoc_map_get(d, node, part) : 0;
-		p += n + (p[n] == '.');
-	}
-	const char *v = node ? ydoc_str(d, node) : NULL;
-	if (v)
-		out = xstrdup(v);
-	ydoc_free(d);
-	return out;
+	int node = backend_config_node(ctx, path);
+	const char *v = node ? ydoc_str(ctx->config->doc, node) : NULL;
+	return v ? xstrdup(v) : NULL;
 }
 
 void backend_secret_free(char *s)
@@ -162,114 +168,6 @@ int backend_http_errno(long status)
 	if (status >= 400)
 		return -EINVAL;
 	return -EPROTO;
-}
-
-#define MEMO_MAX 256
-
-static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	char key[700];
-	char val[BK_MEMO_VAL_MAX];
-	time_t until; /* 0: until forgotten */
-} memo[MEMO_MAX];
-static unsigned memo_next;
-
-static void memo_key(const struct backend_ctx *ctx, const char *base, const char *what,
-		     char *out, size_t n)
-{
-	(void)fmt(out, n, "%s|%s|%s|%s|%s", ctx->type ? ctx->type : "",
-		  ctx->project ? ctx->project : "", ctx->name ? ctx->name : "", base, what);
-}
-
-bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const char *what,
-		      char *val, size_t n)
-{
-	char k[700];
-	bool found = false;
-	memo_key(ctx, base, what, k, sizeof(k));
-	pthread_mutex_lock(&memo_lock);
-	time_t now = time(NULL);
-	for (unsigned i = 0; i < MEMO_MAX && !found; i++)
-		if (memo[i].key[0] && !strcmp(memo[i].key, k) &&
-		    (!memo[i].until || memo[i].until > now)) {
-			(void)fmt(val, n, "%s", memo[i].val);
-			found = true;
-		}
-	pthread_mutex_unlock(&memo_lock);
-	return found;
-}
-
-void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
-		      const char *val)
-{
-	backend_memo_put_ttl(ctx, base, what, val, 0);
-}
-
-void backend_memo_put_ttl(const struct backend_ctx *ctx, const char *base, const char *what,
-			  const char *val, int ttl_s)
-{
-	char k[700];
-	memo_key(ctx, base, what, k, sizeof(k));
-	pthread_mutex_lock(&memo_lock);
-	for (unsigned i = 0; i < MEMO_MAX; i++)
-		if (!strcmp(memo[i].key, k))
-			memo[i].key[0] = '\0';
-	if (val) {
-		unsigned i = memo_next++ % MEMO_MAX;
-		(void)fmt(memo[i].key, sizeof(memo[i].key), "%s", k);
-		(void)fmt(memo[i].val, sizeof(memo[i].val), "%s", val);
-		memo[i].until = ttl_s > 0 ? time(NULL) + ttl_s : 0;
-	}
-	pthread_mutex_unlock(&memo_lock);
-}
-
-/* What each backend's last offers were built from: the catalog version and a digest of the
- * live facts. Process memory, a few entries (one per backend that uses it), replaced in turn. */
-#define SEEN_MAX 64
-static struct {
-	char backend[600]; /* type '/' project '/' backend name */
-	char version[CATALOG_VERSION_MAX];
-	unsigned char digest[BK_DIGEST_MAX];
-} seen[SEEN_MAX];
-static size_t seen_next;
-static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void seen_key(const struct backend_ctx *ctx, char *out, size_t n)
-{
-	(void)fmt(out, n, "%s/%s/%s", ctx->type ? ctx->type : "", ctx->project ? ctx->project : "",
-		  ctx->name ? ctx->name : "");
-}
-
-bool backend_offers_seen(const struct backend_ctx *ctx, const char *known,
-			 const unsigned char *digest)
-{
-	char key[600];
-	bool same = false;
-	seen_key(ctx, key, sizeof(key));
-	pthread_mutex_lock(&seen_lock);
-	for (size_t i = 0; i < SEEN_MAX && !same; i++)
-		same = known[0] && !strcmp(seen[i].backend, key) &&
-		       !strcmp(seen[i].version, known) &&
-		       !memcmp(seen[i].digest, digest, BK_DIGEST_MAX);
-	pthread_mutex_unlock(&seen_lock);
-	return same;
-}
-
-void backend_offers_remember(const struct backend_ctx *ctx, const char *version,
-			     const unsigned char *digest)
-{
-	char key[600];
-	size_t i;
-	seen_key(ctx, key, sizeof(key));
-	pthread_mutex_lock(&seen_lock);
-	for (i = 0; i < SEEN_MAX && strcmp(seen[i].backend, key); i++)
-		;
-	if (i == SEEN_MAX)
-		i = seen_next++ % SEEN_MAX;
-	(void)fmt(seen[i].backend, sizeof(seen[i].backend), "%s", key);
-	(void)fmt(seen[i].version, sizeof(seen[i].version), "%s", version);
-	memcpy(seen[i].digest, digest, BK_DIGEST_MAX);
-	pthread_mutex_unlock(&seen_lock);
 }
 
 int backend_fail(char *err, size_t errlen, int rc, const char *f, ...)
@@ -498,7 +396,7 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 			   char *err, size_t errlen)
 {
 	const struct backend_ctx *ctx = &req->ctx;
-	const char *prov = offers_catalog_provider(ctx->type);
+	const char *prov = backend_type_catalog(ctx->type);
 	struct catalog_fetch f;
 	if (!prov || !ctx->catalog)
 		return fmt(err, errlen, "no catalog for backend type %s", ctx->type), -ENOTSUP;
@@ -511,8 +409,10 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 	(void)fmt(res->source, sizeof(res->source), "%s", f.source);
 	res->unchanged = f.unchanged;
 	if (!f.unchanged) {
+		const struct backend_type *t = backend_type_find(ctx->type);
 		struct offer_origin org = {.backend = ctx->name, .type = ctx->type,
-					   .source = "catalog", .fetched_at = req->now};
+					   .source = "catalog", .fetched_at = req->now,
+					   .disk = t ? t->disk : (struct disk_range){0, 0}};
 		r = offers_parse_csv(f.csv.data ? f.csv.data : "", f.csv.len, &org, &res->list,
 				     &res->skipped, err, errlen);
 		if (!r)
@@ -522,35 +422,16 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 	return r;
 }
 
-#define CATALOG(t)                                                                        \
-	{.type = t, .offers_ttl = CATALOG_TTL, .offers_source = "catalog",                  \
-	 .offers = backend_catalog_offers, .provision_timeout_min = 10}
-#define LIVE(t) {.type = t, .offers_ttl = LIVE_TTL, .offers_source = "api", .provision_timeout_min = 10}
-
-/* Types without a provider client of their own yet. */
-static const struct backend_ops registry[] = {
-	CATALOG("azure"),	   CATALOG("gcp"),     CATALOG("oci"),
-	CATALOG("nebius"),  CATALOG("lambda"),	   CATALOG("verda"),   CATALOG("datacrunch"),
-	CATALOG("runpod"),  CATALOG("cloudrift"),  LIVE("vastai"),     LIVE("hotaisle"),
-	LIVE("cudo"),	    LIVE("kubernetes"),
+const struct backend_ops catalog_ops = {
+	.offers = backend_catalog_offers,
+	.provision_timeout_min = 10,
 };
-
-/* Provider clients (backends/<type>.c), found before the table above. */
-static const struct backend_ops *const providers[] = {
-	&lambda_ops,
-	&digitalocean_ops,
-	&amddevcloud_ops,
-	&vultr_ops,
-	&aws_ops,
+const struct backend_ops live_ops = {
+	.provision_timeout_min = 10,
 };
 
 const struct backend_ops *backend_find(const char *type)
 {
-	for (size_t i = 0; type && i < sizeof(providers) / sizeof(providers[0]); i++)
-		if (providers[i] && !strcmp(providers[i]->type, type))
-			return providers[i];
-	for (size_t i = 0; type && i < sizeof(registry) / sizeof(registry[0]); i++)
-		if (!strcmp(registry[i].type, type))
-			return &registry[i];
-	return NULL;
+	const struct backend_type *t = backend_type_find(type);
+	return t ? t->ops : NULL;
 }

@@ -20,20 +20,36 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../core/offers.h"
+#include "../model/offer.h"
 #include "catalog.h"
+#include "registry.h"
 
 struct http_client;
+struct ydoc;
+struct bk_memo;
+
+/* A backend's config.yml, validated when it was written (backends/schema.c) and parsed once
+ * by whoever calls the provider: providers read it, never the text. It holds credentials:
+ * backend_config_free wipes it. */
+struct backend_config {
+	struct ydoc *doc;
+	int root;                 /* the top mapping */
+	unsigned char digest[32]; /* SHA-256 of the text: a key for what depends on it */
+};
+/* 0, -EINVAL (not YAML, or not a mapping; reason in err, no value echoed) or -ENOMEM. */
+int backend_config_parse(const char *text, size_t len, struct backend_config *out, char *err,
+			 size_t errlen);
+void backend_config_free(struct backend_config *c);
 
 /* What every call gets: the backend and the means to reach its provider. */
 struct backend_ctx {
 	const char *project;
 	const char *name;          /* the backend's name (its directory) */
 	const char *type;
-	const char *config;        /* its config.yml, plain text (holds credentials) */
-	size_t config_len;
+	const struct backend_config *config;
 	struct catalog *catalog;
 	struct http_client *http;
+	struct bk_memo *memo;      /* what the clients remember (NULL: nothing is remembered) */
 };
 
 struct bk_share;
@@ -117,12 +133,9 @@ struct bk_offers_res {
 	size_t skipped;                     /* malformed rows */
 };
 
+/* A provider client: what backends/<type>.c defines, and registry.c names in the type's line
+ * (with everything else about the type: its schema, catalog, disk sizes, offers TTL). */
 struct backend_ops {
-	const char *type;
-	/* Seconds offers stay fresh: dstack's 180 s offers cache for live APIs, gpuhunt's
-	 * 15 min reload interval for catalogs. */
-	int offers_ttl;
-	const char *offers_source; /* "catalog" or "api": the offers' source field */
 	/* 0 with res filled, or -errno with a readable reason in err. NULL: the type lists no
 	 * offers yet. */
 	int (*offers)(const struct bk_offers_req *req, struct bk_offers_res *res, char *err,
@@ -162,13 +175,16 @@ struct backend_ops {
 int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
 			   char *err, size_t errlen);
 
-/* Provider clients (backends/<type>.c), registered in backend.c. */
+/* Provider clients (backends/<type>.c), named in registry.c's table. */
 extern const struct backend_ops lambda_ops;
-extern const struct backend_ops digitalocean_ops, amddevcloud_ops;
+extern const struct backend_ops digitalocean_ops; /* digitalocean and amddevcloud */
 extern const struct backend_ops vultr_ops;
 extern const struct backend_ops aws_ops;
+/* For types without a client of their own yet: offers from the gpuhunt catalog (catalog_ops)
+ * or none (live_ops); neither provisions. */
+extern const struct backend_ops catalog_ops, live_ops;
 
-/* The implementation of a backend type, or NULL for an unknown type. */
+/* The client of a backend type (registry.c), or NULL for an unknown type. */
 const struct backend_ops *backend_find(const char *type);
 void bk_offers_res_free(struct bk_offers_res *res);
 
@@ -176,6 +192,9 @@ void bk_offers_res_free(struct bk_offers_res *res);
 
 struct cJSON;
 
+/* The node at a dotted path of the config ("creds", "os_images.nvidia"), or 0 when absent
+ * (or ctx has no config). */
+int backend_config_node(const struct backend_ctx *ctx, const char *path);
 /* The string at a dotted path of the config ("creds.api_key", "project_name"), malloc'd, or
  * NULL when absent or not a scalar. Free with backend_secret_free (it may be a secret). */
 char *backend_config_str(const struct backend_ctx *ctx, const char *path);
@@ -208,24 +227,48 @@ void backend_api_close(struct bk_api *a);
  * about: 401/403 -EACCES, 404 -ENOENT, 429 -EAGAIN (still limited after the HTTP client's
  * retries), 5xx -EIO, other 4xx -EINVAL, anything else -EPROTO (1xx, a 3xx left over). */
 int backend_http_errno(long status);
-/* A process-wide memo of small facts a provider client learnt (the id of the project's SSH
- * key, a VPC per region, a project's id), so a fleet of 50 does not look them up 50 times.
- * Keys are built by the client from the backend (project, name, endpoint) and the fact;
- * forget (val NULL) when the provider refuses what the memo said. Bounded (oldest dropped);
- * thread-safe. get: true and val filled when known. */
+/* ---- Provider memory (backends/memo.c) ----
+ *
+ * Threads: every call of a backend_ops may run on any thread, concurrently with any other
+ * call, of the same backend or not: the engine runs up to 8 instance steps at once and the
+ * offers refresher its own workers. A provider client therefore keeps nothing in globals of
+ * its own: what it learns and wants to keep (the id of the account's SSH key, a VPC per
+ * region, credentials until they expire) goes into ctx->memo, which the mount owns (one
+ * struct bk_memo per daemon, made at mount and freed at unmount) and which serialises
+ * itself. A sequence that must not run twice at once for one backend ("find the key, else
+ * register it") runs under backend_lock, or whole through backend_memo_once. Objects a call
+ * receives (ctx, its config, the offer) are only read, and only during the call.
+ */
+struct bk_memo *bk_memo_new(void);
+void bk_memo_free(struct bk_memo *m);
+
+/* Small facts a provider client learnt, so a fleet of 50 does not look them up 50 times.
+ * Keys are the backend (type, project, name) plus base (the API base, so a test endpoint
+ * does not see production's facts) plus what; forget (val NULL) when the provider refuses
+ * what the memo said. Bounded (oldest dropped). get: true and val filled when known. Values
+ * may be secrets: they are wiped when dropped. With ctx->memo NULL, nothing is kept. */
 bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const char *what,
 		      char *val, size_t n);
 void backend_memo_put(const struct backend_ctx *ctx, const char *base, const char *what,
 		      const char *val);
-/* The same, forgotten after ttl_s seconds (0: kept until forgotten or pushed out). Values are
- * cut to BK_MEMO_VAL_MAX - 1 bytes. */
-#define BK_MEMO_VAL_MAX 1024
+/* The same, forgotten after ttl_s seconds (0: kept until forgotten or pushed out). */
 void backend_memo_put_ttl(const struct backend_ctx *ctx, const char *base, const char *what,
 			  const char *val, int ttl_s);
+/* The lock of the sequence (backend, base, what): one holder at a time (striped: unrelated
+ * sequences may share one, so never take two). No-ops with ctx->memo NULL. */
+void backend_lock(const struct backend_ctx *ctx, const char *base, const char *what);
+void backend_unlock(const struct backend_ctx *ctx, const char *base, const char *what);
+/* Find or make a fact once: the memo's value, else make(arg, val, n, err, errlen) under the
+ * sequence's lock (a caller that waited finds what the first made), remembered for ttl_s
+ * (0: until forgotten) when make returns 0. Returns 0 with val, or make's -errno. */
+typedef int (*bk_make_fn)(void *arg, char *val, size_t n, char *err, size_t errlen);
+int backend_memo_once(const struct backend_ctx *ctx, const char *base, const char *what,
+		      int ttl_s, bk_make_fn make, void *arg, char *val, size_t n, char *err,
+		      size_t errlen);
 /* Offers built from a catalog plus live facts (Lambda's capacity, AWS's quotas): were the
  * cached offers (catalog version known) built from these facts (digest: BK_DIGEST_MAX bytes)?
  * Then the refresh can answer "unchanged" without reading the catalog. remember records
- * what the offers just built came from. */
+ * what the offers just built came from (in the memo). */
 #define BK_DIGEST_MAX 64
 bool backend_offers_seen(const struct backend_ctx *ctx, const char *known,
 			 const unsigned char *digest);

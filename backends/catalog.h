@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
 
 #define CATALOG_DEFAULT_URL "https://dstack-gpu-pricing.s3.eu-west-1.amazonaws.com/v3"
 #define CATALOG_VERSION_MAX 128

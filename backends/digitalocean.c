@@ -44,6 +44,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "../lib/enc.h"
 
 #define DGO_API "https://api.digitalocean.com/v2"
 #define AMD_API "https://api.devcloud.amd.com/v2"
@@ -489,6 +490,18 @@ static int dgo_project_id(struct dgo *d, const char *name, char *out, size_t out
 	return r;
 }
 
+struct project_q {
+	struct dgo *d;
+	const char *name;
+};
+
+/* backend_memo_once's maker for a project's id. */
+static int project_make(void *arg, char *val, size_t n, char *err, size_t errlen)
+{
+	struct project_q *q = arg;
+	return dgo_project_id(q->d, q->name, val, n, err, errlen);
+}
+
 /* Put a new droplet in the project the documented way (POST /projects/{id}/resources). */
 static int dgo_assign(struct dgo *d, const char *project_id, const char *droplet_id, char *err,
 		      size_t errlen)
@@ -528,25 +541,25 @@ static bool dgo_same_key(const char *a, const char *b)
  * hex (47 characters). -EINVAL when the line has no base64 blob. */
 static int dgo_fingerprint(const char *pub, char out[48])
 {
-	static const char hex[] = "0123456789abcdef";
 	const char *b = pub + strspn(pub, " \t");
 	b += strcspn(b, " \t");
 	b += strspn(b, " \t");
 	size_t n = strcspn(b, " \t\r\n");
 	if (!n || n % 4 || n > DGO_PUBKEY_MAX)
 		return -EINVAL;
-	unsigned char *blob = xmalloc(n);
+	uint8_t *blob = NULL;
+	size_t len = 0;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	int len = EVP_DecodeBlock(blob, (const unsigned char *)b, (int)n);
-	for (size_t i = n; len > 0 && i > n - 2 && b[i - 1] == '='; i--)
-		len--; /* EVP_DecodeBlock counts the padding as zero bytes */
-	int r = len > 0 && EVP_Digest(blob, (size_t)len, md, &mdlen, EVP_md5(), NULL) && mdlen == 16
-			? 0
-			: -EINVAL;
+	char h[33];
+	int r = b64_decode_text(b, n, &blob, &len) == 0 && len > 0 &&
+			EVP_Digest(blob, len, md, &mdlen, EVP_md5(), NULL) && mdlen == 16 &&
+			hex_encode(md, 16, h, sizeof(h)) == 0
+		? 0
+		: -EINVAL;
 	for (unsigned int i = 0; !r && i < 16; i++) {
-		out[3 * i] = hex[md[i] >> 4];
-		out[3 * i + 1] = hex[md[i] & 15];
+		out[3 * i] = h[2 * i];
+		out[3 * i + 1] = h[2 * i + 1];
 		out[3 * i + 2] = i < 15 ? ':' : '\0';
 	}
 	free(blob);
@@ -583,14 +596,12 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 				 size_t idlen, char *err, size_t errlen);
 
 /* Creates running at once register the key once: the first looks, the others wait for it. */
-static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
-
 static int dgo_ensure_key(struct dgo *d, const char *pub, const char *project, char *id,
 			  size_t idlen, char *err, size_t errlen)
 {
-	pthread_mutex_lock(&setup_lock);
+	backend_lock(d->api.ctx, d->api.base, "ssh key");
 	int r = dgo_ensure_key_locked(d, pub, project, id, idlen, err, errlen);
-	pthread_mutex_unlock(&setup_lock);
+	backend_unlock(d->api.ctx, d->api.base, "ssh key");
 	return r;
 }
 
@@ -772,14 +783,10 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 	project = r ? NULL : backend_config_str(ctx, "project_name");
 	if (!r && project && *project) {
 		char what[300];
+		struct project_q q = {&d, project};
 		(void)fmt(what, sizeof(what), "project %s", project);
-		pthread_mutex_lock(&setup_lock);
-		if (!backend_memo_get(ctx, d.api.base, what, pid, sizeof(pid))) {
-			r = dgo_project_id(&d, project, pid, sizeof(pid), err, errlen);
-			if (!r)
-				backend_memo_put(ctx, d.api.base, what, pid);
-		}
-		pthread_mutex_unlock(&setup_lock);
+		r = backend_memo_once(ctx, d.api.base, what, 0, project_make, &q, pid, sizeof(pid),
+				      err, errlen);
 	}
 	if (!r) {
 		body = dgo_droplet_body(req, key_id, ud, pid);
@@ -915,17 +922,17 @@ static int digitalocean_list_own(const struct backend_ctx *ctx, struct bk_vm **o
 	return r;
 }
 
-/* One implementation, two types: only the default base URL differs (dgo_default_api). */
-/* dstack's offers cache for live APIs: 180 s */
-#define DGO_OPS(t)                                                                          \
-	{                                                                                   \
-		.type = t, .offers_ttl = 180, .offers_source = "api",                       \
-		.offers = digitalocean_offers, .check = digitalocean_check,                 \
-		.create = digitalocean_create, .get = digitalocean_get,                     \
-		.terminate = digitalocean_terminate, .list_own = digitalocean_list_own,     \
-		.provision_timeout_min = 10,                                                \
-		.create_lag_s = 30, /* a droplet is listed once its create answers 202;  \
-				     * the margin: a create finished after we gave up */     \
-	}
-const struct backend_ops digitalocean_ops = DGO_OPS("digitalocean");
-const struct backend_ops amddevcloud_ops = DGO_OPS("amddevcloud");
+/* One implementation, two types (digitalocean, amddevcloud): only the default base URL
+ * differs (dgo_default_api). */
+const struct backend_ops digitalocean_ops = {
+	.offers = digitalocean_offers,
+	.check = digitalocean_check,
+	.create = digitalocean_create,
+	.get = digitalocean_get,
+	.terminate = digitalocean_terminate,
+	.list_own = digitalocean_list_own,
+	.provision_timeout_min = 10,
+	/* a droplet is listed once its create answers 202; the margin: a create finished after
+	 * fleetfs stopped waiting for its answer */
+	.create_lag_s = 30,
+};

@@ -45,7 +45,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
 
 #define HTTP_ERR_MAX 512
 #define HTTP_HEADERS_MAX (64 * 1024) /* the response header lines kept in http_resp.headers */

@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "../lib/enc.h"
 
 #define LAMBDA_API "https://cloud.lambdalabs.com/api/v1"
 #define LAMBDA_USER "ubuntu"
@@ -186,18 +187,12 @@ static int lam_vm(const cJSON *inst, struct bk_vm *out, char *err, size_t errlen
 /* dstack's name for a public key: the last 16 hex digits of the SHA-1 of its text. */
 static int lam_key_name(const char *pub, size_t len, char out[LAMBDA_KEYNAME_HEX + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 	if (!EVP_Digest(pub, len, md, &n, EVP_sha1(), NULL) || n < LAMBDA_KEYNAME_HEX / 2)
 		return -EIO;
-	const unsigned char *tail = md + n - LAMBDA_KEYNAME_HEX / 2;
-	for (size_t i = 0; i < LAMBDA_KEYNAME_HEX / 2; i++) {
-		out[2 * i] = hex[tail[i] >> 4];
-		out[2 * i + 1] = hex[tail[i] & 15];
-	}
-	out[LAMBDA_KEYNAME_HEX] = '\0';
-	return 0;
+	return hex_encode(md + n - LAMBDA_KEYNAME_HEX / 2, LAMBDA_KEYNAME_HEX / 2, out,
+			  LAMBDA_KEYNAME_HEX + 1);
 }
 
 /* Is a key named name in a GET /ssh-keys answer? */
@@ -245,12 +240,11 @@ static int lam_ensure_key_locked(struct bk_api *l, const char *pub, const char *
 static int lam_ensure_key(struct bk_api *l, const char *pub, const char *name, char *err,
 			  size_t errlen)
 {
-	static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
 	if (key_known(l, name))
 		return 0;
-	pthread_mutex_lock(&setup_lock);
+	backend_lock(l->ctx, l->base, "ssh key");
 	int r = lam_ensure_key_locked(l, pub, name, err, errlen);
-	pthread_mutex_unlock(&setup_lock);
+	backend_unlock(l->ctx, l->base, "ssh key");
 	return r;
 }
 
@@ -553,9 +547,6 @@ static int lambda_list_own(const struct backend_ctx *ctx, struct bk_vm **out, si
 }
 
 const struct backend_ops lambda_ops = {
-	.type = "lambda",
-	.offers_ttl = 15 * 60, /* a catalog's (gpuhunt's reload interval) */
-	.offers_source = "catalog",
 	.offers = lambda_offers,
 	.check = lambda_check,
 	.create = lambda_create,

@@ -18,7 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
+#include "../lib/enc.h"
 
 /* The canonical request: the encoded URL (at most 3 times the URL) and the headers. */
 #define CANON_MAX (3 * SIGV4_URL_MAX + (SIGV4_HEADERS_MAX + 8) * (SIGV4_HEADER_MAX + 256) + 4096)
@@ -61,16 +62,6 @@ static int hexval(unsigned char c)
 static char lower(char c)
 {
 	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-static void hex(const unsigned char *p, size_t n, char *dst)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		dst[2 * i] = digits[p[i] >> 4];
-		dst[2 * i + 1] = digits[p[i] & 15];
-	}
-	dst[2 * n] = '\0';
 }
 
 int sigv4_encode(struct buf *b, const char *p, size_t n, unsigned flags)
@@ -355,7 +346,7 @@ static int sha256_hex(const void *p, size_t n, char dst[65])
 	unsigned int mdlen = 0;
 	if (!EVP_Digest(n ? p : "", n, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
 		return -EIO;
-	hex(md, 32, dst);
+	(void)hex_encode(md, 32, dst, 65);
 	return 0;
 }
 
@@ -513,7 +504,7 @@ int sigv4_sign(const struct sigv4_req *req, struct sigv4_result *out, char *err,
 		seterr(err, errlen, "sigv4: HMAC-SHA256 failed");
 		goto out;
 	}
-	hex(sig, 32, out->signature);
+	(void)hex_encode(sig, 32, out->signature, sizeof(out->signature));
 
 	out->authorization = xasprintf(ALGO " Credential=%s/%s, SignedHeaders=%s, Signature=%s",
 				       req->access_key_id, scope, sh.data, out->signature);

@@ -64,7 +64,8 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
+#include "../lib/enc.h"
 
 #define KEY_TEXT_MAX (64 * 1024) /* a private key's text */
 #define BLOB_MAX (16 * 1024)	 /* a public key blob */
@@ -196,44 +197,6 @@ static BIGNUM *rd_bn(struct rd *r)
 	if (rd_str(r, &p, &n) || n > 2049 || (n && (p[0] & 0x80)))
 		return NULL;
 	return BN_bin2bn(p, (int)n, NULL);
-}
-
-/* Base64 of n bytes into out (NUL-terminated); -ENAMETOOLONG when it does not fit. */
-static int b64_encode(const unsigned char *p, size_t n, char *out, size_t outlen)
-{
-	if (n > BLOB_MAX || outlen < 4 * ((n + 2) / 3) + 1)
-		return -ENAMETOOLONG;
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-	return 0;
-}
-
-/* Decode base64 text that may contain whitespace. *out malloc'd. */
-static int b64_decode(const char *s, size_t n, unsigned char **out, size_t *outlen)
-{
-	unsigned char *clean = NULL, *dec = NULL;
-	size_t m = 0;
-	int r = -EINVAL;
-	if (n > KEY_TEXT_MAX)
-		goto out;
-	clean = xmalloc(n + 1);
-	for (size_t i = 0; i < n; i++)
-		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-			clean[m++] = (unsigned char)s[i];
-	if (m == 0 || m % 4)
-		goto out;
-	dec = xmalloc(m / 4 * 3 + 1);
-	int d = EVP_DecodeBlock(dec, clean, (int)m);
-	if (d < 0)
-		goto out;
-	size_t pad = (clean[m - 1] == '=') + (clean[m - 2] == '=');
-	*outlen = (size_t)d - pad;
-	*out = dec;
-	dec = NULL;
-	r = 0;
-out:
-	free(clean);
-	free(dec);
-	return r;
 }
 
 /* ---- keys ---- */
@@ -482,7 +445,8 @@ static int key_load_openssh(const char *text, size_t len, bool need_private, str
 	const char *why = "malformed OpenSSH private key";
 	beg += sizeof(OSSH_BEGIN) - 1;
 	const char *end = memmem(beg, len - (size_t)(beg - text), OSSH_END, sizeof(OSSH_END) - 1);
-	if (!end || b64_decode(beg, (size_t)(end - beg), &raw, &rawlen))
+	if (!end || (size_t)(end - beg) > KEY_TEXT_MAX ||
+	    b64_decode_text(beg, (size_t)(end - beg), &raw, &rawlen))
 		goto out;
 	static const char magic[] = "openssh-key-v1"; /* with its NUL */
 	if (rawlen < sizeof(magic) || memcmp(raw, magic, sizeof(magic)) != 0)
@@ -611,7 +575,7 @@ int sshc_public_key(const char *key, size_t keylen, const char *comment, char **
 	char *s = xmalloc(total);
 	memcpy(s, t, tn);
 	s[tn] = ' ';
-	(void)b64_encode(k.blob, k.bloblen, s + tn + 1, b64len);
+	(void)b64_encode_to(k.blob, k.bloblen, s + tn + 1, b64len);
 	if (clen) {
 		size_t at = strlen(s);
 		s[at] = ' ';
@@ -736,7 +700,7 @@ static int hostkey_text(LIBSSH2_SESSION *s, char *out, size_t outlen)
 		return -EPROTO;
 	memcpy(out, t, tn);
 	out[tn] = ' ';
-	return b64_encode((const unsigned char *)blob, len, out + tn + 1, outlen - tn - 1) ? -EPROTO
+	return len > BLOB_MAX || b64_encode_to(blob, len, out + tn + 1, outlen - tn - 1) ? -EPROTO
 											   : 0;
 }
 

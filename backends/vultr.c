@@ -49,6 +49,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "../lib/enc.h"
 
 #define VULTR_API "https://api.vultr.com/v2"
 #define VULTR_USER "root"
@@ -588,53 +589,55 @@ static const char *vul_kind_path(enum vul_kind k)
 
 /* ------------------------------------------------------------------ VPCs */
 
-/* One find-or-create at a time in this process: two creates in a new region make one VPC. */
-static pthread_mutex_t vpc_lock = PTHREAD_MUTEX_INITIALIZER;
+struct vpc_q {
+	struct bk_api *v;
+	const char *region, *want;
+};
 
-/* The id of fleetfs's VPC in region (description fleetfs-vpc-<region>), made when there is
- * none. 0 with id, or -errno with err. */
-static int vul_vpc(struct bk_api *v, const char *region, char *id, size_t idlen, char *err,
-		   size_t errlen)
+/* backend_memo_once's maker: find fleetfs's VPC of the region, else create it. */
+static int vpc_make(void *arg, char *id, size_t idlen, char *err, size_t errlen)
 {
-	char want[160];
+	struct vpc_q *q = arg;
+	struct bk_api *v = q->v;
 	cJSON *vpcs = NULL, *doc = NULL, *body = NULL;
 	const cJSON *it, *vpc = NULL;
-	if (fmt(want, sizeof(want), VULTR_VPC_PREFIX "%s", region))
-		return backend_fail(err, errlen, -EINVAL, "vultr: region name too long");
-	if (backend_memo_get(v->ctx, v->base, want, id, idlen))
-		return 0;
-	pthread_mutex_lock(&vpc_lock);
-	if (backend_memo_get(v->ctx, v->base, want, id, idlen)) { /* found while we waited */
-		pthread_mutex_unlock(&vpc_lock);
-		return 0;
-	}
 	int r = vul_list(v, "/vpcs?per_page=" VULTR_PER_PAGE, "vpcs", NULL, true, &vpcs, err,
 			 errlen);
 	cJSON_ArrayForEach(it, (r ? NULL : vpcs))
 	{
 		const char *d = backend_jstr(it, "description");
-		if (!vpc && d && !strcmp(d, want))
+		if (!vpc && d && !strcmp(d, q->want))
 			vpc = it;
 	}
 	if (!r && !vpc) {
 		body = cJSON_CreateObject();
-		cJSON_AddStringToObject(body, "region", region);
-		cJSON_AddStringToObject(body, "description", want);
+		cJSON_AddStringToObject(body, "region", q->region);
+		cJSON_AddStringToObject(body, "description", q->want);
 		r = vul_call(v, "POST", "/vpcs", body, true, &doc, err, errlen);
 		if (!r && !(vpc = backend_jget(doc, "vpc")))
 			vpc = backend_jget(doc, "network");
 	}
 	if (!r && !backend_id_ok(backend_jstr(vpc, "id")))
 		r = backend_fail(err, errlen, -EPROTO, "vultr: a VPC without a usable id");
-	if (!r) {
+	if (!r)
 		(void)fmt(id, idlen, "%s", backend_jstr(vpc, "id"));
-		backend_memo_put(v->ctx, v->base, want, id); /* before a waiter looks again */
-	}
-	pthread_mutex_unlock(&vpc_lock);
 	cJSON_Delete(body);
 	cJSON_Delete(doc);
 	cJSON_Delete(vpcs);
 	return r;
+}
+
+/* The id of fleetfs's VPC in region (description fleetfs-vpc-<region>), made when there is
+ * none: one find-or-create at a time, so two creates in a new region make one VPC. 0 with
+ * id, or -errno with err. */
+static int vul_vpc(struct bk_api *v, const char *region, char *id, size_t idlen, char *err,
+		   size_t errlen)
+{
+	char want[160];
+	if (fmt(want, sizeof(want), VULTR_VPC_PREFIX "%s", region))
+		return backend_fail(err, errlen, -EINVAL, "vultr: region name too long");
+	struct vpc_q q = {v, region, want};
+	return backend_memo_once(v->ctx, v->base, want, 0, vpc_make, &q, id, idlen, err, errlen);
 }
 
 /* ------------------------------------------------------------------ operations */
@@ -649,16 +652,6 @@ static int vultr_check(const struct backend_ctx *ctx, char *err, size_t errlen)
 	cJSON_Delete(doc);
 	backend_api_close(&v);
 	return r;
-}
-
-/* base64 of s (no line breaks), malloc'd; NULL when out of memory. */
-static char *vul_base64(const char *s)
-{
-	size_t n = strlen(s);
-	unsigned char *out = malloc(4 * ((n + 2) / 3) + 1);
-	if (out)
-		(void)EVP_EncodeBlock(out, (const unsigned char *)s, (int)n);
-	return (char *)out;
 }
 
 /* The create request of dstack's launch_instance (reference §3.4) plus fleetfs's tags. */
@@ -720,7 +713,7 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 		free(cloud_init);
 		return r;
 	}
-	if (!(ud = vul_base64(user_data)))
+	if (!(ud = b64_encode(user_data, strlen(user_data))))
 		r = backend_fail(err, errlen, -ENOMEM, "vultr: out of memory");
 	if (!r)
 		r = vul_vpc(&v, o->region, vpc, sizeof(vpc), err, errlen);
@@ -880,9 +873,6 @@ static int vultr_list_own(const struct backend_ctx *ctx, struct bk_vm **out, siz
 }
 
 const struct backend_ops vultr_ops = {
-	.type = "vultr",
-	.offers_ttl = 180, /* dstack's offers cache of a live API */
-	.offers_source = "api",
 	.offers = vultr_offers,
 	.check = vultr_check,
 	.create = vultr_create,

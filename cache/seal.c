@@ -13,55 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/util.h"
+#include "../lib/util.h"
 
 #define NONCE_LEN 12
 #define TAG_LEN 16
-
-char *b64_encode(const void *p, size_t n)
-{
-	size_t outlen = 4 * ((n + 2) / 3) + 1;
-	char *out = malloc(outlen);
-	if (!out)
-		return NULL;
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-	return out;
-}
-
-int b64_decode(const char *s, uint8_t **out, size_t *outlen)
-{
-	size_t n = strlen(s);
-	*out = NULL;
-	if (n % 4 != 0 || n > 64 * 1024 * 1024)
-		return -EINVAL;
-	/* OpenSSL's block decoder takes '=' anywhere as zero bits: allow it only as the final
-	 * one or two padding characters, and nothing outside the base64 alphabet */
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			  c == '+' || c == '/';
-		if (c == '=')
-			ok = i >= n - 2 && (i == n - 1 || s[n - 1] == '=');
-		if (!ok)
-			return -EINVAL;
-	}
-	uint8_t *p = malloc(n / 4 * 3 + 1);
-	if (!p)
-		return -ENOMEM;
-	int m = EVP_DecodeBlock(p, (const unsigned char *)s, (int)n);
-	if (m < 0) {
-		free(p);
-		return -EINVAL;
-	}
-	/* EVP_DecodeBlock counts padding as zero bytes: remove them. */
-	if (n >= 1 && s[n - 1] == '=')
-		m--;
-	if (n >= 2 && s[n - 2] == '=')
-		m--;
-	*out = p;
-	*outlen = (size_t)m;
-	return 0;
-}
 
 int seal_keyfile(const char *path, int create, struct seal_key *out, char *err, size_t errlen)
 {

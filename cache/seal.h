@@ -47,8 +47,7 @@ int seal_open(const struct seal_ring *ring, const char *aad, const char *sealed,
 /* Zero and free a secret buffer. NULL is fine. */
 void seal_free_secret(char *p, size_t len);
 
-/* Base64 helpers (OpenSSL's encoder, no newlines). Caller frees. */
-char *b64_encode(const void *p, size_t n);
-int b64_decode(const char *s, uint8_t **out, size_t *outlen);
+
+#include "../lib/enc.h" /* b64_encode/b64_decode: sealed text and key files are base64 */
 
 #endif

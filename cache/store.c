@@ -1,5 +1,6 @@
 /* store: see store.h for the layout. */
 #include "store.h"
+#include "../lib/enc.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -792,7 +793,7 @@ int store_backend_get(struct stx *tx, const char *project, const char *name,
 	return backend_from(&k, &v, out);
 }
 
-static int put_attach(struct stx *tx, const char *prefix, uint32_t i, const struct bk_attach *a)
+static int put_attach(struct stx *tx, const char *prefix, uint32_t i, const struct attachment *a)
 {
 	char key[512];
 	fmt(key, sizeof(key), "%s/att/%u", prefix, i);
@@ -810,7 +811,7 @@ static int put_attach(struct stx *tx, const char *prefix, uint32_t i, const stru
 }
 
 int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, size_t len,
-		      const struct bk_attach *att, size_t natt)
+		      const struct attachment *att, size_t natt)
 {
 	char key[2 * STORE_NAME_MAX + 2], prefix[2 * STORE_NAME_MAX + 8];
 	int r = 0;
@@ -859,8 +860,7 @@ void store_digest(struct store *s, const void *data, size_t len, char out[65])
 	out[0] = '\0';
 	if (!HMAC(EVP_sha256(), s->local.key, SEAL_KEY_LEN, data, len, md, &mdlen))
 		return;
-	for (unsigned int i = 0; i < mdlen && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	(void)hex_encode(md, mdlen < 32 ? mdlen : 32, out, 65);
 }
 
 int store_backend_drop_config(struct stx *tx, const char *project, const char *name)
@@ -925,7 +925,7 @@ int store_backend_config(struct stx *tx, const char *project, const char *name, 
 }
 
 int store_backend_attach(struct stx *tx, const char *project, const char *name, uint32_t i,
-			 struct bk_attach *a)
+			 struct attachment *a)
 {
 	char key[3 * STORE_NAME_MAX + 16];
 	char *plain = NULL;

@@ -28,8 +28,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "../core/bkschema.h"
-#include "../core/util.h"
+#include "../lib/fileref.h"
+#include "../lib/util.h"
 #include "seal.h"
 
 #define STORE_SCHEMA 1
@@ -121,16 +121,16 @@ int store_project_list(struct stx *tx, struct st_project **arr, size_t *n);
 int store_backend_get(struct stx *tx, const char *project, const char *name,
 		      struct st_backend *out);
 int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, size_t len,
-		      const struct bk_attach *att, size_t natt);
+		      const struct attachment *att, size_t natt);
 int store_backend_del(struct stx *tx, const char *project, const char *name);
 int store_backend_list(struct stx *tx, const char *project, struct st_backend **arr, size_t *n);
 /* The config text, unsealed. *out malloc'd; free with seal_free_secret(*out, *len). */
 int store_backend_config(struct stx *tx, const char *project, const char *name, char **out,
 			 size_t *len);
-/* Attachment i, unsealed (data in a->data, free with bk_attach fields: free(field), free(path),
+/* Attachment i, unsealed (data in a->data, free its fields: free(field), free(path),
  * seal_free_secret(data, len)). */
 int store_backend_attach(struct stx *tx, const char *project, const char *name, uint32_t i,
-			 struct bk_attach *a);
+			 struct attachment *a);
 
 /* Append an event line "<iso time> <text>" to project's journal ("" = the mount's). Keeps at
  * most STORE_EVENTS_CAP lines per journal, dropping the oldest. text must hold no secret. */

@@ -23,7 +23,7 @@
 #include "../cache/seal.h"
 #include "fleets.h"
 #include "fleetspec.h"
-#include "jsonx.h"
+#include "../lib/jsonx.h"
 #include "offerd.h"
 
 #define POLL_S 5.0             /* provisioning and terminating polls */
@@ -104,22 +104,22 @@ static int row_update(struct cloud *c, const char *key, const char *p, const cha
 
 struct bk {
 	struct st_backend b;
-	char *config;
-	size_t len;
+	struct backend_config cfg;
 	struct backend_ctx ctx;
 	const struct backend_ops *ops;
 };
 
 static void bk_free(struct bk *k)
 {
-	seal_free_secret(k->config, k->len);
-	k->config = NULL;
+	backend_config_free(&k->cfg);
 }
 
 static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *k, char *err,
 		   size_t errlen)
 {
 	struct stx *tx = NULL;
+	char *text = NULL;
+	size_t len = 0;
 	memset(k, 0, sizeof(*k));
 	int r = store_begin(c->s, false, &tx);
 	if (r)
@@ -128,10 +128,14 @@ static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *
 	if (!r && !k->b.has_config)
 		r = -ENOENT;
 	if (!r)
-		r = store_backend_config(tx, p, name, &k->config, &k->len);
+		r = store_backend_config(tx, p, name, &text, &len);
 	store_abort(tx);
 	if (r)
 		return fmt(err, errlen, "backend %s is not configured", name), r;
+	r = backend_config_parse(text, len, &k->cfg, err, errlen);
+	seal_free_secret(text, len);
+	if (r)
+		return r;
 	k->ops = backend_find(k->b.type);
 	if (!k->ops || !k->ops->create) {
 		bk_free(k);
@@ -139,8 +143,8 @@ static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *
 					"yet", name, k->b.type), -ENOTSUP;
 	}
 	k->ctx = (struct backend_ctx){.project = p, .name = k->b.name, .type = k->b.type,
-				      .config = k->config, .config_len = k->len,
-				      .catalog = c->catalog, .http = c->http};
+				      .config = &k->cfg,
+				      .catalog = c->catalog, .http = c->http, .memo = c->memo};
 	return 0;
 }
 

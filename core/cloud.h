@@ -33,6 +33,7 @@ struct cloud {
 	struct store *s;
 	struct http_client *http;
 	struct catalog *catalog;
+	struct bk_memo *memo;  /* the provider clients' memory (the mount's) */
 	struct offerd *offerd; /* may be NULL (offers then come only from the cache) */
 	double scale;          /* FLEETFS_TIME_SCALE */
 	double started;        /* unix seconds this process started its engine: a create call

@@ -14,9 +14,9 @@
 #include "../backends/ssh.h"
 #include "cloud.h"
 #include "fleets.h"
-#include "jsonx.h"
+#include "../lib/jsonx.h"
 #include "probe.h"
-#include "util.h"
+#include "../lib/util.h"
 
 #define ENGINE_MAX_WORKERS 32
 #define SSH_TIMEOUT_MS 15000

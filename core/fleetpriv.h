@@ -27,7 +27,7 @@ struct keyfile {
 /* One parse in progress. */
 struct fsw {
 	const struct ydoc *d;
-	const struct bk_ctx *ctx;
+	const struct fileref_ctx *ctx;
 	struct fleet_spec *f;
 	char *err;
 	size_t errlen;

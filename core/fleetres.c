@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include "fleetpriv.h"
-#include "util.h"
+#include "../lib/util.h"
 
 /* Memory.parse: GB as a float; suffix tb (x1024), gb, mb (/1024), or none (GB). */
 static int mem_text(const char *s, double *out, char *err, size_t errlen)

@@ -1,6 +1,6 @@
 /* fleets: see fleets.h. */
 #include "fleets.h"
-#include "jsonx.h"
+#include "../lib/jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -540,7 +540,7 @@ void fleets_reject(struct store *s, const char *project, const char *fleet, cons
 }
 
 int fleets_commit(struct store *s, const char *project, const char *fleet, const char *data,
-		  size_t len, const struct timespec *mtime, const struct bk_ctx *ctx, char *err,
+		  size_t len, const struct timespec *mtime, const struct fileref_ctx *ctx, char *err,
 		  size_t errlen)
 {
 	char fname[256], key[2 * STORE_NAME_MAX + 2], sk[2 * STORE_NAME_MAX + 16];

@@ -20,8 +20,8 @@
 #include <time.h>
 
 #include "../cache/store.h"
-#include "bkschema.h"
-#include "util.h"
+#include "../backends/schema.h"
+#include "../lib/util.h"
 
 /* instance statuses (dstack's) */
 #define IST_PENDING "pending"
@@ -43,7 +43,7 @@ void fleets_history(struct cJSON *row, const char *what);
 /* Commit data as projects/<p>/fleets/<fleet>.yml. -EINVAL/-EFBIG with the reason recorded in
  * the project's events (and the fleet's status when the fleet exists). */
 int fleets_commit(struct store *s, const char *project, const char *fleet, const char *data,
-		  size_t len, const struct timespec *mtime, const struct bk_ctx *ctx, char *err,
+		  size_t len, const struct timespec *mtime, const struct fileref_ctx *ctx, char *err,
 		  size_t errlen);
 /* A backend fleet lost an instance (its VM vanished at the provider): add pending rows until
  * it has its nodes (target, at least min) again, in tx. *added: how many. 0 also when the

@@ -11,7 +11,7 @@
  *
  * The module is three files: this one (top level, nodes, profile fields, ssh_config, updates),
  * fleetres.c (the resources grammar) and fleetpriv.h (the walker both use). Key formats are
- * checked by core/sshkey.c, files are read through core/fileref.c.
+ * checked by core/sshkey.c, files are read through lib/fileref.c.
  *
  * Messages: "FILE:LINE: FIELD: message" through ydoc_err; a value is never echoed (file paths
  * and host names are, being what the user needs to find the problem).
@@ -30,10 +30,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "fileref.h"
+#include "../backends/registry.h"
+#include "../lib/fileref.h"
 #include "fleetpriv.h"
 #include "sshkey.h"
-#include "util.h"
+#include "../lib/util.h"
 
 #define FS_MAX_KEY (64 * 1024)		  /* an identity file; real keys are under 16 KiB */
 #define FS_DEFAULT_IDLE (3LL * 24 * 3600) /* DEFAULT_FLEET_TERMINATION_IDLE_TIME */
@@ -397,10 +398,10 @@ static int parse_strlist(struct fsw *w, int val, const char *path, bool backends
 		int it = ydoc_seq_at(w->d, val, i);
 		fsw_idx(ipath, sizeof(ipath), path, i);
 		int r = fsw_str(w, it, ipath, &s);
-		if (!r && backends && !bk_type_known(s)) {
+		if (!r && backends && !backend_type_known(s)) {
 			size_t used = 0;
 			list[0] = '\0';
-			for (const char *const *t = bk_types(); *t && used < sizeof(list); t++) {
+			for (const char *const *t = backend_type_names(); *t && used < sizeof(list); t++) {
 				(void)fmt(list + used, sizeof(list) - used, "%s%s",
 					  used ? ", " : "", *t);
 				used += strlen(list + used);
@@ -1319,7 +1320,7 @@ void fleetspec_free(struct fleet_spec *f)
 }
 
 int fleetspec_parse(const char *data, size_t len, const char *fname, const char *name,
-		    const struct bk_ctx *ctx, struct fleet_spec **out, char *err, size_t errlen)
+		    const struct fileref_ctx *ctx, struct fleet_spec **out, char *err, size_t errlen)
 {
 	struct ydoc *d = NULL;
 	struct fleet_spec *f = NULL;

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bkschema.h"
-#include "ydoc.h"
+#include "../backends/schema.h"
+#include "../lib/ydoc.h"
 
 #define FS_UNLIMITED (-1LL)
 
@@ -68,11 +68,6 @@ struct ssh_host {
 enum placement { PLACEMENT_ANY = 0, PLACEMENT_CLUSTER };
 enum spot_policy { SPOT_ON_DEMAND = 0, SPOT_SPOT, SPOT_AUTO };
 
-struct kv {
-	char *key;
-	char *value;
-};
-
 /* retry (accepted and kept; dstack's server does not act on it for fleets, §1.2). */
 enum { RETRY_NO_CAPACITY = 1u, RETRY_INTERRUPTION = 2u, RETRY_ERROR = 4u };
 struct retry_spec {
@@ -121,7 +116,7 @@ struct fleet_spec {
  * On success *out is owned by the caller (fleetspec_free). Returns 0, -EINVAL / -EFBIG with
  * the reason in err, -ENOMEM. */
 int fleetspec_parse(const char *data, size_t len, const char *fname, const char *name,
-		    const struct bk_ctx *ctx, struct fleet_spec **out, char *err, size_t errlen);
+		    const struct fileref_ctx *ctx, struct fleet_spec **out, char *err, size_t errlen);
 void fleetspec_free(struct fleet_spec *f);
 
 /* dstack's in-place update rules (§1.7): can `next` replace `cur` without recreating the

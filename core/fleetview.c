@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fleets.h"
-#include "jsonx.h"
+#include "../lib/jsonx.h"
 
 static void ytime(struct buf *out, const char *key, double t, const char *indent)
 {

@@ -31,8 +31,8 @@
 
 #include "../backends/backend.h"
 #include "../cache/seal.h"
-#include "jsonx.h"
-#include "ydoc.h"
+#include "../lib/jsonx.h"
+#include "../lib/ydoc.h"
 
 #define OFFERD_MAX_SOURCES 512
 #define OFFERD_MAX_PROJECTS 64
@@ -92,6 +92,7 @@ struct offerd {
 	struct store *s;
 	struct catalog *cat;
 	struct http_client *http;
+	struct bk_memo *bkmemo; /* the provider clients' memory (the mount's) */
 	double scale;
 	pthread_mutex_t lock;
 	pthread_cond_t work, done, tick; /* tick: wakes the sweeper (to stop) */
@@ -137,7 +138,7 @@ int offerd_source_key(struct store *s, const char *type, const char *config, siz
 		      char *out, size_t n)
 {
 	const struct backend_ops *ops = backend_find(type);
-	struct backend_ctx ctx = {.type = type, .config = config, .config_len = len};
+	struct backend_ctx ctx = {.type = type};
 	struct ydoc *d = NULL;
 	struct buf b;
 	char *creds = NULL, e[8], dg[65];
@@ -145,7 +146,7 @@ int offerd_source_key(struct store *s, const char *type, const char *config, siz
 	if (!ops || !ops->offers)
 		return -ENOTSUP;
 	if (ops->offers == backend_catalog_offers) { /* the catalog alone: no credentials */
-		const char *prov = offers_catalog_provider(type);
+		const char *prov = backend_type_catalog(type);
 		return fmt(out, n, "catalog/%s", prov ? prov : type);
 	}
 	/* the API: its endpoint and the credentials, as a keyed digest (never the secret) */
@@ -170,12 +171,14 @@ int offerd_source_key(struct store *s, const char *type, const char *config, siz
 	return fmt(out, n, "%s/%.16s", type, dg);
 }
 
-struct offerd *offerd_new(struct store *s, struct catalog *cat, struct http_client *http)
+struct offerd *offerd_new(struct store *s, struct catalog *cat, struct http_client *http,
+			  struct bk_memo *bkmemo)
 {
 	struct offerd *od = xcalloc(1, sizeof(*od));
 	od->s = s;
 	od->cat = cat;
 	od->http = http;
+	od->bkmemo = bkmemo;
 	od->scale = 1.0;
 	od->src = xcalloc(OFFERD_MAX_SOURCES, sizeof(*od->src));
 	const char *sc = getenv("FLEETFS_TIME_SCALE");
@@ -427,11 +430,14 @@ static int fetch_group(struct offerd *od, const struct member *rep, struct bk_sh
 	}
 	store_abort(tx);
 	const struct backend_ops *ops = backend_find(b.type);
-	if (ops && ops->offers) {
+	struct backend_config cfg;
+	if (ops && ops->offers &&
+	    (o->rc = backend_config_parse(config, clen, &cfg, o->err, sizeof(o->err))) == 0) {
+		o->rc = -ENOTSUP;
 		struct bk_offers_req req = {.ctx = {.project = rep->project, .name = rep->backend,
-						    .type = b.type, .config = config,
-						    .config_len = clen, .catalog = od->cat,
-						    .http = od->http},
+						    .type = b.type, .config = &cfg,
+						    .catalog = od->cat, .http = od->http,
+						    .memo = od->bkmemo},
 					    .known_version = rep->known, .now = (long long)time(NULL),
 					    .share = sh};
 		/* credentials first: offers of an account that refuses them are no offers */
@@ -445,6 +451,7 @@ static int fetch_group(struct offerd *od, const struct member *rep, struct bk_sh
 		} else {
 			o->rc = ops->offers(&req, &o->res, o->err, sizeof(o->err));
 		}
+		backend_config_free(&cfg);
 	}
 	seal_free_secret(config, clen);
 	if (o->rc && !o->err[0])
@@ -501,7 +508,7 @@ static void scan(struct offerd *od, const char *key, bool all, const struct pend
 				continue;
 			}
 			bool same = m && !strcmp(jx_str(m, "digest"), bs[i].digest);
-			bool stale = same && now - jx_num(m, "checked_at") >= ops->offers_ttl * od->scale &&
+			bool stale = same && now - jx_num(m, "checked_at") >= backend_type_find(bs[i].type)->offers_ttl * od->scale &&
 				     now - jx_num(m, "attempt_at") >= retry;
 			if (!same || stale || force) {
 				if (*nout == cap) {
@@ -992,10 +999,11 @@ void offerd_load(struct stx *tx, const char *project, struct offer_list *out)
 		char key[2 * STORE_NAME_MAX + 4], err[256];
 		offerd_key(key, sizeof(key), 'd', project, bs[i].name);
 		if (m && !store_blob_get(tx, SDB_OFFERS, key, &data, &len) && len) {
-			const struct backend_ops *ops = backend_find(bs[i].type);
+			const struct backend_type *t = backend_type_find(bs[i].type);
 			struct offer_origin org = {.backend = bs[i].name, .type = bs[i].type,
-						   .source = ops->offers_source,
-						   .fetched_at = (int64_t)jx_num(m, "data_at")};
+						   .source = t->offers_source,
+						   .fetched_at = (int64_t)jx_num(m, "data_at"),
+						   .disk = t->disk};
 			(void)offers_parse_csv(data, len, &org, out, NULL, err, sizeof(err));
 			drop_pages(data, len);
 		}
@@ -1101,10 +1109,10 @@ static int check(struct offerd *od, const char *project, int wait_ms, bool force
 		cJSON *m = meta_get(tx, project, bs[i].name);
 		struct due *d = &dv[nd];
 		if (member_source(od, tx, &bs[i], m, d->key, sizeof(d->key)) == 0) {
-			d->ttl = ops->offers_ttl;
+			d->ttl = backend_type_find(bs[i].type)->offers_ttl;
 			d->missing = !m || strcmp(jx_str(m, "digest"), bs[i].digest);
 			d->stale = !d->missing &&
-				   now - jx_num(m, "checked_at") >= ops->offers_ttl * od->scale &&
+				   now - jx_num(m, "checked_at") >= backend_type_find(bs[i].type)->offers_ttl * od->scale &&
 				   now - jx_num(m, "attempt_at") >= retry;
 			nd++;
 		}

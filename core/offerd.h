@@ -38,7 +38,9 @@ struct offerd;
 struct catalog;
 struct http_client;
 
-struct offerd *offerd_new(struct store *s, struct catalog *cat, struct http_client *http);
+struct bk_memo;
+struct offerd *offerd_new(struct store *s, struct catalog *cat, struct http_client *http,
+			  struct bk_memo *bkmemo);
 int offerd_start(struct offerd *od);
 void offerd_stop(struct offerd *od);
 void offerd_free(struct offerd *od);

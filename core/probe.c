@@ -22,7 +22,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "util.h"
+#include "../lib/util.h"
 
 #define PROBE_AMD_JSON_MAX (4 * 1024 * 1024)
 

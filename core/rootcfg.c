@@ -13,7 +13,7 @@
 #include <strings.h>
 
 #include "state.h"
-#include "ydoc.h"
+#include "../lib/ydoc.h"
 
 #define ROOT_MAX_BACKENDS 4096
 
@@ -174,7 +174,7 @@ static int parse_plugins(const struct ydoc *d, int n, char *err, size_t errlen)
 	return 0;
 }
 
-static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct bk_ctx *ctx,
+static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct fileref_ctx *ctx,
 			 struct plan *pl, char *err, size_t errlen)
 {
 	char field[96];
@@ -247,7 +247,7 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 	return 0;
 }
 
-static int parse_root(const struct ydoc *d, const struct bk_ctx *ctx, struct plan *pl, char *err,
+static int parse_root(const struct ydoc *d, const struct fileref_ctx *ctx, struct plan *pl, char *err,
 		      size_t errlen)
 {
 	int root = ydoc_root(d);
@@ -449,7 +449,7 @@ out:
 	return r;
 }
 
-int state_root_commit(struct store *s, const char *data, size_t len, const struct bk_ctx *ctx,
+int state_root_commit(struct store *s, const char *data, size_t len, const struct fileref_ctx *ctx,
 		      char *err, size_t errlen)
 {
 	struct ydoc *d = NULL;

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "../lib/util.h"
 
 #define ENCRYPTED                                                                                  \
 	"the key is encrypted with a passphrase; use an unencrypted key (" SSHKEY_TYPES ")"

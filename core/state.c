@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "../backends/backend.h"
-#include "jsonx.h"
+#include "../lib/jsonx.h"
 #include "offerd.h"
-#include "ydoc.h"
+#include "../lib/ydoc.h"
 
 static const char name_rule[] = "names must match ^[a-zA-Z0-9_-]{1,50}$";
 
@@ -141,7 +141,7 @@ int state_backend_create(struct store *s, const char *project, const char *name,
 	r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
 	if (!r)
 		r = store_event(tx, project, "backend=%s created%s", name,
-				bk_type_known(name) ? ""
+				backend_type_known(name) ? ""
 						    : " (a named backend: its config.yml must set type:)");
 	return finish(tx, r, err, errlen);
 }
@@ -175,7 +175,7 @@ int state_backend_delete(struct store *s, const char *project, const char *name,
 
 /* Validate a backend config document. On success res is filled (caller frees). */
 static int validate_backend(const char *project, const char *name, const char *data, size_t len,
-			    const struct bk_ctx *ctx, struct bk_result *res, char *err,
+			    const struct fileref_ctx *ctx, struct bk_result *res, char *err,
 			    size_t errlen)
 {
 	char fname[256];
@@ -222,7 +222,7 @@ void state_backend_reject(struct store *s, const char *project, const char *name
 
 int state_backend_commit(struct store *s, const char *project, const char *name,
 			 const char *data, size_t len, const struct timespec *mtime,
-			 const struct bk_ctx *ctx, char *err, size_t errlen)
+			 const struct fileref_ctx *ctx, char *err, size_t errlen)
 {
 	struct bk_result res;
 	struct stx *tx = NULL;
@@ -382,7 +382,7 @@ static void status_offers(struct buf *out, const struct st_backend *b, const cJS
 	buf_printf(out, "\n  version: ");
 	buf_yaml_str(out, jx_str(m, "version"));
 	buf_printf(out, "\n  skipped_rows: %.0f\n  ttl_seconds: %d\n", jx_num(m, "skipped"),
-		   ops->offers_ttl);
+		   backend_type_find(b->type)->offers_ttl);
 	status_time(out, "fetched_at", jx_num(m, "data_at"));
 	status_time(out, "checked_at", jx_num(m, "checked_at"));
 	if (err[0]) {
@@ -417,9 +417,9 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 	buf_printf(out, "# fleetfs backend status (format: docs/filesystem.md#status)\n");
 	if (!b.has_config) {
 		buf_printf(out, "state: unconfigured\n");
-		buf_printf(out, "type: %s\n", bk_type_known(name) ? name : "null");
+		buf_printf(out, "type: %s\n", backend_type_known(name) ? name : "null");
 		buf_printf(out, "reason: ");
-		buf_yaml_str(out, bk_type_known(name)
+		buf_yaml_str(out, backend_type_known(name)
 					  ? "no config.yml yet"
 					  : "no config.yml yet; a named backend's config.yml must set type:");
 		buf_printf(out, "\n");

@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "../cache/store.h"
-#include "bkschema.h"
-#include "util.h"
+#include "../backends/schema.h"
+#include "../lib/util.h"
 
 #define STATE_MAX_FILE YDOC_MAX_BYTES
 
@@ -35,7 +35,7 @@ int state_backend_delete(struct store *s, const char *project, const char *name,
  * Invalid: -EINVAL / -EFBIG, reason recorded (events + status), stored content untouched. */
 int state_backend_commit(struct store *s, const char *project, const char *name,
 			 const char *data, size_t len, const struct timespec *mtime,
-			 const struct bk_ctx *ctx, char *err, size_t errlen);
+			 const struct fileref_ctx *ctx, char *err, size_t errlen);
 /* Record a refused write of config.yml (why: "FILE...: message") in the project's events and
  * the backend's status, as a failed commit does. */
 void state_backend_reject(struct store *s, const char *project, const char *name,
@@ -52,7 +52,7 @@ int state_project_set_mtime(struct store *s, const char *project, struct timespe
  * Listed projects are created, their listed backends created or updated (unchanged ones keep
  * their bytes and mtime), their unlisted backends removed; unlisted projects are untouched;
  * `encryption.keys` replaces the user key ring (everything is re-sealed). */
-int state_root_commit(struct store *s, const char *data, size_t len, const struct bk_ctx *ctx,
+int state_root_commit(struct store *s, const char *data, size_t len, const struct fileref_ctx *ctx,
 		      char *err, size_t errlen);
 /* Render the root config.yml of the current state into out (appended). */
 int state_root_render(struct store *s, struct buf *out);

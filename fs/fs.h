@@ -26,7 +26,7 @@
 
 #include "../cache/store.h"
 #include "../core/engine.h"
-#include "../core/util.h"
+#include "../lib/util.h"
 
 #define FS_MAX_DRAFTS 1024
 #define FS_MAX_FILE (1024 * 1024)
@@ -72,6 +72,7 @@ enum nkind {
 
 struct catalog;
 struct http_client;
+struct bk_memo;
 struct offerd;
 
 struct draft {
@@ -126,6 +127,7 @@ struct fs {
 	struct engine *engine;
 	struct catalog *catalog;      /* -o catalog=DIR|URL|none */
 	struct http_client *http;
+	struct bk_memo *bkmemo;       /* the provider clients' memory (backends/backend.h) */
 	struct offerd *offerd;        /* keeps the offers cache fresh */
 	int offers_wait_ms;           /* -o offers_wait: bound on waiting for a first fetch */
 	pthread_mutex_t offers_lock;  /* offsnaps */

@@ -20,6 +20,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "../backends/backend.h"
 #include "../backends/catalog.h"
 #include "../backends/http.h"
 #include "../core/cloud.h"
@@ -281,7 +282,8 @@ int main(int argc, char *argv[])
 		http_set_logger(log_http);
 	fs.http = http_client_new();
 	catalog_set_http(fs.catalog, fs.http);
-	fs.offerd = offerd_new(fs.store, fs.catalog, fs.http);
+	fs.bkmemo = bk_memo_new();
+	fs.offerd = offerd_new(fs.store, fs.catalog, fs.http, fs.bkmemo);
 	if (!fs.http || offerd_start(fs.offerd) != 0) {
 		if (cmd.foreground)
 			fprintf(stderr, "fleetfs: cannot start the offers refresher\n");
@@ -290,7 +292,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	struct cloud cloud = {.s = fs.store, .http = fs.http, .catalog = fs.catalog,
-			      .offerd = fs.offerd};
+			      .memo = fs.bkmemo, .offerd = fs.offerd};
 	if (engine_start(fs.store, 8, &cloud, &fs.engine) != 0) {
 		if (cmd.foreground)
 			fprintf(stderr, "fleetfs: cannot start the engine\n");
@@ -331,6 +333,7 @@ out:
 	offerd_stop(fs.offerd);
 	offerd_free(fs.offerd);
 	http_client_free(fs.http);
+	bk_memo_free(fs.bkmemo);
 	catalog_free(fs.catalog);
 	if (mounted)
 		fuse_session_unmount(se);

@@ -33,7 +33,7 @@
 struct reqctx {
 	char cwd[PATH_MAX];
 	char home[PATH_MAX];
-	struct bk_ctx bk;
+	struct fileref_ctx bk;
 };
 
 static void req_ctx(fuse_req_t req, struct reqctx *c)

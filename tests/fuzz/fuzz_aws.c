@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > FZ_MAX_INPUT)
 		return -1;
 	if (size && data[0] == '+')
-		fz_backend_run(&aws_ops, CUSTOM, "g5.xlarge", "us-east-1", data + 1, size - 1);
+		fz_backend_run("aws", CUSTOM, "g5.xlarge", "us-east-1", data + 1, size - 1);
 	else
-		fz_backend_run(&aws_ops, PLAIN, "g5.xlarge", "us-east-1", data, size);
+		fz_backend_run("aws", PLAIN, "g5.xlarge", "us-east-1", data, size);
 	return 0;
 }

@@ -62,10 +62,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 i ? "AWS_CONFIG_FILE" : "AWS_SHARED_CREDENTIALS_FILE",
 			 have && status != 404, body, len);
 	}
-	struct backend_ctx ctx = {.project = "main", .name = "aws", .type = "aws",
-				  .config = CONFIG, .config_len = strlen(CONFIG), .http = http};
+	struct backend_config cfg;
+	if (backend_config_parse(CONFIG, strlen(CONFIG), &cfg, err, sizeof(err)))
+		abort();
+	struct backend_ctx ctx = {.project = "main", .name = "aws", .type = "aws", .config = &cfg,
+				  .http = http};
 	if (aws_creds_resolve(&ctx, http, &c, err, sizeof(err)) == 0)
 		aws_creds_free(&c);
+	backend_config_free(&cfg);
 	fz_script_end();
 	free(head);
 	return 0;

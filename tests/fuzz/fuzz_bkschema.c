@@ -1,4 +1,4 @@
-/* fuzz_bkschema: core/bkschema, the validation of one backend entry (all 17 types, their
+/* fuzz_bkschema: backends/schema, the validation of one backend entry (all 17 types, their
  * tables, the files they name). The input's first line is the entry's directory name: a
  * type ("aws"), a named backend ("aws-prod"), or "-" for an entry of the root config.yml
  * (dirname NULL); the rest is the config.yml, as written through the mount. Files the entry
@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/bkschema.h"
-#include "../../core/ydoc.h"
+#include "../../backends/schema.h"
+#include "../../lib/ydoc.h"
 #include "fuzzlib.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct bk_ctx *ctx = fz_writer_ctx();
+	const struct fileref_ctx *ctx = fz_writer_ctx();
 	const uint8_t *nl = memchr(data, '\n', size < 64 ? size : 64);
 	char dirname[64] = "";
 	struct ydoc *d = NULL;

@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* the offers cache must read back what it wrote */
 	}
 	buf_free(&b);
-	char *regions[] = {(char *)"us-east-1", (char *)"EU-WEST-1"};
+	const char *regions[] = {"us-east-1", "EU-WEST-1"};
 	offers_filter_regions(&l, regions, 2);
 	offer_list_free(&back);
 	offer_list_free(&l);

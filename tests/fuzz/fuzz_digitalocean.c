@@ -20,9 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > FZ_MAX_INPUT)
 		return -1;
 	if (size && data[0] == '+')
-		fz_backend_run(&amddevcloud_ops, AMD_CONFIG, "gpu-mi300x1-192gb", "atl1", data + 1,
+		fz_backend_run("amddevcloud", AMD_CONFIG, "gpu-mi300x1-192gb", "atl1", data + 1,
 			       size - 1);
 	else
-		fz_backend_run(&digitalocean_ops, DO_CONFIG, "gpu-h100x1-80gb", "tor1", data, size);
+		fz_backend_run("digitalocean", DO_CONFIG, "gpu-h100x1-80gb", "tor1", data, size);
 	return 0;
 }

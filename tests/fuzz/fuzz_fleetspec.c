@@ -16,7 +16,7 @@ static const char CLOUD[] = "type: fleet\nnodes: 2\nresources:\n  gpu: H100:8\n 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct bk_ctx *ctx = fz_writer_ctx();
+	const struct fileref_ctx *ctx = fz_writer_ctx();
 	static struct fleet_spec *cloud;
 	struct fleet_spec *f = NULL, *g = NULL;
 	char err[1024];

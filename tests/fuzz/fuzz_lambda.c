@@ -17,6 +17,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > FZ_MAX_INPUT)
 		return -1;
-	fz_backend_run(&lambda_ops, CONFIG, "gpu_1x_a10", "us-west-1", data, size);
+	fz_backend_run("lambda", CONFIG, "gpu_1x_a10", "us-west-1", data, size);
 	return 0;
 }

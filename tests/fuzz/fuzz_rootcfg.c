@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../../core/state.h"
-#include "../../core/ydoc.h"
+#include "../../lib/ydoc.h"
 #include "fuzzlib.h"
 
 #define STORE_RUNS 1000
@@ -36,7 +36,7 @@ static void store_fresh(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct bk_ctx *ctx = fz_writer_ctx();
+	const struct fileref_ctx *ctx = fz_writer_ctx();
 	char err[2048];
 	if (size > STATE_MAX_FILE + 1)
 		return -1;

@@ -15,6 +15,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > FZ_MAX_INPUT)
 		return -1;
-	fz_backend_run(&vultr_ops, CONFIG, "vcg-a100-1c-6g-4vram", "ewr", data, size);
+	fz_backend_run("vultr", CONFIG, "vcg-a100-1c-6g-4vram", "ewr", data, size);
 	return 0;
 }

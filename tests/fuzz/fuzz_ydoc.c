@@ -1,4 +1,4 @@
-/* fuzz_ydoc: core/ydoc (YAML documents: every config file, fleet spec and root config of the
+/* fuzz_ydoc: lib/ydoc (YAML documents: every config file, fleet spec and root config of the
  * mount goes through ydoc_load) — loading under its limits, every accessor on every node,
  * structural equality, and emit: what ydoc_emit writes must load again into an equal tree. */
 #include <stdbool.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/ydoc.h"
+#include "../../lib/ydoc.h"
 #include "fuzzlib.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -19,7 +19,7 @@
 
 #include "../../backends/catalog.h"
 #include "../../backends/http.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 
 static char g_scratch[512];
 
@@ -98,9 +98,9 @@ static void write_str(const char *name, const char *text)
 	fz_write(name, text, strlen(text), NULL, 0);
 }
 
-const struct bk_ctx *fz_writer_ctx(void)
+const struct fileref_ctx *fz_writer_ctx(void)
 {
-	static struct bk_ctx ctx;
+	static struct fileref_ctx ctx;
 	static const char *const dirs[] = {".ssh", ".oci", ".dstack", ".dstack/server", ".nebius",
 					   ".kube"};
 	if (ctx.home)
@@ -356,21 +356,22 @@ struct http_client *fz_http(void)
 static const char PUBKEY[] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx3b1k2bGFtYmRhZnV6emtleWZs"
 			     "ZWV0ZnNmdXp6aW5n fleetfs";
 
-void fz_backend_run(const struct backend_ops *ops, const char *config, const char *dflt_instance,
+void fz_backend_run(const char *type, const char *config, const char *dflt_instance,
 		    const char *dflt_region, const uint8_t *data, size_t size)
 {
-	static unsigned long calls;
 	char name[32], err[1024] = "";
 	char *w[4] = {NULL, NULL, NULL, NULL};
 	backend_init();
 	char *head = fz_script_begin(data, size);
 	size_t nw = fz_words(head, w, 4);
-	/* a new backend name per call: the process-wide memos (key ids, VPCs, offers seen)
-	 * start empty, so an input does the same thing every time it runs */
-	(void)fmt(name, sizeof(name), "fz%lu", calls++);
-	struct backend_ctx ctx = {.project = "main", .name = name, .type = ops->type,
-				  .config = config, .config_len = strlen(config),
-				  .catalog = g_catalog, .http = g_http};
+	(void)fmt(name, sizeof(name), "fz");
+	const struct backend_ops *ops = backend_find(type);
+	struct backend_config cfg;
+	if (!ops || backend_config_parse(config, strlen(config), &cfg, err, sizeof(err)))
+		abort(); /* the target's own config must parse */
+	struct bk_memo *memo = bk_memo_new(); /* empty for every input: the same run each time */
+	struct backend_ctx ctx = {.project = "main", .name = name, .type = type, .config = &cfg,
+				  .catalog = g_catalog, .http = g_http, .memo = memo};
 	const char *op = nw ? w[0] : "get";
 	if (!strcmp(op, "check") && ops->check) {
 		(void)ops->check(&ctx, err, sizeof(err));
@@ -390,7 +391,7 @@ void fz_backend_run(const struct backend_ops *ops, const char *config, const cha
 		(void)ops->terminate(&ctx, nw > 1 ? w[1] : "12345", nw > 2 ? w[2] : "", err,
 				     sizeof(err));
 	} else if (!strcmp(op, "create") && ops->create) {
-		struct offer o = {.backend = name, .type = ops->type,
+		struct offer o = {.backend = name, .type = type,
 				  .region = nw > 2 ? w[2] : dflt_region,
 				  .instance = nw > 1 ? w[1] : dflt_instance,
 				  .cpu_arch = "x86", .gpu_vendor = "nvidia", .gpu_name = "A10",
@@ -413,6 +414,8 @@ void fz_backend_run(const struct backend_ops *ops, const char *config, const cha
 		(void)ops->get(&ctx, nw > 1 ? w[1] : "12345", nw > 2 ? w[2] : "", &vm, err,
 			       sizeof(err));
 	}
+	backend_config_free(&cfg);
+	bk_memo_free(memo);
 	fz_script_end();
 	free(head);
 }

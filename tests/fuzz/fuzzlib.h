@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "../../backends/backend.h"
-#include "../../core/bkschema.h"
+#include "../../backends/schema.h"
 
 /* Inputs are bounded as the daemon bounds what it reads: no target looks at more. */
 #define FZ_MAX_INPUT (1024 * 1024)
@@ -31,11 +31,11 @@ const char *fz_scratch(void);
 /* Write a file below the scratch directory (name relative to it); exits on failure. Returns
  * its absolute path in a static buffer of the caller's choosing (out, outlen). */
 void fz_write(const char *name, const void *data, size_t len, char *out, size_t outlen);
-/* A writer's context (struct bk_ctx) whose home and working directory are the scratch
+/* A writer's context (struct fileref_ctx) whose home and working directory are the scratch
  * directory, which then holds the files the examples name: ~/.ssh/id_rsa,
  * ~/.ssh/bastion_ed25519, ~/.ssh/admin_ed25519, ~/.oci/private_key.pem,
  * ~/.dstack/server/gcp-sa.json, ~/.nebius/sa-credentials.json, ~/.kube/config. */
-const struct bk_ctx *fz_writer_ctx(void);
+const struct fileref_ctx *fz_writer_ctx(void);
 /* Remove a directory and everything below it (a path below the scratch directory). */
 void fz_remove_tree(const char *path);
 /* A NUL-terminated copy of data (malloc'd). */
@@ -60,7 +60,7 @@ struct http_client *fz_http(void);
  *   check | offers | list | get ID [BACKEND_DATA] | terminate ID [BACKEND_DATA] |
  *   create [INSTANCE [REGION [SPOT]]]
  * config: the backend's config.yml; dflt_instance/dflt_region: create's defaults. */
-void fz_backend_run(const struct backend_ops *ops, const char *config, const char *dflt_instance,
+void fz_backend_run(const char *type, const char *config, const char *dflt_instance,
 		    const char *dflt_region, const uint8_t *data, size_t size);
 
 #endif

@@ -36,7 +36,7 @@
 #include "../../backends/catalog.h"
 #include "../../backends/http.h"
 #include "../../core/offers.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 
 #define FILE_MAX (1u << 20)
 
@@ -290,15 +290,23 @@ int main(int argc, char **argv)
 	}
 	catalog_set_http(cat, http);
 	const char *project = getenv("FLEETFS_PROJECT");
+	struct backend_config cfg;
+	if (backend_config_parse(config, strlen(config), &cfg, cerr, sizeof(cerr))) {
+		fprintf(stderr, "bkcall: %s\n", cerr);
+		goto out;
+	}
+	struct bk_memo *memo = bk_memo_new();
 	struct backend_ctx ctx = {.project = project && *project ? project : "main",
 				  .name = argv[2],
 				  .type = argv[1],
-				  .config = config,
-				  .config_len = strlen(config),
+				  .config = &cfg,
 				  .catalog = cat,
-				  .http = http};
+				  .http = http,
+				  .memo = memo};
 	cJSON *res = cJSON_CreateObject();
 	int r = run(ops, &ctx, argv[4], argc - 5, argv + 5, res, err, sizeof(err));
+	backend_config_free(&cfg);
+	bk_memo_free(memo);
 	if (r > 0) {
 		cJSON_Delete(res);
 		status = usage();

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../core/util.h"
+#include "../../lib/util.h"
 
 #define TMP_MAX_DIRS 16
 

@@ -22,7 +22,7 @@
 #include "../../backends/awscreds.h"
 #include "../../backends/backend.h"
 #include "../../backends/http.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "helpers.h"
 #include "suites.h"
 
@@ -174,13 +174,9 @@ static void setup(void)
 	setenv("HOME", g_home, 1);
 }
 
-static struct backend_ctx ctx_of(const char *cfg)
+static struct backend_ctx ctx_of(const struct backend_config *cfg)
 {
-	return (struct backend_ctx){.project = "p",
-				    .name = "aws",
-				    .type = "aws",
-				    .config = cfg,
-				    .config_len = strlen(cfg)};
+	return (struct backend_ctx){.project = "p", .name = "aws", .type = "aws", .config = cfg};
 }
 
 static void write_aws(const char *leaf, const char *text)
@@ -195,8 +191,14 @@ static void write_aws(const char *leaf, const char *text)
 static int resolve(const char *cfg, struct http_client *http, struct aws_creds *c, char *err,
 		   size_t errlen)
 {
-	struct backend_ctx ctx = ctx_of(cfg);
-	return aws_creds_resolve(&ctx, http, c, err, errlen);
+	struct backend_config bc;
+	int r = backend_config_parse(cfg, strlen(cfg), &bc, err, errlen);
+	if (r)
+		return r;
+	struct backend_ctx ctx = ctx_of(&bc);
+	r = aws_creds_resolve(&ctx, http, c, err, errlen);
+	backend_config_free(&bc);
+	return r;
 }
 
 /* ---- tests ---- */

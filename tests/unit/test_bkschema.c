@@ -1,4 +1,4 @@
-/* Unit tests of core/bkschema: every YAML example of dstack's backends page
+/* Unit tests of backends/schema: every YAML example of dstack's backends page
  * (/work/shared/reference/dstack-backends-doc.md), a minimal valid entry per type, the files
  * under examples/backends/, and the invalid cases with their exact "file:line: field:" prefix.
  *
@@ -24,10 +24,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../core/bkschema.h"
+#include "../../backends/registry.h"
+#include "../../backends/schema.h"
 #include "suites.h"
-#include "../../core/util.h"
-#include "../../core/ydoc.h"
+#include "../../lib/util.h"
+#include "../../lib/ydoc.h"
 
 #ifndef FLEETFS_SRCDIR
 #define FLEETFS_SRCDIR "."
@@ -237,12 +238,12 @@ static int entry_node(const struct ydoc *d)
 
 /* Validate yaml ("config.yml") with HOME and cwd = g_home unless ctx is given. On success
  * *res holds the result (caller frees) when res is not NULL. */
-static int vx(const char *yaml, const char *dirname, const struct bk_ctx *ctx,
+static int vx(const char *yaml, const char *dirname, const struct fileref_ctx *ctx,
 	      struct bk_result *res, char *err)
 {
 	struct ydoc *d = NULL;
 	struct bk_result local;
-	struct bk_ctx dctx = {.cwd = g_home, .home = g_home};
+	struct fileref_ctx dctx = {.cwd = g_home, .home = g_home};
 	char lerr[512];
 	int r = ydoc_load(yaml, strlen(yaml), "config.yml", &d, lerr, sizeof(lerr));
 	ck_assert_msg(r == 0, "test YAML does not load: %s", lerr);
@@ -833,16 +834,16 @@ static const struct minimal minimals[] = {
 
 START_TEST(test_types_list)
 {
-	const char *const *t = bk_types();
+	const char *const *t = backend_type_names();
 	size_t n = 0;
 	for (; t[n]; n++) {
-		ck_assert(bk_type_known(t[n]));
+		ck_assert(backend_type_known(t[n]));
 		ck_assert_str_eq(t[n], minimals[n].type);
 	}
 	ck_assert_uint_eq(n, 17);
-	ck_assert(!bk_type_known("crusoe"));
-	ck_assert(!bk_type_known("AWS"));
-	ck_assert(!bk_type_known(NULL));
+	ck_assert(!backend_type_known("crusoe"));
+	ck_assert(!backend_type_known("AWS"));
+	ck_assert(!backend_type_known(NULL));
 }
 END_TEST
 
@@ -1311,7 +1312,7 @@ END_TEST
 
 /* creds.filename of a GCP entry naming `file`; the error must start with `want` after
  * "config.yml:4: creds.filename: " (and "@PATH@/p" for HOME/p as str_redact shows it). */
-static void bad_gcp_file(const char *file, const struct bk_ctx *ctx, const char *want)
+static void bad_gcp_file(const char *file, const struct fileref_ctx *ctx, const char *want)
 {
 	char *y =
 		xasprintf("project_id: p\ncreds:\n  type: service_account\n  filename: %s\n", file);
@@ -1334,7 +1335,7 @@ START_TEST(test_file_errors)
 	bad_gcp_file("~/.oci/private_key.pem", NULL, "@PATH@/.oci/private_key.pem: not valid JSON");
 	bad_gcp_file("~root/sa.json", NULL, "only \"~/\" is supported");
 	/* without a home or a cwd, "~/" and relative paths cannot be resolved */
-	struct bk_ctx none = {.cwd = NULL, .home = NULL};
+	struct fileref_ctx none = {.cwd = NULL, .home = NULL};
 	bad_gcp_file("~/.dstack/server/gcp-sa.json", &none,
 		     "cannot expand \"~\": the writer's home is unknown");
 	bad_gcp_file("sa.json", &none, "relative path but the writer's directory is unknown");
@@ -1519,14 +1520,14 @@ static void validate_example(const char *dir, const char *name)
 	size_t len, n = strlen(name) - 4;
 	struct ydoc *d = NULL;
 	struct bk_result res;
-	struct bk_ctx ctx = {.cwd = g_home, .home = g_home};
+	struct fileref_ctx ctx = {.cwd = g_home, .home = g_home};
 	ck_assert_int_eq(fmt(path, sizeof(path), "%s/%s", dir, name), 0);
 	ck_assert_int_eq(fmt(type, sizeof(type), "%.*s", (int)n, name), 0);
 	char *s = slurp(path, &len);
 	ck_assert_msg(ydoc_load(s, len, path, &d, lerr, sizeof(lerr)) == 0, "%s", lerr);
 	int r = bk_validate(d, ydoc_root(d), type, &ctx, &res, err, sizeof(err));
 	ck_assert_msg(r == 0, "%s", err);
-	if (bk_type_known(type))
+	if (backend_type_known(type))
 		ck_assert_str_eq(res.type, type);
 	bk_result_free(&res);
 	ydoc_free(d);
@@ -1538,7 +1539,7 @@ START_TEST(test_examples_dir)
 	const char *dir = FLEETFS_SRCDIR "/examples/backends";
 	char name[80];
 	size_t seen = 0;
-	for (const char *const *t = bk_types(); *t; t++) {
+	for (const char *const *t = backend_type_names(); *t; t++) {
 		ck_assert_int_eq(fmt(name, sizeof(name), "%s.yml", *t), 0);
 		validate_example(dir, name);
 	}

@@ -179,16 +179,19 @@ START_TEST(test_backend_offers)
 	const struct backend_ops *ops = backend_find("gcp");
 	ck_assert_ptr_nonnull(ops);
 	ck_assert_ptr_nonnull(ops->offers);
-	ck_assert_int_eq(ops->offers_ttl, 15 * 60);
-	ck_assert_str_eq(ops->offers_source, "catalog");
+	ck_assert_int_eq(backend_type_find("gcp")->offers_ttl, 15 * 60);
+	ck_assert_str_eq(backend_type_find("gcp")->offers_source, "catalog");
 	ck_assert_ptr_null(backend_find("nosuch"));
-	ck_assert_int_eq(backend_find("vultr")->offers_ttl, 180);
+	ck_assert_ptr_null(backend_type_find("nosuch"));
+	ck_assert_int_eq(backend_type_find("vultr")->offers_ttl, 180);
 
 	/* regions cut the catalog; a zone belongs to its region */
 	static const char cfg[] = "type: gcp\nproject_id: p\nregions: [us-central1, eu-west-1]\n"
 				  "creds:\n  type: default\n";
+	struct backend_config bc, bc2;
+	ck_assert_int_eq(backend_config_parse(cfg, strlen(cfg), &bc, err, sizeof(err)), 0);
 	struct bk_offers_req req = {.ctx = {.project = "main", .name = "gcp-eu", .type = "gcp",
-					    .config = cfg, .config_len = strlen(cfg), .catalog = c},
+					    .config = &bc, .catalog = c},
 				    .known_version = "", .now = 1700000000};
 	struct bk_offers_res res;
 	memset(&res, 0, sizeof(res));
@@ -216,11 +219,13 @@ START_TEST(test_backend_offers)
 	static const char cfg2[] = "type: gcp\nproject_id: p\ncreds:\n  type: default\n";
 	memset(&res, 0, sizeof(res));
 	req.known_version = "";
-	req.ctx.config = cfg2;
-	req.ctx.config_len = strlen(cfg2);
+	ck_assert_int_eq(backend_config_parse(cfg2, strlen(cfg2), &bc2, err, sizeof(err)), 0);
+	req.ctx.config = &bc2;
 	ck_assert_int_eq(ops->offers(&req, &res, err, sizeof(err)), 0);
 	ck_assert_uint_eq(res.list.n, 4);
 	bk_offers_res_free(&res);
+	backend_config_free(&bc);
+	backend_config_free(&bc2);
 	catalog_free(c);
 }
 END_TEST
@@ -269,8 +274,7 @@ START_TEST(test_cache_roundtrip)
 	offer_list_free(&b);
 
 	/* filtering by region keeps zones of the region, case-insensitively */
-	char r1[] = "US-CENTRAL1", r2[] = "eu-west-1";
-	char *regions[] = {r1, r2};
+	const char *regions[] = {"US-CENTRAL1", "eu-west-1"};
 	offers_filter_regions(&a, regions, 2);
 	ck_assert_uint_eq(a.n, 2);
 	offer_list_free(&a);
@@ -279,12 +283,15 @@ END_TEST
 
 START_TEST(test_disk_ranges)
 {
-	double lo, hi;
-	offers_disk_range("azure", &lo, &hi);
-	ck_assert(lo == 30 && hi == 4095);
-	offers_disk_range("runpod", &lo, &hi);
-	ck_assert(lo == 1 && hi < 0);
-	struct offer_origin org = {.backend = "aws", .type = "aws", .source = "catalog"};
+	const struct disk_range *az = &backend_type_find("azure")->disk;
+	ck_assert(az->min == 30 && az->max == 4095);
+	const struct disk_range *rp = &backend_type_find("runpod")->disk;
+	ck_assert(disk_range_pick(rp, 0.5, -1) == 1); /* {0, 0}: 1.. unbounded */
+	ck_assert(disk_range_pick(rp, 50000, -1) == 50000);
+	ck_assert(disk_range_pick(az, 5000, -1) < 0);
+	ck_assert(disk_range_pick(az, -1, -1) == 100); /* dstack's default request */
+	struct offer_origin org = {.backend = "aws", .type = "aws", .source = "catalog",
+				   .disk = backend_type_find("aws")->disk};
 	struct offer_list l = {0};
 	char err[256];
 	ck_assert_int_eq(offers_parse_csv(csv, strlen(csv), &org, &l, NULL, err, sizeof(err)), 0);

@@ -9,14 +9,14 @@
 
 #include "../../backends/ssh.h"
 #include "../../core/fleets.h"
-#include "../../core/jsonx.h"
+#include "../../lib/jsonx.h"
 #include "helpers.h"
 #include "suites.h"
 
 static struct store *g_s;
 static char g_key[512];
 static char g_err[1024];
-static struct bk_ctx g_ctx;
+static struct fileref_ctx g_ctx;
 
 static void setup(void)
 {

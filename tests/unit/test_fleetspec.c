@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "../../core/fleetspec.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "helpers.h"
 #include "suites.h"
 
@@ -254,10 +254,10 @@ static char *home_file(const char *rel, size_t *len)
 }
 
 /* Parse yaml as fleets/<name>.yml with HOME and cwd = g_home unless ctx is given. */
-static int px(const char *yaml, const char *name, const struct bk_ctx *ctx, struct fleet_spec **out,
+static int px(const char *yaml, const char *name, const struct fileref_ctx *ctx, struct fleet_spec **out,
 	      char *err)
 {
-	struct bk_ctx dctx = {.cwd = g_home, .home = g_home};
+	struct fileref_ctx dctx = {.cwd = g_home, .home = g_home};
 	char fname[128];
 	struct fleet_spec *local = NULL;
 	ck_assert_int_eq(fmt(fname, sizeof(fname), "fleets/%s.yml", name), 0);
@@ -1279,17 +1279,17 @@ START_TEST(test_identity_files)
 		     "    identity_file: ~/bad/ed25519-enc\n",
 	    exp);
 	free(exp);
-	/* path rules shared with bkschema (core/fileref.c) */
+	/* path rules shared with backends/schema.c (lib/fileref.c) */
 	BAD("ssh_config:\n  user: u\n  identity_file: ~root/.ssh/id_rsa\n  hosts: [a]\n",
 	    "fleets/gpu.yml:3: ssh_config.identity_file: only \"~/\" is supported");
 	BAD("ssh_config:\n  user: u\n  identity_file: \"\"\n  hosts: [a]\n",
 	    "fleets/gpu.yml:3: ssh_config.identity_file: must not be empty");
-	struct bk_ctx noctx = {0};
+	struct fileref_ctx noctx = {0};
 	BAD_CTX("ssh_config:\n  user: u\n  identity_file: ~/.ssh/id_rsa\n  hosts: [a]\n", "gpu",
 		&noctx, "fleets/gpu.yml:3: ssh_config.identity_file: cannot expand \"~\"");
 	BAD_CTX("ssh_config:\n  user: u\n  identity_file: .ssh/id_rsa\n  hosts: [a]\n", "gpu",
 		&noctx, "fleets/gpu.yml:3: ssh_config.identity_file: relative path");
-	struct bk_ctx mnt = {.home = g_home, .cwd = g_home, .mountpoint = g_home};
+	struct fileref_ctx mnt = {.home = g_home, .cwd = g_home, .mountpoint = g_home};
 	abs = xasprintf("%s/.ssh/id_rsa", g_home);
 	str_redact(shown, sizeof(shown), abs);
 	free(abs);
@@ -1328,7 +1328,7 @@ START_TEST(test_identity_files_through_links)
 	ln("loop", "loop");		/* a loop */
 	ln("../.ssh/id_ed25519", "keys/okkey"); /* a link to a file outside: fine */
 	ln(".", "dot");
-	struct bk_ctx m = {.home = g_home, .cwd = sshdir, .mountpoint = mp};
+	struct fileref_ctx m = {.home = g_home, .cwd = sshdir, .mountpoint = mp};
 	static const struct {
 		const char *path, *why;
 	} bad[] = {

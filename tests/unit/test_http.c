@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "../../backends/http.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "helpers.h"
 #include "suites.h"
 

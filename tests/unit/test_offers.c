@@ -188,16 +188,16 @@ END_TEST
 
 START_TEST(test_providers)
 {
-	ck_assert_str_eq(offers_catalog_provider("lambda"), "lambdalabs");
-	ck_assert_str_eq(offers_catalog_provider("datacrunch"), "verda");
-	ck_assert_str_eq(offers_catalog_provider("verda"), "verda");
+	ck_assert_str_eq(backend_type_catalog("lambda"), "lambdalabs");
+	ck_assert_str_eq(backend_type_catalog("datacrunch"), "verda");
+	ck_assert_str_eq(backend_type_catalog("verda"), "verda");
 	static const char *const same[] = {"aws",    "azure", "gcp",	   "nebius",
 					   "oci",    "runpod", "cloudrift"};
 	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
-		ck_assert_str_eq(offers_catalog_provider(same[i]), same[i]);
-	ck_assert_ptr_null(offers_catalog_provider("vastai"));
-	ck_assert_ptr_null(offers_catalog_provider("lambdalabs"));
-	ck_assert_ptr_null(offers_catalog_provider(NULL));
+		ck_assert_str_eq(backend_type_catalog(same[i]), same[i]);
+	ck_assert_ptr_null(backend_type_catalog("vastai"));
+	ck_assert_ptr_null(backend_type_catalog("lambdalabs"));
+	ck_assert_ptr_null(backend_type_catalog(NULL));
 }
 END_TEST
 
@@ -469,7 +469,7 @@ START_TEST(test_share_fetches_once)
 	ck_assert_int_eq(catalog_new(d, &cat, err, sizeof(err)), 0);
 	struct bk_share *sh = bk_share_new(60000);
 	struct bk_offers_req req = {.ctx = {.project = "p", .name = "runpod", .type = "runpod",
-					    .config = "", .catalog = cat},
+					    .catalog = cat},
 				    .known_version = "", .now = 1, .share = sh};
 	struct bk_offers_res r1, r2, r3;
 	memset(&r1, 0, sizeof(r1));

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "../../core/probe.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "suites.h"
 
 /* ---- names ---- */

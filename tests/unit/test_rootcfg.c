@@ -10,21 +10,21 @@
 #include <time.h>
 
 #include "../../core/state.h"
-#include "../../core/util.h"
-#include "../../core/ydoc.h"
+#include "../../lib/util.h"
+#include "../../lib/ydoc.h"
 #include "helpers.h"
 #include "suites.h"
 
 #define ERRSZ 2048
 
 static struct store *g_s;
-static struct bk_ctx g_ctx;
+static struct fileref_ctx g_ctx;
 
 static void setup(void)
 {
 	g_s = store_tmp("rootcfg");
 	const char *home = tmp_dir("rootcfg-home");
-	g_ctx = (struct bk_ctx){.cwd = home, .home = home, .mountpoint = NULL};
+	g_ctx = (struct fileref_ctx){.cwd = home, .home = home, .mountpoint = NULL};
 }
 
 static void teardown(void)
@@ -164,7 +164,7 @@ static char *snapshot(void)
 				seal_free_secret(c, n);
 			}
 			for (uint32_t a = 0; a < b->natt; a++) {
-				struct bk_attach at_;
+				struct attachment at_;
 				ck_assert_int_eq(
 					store_backend_attach(tx, ps[i].name, b->name, a, &at_), 0);
 				buf_printf(&out, "  att %s %s <<%s>>\n", at_.field, at_.path,

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "../../cache/seal.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "helpers.h"
 #include "suites.h"
 

@@ -15,7 +15,7 @@
 #include <openssl/params.h>
 
 #include "../../backends/sigv4.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "helpers.h"
 #include "suites.h"
 

@@ -32,7 +32,7 @@
 #include <openssl/pem.h>
 
 #include "../../backends/ssh.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "suites.h"
 
 #define SSHD "/usr/sbin/sshd"

@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include "../../core/state.h"
-#include "../../core/util.h"
-#include "../../core/ydoc.h"
+#include "../../lib/util.h"
+#include "../../lib/ydoc.h"
 #include "helpers.h"
 #include "suites.h"
 
@@ -20,13 +20,13 @@
 
 static struct store *g_s;
 static const char *g_home;
-static struct bk_ctx g_ctx;
+static struct fileref_ctx g_ctx;
 
 static void setup(void)
 {
 	g_s = store_tmp("state");
 	g_home = tmp_dir("state-home");
-	g_ctx = (struct bk_ctx){.cwd = g_home, .home = g_home, .mountpoint = NULL};
+	g_ctx = (struct fileref_ctx){.cwd = g_home, .home = g_home, .mountpoint = NULL};
 }
 
 static void teardown(void)

@@ -13,8 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../backends/schema.h"
 #include "../../cache/store.h"
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "helpers.h"
 #include "suites.h"
 
@@ -68,7 +69,7 @@ static void put_backend(struct stx *tx, const char *project, const char *name, c
 			const char *config, size_t natt)
 {
 	struct st_backend b;
-	struct bk_attach att[BK_MAX_ATTACH];
+	struct attachment att[BK_MAX_ATTACH];
 	char fields[BK_MAX_ATTACH][32], paths[BK_MAX_ATTACH][64], datas[BK_MAX_ATTACH][128];
 	memset(&b, 0, sizeof(b));
 	fmt(b.project, sizeof(b.project), "%s", project);
@@ -83,7 +84,7 @@ static void put_backend(struct stx *tx, const char *project, const char *name, c
 		fmt(paths[i], sizeof(paths[i]), "/home/u/%s-%s-%zu.json", project, name, i);
 		fmt(datas[i], sizeof(datas[i]), "ATTACHED-SECRET-%s-%s-%zu\n{\"k\": 1}", project,
 		    name, i);
-		att[i] = (struct bk_attach){.field = fields[i],
+		att[i] = (struct attachment){.field = fields[i],
 					    .path = paths[i],
 					    .data = datas[i],
 					    .len = strlen(datas[i])};
@@ -110,7 +111,7 @@ static void check_config(struct stx *tx, const char *project, const char *name, 
 
 static void check_attach(struct stx *tx, const char *project, const char *name, uint32_t i)
 {
-	struct bk_attach a;
+	struct attachment a;
 	char want[128];
 	ck_assert_int_eq(store_backend_attach(tx, project, name, i, &a), 0);
 	fmt(want, sizeof(want), "creds.file%u", i);
@@ -409,7 +410,7 @@ START_TEST(test_backends)
 	check_attach(tx, "main", "aws", 0);
 	check_attach(tx, "main", "aws", 1);
 	check_attach(tx, "main", "aws-dev", 0);
-	struct bk_attach a;
+	struct attachment a;
 	ck_assert_int_eq(store_backend_attach(tx, "main", "aws", 2, &a), -ENOENT);
 	ck_assert_int_eq(store_backend_attach(tx, "main", "aws-dev", 1, &a), -ENOENT);
 	store_abort(tx);

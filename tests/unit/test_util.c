@@ -1,4 +1,4 @@
-/* Unit tests of core/util: the capped buffer, fmt's truncation report, the integer parser,
+/* Unit tests of lib/util: the capped buffer, fmt's truncation report, the integer parser,
  * the name rule, sanitizing, and the time helpers. */
 #include <check.h>
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../core/util.h"
+#include "../../lib/util.h"
 #include "suites.h"
 
 /* ---- buf ---- */

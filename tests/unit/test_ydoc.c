@@ -1,4 +1,4 @@
-/* Unit tests of core/ydoc: loading within the limits ydoc.h documents (size, NUL bytes, alias
+/* Unit tests of lib/ydoc: loading within the limits ydoc.h documents (size, NUL bytes, alias
  * expansion, recursion, depth, one document, no duplicate keys), the exact error formats, the
  * scalar helpers, structural equality, and emit -> load round trips. */
 #include <check.h>
@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../core/util.h"
-#include "../../core/ydoc.h"
+#include "../../lib/util.h"
+#include "../../lib/ydoc.h"
 #include "suites.h"
 
 #define ERRSZ 1024

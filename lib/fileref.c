@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bkschema.h"
 #include "util.h"
 
 static const char *errno_text(int e)
@@ -44,7 +43,7 @@ static int why_set(char *why, size_t whylen, const char *msg)
 	return -EINVAL;
 }
 
-int fileref_resolve(const struct bk_ctx *ctx, const char *p, char *abs, size_t abslen, char *why,
+int fileref_resolve(const struct fileref_ctx *ctx, const char *p, char *abs, size_t abslen, char *why,
 		    size_t whylen)
 {
 	const char *home = ctx ? ctx->home : NULL;
@@ -238,7 +237,7 @@ out:
 	return r;
 }
 
-int fileref_read(const struct bk_ctx *ctx, const char *abs, size_t max, char **data, size_t *len,
+int fileref_read(const struct fileref_ctx *ctx, const char *abs, size_t max, char **data, size_t *len,
 		 char *why, size_t whylen)
 {
 	struct buf b;

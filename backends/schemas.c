@@ -6,12 +6,12 @@
  * the tag/label checks in <type>/resources.py): what can be decided without calling a cloud.
  * docs/backends.md documents the same tables for users; keep them in step.
  */
-#include "bktypes.h"
+#include "schemapriv.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#include "ydoc.h"
+#include "../lib/ydoc.h"
 
 /* ---- value checks ---- */
 
@@ -437,7 +437,7 @@ static const struct bk_creds c_api_key = {.variants = v_api_key, .deflt = "api_k
 
 /* Lambda, Vultr, CloudRift: creds and regions only. */
 static const struct bk_field f_api_regions[] = {F_CREDS(&c_api_key), F_REGIONS, F_ORPHANS, END};
-static const struct bk_obj o_api_regions = {.fields = f_api_regions};
+const struct bk_obj schema_api_regions = {.fields = f_api_regions};
 
 /* AWS. Discriminated unions (AWS, Azure, GCP, OCI) need `type` in the input. */
 static const struct bk_field f_aws_access_key[] = {F_STR_REQ("access_key"),
@@ -471,7 +471,7 @@ static const struct bk_field f_aws[] = {
 	F_ORPHANS,
 	END,
 };
-static const struct bk_obj o_aws = {.fields = f_aws, .excl = x_aws, .post = aws_post};
+const struct bk_obj schema_aws = {.fields = f_aws, .excl = x_aws, .post = aws_post};
 
 /* Azure */
 static const struct bk_field f_azure_client[] = {
@@ -493,7 +493,7 @@ static const struct bk_field f_azure[] = {
 	F_TAGS(chk_tags_azure),
 	END,
 };
-static const struct bk_obj o_azure = {.fields = f_azure, .post = azure_post};
+const struct bk_obj schema_azure = {.fields = f_azure, .post = azure_post};
 
 /* GCP. service_account takes `filename` (read into `data`) or `data` itself. */
 static const struct bk_field f_gcp_sa[] = {F_STR("filename"), F_STR("data"), END};
@@ -516,7 +516,7 @@ static const struct bk_field f_gcp[] = {
 	{.name = "preview_features", .kind = BK_LIST, .oneof = gcp_preview_features, .max = 1},
 	END,
 };
-static const struct bk_obj o_gcp = {.fields = f_gcp};
+const struct bk_obj schema_gcp = {.fields = f_gcp};
 
 /* Nebius: one creds model, so `type` defaults to service_account. */
 static const struct bk_field f_nebius_sa[] = {
@@ -530,7 +530,7 @@ static const struct bk_field f_nebius[] = {
 	F_CREDS(&c_nebius), F_LIST("projects"), F_REGIONS, F_LIST("fabrics"),
 	F_TAGS(chk_tags_gcp), END,
 };
-static const struct bk_obj o_nebius = {.fields = f_nebius};
+const struct bk_obj schema_nebius = {.fields = f_nebius};
 
 /* OCI */
 static const struct bk_field f_oci_client[] = {
@@ -553,7 +553,7 @@ static const struct bk_field f_oci[] = {
 	F_STR("compartment_id"),
 	END,
 };
-static const struct bk_obj o_oci = {.fields = f_oci};
+const struct bk_obj schema_oci = {.fields = f_oci};
 
 /* Verda / DataCrunch: {type: api_key, client_id, client_secret} */
 static const struct bk_field f_verda_key[] = {F_STR_REQ("client_id"),
@@ -562,26 +562,26 @@ static const struct bk_obj o_verda_key = {.fields = f_verda_key};
 static const struct bk_variant v_verda[] = {{"api_key", &o_verda_key}, NO_VARIANT};
 static const struct bk_creds c_verda = {.variants = v_verda, .deflt = "api_key"};
 static const struct bk_field f_verda[] = {F_CREDS(&c_verda), F_REGIONS, END};
-static const struct bk_obj o_verda = {.fields = f_verda};
+const struct bk_obj schema_verda = {.fields = f_verda};
 
 /* CUDO (deprecated in dstack, kept): project_id is required. */
 static const struct bk_field f_cudo[] = {F_CREDS(&c_api_key), F_REGIONS,
 					 F_STR_REQ("project_id"), END};
-static const struct bk_obj o_cudo = {.fields = f_cudo};
+const struct bk_obj schema_cudo = {.fields = f_cudo};
 
 /* DigitalOcean and AMD Developer Cloud (digitalocean_base) */
 static const struct bk_field f_do[] = {F_CREDS(&c_api_key), F_STR("project_name"), F_REGIONS,
 				       F_ORPHANS, END};
-static const struct bk_obj o_do = {.fields = f_do};
+const struct bk_obj schema_do = {.fields = f_do};
 
 static const struct bk_field f_hotaisle[] = {F_CREDS(&c_api_key), F_STR_REQ("team_handle"),
 					     F_REGIONS, END};
-static const struct bk_obj o_hotaisle = {.fields = f_hotaisle};
+const struct bk_obj schema_hotaisle = {.fields = f_hotaisle};
 
 /* RunPod (community_cloud defaults to false) and Vast.ai (defaults to true) */
 static const struct bk_field f_community[] = {F_CREDS(&c_api_key), F_REGIONS,
 					      F_BOOL("community_cloud"), END};
-static const struct bk_obj o_community = {.fields = f_community};
+const struct bk_obj schema_community = {.fields = f_community};
 
 /* Kubernetes: no creds; kubeconfig {filename, data}. */
 static const struct bk_field f_proxy_jump[] = {
@@ -608,37 +608,5 @@ static const struct bk_field f_kube[] = {
 	F_STR("namespace"),
 	END,
 };
-static const struct bk_obj o_kube = {.fields = f_kube, .excl = x_kube, .post = kube_post};
+const struct bk_obj schema_kube = {.fields = f_kube, .excl = x_kube, .post = kube_post};
 
-/* Alphabetical; bk_type_names must list the same names in the same order. */
-const struct bk_type bk_type_table[] = {
-	{"amddevcloud", &o_do},
-	{"aws", &o_aws},
-	{"azure", &o_azure},
-	{"cloudrift", &o_api_regions},
-	{"cudo", &o_cudo},
-	{"datacrunch", &o_verda},
-	{"digitalocean", &o_do},
-	{"gcp", &o_gcp},
-	{"hotaisle", &o_hotaisle},
-	{"kubernetes", &o_kube},
-	{"lambda", &o_api_regions},
-	{"nebius", &o_nebius},
-	{"oci", &o_oci},
-	{"runpod", &o_community},
-	{"vastai", &o_community},
-	{"verda", &o_verda},
-	{"vultr", &o_api_regions},
-	{NULL, NULL},
-};
-
-const char *const bk_type_names[] = {
-	"amddevcloud", "aws",        "azure",  "cloudrift", "cudo",   "datacrunch",
-	"digitalocean", "gcp",       "hotaisle", "kubernetes", "lambda", "nebius",
-	"oci",         "runpod",     "vastai", "verda",     "vultr",  NULL,
-};
-
-/* The two lists must agree; a mismatch is a programming error caught at compile time. */
-_Static_assert(sizeof(bk_type_table) / sizeof(bk_type_table[0]) ==
-		       sizeof(bk_type_names) / sizeof(bk_type_names[0]),
-	       "bk_type_table and bk_type_names differ in length");

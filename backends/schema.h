@@ -1,11 +1,11 @@
-/* bkschema: the backend types fleetfs knows and the validation of one backend config entry.
+/* schema: the validation of one backend config entry (the types themselves: registry.h).
  *
  * A backend entry is the mapping dstack accepts as one item of `projects[].backends` in
  * ~/.dstack/server/config.yml (BackendFileConfigWithCreds), e.g.
  *     type: aws
  *     creds: {type: access_key, access_key: ..., secret_key: ...}
  *     regions: [us-east-1]
- * Validation is per type and data-driven (one table per type): required fields, types, enum
+ * Validation is per type and data-driven (one table per config shape): required fields, types, enum
  * values, unknown keys rejected (dstack forbids extras), mutually exclusive fields. Every error
  * names file, line and field through ydoc_err(); values are never echoed (they may be secrets).
  *
@@ -15,40 +15,23 @@
  * backend keeps working if the file later moves. Relative paths resolve against ctx->cwd,
  * a leading "~/" against ctx->home.
  */
-#ifndef FLEETFS_BKSCHEMA_H
-#define FLEETFS_BKSCHEMA_H
+#ifndef FLEETFS_SCHEMA_H
+#define FLEETFS_SCHEMA_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ydoc.h"
+#include "../lib/fileref.h"
+#include "../lib/ydoc.h"
 
 #define BK_MAX_ATTACH 8
 #define BK_MAX_FILE (1024 * 1024)
 
-struct bk_ctx {
-	const char *cwd;  /* directory of the writing process, for relative paths; may be NULL */
-	const char *home; /* home of the writing user, for "~/"; may be NULL */
-	const char *mountpoint; /* files below it are refused (reading our own mount from a
-				 * request handler could deadlock); may be NULL */
-};
-
-struct bk_attach {
-	char *field; /* dotted path of the key that named the file, e.g. "creds.filename" */
-	char *path;  /* the absolute path that was read */
-	char *data;  /* the file's bytes (NUL-terminated past len) */
-	size_t len;
-};
-
 struct bk_result {
 	const char *type; /* static string from the type table */
-	struct bk_attach att[BK_MAX_ATTACH];
+	struct attachment att[BK_MAX_ATTACH];
 	size_t natt;
 };
-
-/* The known type names, NULL-terminated, static. */
-const char *const *bk_types(void);
-bool bk_type_known(const char *type);
 
 /* Validate the backend entry at node `node` of d.
  * dirname: the backend's directory name when the entry comes from
@@ -61,7 +44,7 @@ bool bk_type_known(const char *type);
  * On success returns 0 and fills *res (free with bk_result_free). On failure returns -EINVAL
  * with "FILE:LINE: FIELD: message" in err, and *res holds nothing to free.
  * -ENOMEM on allocation failure. */
-int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct bk_ctx *ctx,
+int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct fileref_ctx *ctx,
 		struct bk_result *res, char *err, size_t errlen);
 void bk_result_free(struct bk_result *res);
 

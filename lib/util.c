@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,19 @@ char *xasprintf(const char *f, ...)
 	if (n < 0)
 		oom();
 	return s;
+}
+
+int num_parse_size(const char *s, double *out)
+{
+	char *end;
+	if (!*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	double d = strtod(s, &end);
+	if (errno || *end || !isfinite(d) || d < 0)
+		return -EINVAL;
+	*out = d;
+	return 0;
 }
 
 int num_parse_ll(const char *s, long long min, long long max, long long *out)

@@ -30,6 +30,8 @@ char *xasprintf(const char *f, ...) __attribute__((format(printf, 1, 2)));
 
 /* Parse the whole of s as a base-10 integer in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
 int num_parse_ll(const char *s, long long min, long long max, long long *out);
+/* A finite number >= 0 filling all of s (no leading space): a price, a size. 0 or -EINVAL. */
+int num_parse_size(const char *s, double *out);
 
 /* A growable byte buffer with a hard cap. Always NUL-terminated past len (not counted). */
 struct buf {
@@ -38,6 +40,12 @@ struct buf {
 	size_t cap;   /* allocated */
 	size_t limit; /* hard maximum of len */
 };
+/* One key: value pair (a tag, a label). */
+struct kv {
+	char *key;
+	char *value;
+};
+
 void buf_init(struct buf *b, size_t limit);
 void buf_free(struct buf *b);
 /* Each returns 0, -EFBIG past limit, -ENOMEM. */

@@ -320,6 +320,16 @@ out:
 	return 0;
 }
 
+void ydoc_free_secret(struct ydoc *d)
+{
+	if (!d)
+		return;
+	for (yaml_node_t *n = d->doc.nodes.start; n && n < d->doc.nodes.top; n++)
+		if (n->type == YAML_SCALAR_NODE && n->data.scalar.value)
+			explicit_bzero(n->data.scalar.value, n->data.scalar.length);
+	ydoc_free(d);
+}
+
 void ydoc_free(struct ydoc *d)
 {
 	if (!d)

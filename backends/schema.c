@@ -1,7 +1,8 @@
-/* bkschema: validation of one backend config entry.
+/* schema: validation of one backend config entry.
  *
- * Design: the per-type knowledge is data (core/bktypes.c: one field table per type, restating
- * dstack's backends/<type>/models.py); this file is the one walker that interprets those tables
+ * Design: the per-type knowledge is data (backends/schemas.c: one field table per config
+ * shape, restating dstack's backends/<type>/models.py, and registry.c: which shape each type
+ * has); this file is the one walker that interprets those tables
  * plus the checks of what files and inline blobs contain. The walk is strict where dstack's
  * pydantic models are (extra="forbid", required fields, Literal creds types, str/bool/int) and
  * also runs the offline part of dstack's configurators (mutually exclusive keys, tag rules,
@@ -16,7 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
-#include "bkschema.h"
+#include "schema.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -29,12 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bktypes.h"
-#include "fileref.h"
-#include "util.h"
-#include "ydoc.h"
+#include "registry.h"
+#include "schemapriv.h"
+#include "../lib/fileref.h"
+#include "../lib/util.h"
+#include "../lib/ydoc.h"
 
-/* ---- walker helpers used by the hooks in bktypes.c ---- */
+/* ---- walker helpers used by the hooks in schemas.c ---- */
 
 int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
 {
@@ -364,7 +366,7 @@ static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_o
 	return o->post ? o->post(w, node, path) : 0;
 }
 
-/* ---- files (path rules and reading: core/fileref.c) ---- */
+/* ---- files (path rules and reading: lib/fileref.c) ---- */
 
 static int resolve(struct bkw *w, int node, const char *path, const char *p, char *out,
 		   size_t outlen)
@@ -394,7 +396,7 @@ static int attach(struct bkw *w, int node, const char *path, const char *abs, ch
 		return bkw_err(w, node, path, "too many file references (at most %d)",
 			       BK_MAX_ATTACH);
 	}
-	struct bk_attach *a = &res->att[res->natt++];
+	struct attachment *a = &res->att[res->natt++];
 	a->field = xstrdup(path);
 	a->path = xstrdup(abs);
 	a->data = data;
@@ -719,24 +721,6 @@ int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f)
 
 /* ---- public API ---- */
 
-const char *const *bk_types(void)
-{
-	return bk_type_names;
-}
-
-bool bk_type_known(const char *type)
-{
-	return type && in_list(type, bk_type_names);
-}
-
-static const struct bk_type *type_find(const char *name)
-{
-	for (const struct bk_type *t = bk_type_table; t->name; t++)
-		if (!strcmp(t->name, name))
-			return t;
-	return NULL;
-}
-
 void bk_result_free(struct bk_result *res)
 {
 	if (!res)
@@ -749,21 +733,21 @@ void bk_result_free(struct bk_result *res)
 	memset(res, 0, sizeof(*res));
 }
 
-/* Which type the entry is, from `type:` and the directory name (see bkschema.h). */
-static int entry_type(struct bkw *w, int node, const char *dirname, const struct bk_type **out)
+/* Which type the entry is, from `type:` and the directory name (see schema.h). */
+static int entry_type(struct bkw *w, int node, const char *dirname, const struct backend_type **out)
 {
 	const struct ydoc *d = w->d;
 	char list[400];
 	int tn = ydoc_map_get(d, node, "type");
 	const char *ts = NULL;
-	bkw_join(list, sizeof(list), bk_type_names);
+	bkw_join(list, sizeof(list), backend_type_names());
 	if (tn) {
 		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
 			return bkw_err(w, tn, "type", "must be a backend type (one of: %s)", list);
 		ts = ydoc_str(d, tn);
-		if (!bk_type_known(ts)) {
+		if (!backend_type_known(ts)) {
 			char got[STR_REDACT_KEY_LEN];
-			str_redact_key(got, sizeof(got), ts, bk_type_names);
+			str_redact_key(got, sizeof(got), ts, backend_type_names());
 			return bkw_err(w, tn, "type", "unknown backend type %s (known: %s)", got,
 				       list);
 		}
@@ -772,7 +756,7 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 		if (!ts)
 			return bkw_err(w, node, "type", "required field is missing (one of: %s)",
 				       list);
-	} else if (bk_type_known(dirname)) {
+	} else if (backend_type_known(dirname)) {
 		if (ts && strcmp(ts, dirname))
 			return bkw_err(w, tn, "type",
 				       "is %s but the backend directory is named %s; a backend "
@@ -790,17 +774,17 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 				       "backend type, so `type:` must say which type (one of: %s)",
 				       list);
 	}
-	*out = type_find(ts);
+	*out = backend_type_find(ts);
 	return 0;
 }
 
-int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct bk_ctx *ctx,
+int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct fileref_ctx *ctx,
 		struct bk_result *res, char *err, size_t errlen)
 {
 	static const char *const skip_dir[] = {"type", NULL};
 	static const char *const skip_root[] = {"type", "name", NULL};
 	struct bkw w = {.d = d, .ctx = ctx, .res = res, .err = err, .errlen = errlen, .top = node};
-	const struct bk_type *t = NULL;
+	const struct backend_type *t = NULL;
 	int r;
 	memset(res, 0, sizeof(*res));
 	if (ydoc_kind(d, node) != Y_MAP)
@@ -817,14 +801,14 @@ int bk_validate(const struct ydoc *d, int node, const char *dirname, const struc
 			goto out;
 		}
 		/* name: is the directory, and a type-named directory holds that type only */
-		if (nn && bk_type_known(ydoc_str(d, nn)) && strcmp(ydoc_str(d, nn), t->name)) {
+		if (nn && backend_type_known(ydoc_str(d, nn)) && strcmp(ydoc_str(d, nn), t->name)) {
 			r = bkw_err(&w, nn, "name", "is another backend type; a backend named after "
 						    "a type must be of that type");
 			goto out;
 		}
 	}
 	res->type = t->name;
-	r = walk_obj(&w, node, "", t->obj, dirname ? skip_dir : skip_root);
+	r = walk_obj(&w, node, "", t->schema, dirname ? skip_dir : skip_root);
 out:
 	if (r) {
 		bk_result_free(res);

@@ -31,6 +31,8 @@ enum ykind { Y_NONE = 0, Y_SCALAR, Y_SEQ, Y_MAP };
 int ydoc_load(const char *buf, size_t len, const char *fname, struct ydoc **out, char *err,
 	      size_t errlen);
 void ydoc_free(struct ydoc *d);
+/* The same, wiping every scalar first (a document that holds credentials). */
+void ydoc_free_secret(struct ydoc *d);
 
 int ydoc_root(const struct ydoc *d);
 const char *ydoc_file(const struct ydoc *d);

@@ -1,19 +1,20 @@
-/* bktypes: private half of the bkschema module (core/bkschema.c + core/bktypes.c).
+/* schemapriv: the inside of the config schemas (backends/schema.c + backends/schemas.c).
  *
- * bktypes.c holds the data: one field table per backend type (what dstack's
+ * schemas.c holds the data: one field table per config shape (what dstack's
  * src/dstack/_internal/core/backends/<type>/models.py declares, restated) and the few
- * cross-field hooks that a table cannot say (AWS VPC coverage, Azure networks, ...).
- * bkschema.c holds the one generic walker that interprets the tables, the file reader and the
- * content checks (JSON, PEM, kubeconfig, OCI config). The walker interface below is what the
- * hooks use; nothing here is visible outside core/.
+ * cross-field hooks that a table cannot say (AWS VPC coverage, Azure networks, ...);
+ * registry.c gives each backend type one. schema.c holds the one generic walker that
+ * interprets the tables, the file reader and the content checks (JSON, PEM, kubeconfig, OCI
+ * config). The walker interface below is what the hooks use; nothing here is visible outside
+ * backends/.
  */
-#ifndef FLEETFS_BKTYPES_H
-#define FLEETFS_BKTYPES_H
+#ifndef FLEETFS_SCHEMAPRIV_H
+#define FLEETFS_SCHEMAPRIV_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "bkschema.h"
+#include "schema.h"
 
 /* Longest dotted field path we build ("os_images.nvidia.owner", "tags.<key>", "regions[3]"). */
 #define BKW_PATH 256
@@ -23,7 +24,7 @@
 /* One validation in progress. */
 struct bkw {
 	const struct ydoc *d;
-	const struct bk_ctx *ctx;
+	const struct fileref_ctx *ctx;
 	struct bk_result *res;
 	char *err;
 	size_t errlen;
@@ -83,13 +84,12 @@ struct bk_creds {
 	const char *deflt; /* variant used when `type` is omitted; NULL: `type` is required */
 };
 
-struct bk_type {
-	const char *name;
-	const struct bk_obj *obj; /* fields besides `type` (and the root config's `name`) */
-};
-
-extern const struct bk_type bk_type_table[]; /* terminated by .name == NULL */
-extern const char *const bk_type_names[];    /* NULL-terminated, same order */
+/* The field tables of backends/schemas.c, one per config shape; backends/registry.c gives
+ * each backend type one. A provider whose config is none of these declares its own
+ * (static) in its file. */
+extern const struct bk_obj schema_api_regions, schema_aws, schema_azure, schema_gcp,
+	schema_nebius, schema_oci, schema_verda, schema_cudo, schema_do, schema_hotaisle,
+	schema_community, schema_kube;
 
 /* What a referenced file or inline blob must parse as. */
 enum bk_content {
