@@ -28,9 +28,8 @@ MODEL_SRC := model/offer.c
 CORE_SRC  := core/sshkey.c core/fleetspec.c core/fleetres.c core/offers.c core/state.c \
              core/rootcfg.c core/probe.c
 CACHE_SRC := cache/seal.c cache/store.c
-BACKENDS_SRC := backends/registry.c backends/memo.c backends/schema.c backends/schemas.c backends/ssh.c backends/http.c backends/sigv4.c \
-                backends/backend.c backends/catalog.c backends/lambda.c backends/digitalocean.c \
-                backends/vultr.c backends/awscreds.c backends/awsapi.c backends/aws.c
+# every provider client is a file of backends/ (docs/internals/design.md, "Adding a provider")
+BACKENDS_SRC := $(sort $(wildcard backends/*.c))
 ENGINE_SRC := core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
 FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(BASE_SRC) $(MODEL_SRC) $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)

@@ -175,13 +175,10 @@ struct backend_ops {
 int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res *res,
 			   char *err, size_t errlen);
 
-/* Provider clients (backends/<type>.c), named in registry.c's table. */
-extern const struct backend_ops lambda_ops;
-extern const struct backend_ops digitalocean_ops; /* digitalocean and amddevcloud */
-extern const struct backend_ops vultr_ops;
-extern const struct backend_ops aws_ops;
-/* For types without a client of their own yet: offers from the gpuhunt catalog (catalog_ops)
- * or none (live_ops); neither provisions. */
+/* Provider clients: backends/<type>.c defines `const struct backend_ops <type>_ops`, and
+ * registry.c's table names it (and declares it). For types without a client of their own
+ * yet: offers from the gpuhunt catalog (catalog_ops) or none (live_ops); neither
+ * provisions. */
 extern const struct backend_ops catalog_ops, live_ops;
 
 /* The client of a backend type (registry.c), or NULL for an unknown type. */

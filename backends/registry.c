@@ -39,6 +39,11 @@
 	T("verda", VERDA, verda, "verda", GB(50, -1), CATALOG, catalog)                  \
 	T("vultr", VULTR, api_regions, NULL, ANY, LIVE, vultr)
 
+/* Each client, declared by its line. */
+#define DECLARE(name, env, schema, cat, disk, offers, ops)                                  \
+	extern const struct backend_ops ops##_ops;
+BACKEND_TYPES(DECLARE)
+
 #define ROW(name, env, schema, cat, disk, offers, ops)                                     \
 	{name, &schema_##schema, cat, disk, offers, &ops##_ops, "FLEETFS_ENDPOINT_" #env},
 #define NAME(name, ...) name,
