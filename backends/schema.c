@@ -35,17 +35,17 @@
 #include "../lib/fileref.h"
 #include "../lib/util.h"
 #include "../lib/ydoc.h"
+#include "../lib/ywalk.h"
 
 /* ---- walker helpers used by the hooks in schemas.c ---- */
 
 int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
 {
-	char msg[512];
 	va_list ap;
 	va_start(ap, f);
-	(void)vfmt(msg, sizeof(msg), f, ap);
+	int r = ywalk_verr(w->d, node, path, w->err, w->errlen, f, ap);
 	va_end(ap);
-	return ydoc_err(w->d, node, path, w->err, w->errlen, "%s", msg);
+	return r;
 }
 
 int bkw_get(const struct bkw *w, int obj, const char *key)
@@ -61,50 +61,6 @@ const char *bkw_str(const struct bkw *w, int obj, const char *key)
 	return ydoc_str(w->d, bkw_get(w, obj, key));
 }
 
-/* A truncated path only shortens a message, so truncation is not an error here. */
-void bkw_path(char *dst, size_t n, const char *base, const char *key)
-{
-	if (base && *base)
-		(void)fmt(dst, n, "%s.%s", base, key);
-	else
-		(void)fmt(dst, n, "%s", key);
-}
-
-void bkw_path_idx(char *dst, size_t n, const char *base, size_t i)
-{
-	(void)fmt(dst, n, "%s[%zu]", base, i);
-}
-
-/* A key of the user's own (tags, vpc_ids) is user text: BASE["abc…" (N chars)]. */
-void bkw_path_key(char *dst, size_t n, const char *base, const char *rawkey)
-{
-	char k[STR_REDACT_LEN];
-	str_redact(k, sizeof(k), rawkey);
-	(void)fmt(dst, n, "%s[%s]", base ? base : "", k);
-}
-
-void bkw_join(char *dst, size_t n, const char *const *list)
-{
-	size_t used = 0;
-	if (!n)
-		return;
-	dst[0] = '\0';
-	for (size_t i = 0; list[i]; i++) {
-		int r = fmt(dst + used, n - used, "%s%s", i ? ", " : "", list[i]);
-		if (r)
-			return;
-		used += strlen(dst + used);
-	}
-}
-
-static bool in_list(const char *s, const char *const *list)
-{
-	for (size_t i = 0; list[i]; i++)
-		if (!strcmp(s, list[i]))
-			return true;
-	return false;
-}
-
 /* ---- scalar kinds ---- */
 
 /* The words PyYAML (YAML 1.1) reads as booleans. Stricter than ydoc_bool on purpose: a plain
@@ -115,21 +71,7 @@ static bool yaml11_bool_word(const char *s)
 					    "true", "True", "TRUE",  "false", "False", "FALSE",
 					    "on",   "On",   "ON",    "off",   "Off",   "OFF",
 					    NULL};
-	return in_list(s, words);
-}
-
-static const char *kind_name(enum ykind k)
-{
-	switch (k) {
-	case Y_SEQ:
-		return "a list";
-	case Y_MAP:
-		return "a mapping";
-	case Y_SCALAR:
-		return "a single value";
-	default:
-		return "empty";
-	}
+	return str_in(s, words);
 }
 
 /* A string value as dstack's `str` accepts it: any scalar but null and booleans (numbers are
@@ -138,7 +80,7 @@ static int need_str(struct bkw *w, int val, const char *path)
 {
 	enum ykind k = ydoc_kind(w->d, val);
 	if (k != Y_SCALAR)
-		return bkw_err(w, val, path, "must be a string, not %s", kind_name(k));
+		return bkw_err(w, val, path, "must be a string, not %s", ywalk_kind(k));
 	if (ydoc_is_null(w->d, val))
 		return bkw_err(w, val, path, "must be a string, not null");
 	if (ydoc_plain(w->d, val) && yaml11_bool_word(ydoc_str(w->d, val)))
@@ -150,9 +92,9 @@ static int need_str(struct bkw *w, int val, const char *path)
 static int need_oneof(struct bkw *w, int val, const char *path, const char *const *oneof)
 {
 	char list[400], got[STR_REDACT_LEN];
-	if (!oneof || in_list(ydoc_str(w->d, val), oneof))
+	if (!oneof || str_in(ydoc_str(w->d, val), oneof))
 		return 0;
-	bkw_join(list, sizeof(list), oneof);
+	str_join(list, sizeof(list), oneof);
 	str_redact(got, sizeof(got), ydoc_str(w->d, val));
 	return bkw_err(w, val, path, "must be one of: %s; got %s", list, got);
 }
@@ -177,7 +119,7 @@ static int walk_list(struct bkw *w, const struct bk_field *f, int val, const cha
 	for (size_t i = 0; i < n; i++) {
 		int it = ydoc_seq_at(d, val, i);
 		int r;
-		bkw_path_idx(ipath, sizeof(ipath), path, i);
+		ywalk_path_idx(ipath, sizeof(ipath), path, i);
 		if (f->obj && ydoc_kind(d, it) == Y_MAP) {
 			r = walk_obj(w, it, ipath, f->obj, NULL);
 		} else {
@@ -207,7 +149,7 @@ static int walk_map(struct bkw *w, const struct bk_field *f, int val, const char
 		int r = need_str(w, k, path);
 		if (r)
 			return bkw_err(w, k, path, "keys must be strings");
-		bkw_path_key(kpath, sizeof(kpath), path, ydoc_str(d, k));
+		ywalk_path_user(kpath, sizeof(kpath), path, ydoc_str(d, k));
 		r = need_str(w, v, kpath);
 		if (r)
 			return r;
@@ -227,8 +169,8 @@ static int walk_creds(struct bkw *w, int val, const char *path, const struct bk_
 	for (; c->variants[nv].type && nv + 1 < sizeof(names) / sizeof(names[0]); nv++)
 		names[nv] = c->variants[nv].type;
 	names[nv] = NULL;
-	bkw_join(list, sizeof(list), names);
-	bkw_path(tpath, sizeof(tpath), path, "type");
+	str_join(list, sizeof(list), names);
+	ywalk_path(tpath, sizeof(tpath), path, "type");
 
 	if (ydoc_kind(d, val) != Y_MAP)
 		return bkw_err(w, val, path, "must be a mapping with `type` (one of: %s)", list);
@@ -236,7 +178,7 @@ static int walk_creds(struct bkw *w, int val, const char *path, const struct bk_
 	if (tn) {
 		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
 			return bkw_err(w, tn, tpath, "must be one of: %s", list);
-		if (!in_list(ydoc_str(d, tn), names)) {
+		if (!str_in(ydoc_str(d, tn), names)) {
 			char got[STR_REDACT_LEN];
 			str_redact(got, sizeof(got), ydoc_str(d, tn));
 			return bkw_err(w, tn, tpath, "must be one of: %s; got %s", list, got);
@@ -333,19 +275,19 @@ static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_o
 	char kpath[BKW_PATH];
 	if (ydoc_kind(d, node) != Y_MAP)
 		return bkw_err(w, node, path, "must be a mapping, not %s",
-			       kind_name(ydoc_kind(d, node)));
+			       ywalk_kind(ydoc_kind(d, node)));
 	size_t n = ydoc_len(d, node);
 	for (size_t i = 0; i < n; i++) {
 		int k = ydoc_map_key(d, node, i);
 		const char *ks = ydoc_str(d, k);
 		if (ydoc_kind(d, k) != Y_SCALAR || ydoc_is_null(d, k))
 			return bkw_err(w, k, path, "keys must be strings");
-		if (skip && in_list(ks, skip))
+		if (skip && str_in(ks, skip))
 			continue;
 		const struct bk_field *f = find_field(o, ks);
 		if (!f)
 			return unknown_key(w, k, path, o, skip);
-		bkw_path(kpath, sizeof(kpath), path, f->name);
+		ywalk_path(kpath, sizeof(kpath), path, f->name);
 		int r = walk_value(w, f, ydoc_map_val(d, node, i), kpath);
 		if (r)
 			return r;
@@ -353,14 +295,14 @@ static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_o
 	for (const struct bk_field *f = o->fields; f->name; f++) {
 		if (!(f->flags & BK_REQ) || ydoc_map_get(d, node, f->name))
 			continue;
-		bkw_path(kpath, sizeof(kpath), path, f->name);
+		ywalk_path(kpath, sizeof(kpath), path, f->name);
 		return bkw_err(w, node, kpath, "required field is missing");
 	}
 	for (const struct bk_excl *x = o->excl; x && x->a; x++) {
 		int b = bkw_get(w, node, x->b);
 		if (!bkw_get(w, node, x->a) || !b)
 			continue;
-		bkw_path(kpath, sizeof(kpath), path, x->b);
+		ywalk_path(kpath, sizeof(kpath), path, x->b);
 		return bkw_err(w, b, kpath, "cannot be set together with `%s`", x->a);
 	}
 	return o->post ? o->post(w, node, path) : 0;
@@ -545,7 +487,7 @@ static int check_kube_contexts(struct bkw *w, int node, const char *path, const 
 			int it = ydoc_seq_at(w->d, want, i);
 			const char *name = ydoc_kind(w->d, it) == Y_MAP ? bkw_str(w, it, "name")
 								       : ydoc_str(w->d, it);
-			bkw_path_idx(ipath, sizeof(ipath), "contexts", i);
+			ywalk_path_idx(ipath, sizeof(ipath), "contexts", i);
 			if (name && !kube_has_context(kd, kctx, name))
 				return bkw_err(w, it, ipath, "no such context in the kubeconfig");
 		}
@@ -684,9 +626,9 @@ int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f)
 	int dn = f->data ? bkw_get(w, obj, f->data) : 0;
 	const char *fs = ydoc_str(w->d, fn);
 	bool fset = fs && *fs;
-	bkw_path(fpath, sizeof(fpath), path, f->file);
+	ywalk_path(fpath, sizeof(fpath), path, f->file);
 	if (f->data)
-		bkw_path(dpath, sizeof(dpath), path, f->data);
+		ywalk_path(dpath, sizeof(dpath), path, f->data);
 	if (f->exclusive && dn) {
 		const char *ds = ydoc_str(w->d, dn);
 		if (!*ds)
@@ -740,7 +682,7 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 	char list[400];
 	int tn = ydoc_map_get(d, node, "type");
 	const char *ts = NULL;
-	bkw_join(list, sizeof(list), backend_type_names());
+	str_join(list, sizeof(list), backend_type_names());
 	if (tn) {
 		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
 			return bkw_err(w, tn, "type", "must be a backend type (one of: %s)", list);
@@ -790,7 +732,7 @@ int bk_validate(const struct ydoc *d, int node, const char *dirname, const struc
 	if (ydoc_kind(d, node) != Y_MAP)
 		return ydoc_err(d, node, "", err, errlen,
 				"a backend entry must be a mapping, not %s",
-				kind_name(ydoc_kind(d, node)));
+				ywalk_kind(ydoc_kind(d, node)));
 	r = entry_type(&w, node, dirname, &t);
 	if (r)
 		goto out;

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "schema.h"
+#include "../lib/ywalk.h"
 
 /* Longest dotted field path we build ("os_images.nvidia.owner", "tags.<key>", "regions[3]"). */
 #define BKW_PATH 256
@@ -121,12 +122,6 @@ int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
 int bkw_get(const struct bkw *w, int obj, const char *key);
 /* Scalar text of bkw_get(), or NULL. Borrowed from the document. */
 const char *bkw_str(const struct bkw *w, int obj, const char *key);
-/* dst = base.key (or key when base is empty); base[i]; base.<sanitized raw key>. */
-void bkw_path(char *dst, size_t n, const char *base, const char *key);
-void bkw_path_idx(char *dst, size_t n, const char *base, size_t i);
-void bkw_path_key(char *dst, size_t n, const char *base, const char *rawkey);
-/* "a, b, c" of a NULL-terminated list into dst. */
-void bkw_join(char *dst, size_t n, const char *const *list);
 /* Resolve and check one file/inline pair of mapping obj (at path) as described above.
  * Returns 0, -EINVAL (message set) or -ENOMEM. */
 int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f);

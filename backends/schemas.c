@@ -121,7 +121,7 @@ static int check_tags(struct bkw *w, int val, const char *path, enum tag_rules r
 			vok = gcp_label_ok(v, false);
 			break;
 		}
-		bkw_path_key(kpath, sizeof(kpath), path, k);
+		ywalk_path_user(kpath, sizeof(kpath), path, k);
 		if (!kok)
 			return bkw_err(w, kn, kpath, "invalid tag key (%s)", key_rule[rules]);
 		if (!vok)
@@ -184,7 +184,7 @@ static int check_azure_ids(struct bkw *w, int val, const char *path, int parts,
 		if (slash_parts(ydoc_str(w->d, vn), parts))
 			continue;
 		const char *key = ydoc_str(w->d, ydoc_map_key(w->d, val, i));
-		bkw_path_key(kpath, sizeof(kpath), path, key);
+		ywalk_path_user(kpath, sizeof(kpath), path, key);
 		return bkw_err(w, vn, kpath, "must have the form %s", format);
 	}
 	return 0;
@@ -260,12 +260,12 @@ static int check_covered(struct bkw *w, int obj, const char *path, int a, int b,
 	char rpath[BKW_PATH], ipath[BKW_PATH];
 	int regions = bkw_get(w, obj, "regions");
 	if (regions) {
-		bkw_path(rpath, sizeof(rpath), path, "regions");
+		ywalk_path(rpath, sizeof(rpath), path, "regions");
 		for (size_t i = 0; i < ydoc_len(w->d, regions); i++) {
 			int it = ydoc_seq_at(w->d, regions, i);
 			if (in_either(w, a, b, ydoc_str(w->d, it)))
 				continue;
-			bkw_path_idx(ipath, sizeof(ipath), rpath, i);
+			ywalk_path_idx(ipath, sizeof(ipath), rpath, i);
 			return bkw_err(w, it, ipath, "has no entry in %s", what);
 		}
 		return 0;
@@ -287,12 +287,12 @@ static int aws_post(struct bkw *w, int obj, const char *path)
 	int vi = bkw_get(w, obj, "vpc_ids");
 	if (bool_or(w, dv, true))
 		return 0;
-	bkw_path(p, sizeof(p), path, "default_vpcs");
+	ywalk_path(p, sizeof(p), path, "default_vpcs");
 	if (!vi && !bkw_get(w, obj, "vpc_name"))
 		return bkw_err(w, dv, p, "is false, so `vpc_name` or `vpc_ids` must be set");
 	if (!vi)
 		return 0;
-	bkw_path(p, sizeof(p), path, "vpc_ids");
+	ywalk_path(p, sizeof(p), path, "vpc_ids");
 	return check_covered(w, obj, path, vi, 0, vi, p, aws_default_regions,
 			     "`vpc_ids` (and `default_vpcs` is false)");
 }
@@ -305,25 +305,25 @@ static int azure_post(struct bkw *w, int obj, const char *path)
 	int vi = bkw_get(w, obj, "vpc_ids");
 	int si = bkw_get(w, obj, "subnet_ids");
 	if (!bool_or(w, pn, true) && !vi && !si) {
-		bkw_path(p, sizeof(p), path, "public_ips");
+		ywalk_path(p, sizeof(p), path, "public_ips");
 		return bkw_err(w, pn, p,
 			       "is false, so `vpc_ids` or `subnet_ids` must name networks with "
 			       "outbound connectivity");
 	}
 	if (vi && si) {
-		bkw_path(p, sizeof(p), path, "subnet_ids");
+		ywalk_path(p, sizeof(p), path, "subnet_ids");
 		for (size_t i = 0; i < ydoc_len(w->d, si); i++) {
 			int kn = ydoc_map_key(w->d, si, i);
 			const char *k = ydoc_str(w->d, kn);
 			if (!ydoc_map_get(w->d, vi, k))
 				continue;
-			bkw_path_key(kp, sizeof(kp), p, k);
+			ywalk_path_user(kp, sizeof(kp), p, k);
 			return bkw_err(w, kn, kp, "this location is also in `vpc_ids`; use one");
 		}
 	}
 	if (!vi && !si)
 		return 0;
-	bkw_path(p, sizeof(p), path, vi ? "vpc_ids" : "subnet_ids");
+	ywalk_path(p, sizeof(p), path, vi ? "vpc_ids" : "subnet_ids");
 	return check_covered(w, obj, path, vi, si, vi ? vi : si, p, azure_locations,
 			     "`vpc_ids` or `subnet_ids`");
 }
@@ -372,7 +372,7 @@ static int nebius_post(struct bkw *w, int obj, const char *path)
 	for (size_t i = 0; ids[i]; i++) {
 		if (bkw_get(w, obj, ids[i]))
 			continue;
-		bkw_path(p, sizeof(p), path, ids[i]);
+		ywalk_path(p, sizeof(p), path, ids[i]);
 		return bkw_err(w, obj, p, "required field is missing (unless `filename` is set)");
 	}
 	const struct bk_fill f = {
@@ -392,19 +392,19 @@ static int kube_post(struct bkw *w, int obj, const char *path)
 {
 	char p[BKW_PATH], ipath[BKW_PATH];
 	int ctxs = bkw_get(w, obj, "contexts");
-	bkw_path(p, sizeof(p), path, "contexts");
+	ywalk_path(p, sizeof(p), path, "contexts");
 	for (size_t i = 0; ctxs && i < ydoc_len(w->d, ctxs); i++) {
 		int it = ydoc_seq_at(w->d, ctxs, i);
 		const char *name = kube_context_name(w, it);
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(name, kube_context_name(w, ydoc_seq_at(w->d, ctxs, j))))
 				continue;
-			bkw_path_idx(ipath, sizeof(ipath), p, i);
+			ywalk_path_idx(ipath, sizeof(ipath), p, i);
 			return bkw_err(w, it, ipath, "duplicate context (also contexts[%zu])", j);
 		}
 	}
 	const struct bk_fill f = {.file = "filename", .data = "data", .kind = BK_C_KUBECONFIG};
-	bkw_path(p, sizeof(p), path, "kubeconfig");
+	ywalk_path(p, sizeof(p), path, "kubeconfig");
 	return bkw_fill(w, bkw_get(w, obj, "kubeconfig"), p, &f);
 }
 

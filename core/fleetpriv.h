@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../lib/ywalk.h"
 #include "fleetspec.h"
 
 #define FSW_PATH 256		   /* longest dotted field path we build */
@@ -40,16 +41,9 @@ int fsw_err(struct fsw *w, int node, const char *path, const char *f, ...)
 	__attribute__((format(printf, 4, 5)));
 /* The reason of a string-level parser (no file/line) into err (may be NULL). -EINVAL. */
 int fsw_why(char *err, size_t errlen, const char *msg);
-/* dst = base.key or key, key one of our field names; dst = base[i]. Truncation only shortens
- * a message. */
-void fsw_join(char *dst, size_t n, const char *base, const char *key);
-/* dst = base["abc…" (N chars)]: a key of the user's own (tags, env), shown by str_redact. */
-void fsw_join_user(char *dst, size_t n, const char *base, const char *key);
 /* "PATH: unknown key "abc…" (N chars) (did you mean W?)" for key node k of the mapping at
  * PATH; known (NULL-terminated, may be NULL) only feeds the suggestion. Returns -EINVAL. */
 int fsw_unknown_key(struct fsw *w, int k, const char *path, const char *const *known);
-void fsw_idx(char *dst, size_t n, const char *base, size_t i);
-const char *fsw_kind(enum ykind k);
 /* A plain YAML 1.1 boolean word. */
 bool fsw_is_bool(const struct ydoc *d, int n);
 /* A scalar that is neither null nor a boolean, or NULL. */
@@ -58,7 +52,6 @@ const char *fsw_text(const struct ydoc *d, int n);
 int fsw_str(struct fsw *w, int val, const char *path, const char **out);
 /* A decimal number as Python's float() reads one, without inf, nan or hex: 0 or -EINVAL. */
 int fsw_num(const char *s, double *out);
-bool fsw_in(const char *s, const char *const *list);
 /* Copy s without spaces (lowercased if lower) into b (n bytes); -EINVAL when too long. */
 int fsw_strip(const char *s, char *b, size_t n, bool lower, char *err, size_t errlen);
 

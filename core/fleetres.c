@@ -96,13 +96,13 @@ static int range_node(struct fsw *w, int val, const char *path, bool memory, str
 		for (size_t i = 0; i < ydoc_len(d, val); i++) {
 			int k = ydoc_map_key(d, val, i), v = ydoc_map_val(d, val, i);
 			const char *ks = fsw_text(d, k);
-			if (!ks || !fsw_in(ks, keys))
+			if (!ks || !str_in(ks, keys))
 				return fsw_unknown_key(w, k, path, keys);
 			if (ydoc_is_null(d, v))
 				continue;
 			bool ismax = !strcmp(ks, "max");
 			const char *s = fsw_text(d, v);
-			fsw_join(kpath, sizeof(kpath), path, ks);
+			ywalk_path(kpath, sizeof(kpath), path, ks);
 			if (!s || strstr(s, ".."))
 				return fsw_err(w, v, kpath, "must be a single %s",
 					       memory ? "memory size" : "count");
@@ -124,7 +124,7 @@ static int range_node(struct fsw *w, int val, const char *path, bool memory, str
 			       memory ? "memory size" : "count", memory ? "8GB.." : "2..8",
 			       ydoc_is_null(d, val)  ? "null"
 			       : fsw_is_bool(d, val) ? "a boolean"
-						     : fsw_kind(ydoc_kind(d, val)));
+						     : ywalk_kind(ydoc_kind(d, val)));
 	if (fleetspec_parse_range(s, memory, out, reason, sizeof(reason)))
 		return fsw_err(w, val, path, "%s", reason);
 	return 0;
@@ -480,7 +480,7 @@ static int res_field(struct fsw *w, void *ctx, const char *key, int val, const c
 			if (!k || strcmp(k, "size"))
 				return fsw_unknown_key(w, ydoc_map_key(d, val, i), path, disk_keys);
 		}
-		fsw_join(kpath, sizeof(kpath), path, "size");
+		ywalk_path(kpath, sizeof(kpath), path, "size");
 		if (!sz || ydoc_is_null(d, sz))
 			return fsw_err(w, val, kpath, "required field is missing");
 		return range_node(w, sz, kpath, true, &res->disk);

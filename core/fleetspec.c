@@ -51,12 +51,11 @@ struct sshdef {
 
 int fsw_err(struct fsw *w, int node, const char *path, const char *f, ...)
 {
-	char msg[512];
 	va_list ap;
 	va_start(ap, f);
-	(void)vfmt(msg, sizeof(msg), f, ap);
+	int r = ywalk_verr(w->d, node, path, w->err, w->errlen, f, ap);
 	va_end(ap);
-	return ydoc_err(w->d, node, path, w->err, w->errlen, "%s", msg);
+	return r;
 }
 
 /* The reason of a string-level parser (no file/line); truncation only shortens it. */
@@ -67,21 +66,6 @@ int fsw_why(char *err, size_t errlen, const char *msg)
 	return -EINVAL;
 }
 
-void fsw_join(char *dst, size_t n, const char *base, const char *key)
-{
-	if (base && *base)
-		(void)fmt(dst, n, "%s.%s", base, key);
-	else
-		(void)fmt(dst, n, "%s", key);
-}
-
-void fsw_join_user(char *dst, size_t n, const char *base, const char *key)
-{
-	char k[STR_REDACT_LEN];
-	str_redact(k, sizeof(k), key);
-	(void)fmt(dst, n, "%s[%s]", base ? base : "", k);
-}
-
 int fsw_unknown_key(struct fsw *w, int k, const char *path, const char *const *known)
 {
 	char shown[STR_REDACT_KEY_LEN];
@@ -90,25 +74,6 @@ int fsw_unknown_key(struct fsw *w, int k, const char *path, const char *const *k
 		return fsw_err(w, k, path, "keys must be strings");
 	str_redact_key(shown, sizeof(shown), ks, known);
 	return fsw_err(w, k, path, "unknown key %s", shown);
-}
-
-void fsw_idx(char *dst, size_t n, const char *base, size_t i)
-{
-	(void)fmt(dst, n, "%s[%zu]", base, i);
-}
-
-const char *fsw_kind(enum ykind k)
-{
-	switch (k) {
-	case Y_SEQ:
-		return "a list";
-	case Y_MAP:
-		return "a mapping";
-	case Y_SCALAR:
-		return "a single value";
-	default:
-		return "empty";
-	}
 }
 
 bool fsw_is_bool(const struct ydoc *d, int n)
@@ -131,7 +96,7 @@ int fsw_str(struct fsw *w, int val, const char *path, const char **out)
 {
 	enum ykind k = ydoc_kind(w->d, val);
 	if (k != Y_SCALAR)
-		return fsw_err(w, val, path, "must be a string, not %s", fsw_kind(k));
+		return fsw_err(w, val, path, "must be a string, not %s", ywalk_kind(k));
 	if (ydoc_is_null(w->d, val))
 		return fsw_err(w, val, path, "must be a string, not null");
 	if (fsw_is_bool(w->d, val))
@@ -199,14 +164,6 @@ static int need_num(struct fsw *w, int val, const char *path, double *out)
 	return 0;
 }
 
-bool fsw_in(const char *s, const char *const *list)
-{
-	for (size_t i = 0; list[i]; i++)
-		if (!strcmp(s, list[i]))
-			return true;
-	return false;
-}
-
 /* Copy s without spaces (dstack removes them) into b. */
 int fsw_strip(const char *s, char *b, size_t n, bool lower, char *err, size_t errlen)
 {
@@ -229,15 +186,15 @@ int fsw_walk(struct fsw *w, int node, const char *path, const char *const *known
 	size_t n = ydoc_len(w->d, node);
 	if (ydoc_kind(w->d, node) != Y_MAP)
 		return fsw_err(w, node, path, "must be a mapping, not %s",
-			       fsw_kind(ydoc_kind(w->d, node)));
+			       ywalk_kind(ydoc_kind(w->d, node)));
 	for (size_t i = 0; i < n; i++) {
 		int k = ydoc_map_key(w->d, node, i);
 		const char *ks = fsw_text(w->d, k);
 		if (!ks)
 			return fsw_err(w, k, path, "keys must be strings");
-		if (!fsw_in(ks, known))
+		if (!str_in(ks, known))
 			return fsw_unknown_key(w, k, path, known);
-		fsw_join(kpath, sizeof(kpath), path, ks);
+		ywalk_path(kpath, sizeof(kpath), path, ks);
 		int r = fn(w, ctx, ks, ydoc_map_val(w->d, node, i), kpath);
 		if (r)
 			return r;
@@ -321,7 +278,7 @@ static int parse_nodes(struct fsw *w, int val, const char *path)
 				j++;
 			if (j == 3)
 				return fsw_unknown_key(w, k, path, keys);
-			fsw_join(kpath, sizeof(kpath), path, keys[j]);
+			ywalk_path(kpath, sizeof(kpath), path, keys[j]);
 			if (ydoc_is_null(d, vn))
 				continue;
 			const char *s = fsw_text(d, vn);
@@ -359,7 +316,7 @@ static int parse_nodes(struct fsw *w, int val, const char *path)
 		bad = "max", msg = "max must not be less than target";
 	if (bad) {
 		if (map)
-			fsw_join(kpath, sizeof(kpath), path, bad);
+			ywalk_path(kpath, sizeof(kpath), path, bad);
 		return fsw_err(w, val, map ? kpath : path, "%s", msg);
 	}
 	f->nodes_min = v[0];
@@ -396,7 +353,7 @@ static int parse_strlist(struct fsw *w, int val, const char *path, bool backends
 	for (size_t i = 0; i < n; i++) {
 		const char *s;
 		int it = ydoc_seq_at(w->d, val, i);
-		fsw_idx(ipath, sizeof(ipath), path, i);
+		ywalk_path_idx(ipath, sizeof(ipath), path, i);
 		int r = fsw_str(w, it, ipath, &s);
 		if (!r && backends && !backend_type_known(s)) {
 			size_t used = 0;
@@ -474,7 +431,7 @@ static int parse_tags(struct fsw *w, int val, const char *path)
 		const char *ks, *vs;
 		if (fsw_str(w, k, path, &ks))
 			return fsw_err(w, k, path, "keys must be strings");
-		fsw_join_user(kpath, sizeof(kpath), path, ks);
+		ywalk_path_user(kpath, sizeof(kpath), path, ks);
 		if (!tag_key_ok(ks))
 			return fsw_err(w, k, kpath,
 				       "invalid tag key: must match ^[_\\-a-zA-Z0-9]{1,60}$");
@@ -508,7 +465,7 @@ static int parse_env(struct fsw *w, int val, const char *path, bool *nondefault)
 		size_t klen;
 		int node = seq ? ydoc_seq_at(d, val, i) : ydoc_map_key(d, val, i);
 		if (seq)
-			fsw_idx(kpath, sizeof(kpath), path, i);
+			ywalk_path_idx(kpath, sizeof(kpath), path, i);
 		else
 			(void)fmt(kpath, sizeof(kpath), "%s", path);
 		int r = fsw_str(w, node, kpath, &s);
@@ -520,7 +477,7 @@ static int parse_env(struct fsw *w, int val, const char *path, bool *nondefault)
 			value = eq ? eq + 1 : NULL;
 		} else {
 			klen = strlen(s);
-			fsw_join_user(kpath, sizeof(kpath), path, s);
+			ywalk_path_user(kpath, sizeof(kpath), path, s);
 			r = fsw_str(w, ydoc_map_val(d, val, i), kpath, &value);
 			if (r)
 				return r;
@@ -568,7 +525,7 @@ static int retry_field(struct fsw *w, void *ctx, const char *key, int val, const
 		size_t j = 0;
 		while (s && events[j] && strcmp(s, events[j]))
 			j++;
-		fsw_idx(ipath, sizeof(ipath), path, i);
+		ywalk_path_idx(ipath, sizeof(ipath), path, i);
 		if (!s || !events[j])
 			return fsw_err(w, it, ipath,
 				       "must be one of: no-capacity, interruption, error");
@@ -635,7 +592,7 @@ static int parse_backend_options(struct fsw *w, int val, const char *path)
 		return fsw_err(w, val, path, "must be a list of backend option mappings");
 	for (size_t i = 0; i < ydoc_len(w->d, val); i++) {
 		int it = ydoc_seq_at(w->d, val, i);
-		fsw_idx(ipath, sizeof(ipath), path, i);
+		ywalk_path_idx(ipath, sizeof(ipath), path, i);
 		if (w->f->vastai.set)
 			return fsw_err(
 				w, it, ipath,
@@ -899,7 +856,7 @@ static int parse_proxy(struct fsw *w, int val, const char *path, struct ssh_endp
 			      : !p.key	? "identity_file"
 					: NULL;
 	if (missing) {
-		fsw_join(kpath, sizeof(kpath), path, missing);
+		ywalk_path(kpath, sizeof(kpath), path, missing);
 		return fsw_err(w, val, kpath, "required field is missing");
 	}
 	struct ssh_endpoint *ep = xcalloc(1, sizeof(*ep));
@@ -968,7 +925,7 @@ static int parse_host(struct fsw *w, int val, const char *path, const struct ssh
 	if (ydoc_kind(w->d, val) == Y_MAP) {
 		r = fsw_walk(w, val, path, keys, host_field, &h);
 		if (!r && !h.host) {
-			fsw_join(kpath, sizeof(kpath), path, "hostname");
+			ywalk_path(kpath, sizeof(kpath), path, "hostname");
 			r = fsw_err(w, val, kpath, "required field is missing");
 		}
 	} else {
@@ -1056,7 +1013,7 @@ static int parse_ssh_config(struct fsw *w, int val, const char *path)
 	char hpath[FSW_PATH], ipath[FSW_PATH];
 	size_t nip = 0;
 	int r = fsw_walk(w, val, path, keys, ssh_field, &c);
-	fsw_join(hpath, sizeof(hpath), path, "hosts");
+	ywalk_path(hpath, sizeof(hpath), path, "hosts");
 	if (!r && !c.hosts)
 		r = fsw_err(w, val, hpath, "required field is missing");
 	if (!r && ydoc_kind(w->d, c.hosts) != Y_SEQ)
@@ -1068,7 +1025,7 @@ static int parse_ssh_config(struct fsw *w, int val, const char *path)
 		f->hosts = xcalloc(n, sizeof(*f->hosts));
 	for (size_t i = 0; i < n && !r; i++) {
 		int it = ydoc_seq_at(w->d, c.hosts, i);
-		fsw_idx(ipath, sizeof(ipath), hpath, i);
+		ywalk_path_idx(ipath, sizeof(ipath), hpath, i);
 		r = parse_host(w, it, ipath, &c.def, &f->hosts[f->nhosts++]);
 		for (size_t j = 0; !r && j + 1 < f->nhosts; j++)
 			if (!strcmp(f->hosts[j].ep.hostname, f->hosts[i].ep.hostname))
@@ -1079,12 +1036,12 @@ static int parse_ssh_config(struct fsw *w, int val, const char *path)
 	for (size_t i = 0; !r && nip && nip < n; i++) {
 		if (f->hosts[i].internal_ip)
 			continue;
-		fsw_idx(ipath, sizeof(ipath), hpath, i);
+		ywalk_path_idx(ipath, sizeof(ipath), hpath, i);
 		r = fsw_err(w, ydoc_seq_at(w->d, c.hosts, i), ipath,
 			    "internal_ip must be specified for all hosts");
 	}
 	if (!r && nip && c.network) {
-		fsw_join(ipath, sizeof(ipath), path, "network");
+		ywalk_path(ipath, sizeof(ipath), path, "network");
 		r = fsw_err(w, c.network, ipath, "internal_ip is mutually exclusive with network");
 	}
 	if (c.def.proxy) {
@@ -1172,7 +1129,7 @@ static int top_value(struct fsw *w, const char *key, int val, bool *nondefault)
 	if (!strcmp(key, "spot_policy")) {
 		static const char *const pol[] = {"on-demand", "spot", "auto", NULL};
 		s = fsw_text(w->d, val);
-		if (!s || !fsw_in(s, pol))
+		if (!s || !str_in(s, pol))
 			return fsw_err(w, val, key, "must be one of: spot, on-demand, auto");
 		f->spot_policy = !strcmp(s, "spot")   ? SPOT_SPOT
 				 : !strcmp(s, "auto") ? SPOT_AUTO
@@ -1221,7 +1178,7 @@ static int parse_root(struct fsw *w, int root)
 		return fsw_err(w, 0, "", "No ssh_config or nodes specified");
 	if (ydoc_kind(d, root) != Y_MAP)
 		return fsw_err(w, root, "", "a fleet configuration must be a mapping, not %s",
-			       fsw_kind(ydoc_kind(d, root)));
+			       ywalk_kind(ydoc_kind(d, root)));
 	/* the kind of fleet first: its errors say more than those inside either section */
 	int has_nodes = ydoc_map_get(d, root, "nodes"), has_ssh = ydoc_map_get(d, root, "ssh_config");
 	if (has_nodes && !ydoc_is_null(d, has_nodes) && has_ssh && !ydoc_is_null(d, has_ssh)) {

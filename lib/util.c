@@ -89,6 +89,27 @@ char *xasprintf(const char *f, ...)
 	return s;
 }
 
+bool str_in(const char *s, const char *const *list)
+{
+	for (size_t i = 0; list[i]; i++)
+		if (!strcmp(s, list[i]))
+			return true;
+	return false;
+}
+
+void str_join(char *dst, size_t n, const char *const *list)
+{
+	size_t used = 0;
+	if (!n)
+		return;
+	dst[0] = '\0';
+	for (size_t i = 0; list[i]; i++) {
+		if (fmt(dst + used, n - used, "%s%s", i ? ", " : "", list[i]))
+			return;
+		used += strlen(dst + used);
+	}
+}
+
 int num_parse_size(const char *s, double *out)
 {
 	char *end;

@@ -40,6 +40,11 @@ struct buf {
 	size_t cap;   /* allocated */
 	size_t limit; /* hard maximum of len */
 };
+/* Is s one of the NULL-terminated list's strings (exactly)? */
+bool str_in(const char *s, const char *const *list);
+/* "a, b, c" of a NULL-terminated list into dst (cut to fit). */
+void str_join(char *dst, size_t n, const char *const *list);
+
 /* One key: value pair (a tag, a label). */
 struct kv {
 	char *key;
