@@ -1,15 +1,14 @@
 /* cloud: see cloud.h.
  *
- * A row's "cloud" object: backend, type, offer (name), region, instance, price, spot,
- * name (the cloud name), at (intent time, committed before the create call), ended (when a
- * create call with an unknown outcome returned), id (the provider's, once known),
- * backend_data, since (created). "tried" lists the offers tried in the current round with
- * their errors. The slow part of a step (provider calls) runs outside any transaction; results are written
+ * A row's VM (struct cloud_vm in core/records.h): backend, type, offer (name), region,
+ * instance, price, spot, name (the cloud name), intent_at (committed before the create call),
+ * create_ended (when a create call with an unknown outcome returned), id (the provider's, once
+ * known), backend_data, created_at. The row's `tried` lists the offers tried in the current
+ * round with their errors. The slow part of a step (provider calls) runs outside any transaction; results are written
  * in a transaction that re-reads the row first.
  */
 #include "cloud.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -23,7 +22,7 @@
 #include "../cache/seal.h"
 #include "fleets.h"
 #include "fleetspec.h"
-#include "../lib/jsonx.h"
+#include "records.h"
 #include "offerd.h"
 
 #define POLL_S 5.0             /* provisioning and terminating polls */
@@ -35,33 +34,29 @@
 static const double retry_s[] = {10, 30, 60, 120, 300}; /* failed terminate calls */
 
 
-bool cloud_row(const cJSON *row)
+bool cloud_row(const struct instance_row *row)
 {
-	return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(row, "cloud")) ||
-	       !*jx_str(row, "host");
+	return row->cloud || !*row->host;
 }
 
-static cJSON *cloud_obj(cJSON *row)
+static struct cloud_vm *cloud_obj(struct instance_row *row)
 {
-	cJSON *c = cJSON_GetObjectItemCaseSensitive(row, "cloud");
-	if (!cJSON_IsObject(c)) {
-		cJSON_DeleteItemFromObjectCaseSensitive(row, "cloud");
-		c = cJSON_AddObjectToObject(row, "cloud");
-	}
-	return c;
+	return row->cloud ? row->cloud : instance_row_new_cloud(row);
 }
 
 /* ---------------------------------------------------------------- rows */
 
-static cJSON *row_get(struct cloud *c, const char *key)
+/* The row (0), or an error. */
+static int row_get(struct cloud *c, const char *key, struct instance_row *v)
 {
 	struct stx *tx = NULL;
-	cJSON *v = NULL;
-	if (store_begin(c->s, false, &tx))
-		return NULL;
-	(void)store_obj_get(tx, SDB_INSTANCES, key, &v);
+	memset(v, 0, sizeof(*v));
+	int r = store_begin(c->s, false, &tx);
+	if (r)
+		return r;
+	r = instance_row_get(tx, key, v);
 	store_abort(tx);
-	return v;
+	return r;
 }
 
 /* Apply fn to the current row in one write transaction, if its status is still `status`.
@@ -69,34 +64,34 @@ static cJSON *row_get(struct cloud *c, const char *key)
  * it itself), or -errno (abort). */
 #define ROW_GONE 1
 #define ROW_DONE 2
-typedef int (*row_fn)(struct stx *tx, cJSON *row, void *arg);
+typedef int (*row_fn)(struct stx *tx, struct instance_row *row, void *arg);
 
 static int row_update(struct cloud *c, const char *key, const char *p, const char *status,
 		      row_fn fn, void *arg)
 {
 	struct stx *tx = NULL;
-	cJSON *v = NULL;
+	struct instance_row v;
 	int r = store_begin(c->s, true, &tx);
 	if (r)
 		return r;
-	r = store_obj_get(tx, SDB_INSTANCES, key, &v);
-	if (!r && strcmp(jx_str(v, "status"), status))
+	r = instance_row_get(tx, key, &v);
+	if (!r && strcmp(v.status, status))
 		r = -ESTALE; /* changed meanwhile (the spec was deleted, say): it wins */
 	if (!r)
-		r = fn(tx, v, arg);
+		r = fn(tx, &v, arg);
 	if (r == ROW_DONE) {
 		r = 0;
 	} else if (r > 0) { /* the row went */
 		r = store_obj_del(tx, SDB_INSTANCES, key, p);
 	} else if (!r) {
-		jx_set_num(v, "updated", time_now_s());
-		r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
+		v.updated = time_now_s();
+		r = instance_row_put(tx, key, &v, p);
 	}
 	if (!r)
 		r = store_commit(tx);
 	else
 		store_abort(tx);
-	cJSON_Delete(v);
+	instance_row_free(&v);
 	return r;
 }
 
@@ -193,25 +188,24 @@ struct intent {
 	const char *name;
 };
 
-static int put_intent(struct stx *tx, cJSON *v, void *arg)
+static int put_intent(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct intent *in = arg;
 	(void)tx;
-	cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
-	cJSON *c = cloud_obj(v);
-	jx_set_str(c, "backend", in->o->backend);
-	jx_set_str(c, "type", in->o->type);
-	jx_set_str(c, "offer", in->o->name ? in->o->name : "");
-	jx_set_str(c, "region", in->o->region);
-	jx_set_str(c, "instance", in->o->instance);
-	jx_set_num(c, "price", in->o->price);
-	jx_set_bool(c, "spot", in->o->spot);
-	jx_set_str(c, "name", in->name);
-	jx_set_num(c, "at", time_now_s());
+	struct cloud_vm *c = instance_row_new_cloud(v);
+	rec_set(&c->backend, in->o->backend);
+	rec_set(&c->type, in->o->type);
+	rec_set(&c->offer, in->o->name);
+	rec_set(&c->region, in->o->region);
+	rec_set(&c->instance, in->o->instance);
+	c->price = in->o->price;
+	c->spot = in->o->spot;
+	rec_set(&c->name, in->name);
+	c->intent_at = time_now_s();
 	char why[512];
 	(void)fmt(why, sizeof(why), "creating %s on %s (%s %s, $%g/h)", in->name, in->o->backend,
 		  in->o->region, in->o->instance, in->o->price);
-	jx_set_str(v, "reason", why);
+	rec_set(&v->reason, why);
 	return 0;
 }
 
@@ -222,37 +216,36 @@ struct created {
 	bool recovered;
 };
 
-static int put_created(struct stx *tx, cJSON *v, void *arg)
+static int put_created(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct created *cr = arg;
-	cJSON *c = cloud_obj(v);
-	jx_set_str(c, "id", cr->vm->id);
-	jx_set_str(c, "backend_data", cr->vm->backend_data);
+	struct cloud_vm *c = cloud_obj(v);
+	rec_set(&c->id, cr->vm->id);
+	rec_set(&c->backend_data, cr->vm->backend_data);
 	if (cr->vm->zone[0])
-		jx_set_str(c, "zone", cr->vm->zone);
+		rec_set(&c->zone, cr->vm->zone);
 	if (cr->vm->detail[0])
-		jx_set_str(c, "detail", cr->vm->detail);
-	jx_set_num(c, "since", time_now_s());
+		rec_set(&c->detail, cr->vm->detail);
+	c->created_at = time_now_s();
 	if (cr->vm->provision_timeout_min > 0)
-		jx_set_num(c, "timeout_min", cr->vm->provision_timeout_min);
-	jx_set_str(v, "user", cr->vm->username[0] ? cr->vm->username : "root");
-	jx_set_num(v, "port", cr->vm->ssh_port ? cr->vm->ssh_port : 22);
-	jx_set_str(v, "status", IST_PROVISIONING);
-	jx_set_num(v, "next_try", 0);
-	cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
+		c->timeout_min = cr->vm->provision_timeout_min;
+	rec_set(&v->user, cr->vm->username[0] ? cr->vm->username : "root");
+	v->port = cr->vm->ssh_port ? cr->vm->ssh_port : 22;
+	rec_set(&v->status, IST_PROVISIONING);
+	v->next_try = 0;
+	instance_row_drop_tried(v);
 	char why[600];
 	(void)fmt(why, sizeof(why), "%s %s (id %s) on %s %s %s, waiting for it to run",
-		  cr->recovered ? "found" : "created", jx_str(c, "name"), cr->vm->id,
-		  jx_str(c, "backend"), jx_str(c, "region"), jx_str(c, "instance"));
-	jx_set_str(v, "reason", why);
+		  cr->recovered ? "found" : "created", c->name, cr->vm->id, c->backend, c->region,
+		  c->instance);
+	rec_set(&v->reason, why);
 	fleets_history(v, why);
 	char more[sizeof(cr->vm->detail) + 4] = "";
 	if (cr->vm->detail[0])
 		(void)fmt(more, sizeof(more), " (%s)", cr->vm->detail);
 	return fleets_event(tx, cr->p, cr->f,
 			    "instance=%u provisioning %s %s %s $%g/h %s id=%s%s%s%s%s", cr->num,
-			    jx_str(c, "backend"), jx_str(c, "region"), jx_str(c, "instance"),
-			    jx_num(c, "price"), jx_str(c, "name"), cr->vm->id,
+			    c->backend, c->region, c->instance, c->price, c->name, cr->vm->id,
 			    cr->vm->zone[0] ? " zone=" : "", cr->vm->zone,
 			    cr->recovered ? " (found after a restart: not created again)" : "", more);
 }
@@ -265,25 +258,14 @@ struct failed {
 	unsigned num;
 };
 
-static int put_failed(struct stx *tx, cJSON *v, void *arg)
+static int put_failed(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct failed *fl = arg;
-	cJSON *tried = cJSON_GetObjectItemCaseSensitive(v, "tried");
-	if (!cJSON_IsArray(tried)) {
-		cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
-		tried = cJSON_AddArrayToObject(v, "tried");
-	}
-	cJSON *t = cJSON_CreateObject();
-	cJSON_AddStringToObject(t, "offer", fl->offer);
-	cJSON_AddStringToObject(t, "error", fl->err);
-	cJSON_AddNumberToObject(t, "at", time_now_s());
-	cJSON_AddItemToArray(tried, t);
-	while (cJSON_GetArraySize(tried) > TRIED_MAX)
-		cJSON_DeleteItemFromArray(tried, 0);
+	instance_row_try(v, fl->offer, fl->err, time_now_s(), TRIED_MAX);
 	if (!fl->keep_intent)
-		cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
+		instance_row_drop_cloud(v);
 	else if (fl->ended)
-		jx_set_num(cloud_obj(v), "ended", time_now_s());
+		cloud_obj(v)->create_ended = time_now_s();
 	return fleets_event(tx, fl->p, fl->f, "instance=%u offer %s: %s%s", fl->num, fl->offer,
 			    fl->err, fl->keep_intent ? " (outcome unknown: checking before "
 						       "another create)" : "");
@@ -297,21 +279,21 @@ struct waiting {
 	unsigned num;
 };
 
-static int put_waiting(struct stx *tx, cJSON *v, void *arg)
+static int put_waiting(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct waiting *w = arg;
-	bool changed = strcmp(jx_str(v, "reason"), w->why) != 0;
-	jx_set_num(v, "next_try", w->next);
-	jx_set_str(v, "reason", w->why);
+	bool changed = strcmp(v->reason, w->why) != 0;
+	v->next_try = w->next;
+	rec_set(&v->reason, w->why);
 	if (w->attempt) {
-		jx_set_num(v, "attempts", jx_num(v, "attempts") + 1);
-		jx_set_str(v, "last_error", w->why);
-		jx_set_num(v, "last_error_at", time_now_s());
-		cJSON_DeleteItemFromObjectCaseSensitive(v, "tried");
+		v->attempts++;
+		rec_set(&v->last_error, w->why);
+		v->last_error_at = time_now_s();
+		instance_row_drop_tried(v);
 	}
 	if (changed) {
 		fleets_history(v, w->why);
-		return fleets_event(tx, w->p, w->f, "instance=%u %s: %s", w->num, jx_str(v, "status"),
+		return fleets_event(tx, w->p, w->f, "instance=%u %s: %s", w->num, v->status,
 				    w->why);
 	}
 	return 0;
@@ -346,11 +328,11 @@ static void wait_row(struct cloud *c, const char *key, const char *p, const char
  *    made the intent, before this process started.
  * The HTTP times are real (a test's slow fake is slow in real time: only the pauses between
  * attempts scale); the provider's lag is scaled like every engine interval. */
-static double intent_deadline(const struct cloud *c, const cJSON *cl,
+static double intent_deadline(const struct cloud *c, const struct cloud_vm *cl,
 			      const struct backend_ops *ops)
 {
 	double lag = (ops && ops->create_lag_s > 0 ? ops->create_lag_s : 60) * c->scale;
-	double at = jx_num(cl, "at"), ended = jx_num(cl, "ended");
+	double at = cl->intent_at, ended = cl->create_ended;
 	double attempt = (double)http_attempt_max_ms(0) / 1000.0;
 	double sent = ended;
 	if (sent <= 0) {
@@ -365,15 +347,16 @@ static double intent_deadline(const struct cloud *c, const cJSON *cl,
  * it is (status `status`), says so, and looks again after a poll (at the deadline at the
  * latest). */
 static void wait_confirm(struct cloud *c, const char *key, const char *p, const char *f,
-			 unsigned num, const char *status, const cJSON *cl, double deadline)
+			 unsigned num, const char *status, const struct cloud_vm *cl,
+			 double deadline)
 {
 	char why[700], until[32];
 	time_iso((time_t)deadline + 1, until, sizeof(until));
 	(void)fmt(why, sizeof(why), "%swaiting to confirm whether %s was created: not listed by %s "
 				    "yet, and its create may still be under way there (looking "
 				    "again until %s before anything else is created)",
-		  strcmp(status, IST_TERMINATING) ? "" : "terminating: ", jx_str(cl, "name"),
-		  jx_str(cl, "backend"), until);
+		  strcmp(status, IST_TERMINATING) ? "" : "terminating: ", cl->name, cl->backend,
+		  until);
 	double delay = POLL_S * c->scale, left = deadline - time_now_s();
 	if (delay > left)
 		delay = left > 0 ? left : 0;
@@ -383,15 +366,15 @@ static void wait_confirm(struct cloud *c, const char *key, const char *p, const 
 /* A row with an intent but no id: did the create happen? 0 when resolved (adopted or
  * cleared), else the row waits. */
 static int recover_intent(struct cloud *c, const char *key, const char *p, const char *f,
-			  unsigned num, const cJSON *row)
+			  unsigned num, const struct instance_row *row)
 {
-	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
-	const char *name = jx_str(cl, "name");
+	const struct cloud_vm *cl = row->cloud;
+	const char *name = cl->name;
 	const struct backend_ops *ops = NULL;
 	char err[512] = "";
 	struct bk k;
 	struct bk_vm vm;
-	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
+	int r = bk_load(c, p, cl->backend, &k, err, sizeof(err));
 	if (!r) {
 		ops = k.ops;
 		memset(&vm, 0, sizeof(vm));
@@ -413,8 +396,8 @@ static int recover_intent(struct cloud *c, const char *key, const char *p, const
 		char why[600];
 		(void)fmt(why, sizeof(why), "%s was not created (not found at the provider%s)", name,
 			  ops ? " after its create could have made it" : "");
-		struct failed fl = {.offer = jx_str(cl, "offer"), .backend = jx_str(cl, "backend"),
-				    .err = why, .p = p, .f = f, .num = num};
+		struct failed fl = {.offer = cl->offer, .backend = cl->backend, .err = why, .p = p,
+				    .f = f, .num = num};
 		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
 		return 0;
 	}
@@ -437,28 +420,26 @@ static void cluster_anchor(struct cloud *c, const char *p, const char *f, unsign
 			   char *backend, size_t blen, char *region, size_t rlen)
 {
 	struct stx *tx = NULL;
-	cJSON *rows = NULL, *it;
+	struct instance_list rows = {0};
 	char prefix[2 * STORE_NAME_MAX + 4];
 	backend[0] = region[0] = '\0';
 	if (store_begin(c->s, false, &tx))
 		return;
 	(void)fmt(prefix, sizeof(prefix), "%s/%s/", p, f);
-	(void)store_obj_list(tx, SDB_INSTANCES, prefix, &rows);
+	(void)instance_row_list(tx, prefix, &rows);
 	store_abort(tx);
-	cJSON_ArrayForEach(it, rows)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(v, "cloud");
-		const char *st = jx_str(v, "status");
-		if ((unsigned)jx_num(v, "num") == num || !cJSON_IsObject(cl) ||
-		    !*jx_str(cl, "backend") || !strcmp(st, IST_TERMINATED) ||
+	for (size_t j = 0; j < rows.n; j++) {
+		const struct instance_row *v = &rows.v[j].row;
+		const struct cloud_vm *cl = v->cloud;
+		const char *st = v->status;
+		if (v->num == num || !cl || !*cl->backend || !strcmp(st, IST_TERMINATED) ||
 		    !strcmp(st, IST_TERMINATING))
 			continue;
-		(void)fmt(backend, blen, "%s", jx_str(cl, "backend"));
-		(void)fmt(region, rlen, "%s", jx_str(cl, "region"));
+		(void)fmt(backend, blen, "%s", cl->backend);
+		(void)fmt(region, rlen, "%s", cl->region);
 		break;
 	}
-	cJSON_Delete(rows);
+	instance_list_free(&rows);
 }
 
 /* The name of a cluster fleet's placement group. */
@@ -470,10 +451,10 @@ static void placement_name(const char *p, const char *f, char *out, size_t n)
 }
 
 static void pending_step(struct cloud *c, const char *key, const char *p, const char *f,
-			 unsigned num, const cJSON *row)
+			 unsigned num, const struct instance_row *row)
 {
-	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
-	if (cJSON_IsObject(cl) && *jx_str(cl, "name") && !*jx_str(cl, "id")) {
+	const struct cloud_vm *cl = row->cloud;
+	if (cl && *cl->name && !*cl->id) {
 		if (recover_intent(c, key, p, f, num, row))
 			return; /* adopted the VM, or must wait */
 	}
@@ -582,9 +563,9 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 		}
 	}
 	if (!done) {
-		cJSON *cur = row_get(c, key);
-		double attempts = cur ? jx_num(cur, "attempts") + 1 : 1;
-		cJSON_Delete(cur);
+		struct instance_row cur;
+		double attempts = row_get(c, key, &cur) ? 1 : (double)cur.attempts + 1;
+		instance_row_free(&cur);
 		char why[1200];
 		if (!nmatch)
 			(void)fmt(why, sizeof(why), "no offer matches the fleet's requirements (%zu "
@@ -620,38 +601,37 @@ struct address {
 	const struct bk_vm *vm;
 };
 
-static int put_address(struct stx *tx, cJSON *v, void *arg)
+static int put_address(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct address *a = arg;
 	(void)tx;
-	jx_set_str(v, "host", a->vm->ip);
+	rec_set(&v->host, a->vm->ip);
 	if (a->vm->internal_ip[0])
-		jx_set_str(v, "internal_ip", a->vm->internal_ip);
+		rec_set(&v->internal_ip, a->vm->internal_ip);
 	if (a->vm->username[0])
-		jx_set_str(v, "user", a->vm->username);
+		rec_set(&v->user, a->vm->username);
 	char why[300];
 	(void)fmt(why, sizeof(why), "running at %s, connecting", a->vm->ip);
-	jx_set_str(v, "reason", why);
+	rec_set(&v->reason, why);
 	fleets_history(v, why);
 	return 0;
 }
 
 /* The sealed endpoint the SSH step reads: the VM's address, user and the project key. */
 static int put_endpoint(struct cloud *c, const char *p, const char *f, unsigned num,
-			const cJSON *row, const struct bk_vm *vm)
+			const struct instance_row *row, const struct bk_vm *vm)
 {
 	char *priv = NULL, *pub = NULL, sk[3 * STORE_NAME_MAX + 16];
 	size_t privlen = 0;
 	int r = fleets_project_key(c->s, p, true, &priv, &privlen, &pub);
 	if (r)
 		return r;
-	cJSON *ep = cJSON_CreateObject();
-	jx_set_str(ep, "hostname", vm->ip);
-	jx_set_num(ep, "port", vm->ssh_port ? vm->ssh_port : jx_num(row, "port"));
-	jx_set_str(ep, "user", vm->username[0] ? vm->username : jx_str(row, "user"));
-	cJSON_AddItemToObject(ep, "key", cJSON_CreateString(priv));
-	char *js = cJSON_PrintUnformatted(ep);
-	cJSON_Delete(ep);
+	/* borrows the strings: never host_rec_free it */
+	struct host_rec ep = {.ep = {.hostname = (char *)vm->ip,
+				     .port = vm->ssh_port ? vm->ssh_port : row->port,
+				     .user = vm->username[0] ? (char *)vm->username : row->user,
+				     .key = priv}};
+	char *js = host_rec_encode_text(&ep);
 	struct stx *tx = NULL;
 	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
 	r = js ? store_begin(c->s, true, &tx) : -ENOMEM;
@@ -674,49 +654,48 @@ struct lost {
 	unsigned num;
 };
 
-static int put_lost(struct stx *tx, cJSON *v, void *arg)
+static int put_lost(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct lost *l = arg;
-	cJSON *cl = cloud_obj(v);
+	struct cloud_vm *cl = cloud_obj(v);
 	char offer[256];
-	(void)fmt(offer, sizeof(offer), "%s", jx_str(cl, "offer"));
-	jx_set_str(v, "status", IST_PENDING);
-	jx_set_num(v, "next_try", 0);
-	cJSON_DeleteItemFromObjectCaseSensitive(v, "host");
-	cJSON_DeleteItemFromObjectCaseSensitive(v, "cloud");
+	(void)fmt(offer, sizeof(offer), "%s", cl->offer);
+	rec_set(&v->status, IST_PENDING);
+	v->next_try = 0;
+	rec_set(&v->host, "");
+	instance_row_drop_cloud(v);
 	struct failed fl = {.offer = offer, .err = l->why, .p = l->p, .f = l->f, .num = l->num};
 	return put_failed(tx, v, &fl);
 }
 
 static bool provisioning_step(struct cloud *c, const char *key, const char *p, const char *f,
-			      unsigned num, const cJSON *row)
+			      unsigned num, const struct instance_row *row)
 {
-	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	const struct cloud_vm *cl = row->cloud;
 	char err[700] = "", why[900];
 	struct bk k;
 	struct bk_vm vm;
 	memset(&vm, 0, sizeof(vm));
-	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
+	int r = bk_load(c, p, cl->backend, &k, err, sizeof(err));
 	if (r) {
 		wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * 6 * c->scale, false, err);
 		return false;
 	}
-	r = k.ops->get(&k.ctx, jx_str(cl, "id"), jx_str(cl, "backend_data"), &vm, err,
-		       sizeof(err));
-	int timeout_min = jx_num(cl, "timeout_min") > 0 ? (int)jx_num(cl, "timeout_min")
+	r = k.ops->get(&k.ctx, cl->id, cl->backend_data, &vm, err, sizeof(err));
+	int timeout_min = cl->timeout_min > 0		 ? cl->timeout_min
 			  : k.ops->provision_timeout_min ? k.ops->provision_timeout_min
 							 : 10;
 	bk_free(&k);
 	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED ||
 				    vm.state == BK_VM_TERMINATING))) {
-		(void)fmt(why, sizeof(why), "%s (id %s) %s while provisioning", jx_str(cl, "name"),
-			  jx_str(cl, "id"), r ? "vanished" : vm.status);
+		(void)fmt(why, sizeof(why), "%s (id %s) %s while provisioning", cl->name, cl->id,
+			  r ? "vanished" : vm.status);
 		struct lost l = {.why = why, .p = p, .f = f, .num = num};
 		(void)row_update(c, key, p, IST_PROVISIONING, put_lost, &l);
 		return false;
 	}
 	if (r) {
-		(void)fmt(why, sizeof(why), "cannot get the state of %s: %s", jx_str(cl, "name"), err);
+		(void)fmt(why, sizeof(why), "cannot get the state of %s: %s", cl->name, err);
 		wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * c->scale, false, why);
 		return false;
 	}
@@ -726,31 +705,30 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 		struct address a = {.vm = &vm};
 		return row_update(c, key, p, IST_PROVISIONING, put_address, &a) == 0;
 	}
-	double since = jx_num(cl, "since");
+	double since = cl->created_at;
 	if (time_now_s() - since > timeout_min * 60.0 * c->scale) {
 		struct stx *tx = NULL;
 		if (store_begin(c->s, true, &tx) == 0) {
-			cJSON *v = NULL;
-			if (!store_obj_get(tx, SDB_INSTANCES, key, &v) &&
-			    !strcmp(jx_str(v, "status"), IST_PROVISIONING)) {
-				jx_set_str(v, "status", IST_TERMINATING);
-				jx_set_str(v, "termination_reason", "provisioning_timeout");
+			struct instance_row v;
+			if (!instance_row_get(tx, key, &v) && !strcmp(v.status, IST_PROVISIONING)) {
+				rec_set(&v.status, IST_TERMINATING);
+				rec_set(&v.termination_reason, "provisioning_timeout");
 				(void)fmt(why, sizeof(why), "not running after %d min: terminating",
 					  timeout_min);
-				jx_set_str(v, "reason", why);
-				fleets_history(v, why);
-				(void)store_obj_put(tx, SDB_INSTANCES, key, v, p);
+				rec_set(&v.reason, why);
+				fleets_history(&v, why);
+				(void)instance_row_put(tx, key, &v, p);
 				(void)fleets_event(tx, p, f, "instance=%u %s", num, why);
 				(void)store_commit(tx);
 			} else {
 				store_abort(tx);
 			}
-			cJSON_Delete(v);
+			instance_row_free(&v);
 		}
 		return false;
 	}
-	(void)fmt(why, sizeof(why), "waiting for %s to run (provider status: %s)",
-		  jx_str(cl, "name"), vm.status[0] ? vm.status : "?");
+	(void)fmt(why, sizeof(why), "waiting for %s to run (provider status: %s)", cl->name,
+		  vm.status[0] ? vm.status : "?");
 	wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * c->scale, false, why);
 	return false;
 }
@@ -763,7 +741,7 @@ struct gone {
 	const char *what;
 };
 
-static int put_gone(struct stx *tx, cJSON *v, void *arg)
+static int put_gone(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct gone *g = arg;
 	char sk[3 * STORE_NAME_MAX + 16];
@@ -771,7 +749,7 @@ static int put_gone(struct stx *tx, cJSON *v, void *arg)
 	int r = store_secret_del_prefix(tx, sk);
 	if (!r)
 		r = fleets_event(tx, g->p, g->f, "instance=%u terminated (%s)%s", g->num,
-				 jx_str(v, "termination_reason"), g->what);
+				 v->termination_reason, g->what);
 	return r ? r : 1;
 }
 
@@ -782,63 +760,63 @@ struct term_retry {
 	unsigned num;
 };
 
-static int put_term_retry(struct stx *tx, cJSON *v, void *arg)
+static int put_term_retry(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct term_retry *t = arg;
-	double n = jx_num(v, "term_attempts") + 1;
+	unsigned n = v->term_attempts + 1;
 	size_t i = (size_t)n - 1;
 	if (i >= sizeof(retry_s) / sizeof(retry_s[0]))
 		i = sizeof(retry_s) / sizeof(retry_s[0]) - 1;
 	char why[900];
-	jx_set_num(v, "term_attempts", n);
-	jx_set_num(v, "next_try", time_now_s() + retry_s[i] * t->c->scale);
-	(void)fmt(why, sizeof(why), "terminating (retry %.0f: %s)", n, t->err);
-	jx_set_str(v, "reason", why);
-	jx_set_str(v, "last_error", t->err);
-	jx_set_num(v, "last_error_at", time_now_s());
-	if (n == 1 || n == 5 || (long long)n % 20 == 0) {
+	v->term_attempts = n;
+	v->next_try = time_now_s() + retry_s[i] * t->c->scale;
+	(void)fmt(why, sizeof(why), "terminating (retry %u: %s)", n, t->err);
+	rec_set(&v->reason, why);
+	rec_set(&v->last_error, t->err);
+	v->last_error_at = time_now_s();
+	if (n == 1 || n == 5 || n % 20 == 0) {
 		fleets_history(v, why);
 		return fleets_event(tx, t->p, t->f, "instance=%u %s", t->num, why);
 	}
 	return 0;
 }
 
-static int put_term_asked(struct stx *tx, cJSON *v, void *arg)
+static int put_term_asked(struct stx *tx, struct instance_row *v, void *arg)
 {
 	(void)tx;
 	(void)arg;
-	jx_set_num(cloud_obj(v), "term_asked", time_now_s());
+	cloud_obj(v)->term_asked = time_now_s();
 	return 0;
 }
 
-static int put_found(struct stx *tx, cJSON *v, void *arg)
+static int put_found(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct bk_vm *vm = arg;
 	(void)tx;
-	cJSON *c = cloud_obj(v);
-	jx_set_str(c, "id", vm->id);
-	jx_set_str(c, "backend_data", vm->backend_data);
+	struct cloud_vm *c = cloud_obj(v);
+	rec_set(&c->id, vm->id);
+	rec_set(&c->backend_data, vm->backend_data);
 	return 0;
 }
 
 static void terminating_step(struct cloud *c, const char *key, const char *p, const char *f,
-			     unsigned num, const cJSON *row)
+			     unsigned num, const struct instance_row *row)
 {
-	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	const struct cloud_vm *cl = row->cloud;
 	char err[700] = "", what[600] = "", id[BK_ID_MAX], data[BK_DATA_MAX];
 	struct bk k;
 	struct gone g = {.p = p, .f = f, .num = num, .what = what};
-	(void)fmt(id, sizeof(id), "%s", jx_str(cl, "id"));
-	(void)fmt(data, sizeof(data), "%s", jx_str(cl, "backend_data"));
-	if (!cJSON_IsObject(cl) || (!id[0] && !*jx_str(cl, "name"))) {
+	(void)fmt(id, sizeof(id), "%s", cl ? cl->id : "");
+	(void)fmt(data, sizeof(data), "%s", cl ? cl->backend_data : "");
+	if (!cl || (!id[0] && !*cl->name)) {
 		(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g); /* nothing created */
 		return;
 	}
-	int r = bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err));
+	int r = bk_load(c, p, cl->backend, &k, err, sizeof(err));
 	if (!r && !id[0]) { /* an intent: was it created? */
 		struct bk_vm vm;
 		memset(&vm, 0, sizeof(vm));
-		r = find_by_name(&k, jx_str(cl, "name"), &vm, err, sizeof(err));
+		r = find_by_name(&k, cl->name, &vm, err, sizeof(err));
 		if (r == -ENOENT) {
 			double deadline = intent_deadline(c, cl, k.ops);
 			bk_free(&k);
@@ -854,7 +832,7 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 		(void)row_update(c, key, p, IST_TERMINATING, put_found, &vm);
 	}
 	/* ask once, then only look (again after a minute if the VM is still there) */
-	double asked = jx_num(cl, "term_asked");
+	double asked = cl->term_asked;
 	bool ask = asked <= 0 || time_now_s() - asked > 60.0 * c->scale;
 	if (!r && ask) {
 		r = k.ops->terminate(&k.ctx, id, data, err, sizeof(err));
@@ -867,8 +845,8 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 		r = k.ops->get(&k.ctx, id, data, &vm, err, sizeof(err));
 		if (r == -ENOENT || (!r && vm.state == BK_VM_TERMINATED)) {
 			bk_free(&k);
-			(void)fmt(what, sizeof(what), "; %s (id %s) confirmed gone by %s",
-				  jx_str(cl, "name"), id, jx_str(cl, "backend"));
+			(void)fmt(what, sizeof(what), "; %s (id %s) confirmed gone by %s", cl->name,
+				  id, cl->backend);
 			(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
 			return;
 		}
@@ -896,21 +874,16 @@ static void name_prefix(const char *p, char *out, size_t n)
 }
 
 /* Is vm one of the project's instance rows (by provider id or by the name of an intent)? */
-static bool known_vm(const cJSON *rows, const char *p, const char *backend,
+static bool known_vm(const struct instance_list *rows, const char *p, const char *backend,
 		     const struct bk_vm *vm)
 {
-	const cJSON *it;
 	size_t pl = strlen(p);
-	cJSON_ArrayForEach(it, rows)
-	{
-		const char *k = jx_str(it, "key");
-		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(
-			cJSON_GetObjectItemCaseSensitive(it, "value"), "cloud");
-		if (strncmp(k, p, pl) || k[pl] != '/' || !cJSON_IsObject(cl) ||
-		    strcmp(jx_str(cl, "backend"), backend))
+	for (size_t j = 0; j < rows->n; j++) {
+		const char *k = rows->v[j].key;
+		const struct cloud_vm *cl = rows->v[j].row.cloud;
+		if (strncmp(k, p, pl) || k[pl] != '/' || !cl || strcmp(cl->backend, backend))
 			continue;
-		if ((*jx_str(cl, "id") && !strcmp(jx_str(cl, "id"), vm->id)) ||
-		    !strcmp(jx_str(cl, "name"), vm->name))
+		if ((*cl->id && !strcmp(cl->id, vm->id)) || !strcmp(cl->name, vm->name))
 			return true;
 	}
 	return false;
@@ -946,11 +919,11 @@ void cloud_sweep(struct cloud *c)
 	struct stx *tx = NULL;
 	struct st_project *ps = NULL;
 	size_t np = 0;
-	cJSON *rows = NULL;
+	struct instance_list rows = {0};
 	if (store_begin(c->s, false, &tx))
 		return;
 	store_project_list(tx, &ps, &np);
-	store_obj_list(tx, SDB_INSTANCES, "", &rows);
+	(void)instance_row_list(tx, "", &rows);
 	struct todo {
 		char p[STORE_NAME_MAX], b[STORE_NAME_MAX];
 	} *todo = NULL;
@@ -988,7 +961,7 @@ void cloud_sweep(struct cloud *c)
 				const struct bk_vm *vm = &vms[j];
 				if (strncmp(vm->name, prefix, strlen(prefix)) ||
 				    vm->state == BK_VM_TERMINATED || vm->state == BK_VM_TERMINATING ||
-				    known_vm(rows, todo[i].p, todo[i].b, vm))
+				    known_vm(&rows, todo[i].p, todo[i].b, vm))
 					continue;
 				if (!terminate) {
 					orphan_note(c, todo[i].p, todo[i].b, vm,
@@ -1011,7 +984,7 @@ void cloud_sweep(struct cloud *c)
 		bk_free(&k);
 	}
 	free(todo);
-	cJSON_Delete(rows);
+	instance_list_free(&rows);
 }
 
 /* ---------------------------------------------------------------- running */
@@ -1024,7 +997,7 @@ struct vanished {
 
 /* The VM is gone: the row goes, and the fleet gets a new pending instance in its place when
  * it now has fewer than its nodes (dstack keeps a fleet's nodes.min the same way). */
-static int put_vanished(struct stx *tx, cJSON *v, void *arg)
+static int put_vanished(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct vanished *x = arg;
 	char sk[3 * STORE_NAME_MAX + 16];
@@ -1048,25 +1021,24 @@ static int put_vanished(struct stx *tx, cJSON *v, void *arg)
 /* An idle/busy VM: ask the provider first (it may have gone: preempted, deleted by hand).
  * True when it is still there and the SSH check applies. */
 static bool running_step(struct cloud *c, const char *key, const char *p, const char *f,
-			 unsigned num, const cJSON *row)
+			 unsigned num, const struct instance_row *row)
 {
-	const cJSON *cl = cJSON_GetObjectItemCaseSensitive(row, "cloud");
+	const struct cloud_vm *cl = row->cloud;
 	char err[700] = "", why[900];
 	struct bk k;
 	struct bk_vm vm;
-	if (!cJSON_IsObject(cl) || !*jx_str(cl, "id"))
+	if (!cl || !*cl->id)
 		return true;
-	if (bk_load(c, p, jx_str(cl, "backend"), &k, err, sizeof(err)))
+	if (bk_load(c, p, cl->backend, &k, err, sizeof(err)))
 		return true;
 	memset(&vm, 0, sizeof(vm));
-	int r = k.ops->get(&k.ctx, jx_str(cl, "id"), jx_str(cl, "backend_data"), &vm, err,
-			   sizeof(err));
+	int r = k.ops->get(&k.ctx, cl->id, cl->backend_data, &vm, err, sizeof(err));
 	bk_free(&k);
 	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED))) {
-		(void)fmt(why, sizeof(why), "%s (id %s) is %s at %s", jx_str(cl, "name"),
-			  jx_str(cl, "id"), r ? "gone" : vm.status, jx_str(cl, "backend"));
+		(void)fmt(why, sizeof(why), "%s (id %s) is %s at %s", cl->name, cl->id,
+			  r ? "gone" : vm.status, cl->backend);
 		struct vanished x = {.key = key, .why = why, .p = p, .f = f, .num = num};
-		(void)row_update(c, key, p, jx_str(row, "status"), put_vanished, &x);
+		(void)row_update(c, key, p, row->status, put_vanished, &x);
 		return false;
 	}
 	return true; /* a provider error is not a verdict: the SSH check decides */
@@ -1076,21 +1048,23 @@ static bool running_step(struct cloud *c, const char *key, const char *p, const 
 
 bool cloud_step(struct cloud *c, const char *key, const char *p, const char *f, unsigned num)
 {
-	cJSON *row = row_get(c, key);
+	struct instance_row row;
 	bool ssh = false;
-	if (!row)
+	if (row_get(c, key, &row))
 		return false;
-	const char *st = jx_str(row, "status");
+	const char *st = row.status;
 	if (!strcmp(st, IST_TERMINATING))
-		terminating_step(c, key, p, f, num, row);
+		terminating_step(c, key, p, f, num, &row);
 	else if (!strcmp(st, IST_PENDING))
-		pending_step(c, key, p, f, num, row);
-	else if (!strcmp(st, IST_PROVISIONING) && !*jx_str(row, "host"))
-		ssh = provisioning_step(c, key, p, f, num, row);
+		pending_step(c, key, p, f, num, &row);
+	else if (!strcmp(st, IST_PROVISIONING) && !*row.host) {
+		(void)cloud_obj(&row); /* a row without one reads as an empty VM (in memory only) */
+		ssh = provisioning_step(c, key, p, f, num, &row);
+	}
 	else if (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY))
-		ssh = *jx_str(row, "host") && running_step(c, key, p, f, num, row);
+		ssh = *row.host && running_step(c, key, p, f, num, &row);
 	else /* an address: the SSH step (connect, probe, checks) applies */
-		ssh = *jx_str(row, "host") != '\0';
-	cJSON_Delete(row);
+		ssh = *row.host != '\0';
+	instance_row_free(&row);
 	return ssh;
 }

@@ -40,8 +40,10 @@ struct cloud {
 				* of an earlier process sent nothing after it */
 };
 
-/* True for rows of backend fleets (they carry a "cloud" object or no host). */
-bool cloud_row(const struct cJSON *row);
+struct instance_row;
+
+/* True for rows of backend fleets (they carry a VM (`cloud`) or no host). */
+bool cloud_row(const struct instance_row *row);
 
 /* One step for row key (project p, fleet f, instance num) in its current state. Returns
  * true when the row has an address and the SSH step applies (connect and probe when it was

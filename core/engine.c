@@ -1,7 +1,6 @@
 /* engine: see engine.h. */
 #include "engine.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,7 +13,7 @@
 #include "../backends/ssh.h"
 #include "cloud.h"
 #include "fleets.h"
-#include "../lib/jsonx.h"
+#include "records.h"
 #include "probe.h"
 #include "../lib/util.h"
 
@@ -127,12 +126,13 @@ static void enqueue(struct engine *e, const char *key, bool front)
 /* ---- the work on one row ---- */
 
 /* The sealed endpoint of row num (host, port, user, key, proxy). */
-static int load_host(struct store *s, const char *p, const char *f, unsigned num, cJSON **out)
+static int load_host(struct store *s, const char *p, const char *f, unsigned num,
+		     struct host_rec *out)
 {
 	struct stx *tx = NULL;
 	char key[3 * STORE_NAME_MAX + 16], *js = NULL;
 	size_t len = 0;
-	*out = NULL;
+	memset(out, 0, sizeof(*out));
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
@@ -141,19 +141,19 @@ static int load_host(struct store *s, const char *p, const char *f, unsigned num
 	store_abort(tx);
 	if (r)
 		return r;
-	*out = cJSON_ParseWithLength(js, len);
+	r = host_rec_decode_text(js, len, out);
 	seal_free_secret(js, len);
-	return *out ? 0 : -EIO;
+	return r;
 }
 
-static void ep_from(const cJSON *o, struct sshc_endpoint *ep, const char *pin)
+static void ep_from(const struct endpoint_rec *o, struct sshc_endpoint *ep, const char *pin)
 {
-	ep->host = jx_str(o, "hostname");
-	ep->port = (int)jx_num(o, "port");
+	ep->host = o->hostname;
+	ep->port = o->port;
 	if (!ep->port)
 		ep->port = 22;
-	ep->user = jx_str(o, "user");
-	ep->key = jx_str(o, "key");
+	ep->user = o->user;
+	ep->key = o->key;
 	ep->keylen = strlen(ep->key);
 	ep->pin = (pin && *pin) ? pin : NULL;
 }
@@ -173,22 +173,21 @@ static char *host_command(const char *pub)
 	return s ? s : xstrdup(probe_command());
 }
 
-static cJSON *resources_json(const struct host_info *hi)
+static struct host_res *resources_of(const struct host_info *hi)
 {
-	cJSON *res = cJSON_CreateObject();
-	cJSON_AddNumberToObject(res, "cpus", hi->cpus);
-	cJSON_AddStringToObject(res, "arch", hi->arch);
-	cJSON_AddNumberToObject(res, "memory_mib", (double)hi->memory_mib);
-	cJSON_AddNumberToObject(res, "disk_mib", (double)hi->disk_mib);
-	cJSON *gpus = cJSON_AddArrayToObject(res, "gpus");
+	struct host_res *res = xcalloc(1, sizeof(*res));
+	res->cpus = hi->cpus;
+	res->arch = xstrdup(hi->arch);
+	res->memory_mib = hi->memory_mib;
+	res->disk_mib = hi->disk_mib;
+	res->gpus = xcalloc(hi->ngpus ? hi->ngpus : 1, sizeof(*res->gpus));
 	for (size_t i = 0; i < hi->ngpus; i++) {
-		cJSON *g = cJSON_CreateObject();
-		cJSON_AddStringToObject(g, "vendor", hi->gpus[i].vendor);
-		cJSON_AddStringToObject(g, "name", hi->gpus[i].name);
-		cJSON_AddNumberToObject(g, "memory_mib", (double)hi->gpus[i].memory_mib);
-		cJSON_AddItemToArray(gpus, g);
+		res->gpus[i].vendor = xstrdup(hi->gpus[i].vendor);
+		res->gpus[i].name = xstrdup(hi->gpus[i].name);
+		res->gpus[i].memory_mib = hi->gpus[i].memory_mib;
 	}
-	cJSON_AddStringToObject(res, "addrs", hi->addrs);
+	res->ngpus = hi->ngpus;
+	res->addrs = xstrdup(hi->addrs);
 	return res;
 }
 
@@ -211,16 +210,16 @@ struct outcome {
 	char jump_key[SSHC_HOSTKEY_MAX];
 };
 
-static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSON *row,
-		      struct outcome *o)
+static void ssh_probe(struct engine *e, const char *p, const char *f,
+		      const struct instance_row *row, struct outcome *o)
 {
-	cJSON *h = NULL;
+	struct host_rec h;
 	char *priv = NULL, *pub = NULL, *cmd = NULL;
 	size_t privlen = 0;
 	struct sshc_result res;
 	memset(&res, 0, sizeof(res));
 	memset(o, 0, sizeof(*o));
-	o->r = load_host(e->s, p, f, (unsigned)jx_num(row, "num"), &h);
+	o->r = load_host(e->s, p, f, row->num, &h);
 	if (o->r) {
 		fmt(o->err, sizeof(o->err), "the host is no longer in the spec");
 		return;
@@ -231,12 +230,11 @@ static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSO
 		goto out;
 	}
 	struct sshc_endpoint target, jump;
-	ep_from(h, &target, jx_str(row, "hostkey"));
-	const cJSON *px = cJSON_GetObjectItemCaseSensitive(h, "proxy");
-	if (cJSON_IsObject(px))
-		ep_from(px, &jump, jx_str(row, "jumpkey"));
+	ep_from(&h.ep, &target, row->hostkey);
+	if (h.proxy)
+		ep_from(h.proxy, &jump, row->jumpkey);
 	cmd = host_command(pub);
-	o->r = sshc_run(&target, cJSON_IsObject(px) ? &jump : NULL, cmd, SSH_TIMEOUT_MS,
+	o->r = sshc_run(&target, h.proxy ? &jump : NULL, cmd, SSH_TIMEOUT_MS,
 			SSH_MAX_OUT, &res, o->err, sizeof(o->err));
 	fmt(o->host_key, sizeof(o->host_key), "%s", res.host_key);
 	fmt(o->jump_key, sizeof(o->jump_key), "%s", res.jump_key);
@@ -251,7 +249,7 @@ static void ssh_probe(struct engine *e, const char *p, const char *f, const cJSO
 	o->r = probe_parse(res.out ? res.out : "", res.outlen, &o->hi, o->err, sizeof(o->err));
 out:
 	sshc_result_free(&res);
-	cJSON_Delete(h);
+	host_rec_free(&h);
 	free(cmd);
 	free(pub);
 	seal_free_secret(priv, privlen);
@@ -269,45 +267,44 @@ static double backoff(struct engine *e, double attempts)
 static int apply_outcome(struct engine *e, struct stx *tx, const char *key, const char *p,
 			 const char *f, unsigned num, const struct outcome *o)
 {
-	cJSON *v = NULL;
-	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	struct instance_row v;
+	int r = instance_row_get(tx, key, &v);
 	if (r)
 		return r == -ENOENT ? 0 : r;
-	const char *st = jx_str(v, "status");
+	const char *st = v.status;
 	double now = time_now_s();
 	bool pending = !strcmp(st, IST_PENDING) || !strcmp(st, IST_PROVISIONING);
 	bool live = !strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY);
 	if (!pending && !live)
 		goto out; /* terminating meanwhile: the spec changed, it wins */
-	jx_set_num(v, "checked", now);
-	jx_set_num(v, "updated", now);
+	v.checked = now;
+	v.updated = now;
 	if (o->r == 0) {
-		if (!*jx_str(v, "hostkey") && *o->host_key)
-			jx_set_str(v, "hostkey", o->host_key);
-		if (!*jx_str(v, "jumpkey") && *o->jump_key)
-			jx_set_str(v, "jumpkey", o->jump_key);
-		cJSON_DeleteItemFromObjectCaseSensitive(v, "res");
-		cJSON_AddItemToObject(v, "res", resources_json(&o->hi));
-		bool was_unreachable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-		jx_set_bool(v, "unreachable", false);
-		jx_set_str(v, "check_error", "");
+		if (!*v.hostkey && *o->host_key)
+			rec_set(&v.hostkey, o->host_key);
+		if (!*v.jumpkey && *o->jump_key)
+			rec_set(&v.jumpkey, o->jump_key);
+		instance_row_set_res(&v, resources_of(&o->hi));
+		bool was_unreachable = v.unreachable;
+		v.unreachable = false;
+		rec_set(&v.check_error, "");
 		char gs[128];
 		gpu_summary(&o->hi, gs, sizeof(gs));
 		if (pending) {
-			jx_set_str(v, "status", IST_IDLE);
-			jx_set_num(v, "started", now);
-			jx_set_num(v, "next_try", 0);
+			rec_set(&v.status, IST_IDLE);
+			v.started = now;
+			v.next_try = 0;
 			char why[256];
 			fmt(why, sizeof(why), "ready: %d cpus, %llu GiB memory, %s", o->hi.cpus,
 			    (unsigned long long)(o->hi.memory_mib / 1024), gs);
-			jx_set_str(v, "reason", why);
-			fleets_history(v, why);
+			rec_set(&v.reason, why);
+			fleets_history(&v, why);
 			r = fleets_event(tx, p, f, "instance=%u idle %s %s (%d cpus, %llu GiB, %s)",
-					num, jx_str(v, "host"), o->hi.arch, o->hi.cpus,
+					num, v.host, o->hi.arch, o->hi.cpus,
 					(unsigned long long)(o->hi.memory_mib / 1024), gs);
 		} else if (was_unreachable) {
-			jx_set_str(v, "reason", "reachable again");
-			fleets_history(v, "reachable again");
+			rec_set(&v.reason, "reachable again");
+			fleets_history(&v, "reachable again");
 			r = fleets_event(tx, p, f, "instance=%u reachable again", num);
 		}
 	} else {
@@ -320,30 +317,30 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 		else
 			fmt(why, sizeof(why), "%s", o->err[0] ? o->err : strerror(-o->r));
 		if (pending) {
-			double attempts = jx_num(v, "attempts") + 1;
+			unsigned attempts = v.attempts + 1;
 			double next = now + backoff(e, attempts);
 			char ts[32], msg[900];
 			time_iso((time_t)next, ts, sizeof(ts));
-			jx_set_num(v, "attempts", attempts);
-			jx_set_num(v, "next_try", next);
-			jx_set_str(v, "last_error", why);
-			jx_set_num(v, "last_error_at", now);
-			fmt(msg, sizeof(msg), "attempt %.0f failed: %s; next try at %s", attempts, why,
+			v.attempts = attempts;
+			v.next_try = next;
+			rec_set(&v.last_error, why);
+			v.last_error_at = now;
+			fmt(msg, sizeof(msg), "attempt %u failed: %s; next try at %s", attempts, why,
 			    ts);
-			jx_set_str(v, "reason", msg);
-			fleets_history(v, msg);
+			rec_set(&v.reason, msg);
+			fleets_history(&v, msg);
 			r = fleets_event(tx, p, f, "instance=%u pending: %s", num, msg);
 		} else {
-			bool was = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-			jx_set_bool(v, "unreachable", true);
-			jx_set_str(v, "check_error", why);
-			jx_set_str(v, "last_error", why);
-			jx_set_num(v, "last_error_at", now);
+			bool was = v.unreachable;
+			v.unreachable = true;
+			rec_set(&v.check_error, why);
+			rec_set(&v.last_error, why);
+			v.last_error_at = now;
 			if (!was) {
 				char msg[800];
 				fmt(msg, sizeof(msg), "unreachable: %s", why);
-				jx_set_str(v, "reason", msg);
-				fleets_history(v, msg);
+				rec_set(&v.reason, msg);
+				fleets_history(&v, msg);
 				r = fleets_event(tx, p, f, "instance=%u unreachable (kept, never "
 							  "terminated): %s",
 						num, why);
@@ -351,22 +348,22 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 		}
 	}
 	if (!r)
-		r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
+		r = instance_row_put(tx, key, &v, p);
 out:
-	cJSON_Delete(v);
+	instance_row_free(&v);
 	return r;
 }
 
 /* Remove the project key from the host's authorized_keys; note what happened. */
-static void unkey_host(struct engine *e, const char *p, const char *f, const cJSON *row,
-		       char *note, size_t notelen)
+static void unkey_host(struct engine *e, const char *p, const char *f,
+		       const struct instance_row *row, char *note, size_t notelen)
 {
-	cJSON *h = NULL;
+	struct host_rec h;
 	char *priv = NULL, *pub = NULL, err[512] = "";
 	size_t privlen = 0;
 	struct sshc_result res;
 	memset(&res, 0, sizeof(res));
-	int r = load_host(e->s, p, f, (unsigned)jx_num(row, "num"), &h);
+	int r = load_host(e->s, p, f, row->num, &h);
 	if (!r)
 		r = fleets_project_key(e->s, p, false, &priv, &privlen, &pub);
 	if (!r) {
@@ -377,24 +374,23 @@ static void unkey_host(struct engine *e, const char *p, const char *f, const cJS
 				 "grep -vxF '%s' \"$f\" > \"$f.fleetfs.$$\"; "
 				 "cat \"$f.fleetfs.$$\" > \"$f\"; rm -f \"$f.fleetfs.$$\"; fi",
 			   pub);
-		ep_from(h, &target, jx_str(row, "hostkey"));
-		const cJSON *px = cJSON_GetObjectItemCaseSensitive(h, "proxy");
-		if (cJSON_IsObject(px))
-			ep_from(px, &jump, jx_str(row, "jumpkey"));
-		r = sshc_run(&target, cJSON_IsObject(px) ? &jump : NULL, cmd.data, 10000, 65536,
+		ep_from(&h.ep, &target, row->hostkey);
+		if (h.proxy)
+			ep_from(h.proxy, &jump, row->jumpkey);
+		r = sshc_run(&target, h.proxy ? &jump : NULL, cmd.data, 10000, 65536,
 			     &res, err, sizeof(err));
 		if (!r && res.exit_status != 0)
 			r = -EIO;
 		buf_free(&cmd);
 	}
 	if (!r)
-		fmt(note, notelen, "; project key removed from %s", jx_str(row, "host"));
+		fmt(note, notelen, "; project key removed from %s", row->host);
 	else
 		fmt(note, notelen, "; the project key could not be removed from %s (%s): delete the "
 				   "line ending in fleetfs-%s from its ~/.ssh/authorized_keys",
-		    jx_str(row, "host"), err[0] ? err : strerror(-r), p);
+		    row->host, err[0] ? err : strerror(-r), p);
 	sshc_result_free(&res);
-	cJSON_Delete(h);
+	host_rec_free(&h);
 	free(pub);
 	seal_free_secret(priv, privlen);
 }
@@ -404,7 +400,7 @@ static void work_one(struct engine *e, const char *key)
 	char p[STORE_NAME_MAX], f[STORE_NAME_MAX];
 	unsigned num;
 	struct stx *tx = NULL;
-	cJSON *v = NULL;
+	struct instance_row v;
 	if (!strcmp(key, SWEEP_KEY)) {
 		if (e->has_cloud)
 			cloud_sweep(&e->cloud);
@@ -413,56 +409,55 @@ static void work_one(struct engine *e, const char *key)
 	split_key(key, p, f, &num);
 	if (store_begin(e->s, false, &tx))
 		return;
-	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	int r = instance_row_get(tx, key, &v);
 	store_abort(tx);
 	if (r)
 		return;
-	const char *st = jx_str(v, "status");
-	if (!strcmp(st, IST_TERMINATING) && !cloud_row(v)) {
+	const char *st = v.status;
+	if (!strcmp(st, IST_TERMINATING) && !cloud_row(&v)) {
 		/* SSH hosts: fleetfs installed nothing but the project key; take it back (once,
 		 * bounded: the host is not ours to keep retrying) and say how that went. Then the
 		 * row goes. (Cloud rows are terminated at their provider: core/cloud.c.) */
 		char note[600] = "";
-		if (*jx_str(v, "host") && *jx_str(v, "hostkey"))
-			unkey_host(e, p, f, v, note, sizeof(note));
+		if (*v.host && *v.hostkey)
+			unkey_host(e, p, f, &v, note, sizeof(note));
 		if (store_begin(e->s, true, &tx) == 0) {
-			cJSON *cur = NULL;
+			struct instance_row cur;
 			char sk[3 * STORE_NAME_MAX + 16];
 			fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
-			if (store_obj_get(tx, SDB_INSTANCES, key, &cur) == 0 &&
-			    !strcmp(jx_str(cur, "status"), IST_TERMINATING)) {
+			if (instance_row_get(tx, key, &cur) == 0 &&
+			    !strcmp(cur.status, IST_TERMINATING)) {
 				r = store_obj_del(tx, SDB_INSTANCES, key, p);
 				if (!r)
 					r = store_secret_del_prefix(tx, sk);
 				if (!r)
 					r = fleets_event(tx, p, f, "instance=%u terminated (%s)%s", num,
-							 jx_str(cur, "termination_reason"), note);
+							 cur.termination_reason, note);
 				if (!r)
 					r = store_commit(tx);
 				else
 					store_abort(tx);
 				tx = NULL;
 			}
-			cJSON_Delete(cur);
+			instance_row_free(&cur);
 			store_abort(tx);
 		}
 		goto out;
 	}
-	if (cloud_row(v)) {
+	if (cloud_row(&v)) {
 		/* a backend fleet's row: the provider steps, then SSH once it has an address */
 		if (!e->has_cloud || !cloud_step(&e->cloud, key, p, f, num))
 			goto out;
-		cJSON_Delete(v);
-		v = NULL;
+		instance_row_free(&v);
 		if (store_begin(e->s, false, &tx))
 			return;
-		r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+		r = instance_row_get(tx, key, &v);
 		store_abort(tx);
 		if (r)
 			return;
 	}
 	struct outcome o;
-	ssh_probe(e, p, f, v, &o);
+	ssh_probe(e, p, f, &v, &o);
 	if (store_begin(e->s, true, &tx) == 0) {
 		r = apply_outcome(e, tx, key, p, f, num, &o);
 		if (!r)
@@ -471,7 +466,7 @@ static void work_one(struct engine *e, const char *key)
 			store_abort(tx);
 	}
 out:
-	cJSON_Delete(v);
+	instance_row_free(&v);
 }
 
 static void *worker_main(void *arg)
@@ -505,14 +500,14 @@ static void *worker_main(void *arg)
 
 /* ---- the scheduler ---- */
 
-static bool due(struct engine *e, const cJSON *v, double now)
+static bool due(struct engine *e, const struct instance_row *v, double now)
 {
-	const char *st = jx_str(v, "status");
+	const char *st = v->status;
 	if (!strcmp(st, IST_TERMINATING) || !strcmp(st, IST_PENDING) ||
 	    !strcmp(st, IST_PROVISIONING))
-		return jx_num(v, "next_try") <= now;
+		return v->next_try <= now;
 	if (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY))
-		return jx_num(v, "checked") + 60.0 * e->scale <= now;
+		return v->checked + 60.0 * e->scale <= now;
 	return false;
 }
 
@@ -520,38 +515,35 @@ static bool due(struct engine *e, const cJSON *v, double now)
 static void sweep_fleets(struct engine *e)
 {
 	struct stx *tx = NULL;
-	cJSON *fl = NULL, *it;
+	struct fleet_list fl;
 	if (store_begin(e->s, true, &tx))
 		return;
-	if (store_obj_list(tx, SDB_FLEETS, "", &fl)) {
+	if (fleet_rec_list(tx, "", &fl)) {
 		store_abort(tx);
 		return;
 	}
 	bool changed = false;
-	cJSON_ArrayForEach(it, fl)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "deleted")))
+	for (size_t j = 0; j < fl.n; j++) {
+		if (!fl.v[j].rec.deleted)
 			continue;
 		char p[STORE_NAME_MAX], f[STORE_NAME_MAX], prefix[3 * STORE_NAME_MAX];
-		const char *k = jx_str(it, "key"), *slash = strchr(k, '/');
+		const char *k = fl.v[j].key, *slash = strchr(k, '/');
 		if (!slash)
 			continue;
 		fmt(p, sizeof(p), "%.*s", (int)(slash - k), k);
 		fmt(f, sizeof(f), "%s", slash + 1);
 		fmt(prefix, sizeof(prefix), "%s/", k);
-		cJSON *insts = NULL;
-		if (store_obj_list(tx, SDB_INSTANCES, prefix, &insts) == 0 &&
-		    cJSON_GetArraySize(insts) == 0) {
+		struct instance_list insts;
+		if (instance_row_list(tx, prefix, &insts) == 0 && insts.n == 0) {
 			fmt(prefix, sizeof(prefix), "f/%s/", k);
 			if (!store_obj_del(tx, SDB_FLEETS, k, p) &&
 			    !store_secret_del_prefix(tx, prefix) &&
 			    !fleets_event(tx, p, f, "terminated: every instance is gone"))
 				changed = true;
 		}
-		cJSON_Delete(insts);
+		instance_list_free(&insts);
 	}
-	cJSON_Delete(fl);
+	fleet_list_free(&fl);
 	if (changed)
 		store_commit(tx);
 	else
@@ -566,18 +558,18 @@ static void *sched_main(void *arg)
 		e->kicked = false;
 		pthread_mutex_unlock(&e->lock);
 		struct stx *tx = NULL;
-		cJSON *all = NULL, *it;
+		struct instance_list all = {0};
 		if (store_begin(e->s, false, &tx) == 0) {
-			store_obj_list(tx, SDB_INSTANCES, "", &all);
+			(void)instance_row_list(tx, "", &all);
 			store_abort(tx);
 		}
 		double now = time_now_s();
 		pthread_mutex_lock(&e->lock);
-		cJSON_ArrayForEach(it, all)
-		if (due(e, cJSON_GetObjectItemCaseSensitive(it, "value"), now))
-			enqueue(e, jx_str(it, "key"), false);
+		for (size_t j = 0; j < all.n; j++)
+			if (due(e, &all.v[j].row, now))
+				enqueue(e, all.v[j].key, false);
 		pthread_mutex_unlock(&e->lock);
-		cJSON_Delete(all);
+		instance_list_free(&all);
 		sweep_fleets(e);
 		if (now >= e->next_sweep) {
 			e->next_sweep = now + SWEEP_EVERY * e->scale;
@@ -692,20 +684,20 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 {
 	char key[3 * STORE_NAME_MAX];
 	struct stx *tx = NULL;
-	cJSON *v = NULL;
+	struct instance_row v;
 	if (!e)
 		return;
 	fmt(key, sizeof(key), "%s/%s/%08u", project, fleet, num);
 	if (store_begin(e->s, false, &tx))
 		return;
-	int r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	int r = instance_row_get(tx, key, &v);
 	store_abort(tx);
 	if (r)
 		return;
-	const char *st = jx_str(v, "status");
-	bool checkable = *jx_str(v, "host") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY));
-	bool fresh = time_now_s() - jx_num(v, "checked") < ttl_ms / 1000.0;
-	cJSON_Delete(v);
+	const char *st = v.status;
+	bool checkable = *v.host && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY));
+	bool fresh = time_now_s() - v.checked < ttl_ms / 1000.0;
+	instance_row_free(&v);
 	if (!checkable || fresh)
 		return;
 	struct timespec until;

@@ -1,8 +1,7 @@
 /* fleets: see fleets.h. */
 #include "fleets.h"
-#include "../lib/jsonx.h"
+#include "records.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,19 +14,9 @@
 
 #define FLEETS_MAX_INSTANCES 4096
 
-void fleets_history(cJSON *row, const char *what)
+void fleets_history(struct instance_row *row, const char *what)
 {
-	cJSON *log = cJSON_GetObjectItemCaseSensitive(row, "log");
-	if (!cJSON_IsArray(log)) {
-		cJSON_DeleteItemFromObjectCaseSensitive(row, "log");
-		log = cJSON_AddArrayToObject(row, "log");
-	}
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddNumberToObject(e, "at", (double)time(NULL));
-	cJSON_AddStringToObject(e, "what", what);
-	cJSON_AddItemToArray(log, e);
-	while (cJSON_GetArraySize(log) > FLEETS_HISTORY_MAX)
-		cJSON_DeleteItemFromArray(log, 0);
+	instance_row_log(row, (double)time(NULL), what, FLEETS_HISTORY_MAX);
 }
 
 static void fleet_key(char *dst, size_t n, const char *p, const char *f)
@@ -60,29 +49,27 @@ bool fleets_spec_exists(struct stx *tx, const char *project, const char *fleet, 
 			struct timespec *mtime)
 {
 	char key[2 * STORE_NAME_MAX + 2];
-	cJSON *o = NULL;
+	struct fleet_rec rec;
 	fleet_key(key, sizeof(key), project, fleet);
-	if (store_obj_get(tx, SDB_FLEETS, key, &o))
+	if (fleet_rec_get(tx, key, &rec))
 		return false;
-	bool live = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "deleted"));
+	bool live = !rec.deleted;
 	if (size)
-		*size = (size_t)jx_num(o, "size");
-	if (mtime) {
-		mtime->tv_sec = (time_t)jx_num(o, "mt_s");
-		mtime->tv_nsec = (long)jx_num(o, "mt_ns");
-	}
-	cJSON_Delete(o);
+		*size = rec.spec_size;
+	if (mtime)
+		*mtime = rec.spec_mtime;
+	fleet_rec_free(&rec);
 	return live;
 }
 
 bool fleets_dir_exists(struct stx *tx, const char *project, const char *fleet)
 {
 	char key[2 * STORE_NAME_MAX + 2];
-	cJSON *o = NULL;
+	struct fleet_rec rec;
 	fleet_key(key, sizeof(key), project, fleet);
-	if (store_obj_get(tx, SDB_FLEETS, key, &o))
+	if (fleet_rec_get(tx, key, &rec))
 		return false;
-	cJSON_Delete(o);
+	fleet_rec_free(&rec);
 	return true;
 }
 
@@ -90,11 +77,11 @@ bool fleets_instance_exists(struct stx *tx, const char *project, const char *fle
 			    unsigned num)
 {
 	char key[3 * STORE_NAME_MAX];
-	cJSON *o = NULL;
+	struct instance_row row;
 	inst_key(key, sizeof(key), project, fleet, num);
-	if (store_obj_get(tx, SDB_INSTANCES, key, &o))
+	if (instance_row_get(tx, key, &row))
 		return false;
-	cJSON_Delete(o);
+	instance_row_free(&row);
 	return true;
 }
 
@@ -108,57 +95,54 @@ void fleets_names_free(char **names, size_t n)
 int fleets_list(struct stx *tx, const char *project, char ***names, bool **live, size_t *n)
 {
 	char prefix[STORE_NAME_MAX + 2];
-	cJSON *arr = NULL, *it;
+	struct fleet_list fl;
 	fmt(prefix, sizeof(prefix), "%s/", project);
 	*names = NULL;
 	*n = 0;
 	if (live)
 		*live = NULL;
-	int r = store_obj_list(tx, SDB_FLEETS, prefix, &arr);
+	int r = fleet_rec_list(tx, prefix, &fl);
 	if (r)
 		return r;
-	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
+	size_t cnt = fl.n, i = 0;
 	*names = xcalloc(cnt ? cnt : 1, sizeof(char *));
 	if (live)
 		*live = xcalloc(cnt ? cnt : 1, sizeof(bool));
-	cJSON_ArrayForEach(it, arr)
-	{
-		const char *k = jx_str(it, "key") + strlen(prefix);
+	for (size_t j = 0; j < fl.n; j++) {
+		const char *k = fl.v[j].key + strlen(prefix);
 		if (strchr(k, '/'))
 			continue;
 		(*names)[i] = xstrdup(k);
 		if (live)
-			(*live)[i] = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-				cJSON_GetObjectItemCaseSensitive(it, "value"), "deleted"));
+			(*live)[i] = !fl.v[j].rec.deleted;
 		i++;
 	}
 	*n = i;
-	cJSON_Delete(arr);
+	fleet_list_free(&fl);
 	return 0;
 }
 
-static int instances_of(struct stx *tx, const char *p, const char *f, cJSON **arr)
+static int instances_of(struct stx *tx, const char *p, const char *f, struct instance_list *l)
 {
 	char prefix[2 * STORE_NAME_MAX + 3];
 	fmt(prefix, sizeof(prefix), "%s/%s/", p, f);
-	return store_obj_list(tx, SDB_INSTANCES, prefix, arr);
+	return instance_row_list(tx, prefix, l);
 }
 
 int fleets_instances(struct stx *tx, const char *project, const char *fleet, unsigned **nums,
 		     size_t *n)
 {
-	cJSON *arr = NULL, *it;
+	struct instance_list l;
 	*nums = NULL;
 	*n = 0;
-	int r = instances_of(tx, project, fleet, &arr);
+	int r = instances_of(tx, project, fleet, &l);
 	if (r)
 		return r;
-	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
-	*nums = xcalloc(cnt ? cnt : 1, sizeof(unsigned));
-	cJSON_ArrayForEach(it, arr)
-	(*nums)[i++] = (unsigned)jx_num(cJSON_GetObjectItemCaseSensitive(it, "value"), "num");
-	*n = i;
-	cJSON_Delete(arr);
+	*nums = xcalloc(l.n ? l.n : 1, sizeof(unsigned));
+	for (size_t i = 0; i < l.n; i++)
+		(*nums)[i] = l.v[i].row.num;
+	*n = l.n;
+	instance_list_free(&l);
 	return 0;
 }
 
@@ -235,36 +219,36 @@ int fleets_project_key(struct store *s, const char *project, bool create, char *
 
 /* ---- commit ---- */
 
-static cJSON *endpoint_json(const struct ssh_endpoint *ep)
+/* The record of one host's resolved endpoint (with its private key: sealed wherever it is
+ * stored). It borrows h's strings: never host_rec_free it. */
+static void host_rec_of(const struct ssh_host *h, struct host_rec *o, struct endpoint_rec *px)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "hostname", ep->hostname ? ep->hostname : "");
-	cJSON_AddNumberToObject(o, "port", ep->port ? ep->port : 22);
-	cJSON_AddStringToObject(o, "user", ep->user ? ep->user : "");
-	cJSON_AddStringToObject(o, "key", ep->key ? ep->key : "");
-	cJSON_AddStringToObject(o, "key_path", ep->key_path ? ep->key_path : "");
-	return o;
-}
-
-/* One host's resolved endpoint (with its private key: sealed wherever it is stored). */
-static cJSON *host_json(const struct ssh_host *h)
-{
-	cJSON *o = endpoint_json(&h->ep);
-	if (h->proxy)
-		cJSON_AddItemToObject(o, "proxy", endpoint_json(h->proxy));
-	if (h->internal_ip)
-		cJSON_AddStringToObject(o, "internal_ip", h->internal_ip);
-	cJSON_AddNumberToObject(o, "blocks", h->blocks);
-	return o;
+	memset(o, 0, sizeof(*o));
+	o->ep = (struct endpoint_rec){.hostname = (char *)h->ep.hostname,
+				      .port = h->ep.port ? h->ep.port : 22,
+				      .user = (char *)h->ep.user, .key = (char *)h->ep.key,
+				      .key_path = (char *)h->ep.key_path};
+	if (h->proxy) {
+		*px = (struct endpoint_rec){.hostname = (char *)h->proxy->hostname,
+					    .port = h->proxy->port ? h->proxy->port : 22,
+					    .user = (char *)h->proxy->user,
+					    .key = (char *)h->proxy->key,
+					    .key_path = (char *)h->proxy->key_path};
+		o->proxy = px;
+	}
+	o->internal_ip = (char *)h->internal_ip;
+	o->blocks = h->blocks;
 }
 
 static char *hosts_json(const struct fleet_spec *f)
 {
-	cJSON *arr = cJSON_CreateArray();
+	struct host_rec *v = xcalloc(f->nhosts ? f->nhosts : 1, sizeof(*v));
+	struct endpoint_rec *px = xcalloc(f->nhosts ? f->nhosts : 1, sizeof(*px));
 	for (size_t i = 0; i < f->nhosts; i++)
-		cJSON_AddItemToArray(arr, host_json(&f->hosts[i]));
-	char *s = cJSON_PrintUnformatted(arr);
-	cJSON_Delete(arr);
+		host_rec_of(&f->hosts[i], &v[i], &px[i]);
+	char *s = host_recs_encode_text(v, f->nhosts);
+	free(v);
+	free(px);
 	return s;
 }
 
@@ -274,9 +258,10 @@ static int put_row_endpoint(struct stx *tx, const char *p, const char *fleet, un
 			    const struct ssh_host *h)
 {
 	char key[3 * STORE_NAME_MAX + 16];
-	cJSON *o = host_json(h);
-	char *js = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	struct host_rec o;
+	struct endpoint_rec px;
+	host_rec_of(h, &o, &px);
+	char *js = host_rec_encode_text(&o);
 	if (!js)
 		return -ENOMEM;
 	fmt(key, sizeof(key), "f/%s/%s/inst/%08u", p, fleet, num);
@@ -285,72 +270,66 @@ static int put_row_endpoint(struct stx *tx, const char *p, const char *fleet, un
 	return r;
 }
 
-static bool ep_same(const cJSON *a, const struct ssh_endpoint *b)
+static bool ep_same(const struct endpoint_rec *a, const struct ssh_endpoint *b)
 {
 	if (!a || !b)
 		return !a && !b;
-	return !strcmp(jx_str(a, "hostname"), b->hostname ? b->hostname : "") &&
-	       (int)jx_num(a, "port") == (b->port ? b->port : 22) &&
-	       !strcmp(jx_str(a, "user"), b->user ? b->user : "") &&
-	       !strcmp(jx_str(a, "key"), b->key ? b->key : "");
+	return !strcmp(a->hostname, b->hostname ? b->hostname : "") &&
+	       a->port == (b->port ? b->port : 22) && !strcmp(a->user, b->user ? b->user : "") &&
+	       !strcmp(a->key, b->key ? b->key : "");
 }
 
-static unsigned lowest_free(const cJSON *arr)
+static unsigned lowest_free(const struct instance_list *l)
 {
 	for (unsigned n = 0;; n++) {
 		bool used = false;
-		const cJSON *it;
-		cJSON_ArrayForEach(it, arr)
-		used |= (unsigned)jx_num(cJSON_GetObjectItemCaseSensitive(it, "value"), "num") == n;
+		for (size_t i = 0; i < l->n; i++)
+			used |= l->v[i].row.num == n;
 		if (!used)
 			return n;
 	}
 }
 
-static cJSON *new_instance(unsigned num, const char *host, const struct ssh_host *h)
+static void new_instance(struct instance_row *o, unsigned num, const char *host,
+			 const struct ssh_host *h)
 {
-	cJSON *o = cJSON_CreateObject();
 	double now = (double)time(NULL);
-	cJSON_AddNumberToObject(o, "num", num);
-	cJSON_AddStringToObject(o, "status", IST_PENDING);
-	cJSON_AddStringToObject(o, "reason",
-				h ? "waiting for the first connection"
-				  : "waiting for the engine to choose an offer");
+	memset(o, 0, sizeof(*o));
+	instance_row_decode(NULL, o); /* every string "" */
+	o->num = num;
+	rec_set(&o->status, IST_PENDING);
+	rec_set(&o->reason, h ? "waiting for the first connection"
+			      : "waiting for the engine to choose an offer");
 	if (host)
-		cJSON_AddStringToObject(o, "host", host);
+		rec_set(&o->host, host);
 	if (h) {
-		cJSON_AddNumberToObject(o, "port", h->ep.port ? h->ep.port : 22);
-		cJSON_AddStringToObject(o, "user", h->ep.user ? h->ep.user : "");
+		o->port = h->ep.port ? h->ep.port : 22;
+		rec_set(&o->user, h->ep.user);
 		if (h->proxy) {
 			char px[512];
 			fmt(px, sizeof(px), "%s@%s:%d", h->proxy->user ? h->proxy->user : "",
 			    h->proxy->hostname, h->proxy->port ? h->proxy->port : 22);
-			cJSON_AddStringToObject(o, "proxy", px);
+			rec_set(&o->proxy, px);
 		}
 		if (h->internal_ip)
-			cJSON_AddStringToObject(o, "internal_ip", h->internal_ip);
+			rec_set(&o->internal_ip, h->internal_ip);
 	}
-	cJSON_AddNumberToObject(o, "created", now);
-	cJSON_AddNumberToObject(o, "updated", now);
-	cJSON_AddNumberToObject(o, "next_try", 0);
-	cJSON_AddNumberToObject(o, "attempts", 0);
-	cJSON_AddBoolToObject(o, "unreachable", false);
-	return o;
+	o->created = now;
+	o->updated = now;
 }
 
-static void terminate_row(cJSON *v, const char *reason, const char *msg)
+static void terminate_row(struct instance_row *v, const char *reason, const char *msg)
 {
-	jx_set_str(v, "status", IST_TERMINATING);
-	jx_set_str(v, "termination_reason", reason);
-	jx_set_str(v, "reason", msg);
-	jx_set_num(v, "next_try", 0);
-	jx_set_num(v, "updated", (double)time(NULL));
+	rec_set(&v->status, IST_TERMINATING);
+	rec_set(&v->termination_reason, reason);
+	rec_set(&v->reason, msg);
+	v->next_try = 0;
+	v->updated = (double)time(NULL);
 }
 
-static bool row_active(const cJSON *v)
+static bool row_active(const struct instance_row *v)
 {
-	const char *st = jx_str(v, "status");
-	return strcmp(st, IST_TERMINATING) && strcmp(st, IST_TERMINATED);
+	return strcmp(v->status, IST_TERMINATING) && strcmp(v->status, IST_TERMINATED);
 }
 
 /* Is one of f's hosts already in another live fleet (anywhere in the store)? dstack's rule: a
@@ -358,20 +337,19 @@ static bool row_active(const cJSON *v)
 static int host_taken(struct stx *tx, const char *p, const char *fleet,
 		      const struct fleet_spec *f, char *err, size_t errlen, const char *fname)
 {
-	cJSON *arr = NULL, *it;
-	int r = store_obj_list(tx, SDB_INSTANCES, "", &arr);
+	struct instance_list l;
+	int r = instance_row_list(tx, "", &l);
 	if (r)
 		return r;
 	char own[2 * STORE_NAME_MAX + 3];
 	fmt(own, sizeof(own), "%s/%s/", p, fleet);
-	cJSON_ArrayForEach(it, arr)
-	{
-		const char *k = jx_str(it, "key");
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+	for (size_t j = 0; j < l.n; j++) {
+		const char *k = l.v[j].key;
+		const struct instance_row *v = &l.v[j].row;
 		if (!strncmp(k, own, strlen(own)) || !row_active(v))
 			continue;
 		for (size_t i = 0; i < f->nhosts; i++) {
-			if (strcmp(jx_str(v, "host"), f->hosts[i].ep.hostname))
+			if (strcmp(v->host, f->hosts[i].ep.hostname))
 				continue;
 			char other[2 * STORE_NAME_MAX + 2];
 			fmt(other, sizeof(other), "%s", k);
@@ -382,19 +360,19 @@ static int host_taken(struct stx *tx, const char *p, const char *fleet,
 			str_redact(host, sizeof(host), f->hosts[i].ep.hostname);
 			fmt(err, errlen, "%s: ssh_config.hosts[%zu]: host %s is already in fleet %s",
 			    fname, i, host, other);
-			cJSON_Delete(arr);
+			instance_list_free(&l);
 			return -EINVAL;
 		}
 	}
-	cJSON_Delete(arr);
+	instance_list_free(&l);
 	return 0;
 }
 
 /* Bring the instance rows of fleet in line with spec f (inside tx). */
 static int reconcile(struct stx *tx, const char *p, const char *fleet, const struct fleet_spec *f,
-		     const cJSON *old_hosts, size_t *added, size_t *removed)
+		     size_t *added, size_t *removed)
 {
-	cJSON *arr = NULL, *it;
+	struct instance_list arr;
 	char key[3 * STORE_NAME_MAX];
 	int r = instances_of(tx, p, fleet, &arr);
 	if (r)
@@ -402,22 +380,21 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 	*added = *removed = 0;
 	if (f->ssh) {
 		/* rows whose host left the spec terminate */
-		cJSON_ArrayForEach(it, arr)
-		{
-			cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+		for (size_t j = 0; j < arr.n; j++) {
+			struct instance_row *v = &arr.v[j].row;
 			if (!row_active(v))
 				continue;
 			bool kept = false;
 			for (size_t i = 0; i < f->nhosts && !kept; i++)
-				kept = !strcmp(jx_str(v, "host"), f->hosts[i].ep.hostname);
+				kept = !strcmp(v->host, f->hosts[i].ep.hostname);
 			if (kept)
 				continue;
 			terminate_row(v, "fleet_spec_mismatch", "the host was removed from the spec");
-			r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, p);
+			r = instance_row_put(tx, arr.v[j].key, v, p);
 			if (!r)
 				r = fleets_event(tx, p, fleet, "instance=%u terminating: host %s removed "
 							      "from the spec",
-						(unsigned)jx_num(v, "num"), jx_str(v, "host"));
+						v->num, v->host);
 			if (r)
 				goto out;
 			(*removed)++;
@@ -425,23 +402,20 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 		/* new hosts get rows */
 		for (size_t i = 0; i < f->nhosts; i++) {
 			bool have = false;
-			cJSON_ArrayForEach(it, arr)
-			{
-				cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-				have |= row_active(v) && !strcmp(jx_str(v, "host"), f->hosts[i].ep.hostname);
+			for (size_t j = 0; j < arr.n; j++) {
+				const struct instance_row *v = &arr.v[j].row;
+				have |= row_active(v) && !strcmp(v->host, f->hosts[i].ep.hostname);
 			}
 			if (have)
 				continue;
-			unsigned num = lowest_free(arr);
-			cJSON *v = new_instance(num, f->hosts[i].ep.hostname, &f->hosts[i]);
+			unsigned num = lowest_free(&arr);
+			struct instance_row v;
+			new_instance(&v, num, f->hosts[i].ep.hostname, &f->hosts[i]);
 			inst_key(key, sizeof(key), p, fleet, num);
-			r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
+			r = instance_row_put(tx, key, &v, p);
 			if (!r)
 				r = put_row_endpoint(tx, p, fleet, num, &f->hosts[i]);
-			cJSON *item = cJSON_CreateObject();
-			cJSON_AddStringToObject(item, "key", key);
-			cJSON_AddItemToObject(item, "value", v);
-			cJSON_AddItemToArray(arr, item);
+			instance_list_add(&arr, key, &v);
 			if (!r)
 				r = fleets_event(tx, p, fleet, "instance=%u pending: host %s added",
 						num, f->hosts[i].ep.hostname);
@@ -449,22 +423,19 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 				goto out;
 			(*added)++;
 		}
-		(void)old_hosts;
 	} else {
 		/* backend fleets: keep at least target (and min) live rows, at most max */
 		long long want = f->nodes_target > f->nodes_min ? f->nodes_target : f->nodes_min;
 		long long live = 0;
-		cJSON_ArrayForEach(it, arr)
-		live += row_active(cJSON_GetObjectItemCaseSensitive(it, "value"));
+		for (size_t j = 0; j < arr.n; j++)
+			live += row_active(&arr.v[j].row);
 		for (; live < want && live < FLEETS_MAX_INSTANCES; live++) {
-			unsigned num = lowest_free(arr);
-			cJSON *v = new_instance(num, NULL, NULL);
+			unsigned num = lowest_free(&arr);
+			struct instance_row v;
+			new_instance(&v, num, NULL, NULL);
 			inst_key(key, sizeof(key), p, fleet, num);
-			r = store_obj_put(tx, SDB_INSTANCES, key, v, p);
-			cJSON *item = cJSON_CreateObject();
-			cJSON_AddStringToObject(item, "key", key);
-			cJSON_AddItemToObject(item, "value", v);
-			cJSON_AddItemToArray(arr, item);
+			r = instance_row_put(tx, key, &v, p);
+			instance_list_add(&arr, key, &v);
 			if (!r)
 				r = fleets_event(tx, p, fleet, "instance=%u pending", num);
 			if (r)
@@ -473,14 +444,13 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 		}
 		/* above nodes.max: pending instances go first, then the newest of the others */
 		for (int pass = 0; pass < 2 && f->nodes_max != FS_UNLIMITED; pass++) {
-			for (int i = cJSON_GetArraySize(arr) - 1; i >= 0 && live > f->nodes_max; i--) {
-				it = cJSON_GetArrayItem(arr, i);
-				cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-				bool pending = !strcmp(jx_str(v, "status"), IST_PENDING);
+			for (size_t i = arr.n; i-- > 0 && live > f->nodes_max;) {
+				struct instance_row *v = &arr.v[i].row;
+				bool pending = !strcmp(v->status, IST_PENDING);
 				if (!row_active(v) || pending != (pass == 0))
 					continue;
 				terminate_row(v, "max_instances_limit", "above nodes.max");
-				r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, p);
+				r = instance_row_put(tx, arr.v[i].key, v, p);
 				if (r)
 					goto out;
 				live--;
@@ -489,7 +459,7 @@ static int reconcile(struct stx *tx, const char *p, const char *fleet, const str
 		}
 	}
 out:
-	cJSON_Delete(arr);
+	instance_list_free(&arr);
 	return r;
 }
 
@@ -497,15 +467,15 @@ int fleets_refill(struct stx *tx, const char *project, const char *fleet, size_t
 {
 	char key[2 * STORE_NAME_MAX + 2], err[256];
 	struct fleet_spec *f = NULL;
-	cJSON *rec = NULL;
+	struct fleet_rec rec;
 	char *text = NULL;
 	size_t len = 0, removed = 0;
 	*added = 0;
 	fleet_key(key, sizeof(key), project, fleet);
-	if (store_obj_get(tx, SDB_FLEETS, key, &rec))
+	if (fleet_rec_get(tx, key, &rec))
 		return 0;
-	bool live = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "deleted"));
-	cJSON_Delete(rec);
+	bool live = !rec.deleted;
+	fleet_rec_free(&rec);
 	int r = live ? fleets_spec_text(tx, project, fleet, &text, &len) : -ENOENT;
 	if (!r)
 		r = fleetspec_parse(text, len, fleet, fleet, NULL, &f, err, sizeof(err));
@@ -513,7 +483,7 @@ int fleets_refill(struct stx *tx, const char *project, const char *fleet, size_t
 	if (r)
 		return 0; /* no live spec: nothing to keep up */
 	if (!f->ssh)
-		r = reconcile(tx, project, fleet, f, NULL, added, &removed);
+		r = reconcile(tx, project, fleet, f, added, &removed);
 	fleetspec_free(f);
 	return r;
 }
@@ -522,15 +492,15 @@ void fleets_reject(struct store *s, const char *project, const char *fleet, cons
 {
 	struct stx *tx = NULL;
 	char key[2 * STORE_NAME_MAX + 2];
-	cJSON *o = NULL;
+	struct fleet_rec o;
 	if (store_begin(s, true, &tx))
 		return;
 	fleet_key(key, sizeof(key), project, fleet);
-	if (store_obj_get(tx, SDB_FLEETS, key, &o) == 0) {
-		jx_set_str(o, "err", why);
-		jx_set_num(o, "errat", (double)time(NULL));
-		store_obj_put(tx, SDB_FLEETS, key, o, project);
-		cJSON_Delete(o);
+	if (fleet_rec_get(tx, key, &o) == 0) {
+		rec_set(&o.rejected, why);
+		o.rejected_at = (double)time(NULL);
+		fleet_rec_put(tx, key, &o, project);
+		fleet_rec_free(&o);
 		fleets_event(tx, project, fleet, "%s.yml rejected: %s", fleet, why);
 	} else {
 		store_event(tx, project, "fleet=%s %s.yml rejected: %s", fleet, fleet, why);
@@ -546,9 +516,10 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	char fname[256], key[2 * STORE_NAME_MAX + 2], sk[2 * STORE_NAME_MAX + 16];
 	struct fleet_spec *f = NULL, *old = NULL;
 	struct stx *tx = NULL;
-	cJSON *rec = NULL, *old_hosts = NULL;
+	struct fleet_rec rec = {0};
+	struct host_rec *old_hosts = NULL;
 	char *hosts = NULL, *oldtext = NULL;
-	size_t oldlen = 0;
+	size_t oldlen = 0, nold = 0;
 	err[0] = '\0';
 	fmt(fname, sizeof(fname), "projects/%s/fleets/%s.yml", project, fleet);
 	int r = fleetspec_parse(data, len, fname, fleet, ctx, &f, err, errlen);
@@ -558,8 +529,8 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	if (r)
 		goto out;
 	fleet_key(key, sizeof(key), project, fleet);
-	bool exists = store_obj_get(tx, SDB_FLEETS, key, &rec) == 0;
-	bool live = exists && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "deleted"));
+	bool exists = fleet_rec_get(tx, key, &rec) == 0;
+	bool live = exists && !rec.deleted;
 	if (exists && !live) {
 		fmt(err, errlen, "%s: fleet %s is still terminating; write it again once its "
 				 "instances are gone",
@@ -569,17 +540,15 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	}
 	char digest[65];
 	store_digest(s, data, len, digest);
-	if (live && !strcmp(jx_str(rec, "dg"), digest)) {
+	if (live && !strcmp(rec.digest, digest)) {
 		/* the same bytes: not a change */
-		struct timespec mt = mtime ? *mtime : time_now();
-		jx_set_num(rec, "mt_s", (double)mt.tv_sec);
-		jx_set_num(rec, "mt_ns", (double)mt.tv_nsec);
-		r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
+		rec.spec_mtime = mtime ? *mtime : time_now();
+		r = fleet_rec_put(tx, key, &rec, project);
 		goto commit;
 	}
 	if (live) {
 		/* in-place update rules */
-		bool was_ssh = !strcmp(jx_str(rec, "kind"), "ssh");
+		bool was_ssh = rec.ssh;
 		if (was_ssh != f->ssh) {
 			fmt(err, errlen, "%s: a fleet can't change between ssh_config and nodes in "
 					 "place; delete it first",
@@ -592,18 +561,16 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 			size_t hl = 0;
 			fmt(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet);
 			if (store_secret_get(tx, sk, &hj, &hl) == 0) {
-				old_hosts = cJSON_ParseWithLength(hj, hl);
+				(void)host_recs_decode_text(hj, hl, &old_hosts, &nold);
 				seal_free_secret(hj, hl);
 			}
-			const cJSON *oh;
-			cJSON_ArrayForEach(oh, old_hosts)
-			{
+			for (size_t j = 0; j < nold; j++) {
+				const struct host_rec *oh = &old_hosts[j];
 				for (size_t i = 0; i < f->nhosts; i++) {
-					if (strcmp(jx_str(oh, "hostname"), f->hosts[i].ep.hostname))
+					if (strcmp(oh->ep.hostname, f->hosts[i].ep.hostname))
 						continue;
-					const cJSON *op = cJSON_GetObjectItemCaseSensitive(oh, "proxy");
-					if (!ep_same(oh, &f->hosts[i].ep) ||
-					    !ep_same(cJSON_IsObject(op) ? op : NULL, f->hosts[i].proxy)) {
+					if (!ep_same(&oh->ep, &f->hosts[i].ep) ||
+					    !ep_same(oh->proxy, f->hosts[i].proxy)) {
 						fmt(err, errlen,
 						    "%s: ssh_config.hosts[%zu]: host %s: its port, user, "
 						    "key or proxy_jump can't change in place; remove the "
@@ -633,22 +600,18 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 		if (r)
 			goto refused_tx;
 	}
-	if (!rec)
-		rec = cJSON_CreateObject();
-	struct timespec mt = mtime ? *mtime : time_now();
-	jx_set_num(rec, "size", (double)len);
-	jx_set_num(rec, "mt_s", (double)mt.tv_sec);
-	jx_set_num(rec, "mt_ns", (double)mt.tv_nsec);
-	jx_set_num(rec, "cat", (double)time(NULL));
-	jx_set_str(rec, "err", "");
-	jx_set_str(rec, "dg", digest);
-	jx_set_bool(rec, "deleted", false);
-	jx_set_str(rec, "kind", f->ssh ? "ssh" : "cloud");
-	jx_set_num(rec, "hosts", (double)f->nhosts);
-	jx_set_num(rec, "nodes_min", (double)f->nodes_min);
-	jx_set_num(rec, "nodes_target", (double)f->nodes_target);
-	jx_set_num(rec, "nodes_max", (double)f->nodes_max);
-	r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
+	rec.spec_size = len;
+	rec.spec_mtime = mtime ? *mtime : time_now();
+	rec.committed_at = (double)time(NULL);
+	rec_set(&rec.rejected, "");
+	rec_set(&rec.digest, digest);
+	rec.deleted = false;
+	rec.ssh = f->ssh;
+	rec.hosts = (long long)f->nhosts;
+	rec.nodes_min = f->nodes_min;
+	rec.nodes_target = f->nodes_target;
+	rec.nodes_max = f->nodes_max;
+	r = fleet_rec_put(tx, key, &rec, project);
 	fmt(sk, sizeof(sk), "f/%s/%s/spec", project, fleet);
 	if (!r)
 		r = store_secret_put(tx, sk, data, len);
@@ -659,7 +622,7 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	}
 	size_t added = 0, removed = 0;
 	if (!r)
-		r = reconcile(tx, project, fleet, f, old_hosts, &added, &removed);
+		r = reconcile(tx, project, fleet, f, &added, &removed);
 	if (!r)
 		r = fleets_event(tx, project, fleet, "%s.yml %s (%s fleet, %zu bytes): %zu instances "
 						    "added, %zu terminating",
@@ -681,8 +644,8 @@ refused:
 		fleets_reject(s, project, fleet, err);
 out:
 	store_abort(tx);
-	cJSON_Delete(rec);
-	cJSON_Delete(old_hosts);
+	fleet_rec_free(&rec);
+	host_recs_free(old_hosts, nold);
 	if (hosts)
 		seal_free_secret(hosts, strlen(hosts));
 	seal_free_secret(oldtext, oldlen);
@@ -696,30 +659,29 @@ int fleets_unlink(struct store *s, const char *project, const char *fleet, char 
 {
 	struct stx *tx = NULL;
 	char key[2 * STORE_NAME_MAX + 2];
-	cJSON *rec = NULL, *arr = NULL, *it;
+	struct fleet_rec rec = {0};
+	struct instance_list arr = {0};
 	size_t n = 0;
 	err[0] = '\0';
 	int r = store_begin(s, true, &tx);
 	if (r)
 		return r;
 	fleet_key(key, sizeof(key), project, fleet);
-	if (store_obj_get(tx, SDB_FLEETS, key, &rec) ||
-	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "deleted"))) {
+	if (fleet_rec_get(tx, key, &rec) || rec.deleted) {
 		r = -ENOENT;
 		goto out;
 	}
-	jx_set_bool(rec, "deleted", true);
-	jx_set_num(rec, "deleted_at", (double)time(NULL));
-	r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
+	rec.deleted = true;
+	rec.deleted_at = (double)time(NULL);
+	r = fleet_rec_put(tx, key, &rec, project);
 	if (!r)
 		r = instances_of(tx, project, fleet, &arr);
-	cJSON_ArrayForEach(it, arr)
-	{
-		cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+	for (size_t j = 0; j < arr.n; j++) {
+		struct instance_row *v = &arr.v[j].row;
 		if (r || !row_active(v))
 			continue;
 		terminate_row(v, "terminated_by_user", "the fleet was deleted");
-		r = store_obj_put(tx, SDB_INSTANCES, jx_str(it, "key"), v, project);
+		r = instance_row_put(tx, arr.v[j].key, v, project);
 		n++;
 	}
 	if (!r)
@@ -730,8 +692,8 @@ int fleets_unlink(struct store *s, const char *project, const char *fleet, char 
 	}
 out:
 	store_abort(tx);
-	cJSON_Delete(rec);
-	cJSON_Delete(arr);
+	fleet_rec_free(&rec);
+	instance_list_free(&arr);
 	if (r && !err[0])
 		fmt(err, errlen, "fleet %s: %s", fleet, strerror(-r));
 	return r;
@@ -742,18 +704,17 @@ int fleets_set_mtime(struct store *s, const char *project, const char *fleet,
 {
 	struct stx *tx = NULL;
 	char key[2 * STORE_NAME_MAX + 2];
-	cJSON *rec = NULL;
+	struct fleet_rec rec;
 	int r = store_begin(s, true, &tx);
 	if (r)
 		return r;
 	fleet_key(key, sizeof(key), project, fleet);
-	r = store_obj_get(tx, SDB_FLEETS, key, &rec);
+	r = fleet_rec_get(tx, key, &rec);
 	if (!r) {
-		jx_set_num(rec, "mt_s", (double)mtime.tv_sec);
-		jx_set_num(rec, "mt_ns", (double)mtime.tv_nsec);
-		r = store_obj_put(tx, SDB_FLEETS, key, rec, project);
+		rec.spec_mtime = mtime;
+		r = fleet_rec_put(tx, key, &rec, project);
 	}
-	cJSON_Delete(rec);
+	fleet_rec_free(&rec);
 	if (r) {
 		store_abort(tx);
 		return r;

@@ -6,11 +6,12 @@
  * new row with the lowest unused number, removed hosts `terminating`); backend fleets get
  * `nodes.target` rows. The engine (core/engine.c) then drives every row to its goal.
  *
- * Records (store_obj, JSON): fleets "<p>/<fleet>" {size, mt, cat, err, errat, dg, deleted,
- * kind, hosts}; instances "<p>/<fleet>/<num:08u>" — see fleets.c for the fields. Sealed:
- * "f/<p>/<fleet>/spec" (the text as written), "f/<p>/<fleet>/hosts" (resolved SSH endpoints
- * with their private keys), "p/<p>/sshkey" (the project key). Journals: the project's, and
- * "<p>:<fleet>" for the fleet.
+ * Records: fleets "<p>/<fleet>" (struct fleet_rec) and instances "<p>/<fleet>/<num:08u>"
+ * (struct instance_row), typed in core/records.h, the only code that knows their JSON keys.
+ * Sealed: "f/<p>/<fleet>/spec" (the text as written), "f/<p>/<fleet>/hosts" and
+ * "f/<p>/<fleet>/inst/<num:08u>" (resolved SSH endpoints with their private keys: struct
+ * host_rec), "p/<p>/sshkey" (the project key). Journals: the project's, and "<p>:<fleet>" for
+ * the fleet.
  */
 #ifndef FLEETFS_FLEETS_H
 #define FLEETFS_FLEETS_H
@@ -20,8 +21,9 @@
 #include <time.h>
 
 #include "../cache/store.h"
-#include "../backends/schema.h"
+#include "../lib/fileref.h"
 #include "../lib/util.h"
+#include "records.h"
 
 /* instance statuses (dstack's) */
 #define IST_PENDING "pending"
@@ -38,7 +40,7 @@ int fleets_event(struct stx *tx, const char *project, const char *fleet, const c
 /* Append {at: now, what} to an instance row's history ("log"), the oldest dropped past
  * FLEETS_HISTORY_MAX. */
 #define FLEETS_HISTORY_MAX 20
-void fleets_history(struct cJSON *row, const char *what);
+void fleets_history(struct instance_row *row, const char *what);
 
 /* Commit data as projects/<p>/fleets/<fleet>.yml. -EINVAL/-EFBIG with the reason recorded in
  * the project's events (and the fleet's status when the fleet exists). */

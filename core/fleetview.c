@@ -1,13 +1,12 @@
 /* fleetview: the generated files of fleets (status, ssh_config, known_hosts, instance files).
  * Everything here reads the store only; nothing connects anywhere. */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fleets.h"
-#include "../lib/jsonx.h"
+#include "records.h"
 
 static void ytime(struct buf *out, const char *key, double t, const char *indent)
 {
@@ -32,58 +31,60 @@ static void ystr(struct buf *out, const char *indent, const char *key, const cha
 
 /* A cloud instance's provider side (the offer, the VM's name, id, zone) and the offers
  * tried in the current round with their errors. */
-static void render_cloud(struct buf *out, const cJSON *cl, const cJSON *tried)
+static void render_cloud(struct buf *out, const struct instance_row *v)
 {
-	static const char *const keys[] = {"backend", "type", "offer", "region", "zone",
-					   "instance", "name", "id", "detail"};
-	const cJSON *t;
-	if (cJSON_IsObject(cl)) {
+	const struct cloud_vm *cl = v->cloud;
+	if (cl) {
 		buf_printf(out, "cloud:\n");
-		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-			ystr(out, "  ", keys[i], jx_str(cl, keys[i]));
-		buf_printf(out, "  price: %g\n  spot: %s\n", jx_num(cl, "price"),
-			   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "spot")) ? "true"
-											 : "false");
-		ytime(out, "created", jx_num(cl, "since"), "  ");
+		ystr(out, "  ", "backend", cl->backend);
+		ystr(out, "  ", "type", cl->type);
+		ystr(out, "  ", "offer", cl->offer);
+		ystr(out, "  ", "region", cl->region);
+		ystr(out, "  ", "zone", cl->zone);
+		ystr(out, "  ", "instance", cl->instance);
+		ystr(out, "  ", "name", cl->name);
+		ystr(out, "  ", "id", cl->id);
+		ystr(out, "  ", "detail", cl->detail);
+		buf_printf(out, "  price: %g\n  spot: %s\n", cl->price, cl->spot ? "true" : "false");
+		ytime(out, "created", cl->created_at, "  ");
 	}
-	if (!cJSON_IsArray(tried) || !cJSON_GetArraySize(tried))
+	if (!v->ntried)
 		return;
 	buf_printf(out, "tried:\n");
-	cJSON_ArrayForEach(t, tried)
-	{
-		ystr(out, "- ", "offer", jx_str(t, "offer"));
-		ystr(out, "  ", "error", jx_str(t, "error"));
-		ytime(out, "at", jx_num(t, "at"), "  ");
+	for (size_t i = 0; i < v->ntried; i++) {
+		ystr(out, "- ", "offer", v->tried[i].offer);
+		ystr(out, "  ", "error", v->tried[i].error);
+		ytime(out, "at", v->tried[i].at, "  ");
 	}
 }
 
-static int load(struct store *s, const char *project, const char *fleet, cJSON **rec,
-		cJSON **insts)
+static int load(struct store *s, const char *project, const char *fleet, struct fleet_rec *rec,
+		struct instance_list *insts)
 {
 	struct stx *tx = NULL;
 	char key[2 * STORE_NAME_MAX + 3];
-	*rec = *insts = NULL;
+	memset(insts, 0, sizeof(*insts));
+	memset(rec, 0, sizeof(*rec));
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
 	fmt(key, sizeof(key), "%s/%s", project, fleet);
-	r = store_obj_get(tx, SDB_FLEETS, key, rec);
+	r = fleet_rec_get(tx, key, rec);
 	if (!r) {
 		fmt(key, sizeof(key), "%s/%s/", project, fleet);
-		r = store_obj_list(tx, SDB_INSTANCES, key, insts);
+		r = instance_row_list(tx, key, insts);
 	}
 	store_abort(tx);
-	if (r) {
-		cJSON_Delete(*rec);
-		*rec = NULL;
-	}
+	if (r)
+		fleet_rec_free(rec);
 	return r;
 }
 
 int fleets_render_status(struct store *s, const char *project, const char *fleet,
 			 struct buf *out)
 {
-	cJSON *rec = NULL, *insts = NULL, *it;
+	struct fleet_rec rec;
+	struct instance_list insts;
 	int r = load(s, project, fleet, &rec, &insts);
 	if (r)
 		return r;
@@ -93,43 +94,42 @@ int fleets_render_status(struct store *s, const char *project, const char *fleet
 	double next = 0;
 	const char *last_err = "";
 	double last_err_at = 0;
-	cJSON_ArrayForEach(it, insts)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+	for (size_t j = 0; j < insts.n; j++) {
+		const struct instance_row *v = &insts.v[j].row;
 		for (size_t i = 0; i < 6; i++)
-			counts[i] += !strcmp(jx_str(v, "status"), sts[i]);
-		unreachable += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-		double nt = jx_num(v, "next_try");
-		if (nt > 0 && (!next || nt < next) && strcmp(jx_str(v, "status"), IST_IDLE))
+			counts[i] += !strcmp(v->status, sts[i]);
+		unreachable += v->unreachable;
+		double nt = v->next_try;
+		if (nt > 0 && (!next || nt < next) && strcmp(v->status, IST_IDLE))
 			next = nt;
-		if (jx_num(v, "last_error_at") > last_err_at && *jx_str(v, "last_error")) {
-			last_err_at = jx_num(v, "last_error_at");
-			last_err = jx_str(v, "last_error");
+		if (v->last_error_at > last_err_at && *v->last_error) {
+			last_err_at = v->last_error_at;
+			last_err = v->last_error;
 		}
 	}
-	bool deleted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "deleted"));
-	bool ssh = !strcmp(jx_str(rec, "kind"), "ssh");
+	bool deleted = rec.deleted;
+	bool ssh = rec.ssh;
 	buf_printf(out, "# fleetfs fleet status (format: docs/fleets.md#status)\n");
 	buf_printf(out, "name: %s\nkind: %s\nstatus: %s\n", fleet, ssh ? "ssh" : "cloud",
 		   deleted ? "terminating" : "active");
 	buf_printf(out, "desired:\n");
 	if (ssh)
-		buf_printf(out, "  hosts: %.0f\n", deleted ? 0.0 : jx_num(rec, "hosts"));
-	else if (jx_num(rec, "nodes_max") < 0)
-		buf_printf(out, "  nodes: {min: %.0f, target: %.0f, max: null}\n",
-			   jx_num(rec, "nodes_min"), jx_num(rec, "nodes_target"));
+		buf_printf(out, "  hosts: %lld\n", deleted ? 0LL : rec.hosts);
+	else if (rec.nodes_max < 0)
+		buf_printf(out, "  nodes: {min: %lld, target: %lld, max: null}\n", rec.nodes_min,
+			   rec.nodes_target);
 	else
-		buf_printf(out, "  nodes: {min: %.0f, target: %.0f, max: %.0f}\n",
-			   jx_num(rec, "nodes_min"), jx_num(rec, "nodes_target"), jx_num(rec, "nodes_max"));
+		buf_printf(out, "  nodes: {min: %lld, target: %lld, max: %lld}\n", rec.nodes_min,
+			   rec.nodes_target, rec.nodes_max);
 	buf_printf(out, "actual:\n");
 	for (size_t i = 0; i < 6; i++)
 		buf_printf(out, "  %s: %zu\n", sts[i], counts[i]);
 	buf_printf(out, "  unreachable: %zu\n", unreachable);
 	ytime(out, "next_retry", next, "");
-	if (*jx_str(rec, "err")) {
+	if (*rec.rejected) {
 		buf_printf(out, "last_rejected_write:\n");
-		ytime(out, "at", jx_num(rec, "errat"), "  ");
-		ystr(out, "  ", "message", jx_str(rec, "err"));
+		ytime(out, "at", rec.rejected_at, "  ");
+		ystr(out, "  ", "message", rec.rejected);
 	} else {
 		buf_printf(out, "last_rejected_write: null\n");
 	}
@@ -140,36 +140,33 @@ int fleets_render_status(struct store *s, const char *project, const char *fleet
 	} else {
 		buf_printf(out, "last_error: null\n");
 	}
-	buf_printf(out, "instances:%s\n", cJSON_GetArraySize(insts) ? "" : " []");
-	cJSON_ArrayForEach(it, insts)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		buf_printf(out, "- num: %.0f\n", jx_num(v, "num"));
-		ystr(out, "  ", "host", jx_str(v, "host"));
-		buf_printf(out, "  status: %s\n", jx_str(v, "status"));
-		buf_printf(out, "  unreachable: %s\n",
-			   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable")) ? "true"
-											    : "false");
-		ystr(out, "  ", "reason", jx_str(v, "reason"));
+	buf_printf(out, "instances:%s\n", insts.n ? "" : " []");
+	for (size_t j = 0; j < insts.n; j++) {
+		const struct instance_row *v = &insts.v[j].row;
+		buf_printf(out, "- num: %u\n", v->num);
+		ystr(out, "  ", "host", v->host);
+		buf_printf(out, "  status: %s\n", v->status);
+		buf_printf(out, "  unreachable: %s\n", v->unreachable ? "true" : "false");
+		ystr(out, "  ", "reason", v->reason);
 	}
-	cJSON_Delete(rec);
-	cJSON_Delete(insts);
+	fleet_rec_free(&rec);
+	instance_list_free(&insts);
 	return 0;
 }
 
 /* Host stanza of one instance (and of its jump host). */
 static void stanza(struct buf *out, const char *mnt, const char *project, const char *fleet,
-		   const cJSON *v)
+		   const struct instance_row *v)
 {
-	const char *host = jx_str(v, "host");
+	const char *host = v->host;
 	if (!*host)
 		return;
-	unsigned num = (unsigned)jx_num(v, "num");
-	const char *proxy = jx_str(v, "proxy");
+	unsigned num = v->num;
+	const char *proxy = v->proxy;
 	buf_printf(out, "Host %s-%u\n", fleet, num);
 	buf_printf(out, "  HostName %s\n", host);
-	buf_printf(out, "  Port %.0f\n", jx_num(v, "port") ? jx_num(v, "port") : 22);
-	buf_printf(out, "  User %s\n", jx_str(v, "user"));
+	buf_printf(out, "  Port %d\n", v->port ? v->port : 22);
+	buf_printf(out, "  User %s\n", v->user);
 	buf_printf(out, "  IdentityFile \"%s/projects/%s/ssh/id_rsa\"\n", mnt, project);
 	buf_printf(out, "  IdentitiesOnly yes\n");
 	buf_printf(out, "  UserKnownHostsFile \"%s/projects/%s/ssh/known_hosts\"\n", mnt, project);
@@ -198,11 +195,11 @@ static void stanza(struct buf *out, const char *mnt, const char *project, const 
 	}
 }
 
-static bool stanza_worthy(const cJSON *v)
+static bool stanza_worthy(const struct instance_row *v)
 {
-	const char *st = jx_str(v, "status");
-	return *jx_str(v, "hostkey") && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY) ||
-				       !strcmp(st, IST_PROVISIONING));
+	const char *st = v->status;
+	return *v->hostkey && (!strcmp(st, IST_IDLE) || !strcmp(st, IST_BUSY) ||
+			       !strcmp(st, IST_PROVISIONING));
 }
 
 int fleets_render_ssh_config(struct store *s, const char *mnt, const char *project,
@@ -210,7 +207,7 @@ int fleets_render_ssh_config(struct store *s, const char *mnt, const char *proje
 {
 	struct stx *tx = NULL;
 	char prefix[2 * STORE_NAME_MAX + 3];
-	cJSON *insts = NULL, *it;
+	struct instance_list insts;
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
@@ -218,24 +215,23 @@ int fleets_render_ssh_config(struct store *s, const char *mnt, const char *proje
 		fmt(prefix, sizeof(prefix), "%s/%s/", project, fleet);
 	else
 		fmt(prefix, sizeof(prefix), "%s/", project);
-	r = store_obj_list(tx, SDB_INSTANCES, prefix, &insts);
+	r = instance_row_list(tx, prefix, &insts);
 	store_abort(tx);
 	if (r)
 		return r;
 	buf_printf(out, "# fleetfs: ssh -F <this file> <fleet>-<num>, or Include it from "
 			"~/.ssh/config\n\n");
-	cJSON_ArrayForEach(it, insts)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
+	for (size_t j = 0; j < insts.n; j++) {
+		const struct instance_row *v = &insts.v[j].row;
 		if (!stanza_worthy(v))
 			continue;
 		char f[STORE_NAME_MAX];
-		const char *k = jx_str(it, "key") + strlen(project) + 1;
+		const char *k = insts.v[j].key + strlen(project) + 1;
 		const char *slash = strchr(k, '/');
 		fmt(f, sizeof(f), "%.*s", slash ? (int)(slash - k) : 0, k);
 		stanza(out, mnt, project, f, v);
 	}
-	cJSON_Delete(insts);
+	instance_list_free(&insts);
 	return 0;
 }
 
@@ -253,50 +249,47 @@ int fleets_render_known_hosts(struct store *s, const char *project, struct buf *
 {
 	struct stx *tx = NULL;
 	char prefix[STORE_NAME_MAX + 2];
-	cJSON *insts = NULL, *it;
+	struct instance_list insts;
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
 	fmt(prefix, sizeof(prefix), "%s/", project);
-	r = store_obj_list(tx, SDB_INSTANCES, prefix, &insts);
+	r = instance_row_list(tx, prefix, &insts);
 	store_abort(tx);
 	if (r)
 		return r;
 	buf_printf(out, "# fleetfs: host keys pinned at first contact\n");
-	cJSON_ArrayForEach(it, insts)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		known_line(out, jx_str(v, "host"), (int)jx_num(v, "port"), jx_str(v, "hostkey"));
-		const char *proxy = jx_str(v, "proxy");
+	for (size_t j = 0; j < insts.n; j++) {
+		const struct instance_row *v = &insts.v[j].row;
+		known_line(out, v->host, v->port, v->hostkey);
+		const char *proxy = v->proxy;
 		const char *at = strchr(proxy, '@'), *colon = strrchr(proxy, ':');
 		if (at && colon && colon > at) {
 			char h[256];
 			fmt(h, sizeof(h), "%.*s", (int)(colon - at - 1), at + 1);
 			long long port = 22;
 			num_parse_ll(colon + 1, 1, 65535, &port);
-			known_line(out, h, (int)port, jx_str(v, "jumpkey"));
+			known_line(out, h, (int)port, v->jumpkey);
 		}
 	}
-	cJSON_Delete(insts);
+	instance_list_free(&insts);
 	return 0;
 }
 
-static void render_resources(struct buf *out, const cJSON *res)
+static void render_resources(struct buf *out, const struct host_res *res)
 {
-	if (!cJSON_IsObject(res)) {
+	if (!res) {
 		buf_printf(out, "resources: null\n");
 		return;
 	}
-	buf_printf(out, "resources:\n  cpus: %.0f\n  arch: %s\n  memory_mib: %.0f\n"
-			"  disk_mib: %.0f\n",
-		   jx_num(res, "cpus"), *jx_str(res, "arch") ? jx_str(res, "arch") : "null",
-		   jx_num(res, "memory_mib"), jx_num(res, "disk_mib"));
-	const cJSON *gpus = cJSON_GetObjectItemCaseSensitive(res, "gpus"), *g;
-	buf_printf(out, "  gpus:%s\n", cJSON_GetArraySize(gpus) ? "" : " []");
-	cJSON_ArrayForEach(g, gpus)
-	buf_printf(out, "  - {vendor: %s, name: %s, memory_mib: %.0f}\n", jx_str(g, "vendor"),
-		   jx_str(g, "name"), jx_num(g, "memory_mib"));
-	ystr(out, "  ", "addresses", jx_str(res, "addrs"));
+	buf_printf(out, "resources:\n  cpus: %d\n  arch: %s\n  memory_mib: %llu\n"
+			"  disk_mib: %llu\n",
+		   res->cpus, *res->arch ? res->arch : "null", res->memory_mib, res->disk_mib);
+	buf_printf(out, "  gpus:%s\n", res->ngpus ? "" : " []");
+	for (size_t i = 0; i < res->ngpus; i++)
+		buf_printf(out, "  - {vendor: %s, name: %s, memory_mib: %llu}\n",
+			   res->gpus[i].vendor, res->gpus[i].name, res->gpus[i].memory_mib);
+	ystr(out, "  ", "addresses", res->addrs);
 }
 
 int fleets_render_instance(struct store *s, const char *mnt, const char *project,
@@ -304,25 +297,25 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 {
 	struct stx *tx = NULL;
 	char key[3 * STORE_NAME_MAX];
-	cJSON *v = NULL;
+	struct instance_row v;
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
 	fmt(key, sizeof(key), "%s/%s/%08u", project, fleet, num);
-	r = store_obj_get(tx, SDB_INSTANCES, key, &v);
+	r = instance_row_get(tx, key, &v);
 	store_abort(tx);
 	if (r)
 		return r;
-	bool unreach = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "unreachable"));
-	double checked = jx_num(v, "checked");
+	bool unreach = v.unreachable;
+	double checked = v.checked;
 	if (!strcmp(what, "ssh")) {
-		if (stanza_worthy(v))
-			stanza(out, mnt, project, fleet, v);
+		if (stanza_worthy(&v))
+			stanza(out, mnt, project, fleet, &v);
 		else
 			buf_printf(out, "# instance %s-%u is %s: no ssh access yet\n", fleet, num,
-				   jx_str(v, "status"));
+				   v.status);
 	} else if (!strcmp(what, "status")) {
-		buf_printf(out, "status: %s\n", jx_str(v, "status"));
+		buf_printf(out, "status: %s\n", v.status);
 		buf_printf(out, "reachable: %s\n",
 			   checked <= 0 ? "null" : unreach ? "false" : "true");
 		ytime(out, "checked_at", checked, "");
@@ -331,46 +324,42 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 			double age = (double)now.tv_sec + now.tv_nsec / 1e9 - checked;
 			buf_printf(out, "check_age_s: %.0f\n", age > 0 ? age : 0.0);
 		}
-		ystr(out, "", "reason", jx_str(v, "reason"));
-		ystr(out, "", "check_error", jx_str(v, "check_error"));
+		ystr(out, "", "reason", v.reason);
+		ystr(out, "", "check_error", v.check_error);
 	} else {
 		buf_printf(out, "name: %s-%u\nfleet: %s\nnum: %u\n", fleet, num, fleet, num);
-		const cJSON *cl = cJSON_GetObjectItemCaseSensitive(v, "cloud");
-		if (cJSON_IsObject(cl) && *jx_str(cl, "backend"))
-			ystr(out, "", "backend", jx_str(cl, "backend"));
+		if (v.cloud && *v.cloud->backend)
+			ystr(out, "", "backend", v.cloud->backend);
 		else
-			buf_printf(out, "backend: %s\n",
-				   *jx_str(v, "proxy") || *jx_str(v, "host") ? "ssh" : "null");
-		buf_printf(out, "status: %s\n", jx_str(v, "status"));
+			buf_printf(out, "backend: %s\n", *v.proxy || *v.host ? "ssh" : "null");
+		buf_printf(out, "status: %s\n", v.status);
 		buf_printf(out, "unreachable: %s\n", unreach ? "true" : "false");
-		ystr(out, "", "reason", jx_str(v, "reason"));
-		ystr(out, "", "host", jx_str(v, "host"));
-		buf_printf(out, "port: %.0f\n", jx_num(v, "port"));
-		ystr(out, "", "user", jx_str(v, "user"));
-		ystr(out, "", "proxy_jump", jx_str(v, "proxy"));
-		ystr(out, "", "internal_ip", jx_str(v, "internal_ip"));
-		ystr(out, "", "host_key", jx_str(v, "hostkey"));
-		render_resources(out, cJSON_GetObjectItemCaseSensitive(v, "res"));
-		ytime(out, "created", jx_num(v, "created"), "");
-		ytime(out, "started", jx_num(v, "started"), "");
-		ytime(out, "updated", jx_num(v, "updated"), "");
+		ystr(out, "", "reason", v.reason);
+		ystr(out, "", "host", v.host);
+		buf_printf(out, "port: %d\n", v.port);
+		ystr(out, "", "user", v.user);
+		ystr(out, "", "proxy_jump", v.proxy);
+		ystr(out, "", "internal_ip", v.internal_ip);
+		ystr(out, "", "host_key", v.hostkey);
+		render_resources(out, v.res);
+		ytime(out, "created", v.created, "");
+		ytime(out, "started", v.started, "");
+		ytime(out, "updated", v.updated, "");
 		ytime(out, "checked_at", checked, "");
-		buf_printf(out, "attempts: %.0f\n", jx_num(v, "attempts"));
-		ytime(out, "next_try", jx_num(v, "next_try"), "");
-		ystr(out, "", "last_error", jx_str(v, "last_error"));
-		ystr(out, "", "termination_reason", jx_str(v, "termination_reason"));
-		render_cloud(out, cl, cJSON_GetObjectItemCaseSensitive(v, "tried"));
-		const cJSON *log = cJSON_GetObjectItemCaseSensitive(v, "log"), *e;
-		buf_printf(out, "history:%s\n", cJSON_GetArraySize(log) ? "" : " []");
-		cJSON_ArrayForEach(e, log)
-		{
+		buf_printf(out, "attempts: %u\n", v.attempts);
+		ytime(out, "next_try", v.next_try, "");
+		ystr(out, "", "last_error", v.last_error);
+		ystr(out, "", "termination_reason", v.termination_reason);
+		render_cloud(out, &v);
+		buf_printf(out, "history:%s\n", v.nlog ? "" : " []");
+		for (size_t i = 0; i < v.nlog; i++) {
 			char ts[32];
-			time_iso((time_t)jx_num(e, "at"), ts, sizeof(ts));
+			time_iso((time_t)v.log[i].at, ts, sizeof(ts));
 			buf_printf(out, "- at: %s\n  what: ", ts);
-			buf_yaml_str(out, jx_str(e, "what"));
+			buf_yaml_str(out, v.log[i].what);
 			buf_printf(out, "\n");
 		}
 	}
-	cJSON_Delete(v);
+	instance_row_free(&v);
 	return 0;
 }

@@ -9,7 +9,8 @@ int main(void)
 {
 	Suite *(*const suites[])(void) = {util_suite,  ydoc_suite,    seal_suite,    store_suite,
 					  state_suite, rootcfg_suite, bkschema_suite, fleetspec_suite,
-					  probe_suite, ssh_suite, http_suite, fleets_suite, offers_suite,
+					  probe_suite, ssh_suite, http_suite, fleets_suite, records_suite,
+					  offers_suite,
 					  catalog_suite, sigv4_suite, awscreds_suite,
 					  awsapi_suite};
 	SRunner *sr = srunner_create(NULL);

@@ -14,6 +14,7 @@ Suite *rootcfg_suite(void);
 Suite *fleetspec_suite(void);
 Suite *probe_suite(void);
 Suite *fleets_suite(void);
+Suite *records_suite(void);
 Suite *ssh_suite(void);
 Suite *http_suite(void);
 Suite *offers_suite(void);

@@ -1,7 +1,6 @@
 /* fleets: committing specs reconciles instance rows (the engine's input) in one transaction:
  * SSH hosts added and removed, backend fleets' node counts, in-place rules, deletion. */
 #include <check.h>
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +8,7 @@
 
 #include "../../backends/ssh.h"
 #include "../../core/fleets.h"
-#include "../../lib/jsonx.h"
+#include "../../core/records.h"
 #include "helpers.h"
 #include "suites.h"
 
@@ -61,20 +60,18 @@ static char *ssh_spec(const char *user, const char *const *hosts, size_t n)
 static char *rows(const char *fleet)
 {
 	struct stx *tx = NULL;
-	cJSON *arr = NULL, *it;
+	struct instance_list arr;
 	char prefix[128];
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	snprintf(prefix, sizeof(prefix), "main/%s/", fleet);
 	ck_assert_int_eq(store_begin(g_s, false, &tx), 0);
-	ck_assert_int_eq(store_obj_list(tx, SDB_INSTANCES, prefix, &arr), 0);
+	ck_assert_int_eq(instance_row_list(tx, prefix, &arr), 0);
 	store_abort(tx);
-	cJSON_ArrayForEach(it, arr)
-	{
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "value");
-		buf_printf(&b, "%.0f:%s:%s;", jx_num(v, "num"), jx_str(v, "status"), jx_str(v, "host"));
-	}
-	cJSON_Delete(arr);
+	for (size_t i = 0; i < arr.n; i++)
+		buf_printf(&b, "%u:%s:%s;", arr.v[i].row.num, arr.v[i].row.status,
+			   arr.v[i].row.host);
+	instance_list_free(&arr);
 	char *s = buf_steal(&b, NULL);
 	return s ? s : strdup("");
 }
