@@ -373,12 +373,12 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		const char *name = h->ents[i].name;
 		memset(&e, 0, sizeof(e));
 		if (strcmp(name, ".") && strcmp(name, "..")) {
-			enum nkind kind;
-			const char *project, *backend;
-			if (resolve(fs, dir, name, &kind, &project, &backend))
+			struct resolved res;
+			if (resolve(fs, dir, name, &res, NULL))
 				continue; /* gone since the listing was taken */
-			n = kind == N_DRAFT ? tree_find(fs, ino, name)
-					    : child(fs, dir, name, kind, project, backend);
+			n = res.kind == N_DRAFT
+				    ? tree_find(fs, ino, name)
+				    : child(fs, dir, name, res.kind, res.project, res.backend);
 			struct stat st;
 			if (!n || node_attr(fs, n, &st)) {
 				tree_maybe_free(fs, n);

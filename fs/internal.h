@@ -65,11 +65,22 @@ bool spec_name(const char *name, char *out, size_t outlen);
 /* when the mount started (names.c; set by op_init) */
 extern struct timespec mount_time;
 
-/* A refusal found while fs->lock was held (a bad offers query): written to the project's
- * events by the request once the lock is released (a store write under it would deadlock). */
-extern __thread char pending_note[512];
-extern __thread char pending_note_project[64];
-void flush_pending_note(struct fs *fs);
+/* What a name resolves to: its kind and the project/backend it belongs to (pointing into the
+ * parent node or the name itself: valid while fs->lock is held and name lives). */
+struct resolved {
+	enum nkind kind;
+	const char *project;
+	const char *backend;
+};
+
+/* Why a lookup refused a name (a bad offers query), found while fs->lock was held: the caller
+ * writes it to the project's events with refusal_note once the lock is released (a store
+ * write under it would deadlock), before replying. msg is empty when there is nothing to say. */
+struct refusal {
+	char project[64];
+	char msg[512];
+};
+void refusal_note(struct fs *fs, const struct refusal *why);
 
 /* notify.c */
 void inval_projects(struct fs *fs);
@@ -77,8 +88,9 @@ void bump(struct fs *fs);
 
 /* names.c — all with fs->lock held */
 bool node_exists(struct fs *fs, struct node *n);
-int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
-	    const char **project, const char **backend);
+/* why may be NULL: the refusal is then not wanted */
+int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
+	    struct refusal *why);
 enum nkind canonical_in(const struct node *p, const char *name);
 struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
 		   const char *project, const char *backend);

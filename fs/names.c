@@ -72,17 +72,13 @@ bool spec_name(const char *name, char *out, size_t outlen)
 	return true;
 }
 
-struct timespec mount_time;
-__thread char pending_note[512];
-__thread char pending_note_project[64];
+struct timespec mount_time; /* set in op_init: the mtime of things that have none */
 
-void flush_pending_note(struct fs *fs)
+void refusal_note(struct fs *fs, const struct refusal *why)
 {
-	if (!pending_note[0])
-		return;
-	state_note(fs->store, pending_note_project, "%s", pending_note);
-	pending_note[0] = '\0';
-} /* set in op_init: the mtime of things that have none */
+	if (why->msg[0])
+		state_note(fs->store, why->project, "%s", why->msg);
+}
 
 
 /* ---- what a name is ---- */
@@ -125,31 +121,32 @@ bool node_exists(struct fs *fs, struct node *n)
 	return ok;
 }
 
-/* Resolve (parent, name) to a kind without creating anything. Returns 0 and sets *kind,
+/* Resolve (parent, name) to a kind without creating anything. Returns 0 and sets res->kind,
  * or -ENOENT/-ENOTDIR. Drafts resolve to N_DRAFT. Call with fs->lock held. */
-int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
-		   const char **project, const char **backend)
+int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
+	    struct refusal *why)
 {
 	struct stx *tx = NULL;
 	struct st_project sp;
 	struct st_backend sb;
 	struct node *d;
-	pending_note[0] = '\0';
-	*project = p->project;
-	*backend = p->backend;
+	if (why)
+		why->msg[0] = '\0';
+	res->project = p->project;
+	res->backend = p->backend;
 	switch (p->kind) {
 	case N_ROOT:
-		*project = *backend = "";
+		res->project = res->backend = "";
 		if (!strcmp(name, "README"))
-			*kind = N_README;
+			res->kind = N_README;
 		else if (!strcmp(name, "config.yml"))
-			*kind = N_RCONFIG;
+			res->kind = N_RCONFIG;
 		else if (!strcmp(name, "events"))
-			*kind = N_REVENTS;
+			res->kind = N_REVENTS;
 		else if (!strcmp(name, ".rsync-filter"))
-			*kind = N_RFILTER;
+			res->kind = N_RFILTER;
 		else if (!strcmp(name, "projects"))
-			*kind = N_PROJECTS;
+			res->kind = N_PROJECTS;
 		else
 			goto draft;
 		return 0;
@@ -161,37 +158,37 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 			return -ENOENT;
 		}
 		store_abort(tx);
-		*kind = N_PROJECT;
-		*project = name;
+		res->kind = N_PROJECT;
+		res->project = name;
 		return 0;
 	case N_PROJECT:
 		if (!strcmp(name, "events"))
-			*kind = N_PEVENTS;
+			res->kind = N_PEVENTS;
 		else if (!strcmp(name, "backends"))
-			*kind = N_BACKENDS;
+			res->kind = N_BACKENDS;
 		else if (!strcmp(name, "fleets"))
-			*kind = N_FLEETS;
+			res->kind = N_FLEETS;
 		else if (!strcmp(name, "ssh_config"))
-			*kind = N_PSSHCFG;
+			res->kind = N_PSSHCFG;
 		else if (!strcmp(name, "ssh"))
-			*kind = N_PSSHDIR;
+			res->kind = N_PSSHDIR;
 		else if (!strcmp(name, "offers"))
-			*kind = N_OFFERS;
+			res->kind = N_OFFERS;
 		else if (!strcmp(name, "offers.tsv"))
-			*kind = N_OTSV;
+			res->kind = N_OTSV;
 		else if (!strcmp(name, "offers.json"))
-			*kind = N_OJSON;
+			res->kind = N_OJSON;
 		else
 			return -ENOENT;
 		return 0;
 	case N_OFFERS:
 	case N_OQUERY: {
 		if (p->kind == N_OQUERY && !strcmp(name, "offers.tsv")) {
-			*kind = N_OTSV;
+			res->kind = N_OTSV;
 			return 0;
 		}
 		if (p->kind == N_OQUERY && !strcmp(name, "offers.json")) {
-			*kind = N_OJSON;
+			res->kind = N_OJSON;
 			return 0;
 		}
 		struct offsnap *snap = NULL;
@@ -208,7 +205,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		}
 		offcache_put(fs, snap);
 		if (ok) {
-			*kind = N_OFFER;
+			res->kind = N_OFFER;
 			return 0;
 		}
 		if (p->kind == N_OQUERY)
@@ -219,22 +216,24 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		if (offers_query_parse(name, &q, err, sizeof(err)) != 0) {
 			char safe[128];
 			str_redact(safe, sizeof(safe), name);
-			fmt(pending_note, sizeof(pending_note),
-			    "offers/%s: neither an offer nor a query: %s", safe, err);
-			fmt(pending_note_project, sizeof(pending_note_project), "%s", p->project);
+			if (why) {
+				fmt(why->msg, sizeof(why->msg),
+				    "offers/%s: neither an offer nor a query: %s", safe, err);
+				fmt(why->project, sizeof(why->project), "%s", p->project);
+			}
 			return -ENOENT;
 		}
 		offers_query_free(q);
-		*kind = N_OQUERY;
+		res->kind = N_OQUERY;
 		return 0;
 	}
 	case N_PSSHDIR:
 		if (!strcmp(name, "id_rsa"))
-			*kind = N_PKEY;
+			res->kind = N_PKEY;
 		else if (!strcmp(name, "id_rsa.pub"))
-			*kind = N_PKEYPUB;
+			res->kind = N_PKEYPUB;
 		else if (!strcmp(name, "known_hosts"))
-			*kind = N_PKNOWN;
+			res->kind = N_PKNOWN;
 		else
 			return -ENOENT;
 		return 0;
@@ -244,7 +243,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		if (spec_name(name, fl, sizeof(fl))) {
 			d = tree_find(fs, p->ino, name);
 			if (d && d->kind == N_FSPEC && d->dirty) {
-				*kind = N_FSPEC;
+				res->kind = N_FSPEC;
 				return 0; /* being created */
 			}
 			if (store_begin(fs->store, false, &tx))
@@ -252,7 +251,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 			ok = fleets_spec_exists(tx, p->project, fl, NULL, NULL);
 			store_abort(tx);
 			if (ok) {
-				*kind = N_FSPEC;
+				res->kind = N_FSPEC;
 				return 0;
 			}
 			goto draft;
@@ -263,8 +262,8 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 			ok = fleets_dir_exists(tx, p->project, name);
 			store_abort(tx);
 			if (ok) {
-				*kind = N_FLEET;
-				*backend = name;
+				res->kind = N_FLEET;
+				res->backend = name;
 				return 0;
 			}
 		}
@@ -272,13 +271,13 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 	}
 	case N_FLEET:
 		if (!strcmp(name, "status"))
-			*kind = N_FSTATUS;
+			res->kind = N_FSTATUS;
 		else if (!strcmp(name, "events"))
-			*kind = N_FEVENTS;
+			res->kind = N_FEVENTS;
 		else if (!strcmp(name, "ssh_config"))
-			*kind = N_FSSHCFG;
+			res->kind = N_FSSHCFG;
 		else if (!strcmp(name, "instances"))
-			*kind = N_INSTANCES;
+			res->kind = N_INSTANCES;
 		else
 			return -ENOENT;
 		return 0;
@@ -292,16 +291,16 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 		store_abort(tx);
 		if (!ok)
 			return -ENOENT;
-		*kind = N_INSTANCE;
+		res->kind = N_INSTANCE;
 		return 0;
 	}
 	case N_INSTANCE:
 		if (!strcmp(name, "status"))
-			*kind = N_ISTATUS;
+			res->kind = N_ISTATUS;
 		else if (!strcmp(name, "ssh"))
-			*kind = N_ISSH;
+			res->kind = N_ISSH;
 		else if (!strcmp(name, "info.yml"))
-			*kind = N_IINFO;
+			res->kind = N_IINFO;
 		else
 			return -ENOENT;
 		return 0;
@@ -313,16 +312,16 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 			return -ENOENT;
 		}
 		store_abort(tx);
-		*kind = N_BACKEND;
-		*backend = name;
+		res->kind = N_BACKEND;
+		res->backend = name;
 		return 0;
 	case N_BACKEND:
 		if (!strcmp(name, "status")) {
-			*kind = N_BSTATUS;
+			res->kind = N_BSTATUS;
 			return 0;
 		}
 		if (!strcmp(name, "config.yml")) {
-			*kind = N_BCONFIG;
+			res->kind = N_BCONFIG;
 			d = tree_find(fs, p->ino, name);
 			if (d && d->kind == N_BCONFIG && d->dirty)
 				return 0; /* being created */
@@ -339,7 +338,7 @@ int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
 draft:
 	d = tree_find(fs, p->ino, name);
 	if (d && d->kind == N_DRAFT && d->draft) {
-		*kind = N_DRAFT;
+		res->kind = N_DRAFT;
 		return 0;
 	}
 	return -ENOENT;
