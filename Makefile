@@ -27,7 +27,7 @@ CACHE_SRC := cache/seal.c cache/store.c
 BACKENDS_SRC := backends/ssh.c backends/http.c backends/sigv4.c backends/backend.c backends/catalog.c backends/lambda.c \
                 backends/digitalocean.c backends/vultr.c backends/awscreds.c backends/awsapi.c backends/aws.c
 ENGINE_SRC := core/jsonx.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
-FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
+FS_SRC    := fs/main.c fs/tree.c fs/kinds.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 
