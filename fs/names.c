@@ -55,7 +55,6 @@ void refusal_note(struct fs *fs, const struct refusal *why)
 		state_note(fs->store, why->project, "%s", why->msg);
 }
 
-
 /* ---- what a name is ---- */
 
 /* Existence, per kind (kinds.c), with a store transaction open. */
@@ -112,8 +111,7 @@ bool node_exists(struct fs *fs, struct node *n)
 
 /* Is the canonical file name of directory dir being created (a handle holds uncommitted
  * bytes)? Then it exists before the store has it. */
-static bool being_created(struct fs *fs, const struct node *dir, const char *name,
-			  enum nkind kind)
+static bool being_created(struct fs *fs, const struct node *dir, const char *name, enum nkind kind)
 {
 	struct node *d = tree_find(fs, dir->ino, name);
 	return d && d->kind == kind && d->dirty;
@@ -237,7 +235,7 @@ int lookup_offers(struct fs *fs, struct node *dir, const char *name, struct reso
 	long i = offsnap_find(snap, name);
 	bool ok = i >= 0;
 	if (ok && dir->kind == N_OQUERY) {
-		ok = offers_query_parse(dir->query ? dir->query : "", &q, err, 8) == 0 &&
+		ok = offers_query_parse(dir->query ? dir->query : "", &q, err, sizeof(err)) == 0 &&
 		     offers_match(q, &snap->list.v[i]);
 		offers_query_free(q);
 		q = NULL;
@@ -254,8 +252,8 @@ int lookup_offers(struct fs *fs, struct node *dir, const char *name, struct reso
 		char safe[128];
 		str_redact(safe, sizeof(safe), name);
 		if (why) {
-			fmt(why->msg, sizeof(why->msg), "offers/%s: neither an offer nor a query: %s",
-			    safe, err);
+			fmt(why->msg, sizeof(why->msg),
+			    "offers/%s: neither an offer nor a query: %s", safe, err);
 			fmt(why->project, sizeof(why->project), "%s", dir->project);
 		}
 		return -ENOENT;
