@@ -31,7 +31,7 @@ CACHE_SRC := cache/seal.c cache/store.c
 # every provider client is a file of backends/ (docs/internals/design.md, "Adding a provider")
 BACKENDS_SRC := $(sort $(wildcard backends/*.c))
 ENGINE_SRC := core/records.c core/fleets.c core/fleetview.c core/engine.c core/offerd.c core/cloud.c
-FS_SRC    := fs/main.c fs/tree.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
+FS_SRC    := fs/main.c fs/tree.c fs/kinds.c fs/names.c fs/notify.c fs/ops.c fs/dirs.c fs/offcache.c fs/render.c
 LIB_SRC   := $(BASE_SRC) $(MODEL_SRC) $(CORE_SRC) $(CACHE_SRC) $(BACKENDS_SRC) $(ENGINE_SRC)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 

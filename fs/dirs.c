@@ -45,12 +45,144 @@ static void dir_handle_free(struct fs *fs, struct handle *h)
 	free(h);
 }
 
-/* Snapshot the listing of directory ino into a new handle: fixed entries first, then the
- * store's names (sorted), then drafts oldest first. 0 or -errno. */
-static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
+/* A listing being taken: the handle that keeps it, with fs->lock held. */
+struct listing {
+	struct fs *fs;
+	struct handle *h;
+	size_t cap;
+};
+
+/* Add name (a child of the listed directory; type S_IFDIR or S_IFREG) to the listing. */
+void listing_add(struct listing *l, const char *name, mode_t type)
+{
+	fuse_ino_t dir = l->h->node->ino;
+	dent_add(l->h, &l->cap, name, known_ino(l->fs, dir, name), type);
+}
+
+/* ---- variable names: the list of each directory kind that has them (kinds.c) ---- */
+
+int list_projects(struct fs *fs, struct node *dir, struct listing *l)
 {
 	struct stx *tx = NULL;
-	size_t cap = 0;
+	struct st_project *ps = NULL;
+	size_t np = 0;
+	(void)dir;
+	int r = store_begin(fs->store, false, &tx);
+	if (!r)
+		r = store_project_list(tx, &ps, &np);
+	store_abort(tx);
+	for (size_t i = 0; !r && i < np; i++)
+		listing_add(l, ps[i].name, S_IFDIR);
+	free(ps);
+	return r;
+}
+
+int list_backends(struct fs *fs, struct node *dir, struct listing *l)
+{
+	struct stx *tx = NULL;
+	struct st_backend *bs = NULL;
+	size_t nb = 0;
+	int r = store_begin(fs->store, false, &tx);
+	if (!r)
+		r = store_backend_list(tx, dir->project, &bs, &nb);
+	store_abort(tx);
+	for (size_t i = 0; !r && i < nb; i++)
+		listing_add(l, bs[i].name, S_IFDIR);
+	free(bs);
+	return r;
+}
+
+/* each fleet: its spec <f>.yml while it is not deleted, then its directory <f>/ */
+int list_fleets(struct fs *fs, struct node *dir, struct listing *l)
+{
+	struct stx *tx = NULL;
+	char **names = NULL;
+	bool *live = NULL;
+	size_t nf = 0;
+	int r = store_begin(fs->store, false, &tx);
+	if (!r)
+		r = fleets_list(tx, dir->project, &names, &live, &nf);
+	store_abort(tx);
+	for (size_t i = 0; !r && i < nf; i++) {
+		char spec[STORE_NAME_MAX + 8];
+		if (live[i]) {
+			fmt(spec, sizeof(spec), "%s.yml", names[i]);
+			listing_add(l, spec, S_IFREG);
+		}
+		listing_add(l, names[i], S_IFDIR);
+	}
+	fleets_names_free(names, nf);
+	free(live);
+	return r;
+}
+
+int list_instances(struct fs *fs, struct node *dir, struct listing *l)
+{
+	struct stx *tx = NULL;
+	unsigned *nums = NULL;
+	size_t ni = 0;
+	int r = store_begin(fs->store, false, &tx);
+	if (!r)
+		r = fleets_instances(tx, dir->project, dir->backend, &nums, &ni);
+	store_abort(tx);
+	for (size_t i = 0; !r && i < ni; i++) {
+		char nm[16];
+		fmt(nm, sizeof(nm), "%u", nums[i]);
+		listing_add(l, nm, S_IFDIR);
+	}
+	free(nums);
+	return r;
+}
+
+/* offers cheapest first (those the query matches, in a query directory); query directories
+ * themselves are not listed */
+int list_offers(struct fs *fs, struct node *dir, struct listing *l)
+{
+	struct offsnap *snap = NULL;
+	struct offer_query *q = NULL;
+	char e2[8];
+	if (dir->kind == N_OQUERY &&
+	    offers_query_parse(dir->query ? dir->query : "", &q, e2, sizeof(e2)))
+		return 0;
+	int r = offcache_get(fs, dir->project, &snap);
+	for (size_t i = 0; !r && i < snap->list.n; i++)
+		if (!q || offers_match(q, &snap->list.v[i]))
+			listing_add(l, offsnap_name(snap, i), S_IFREG);
+	offcache_put(fs, snap);
+	offers_query_free(q);
+	return r;
+}
+
+/* The fixed children of n (kinds.c), in the table's order. 0 or -errno. */
+static int list_fixed(struct fs *fs, struct node *n, struct listing *l)
+{
+	for (const struct kind_def *c = NULL; (c = kind_next_fixed(n->kind, c));) {
+		bool yes = true;
+		int r = c->present ? c->present(fs, n, &yes) : 0;
+		if (r)
+			return r;
+		if (yes)
+			listing_add(l, c->name, c->cls == K_DIR ? S_IFDIR : S_IFREG);
+	}
+	return 0;
+}
+
+/* drafts, oldest first, for a stable order */
+static void list_drafts(struct fs *fs, fuse_ino_t ino, struct listing *l)
+{
+	struct node *last = NULL;
+	for (struct node *d = fs->drafts; d; d = d->draft_next)
+		last = d;
+	for (struct node *d = last; d; d = d->draft_prev)
+		if (d->parent == ino && d->linked)
+			dent_add(l->h, &l->cap, d->name, d->ino, S_IFREG);
+}
+
+/* Snapshot the listing of directory ino into a new handle: fixed entries first (kinds.c),
+ * then the variable names (the store's, sorted; offers cheapest first), then drafts oldest
+ * first. 0 or -errno. */
+static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
+{
 	*out = NULL;
 	offcache_warm(fs, ino);
 	pthread_mutex_lock(&fs->lock);
@@ -59,159 +191,21 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 		pthread_mutex_unlock(&fs->lock);
 		return n && !is_dir_kind(n->kind) ? -ENOTDIR : -ENOENT;
 	}
-	struct handle *h = handle_new(H_DIR, n);
-	dent_add(h, &cap, ".", n->ino, S_IFDIR);
-	dent_add(h, &cap, "..", n->parent ? n->parent : n->ino, S_IFDIR);
-	static const char *const root_files[] = {".rsync-filter", "README", "config.yml", "events"};
-	int r = 0;
-	switch (n->kind) {
-	case N_ROOT:
-		for (size_t i = 0; i < 4; i++)
-			dent_add(h, &cap, root_files[i], known_ino(fs, ino, root_files[i]),
-				 S_IFREG);
-		dent_add(h, &cap, "projects", known_ino(fs, ino, "projects"), S_IFDIR);
-		break;
-	case N_PROJECT:
-		dent_add(h, &cap, "backends", known_ino(fs, ino, "backends"), S_IFDIR);
-		dent_add(h, &cap, "events", known_ino(fs, ino, "events"), S_IFREG);
-		dent_add(h, &cap, "fleets", known_ino(fs, ino, "fleets"), S_IFDIR);
-		dent_add(h, &cap, "ssh", known_ino(fs, ino, "ssh"), S_IFDIR);
-		dent_add(h, &cap, "ssh_config", known_ino(fs, ino, "ssh_config"), S_IFREG);
-		dent_add(h, &cap, "offers", known_ino(fs, ino, "offers"), S_IFDIR);
-		dent_add(h, &cap, "offers.json", known_ino(fs, ino, "offers.json"), S_IFREG);
-		dent_add(h, &cap, "offers.tsv", known_ino(fs, ino, "offers.tsv"), S_IFREG);
-		break;
-	case N_OFFERS:
-	case N_OQUERY: {
-		/* offers cheapest first; query directories themselves are not listed */
-		struct offsnap *snap = NULL;
-		struct offer_query *q = NULL;
-		char e2[8];
-		if (n->kind == N_OQUERY) {
-			dent_add(h, &cap, "offers.json", known_ino(fs, ino, "offers.json"), S_IFREG);
-			dent_add(h, &cap, "offers.tsv", known_ino(fs, ino, "offers.tsv"), S_IFREG);
-			if (offers_query_parse(n->query ? n->query : "", &q, e2, sizeof(e2)))
-				break;
-		}
-		r = offcache_get(fs, n->project, &snap);
-		for (size_t i = 0; !r && i < snap->list.n; i++)
-			if (!q || offers_match(q, &snap->list.v[i]))
-				dent_add(h, &cap, offsnap_name(snap, i),
-					 known_ino(fs, ino, offsnap_name(snap, i)),
-					 S_IFREG);
-		offcache_put(fs, snap);
-		offers_query_free(q);
-		break;
-	}
-	case N_PSSHDIR: {
-		static const char *const f[] = {"id_rsa", "id_rsa.pub", "known_hosts"};
-		for (size_t i = 0; i < 3; i++)
-			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
-		break;
-	}
-	case N_FLEET: {
-		static const char *const f[] = {"events", "ssh_config", "status"};
-		for (size_t i = 0; i < 3; i++)
-			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
-		dent_add(h, &cap, "instances", known_ino(fs, ino, "instances"), S_IFDIR);
-		break;
-	}
-	case N_INSTANCE: {
-		static const char *const f[] = {"info.yml", "ssh", "status"};
-		for (size_t i = 0; i < 3; i++)
-			dent_add(h, &cap, f[i], known_ino(fs, ino, f[i]), S_IFREG);
-		break;
-	}
-	case N_FLEETS: {
-		char **names = NULL;
-		bool *live = NULL;
-		size_t nf = 0;
-		r = store_begin(fs->store, false, &tx);
-		if (!r)
-			r = fleets_list(tx, n->project, &names, &live, &nf);
-		store_abort(tx);
-		for (size_t i = 0; !r && i < nf; i++) {
-			char spec[STORE_NAME_MAX + 8];
-			if (live[i]) {
-				fmt(spec, sizeof(spec), "%s.yml", names[i]);
-				dent_add(h, &cap, spec, known_ino(fs, ino, spec), S_IFREG);
-			}
-			dent_add(h, &cap, names[i], known_ino(fs, ino, names[i]), S_IFDIR);
-		}
-		fleets_names_free(names, nf);
-		free(live);
-		break;
-	}
-	case N_INSTANCES: {
-		unsigned *nums = NULL;
-		size_t ni = 0;
-		r = store_begin(fs->store, false, &tx);
-		if (!r)
-			r = fleets_instances(tx, n->project, n->backend, &nums, &ni);
-		store_abort(tx);
-		for (size_t i = 0; !r && i < ni; i++) {
-			char nm[16];
-			fmt(nm, sizeof(nm), "%u", nums[i]);
-			dent_add(h, &cap, nm, known_ino(fs, ino, nm), S_IFDIR);
-		}
-		free(nums);
-		break;
-	}
-	case N_PROJECTS: {
-		struct st_project *ps = NULL;
-		size_t np = 0;
-		r = store_begin(fs->store, false, &tx);
-		if (!r)
-			r = store_project_list(tx, &ps, &np);
-		store_abort(tx);
-		for (size_t i = 0; !r && i < np; i++)
-			dent_add(h, &cap, ps[i].name, known_ino(fs, ino, ps[i].name), S_IFDIR);
-		free(ps);
-		break;
-	}
-	case N_BACKENDS: {
-		struct st_backend *bs = NULL;
-		size_t nb = 0;
-		r = store_begin(fs->store, false, &tx);
-		if (!r)
-			r = store_backend_list(tx, n->project, &bs, &nb);
-		store_abort(tx);
-		for (size_t i = 0; !r && i < nb; i++)
-			dent_add(h, &cap, bs[i].name, known_ino(fs, ino, bs[i].name), S_IFDIR);
-		free(bs);
-		break;
-	}
-	case N_BACKEND: {
-		struct st_backend b;
-		bool has = false;
-		r = store_begin(fs->store, false, &tx);
-		if (!r)
-			has = store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config;
-		store_abort(tx);
-		struct node *c = tree_find(fs, ino, "config.yml");
-		if (has || (c && c->kind == N_BCONFIG && c->dirty))
-			dent_add(h, &cap, "config.yml", known_ino(fs, ino, "config.yml"), S_IFREG);
-		dent_add(h, &cap, "status", known_ino(fs, ino, "status"), S_IFREG);
-		break;
-	}
-	default:
-		break;
-	}
-	if (draft_dir(n->kind)) {
-		/* drafts, oldest first, for a stable order */
-		struct node *last = NULL;
-		for (struct node *d = fs->drafts; d; d = d->draft_next)
-			last = d;
-		for (struct node *d = last; d; d = d->draft_prev)
-			if (d->parent == ino && d->linked)
-				dent_add(h, &cap, d->name, d->ino, S_IFREG);
-	}
+	const struct kind_def *d = kind_def(n->kind);
+	struct listing l = {.fs = fs, .h = handle_new(H_DIR, n)};
+	dent_add(l.h, &l.cap, ".", n->ino, S_IFDIR);
+	dent_add(l.h, &l.cap, "..", n->parent ? n->parent : n->ino, S_IFDIR);
+	int r = list_fixed(fs, n, &l);
+	if (!r && d->list)
+		r = d->list(fs, n, &l);
+	if (d->drafts)
+		list_drafts(fs, ino, &l);
 	pthread_mutex_unlock(&fs->lock);
 	if (r) {
-		dir_handle_free(fs, h);
+		dir_handle_free(fs, l.h);
 		return r;
 	}
-	*out = h;
+	*out = l.h;
 	return 0;
 }
 
@@ -373,12 +367,12 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		const char *name = h->ents[i].name;
 		memset(&e, 0, sizeof(e));
 		if (strcmp(name, ".") && strcmp(name, "..")) {
-			enum nkind kind;
-			const char *project, *backend;
-			if (resolve(fs, dir, name, &kind, &project, &backend))
+			struct resolved res;
+			if (resolve(fs, dir, name, &res, NULL))
 				continue; /* gone since the listing was taken */
-			n = kind == N_DRAFT ? tree_find(fs, ino, name)
-					    : child(fs, dir, name, kind, project, backend);
+			n = res.kind == N_DRAFT
+				    ? tree_find(fs, ino, name)
+				    : child(fs, dir, name, res.kind, res.project, res.backend);
 			struct stat st;
 			if (!n || node_attr(fs, n, &st)) {
 				tree_maybe_free(fs, n);

@@ -1,5 +1,6 @@
 /* internal: what the files of fs/ share (not for other modules).
  *
+ * fs/kinds.c   the tree as data: every node kind once, in one table (struct kind_def)
  * fs/names.c   what a name is (resolve, node_exists), attributes, entry replies
  * fs/notify.c  kernel invalidations from a thread of their own, the store hook
  * fs/ops.c     the operations on files: open/read/write/commit, rename, mkdir, ...
@@ -50,13 +51,8 @@ struct handle {
 struct fs *FS(fuse_req_t req);
 mode_t perm_dir(const struct fs *fs);
 mode_t perm_ro(const struct fs *fs);
-bool is_dir_kind(enum nkind k);
-bool is_generated(enum nkind k);
 /* Free the listings kept between readdir calls (at unmount, no request running). */
 void listings_drop(struct fs *fs);
-bool is_canonical(enum nkind k);
-/* directories where drafts may be created */
-bool draft_dir(enum nkind k);
 /* dstack's resource name rule for fleets: ^[a-z][a-z0-9-]{1,40}$ */
 bool fleet_name_valid(const char *s, size_t n);
 /* "<fleet>.yml" -> fleet; false if name is not a spec file name */
@@ -65,11 +61,119 @@ bool spec_name(const char *name, char *out, size_t outlen);
 /* when the mount started (names.c; set by op_init) */
 extern struct timespec mount_time;
 
-/* A refusal found while fs->lock was held (a bad offers query): written to the project's
- * events by the request once the lock is released (a store write under it would deadlock). */
-extern __thread char pending_note[512];
-extern __thread char pending_note_project[64];
-void flush_pending_note(struct fs *fs);
+/* What a name resolves to: its kind and the project/backend it belongs to (pointing into the
+ * parent node or the name itself: valid while fs->lock is held and name lives). */
+struct resolved {
+	enum nkind kind;
+	const char *project;
+	const char *backend;
+};
+
+/* Why a lookup refused a name (a bad offers query), found while fs->lock was held: the caller
+ * writes it to the project's events with refusal_note once the lock is released (a store
+ * write under it would deadlock), before replying. msg is empty when there is nothing to say. */
+struct refusal {
+	char project[64];
+	char msg[512];
+};
+void refusal_note(struct fs *fs, const struct refusal *why);
+
+/* ---- kinds.c: the tree as a table ---- */
+
+enum kclass {
+	K_NONE,
+	K_DIR,   /* a directory */
+	K_GEN,   /* a generated read-only file */
+	K_CANON, /* a canonical editable file: what it holds is in the store */
+	K_DRAFT, /* any other name in a directory that takes drafts: kept in memory */
+};
+
+struct listing; /* dirs.c: a directory listing being taken */
+struct stx;
+
+/* One node kind. The function pointers are NULL where the generic behaviour applies. All are
+ * called with fs->lock held, except render (and size from render_file's callers). */
+struct kind_def {
+	enum nkind kind;
+	uint64_t parents;  /* bit (1 << k) for each directory kind k it appears in */
+	const char *name;  /* the fixed name; NULL: named after what it stands for */
+	enum kclass cls;
+	mode_t mode;       /* permissions; 0: the mount's (perm_dir, perm_ro) */
+	bool drafts;       /* a directory where other names may be created as drafts */
+	/* does what n stands for exist (tx open)? NULL: always */
+	bool (*exists)(struct stx *tx, const struct node *n);
+	/* a fixed child that may be absent: 0 and *yes, or a store error (-errno) */
+	int (*present)(struct fs *fs, const struct node *dir, bool *yes);
+	/* directory: a name that is not a fixed child. 0 and res filled, -ENOENT (then a draft
+	 * of that name, in a directory with .drafts), or -errno; why: a refusal to note */
+	int (*lookup)(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		      struct refusal *why);
+	/* directory: add the children that are not fixed, in listing order */
+	int (*list)(struct fs *fs, struct node *dir, struct listing *l);
+	/* generated or canonical file: its content, appended to out */
+	int (*render)(struct fs *fs, struct node *n, struct buf *out);
+	/* its size without keeping the rendering; NULL: render and count */
+	int (*size)(struct fs *fs, struct node *n, size_t *size);
+};
+
+/* The row of kind k (a row of class K_NONE for no kind). */
+const struct kind_def *kind_def(enum nkind k);
+/* The fixed children of directory kind dir, in listing order: start with after = NULL. */
+const struct kind_def *kind_next_fixed(enum nkind dir, const struct kind_def *after);
+/* The fixed child of directory kind dir called name, or NULL. */
+const struct kind_def *kind_fixed(enum nkind dir, const char *name);
+bool is_dir_kind(enum nkind k);
+bool is_generated(enum nkind k);
+bool is_canonical(enum nkind k);
+/* directories where drafts may be created */
+bool draft_dir(enum nkind k);
+
+/* names.c: existence (tx open) and lookup of variable names */
+bool exists_project(struct stx *tx, const struct node *n);
+bool exists_backend(struct stx *tx, const struct node *n);
+bool exists_bconfig(struct stx *tx, const struct node *n);
+bool exists_spec(struct stx *tx, const struct node *n);
+bool exists_fleet(struct stx *tx, const struct node *n);
+bool exists_instance(struct stx *tx, const struct node *n);
+int present_bconfig(struct fs *fs, const struct node *dir, bool *yes);
+int lookup_projects(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		    struct refusal *why);
+int lookup_backends(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		    struct refusal *why);
+int lookup_fleets(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		  struct refusal *why);
+int lookup_instances(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		     struct refusal *why);
+int lookup_offers(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		  struct refusal *why);
+
+/* dirs.c: listings of variable names; listing_add adds one entry */
+void listing_add(struct listing *l, const char *name, mode_t type);
+int list_projects(struct fs *fs, struct node *dir, struct listing *l);
+int list_backends(struct fs *fs, struct node *dir, struct listing *l);
+int list_fleets(struct fs *fs, struct node *dir, struct listing *l);
+int list_instances(struct fs *fs, struct node *dir, struct listing *l);
+int list_offers(struct fs *fs, struct node *dir, struct listing *l);
+
+/* render.c: contents and sizes */
+int render_readme(struct fs *fs, struct node *n, struct buf *out);
+int size_readme(struct fs *fs, struct node *n, size_t *size);
+int render_rfilter(struct fs *fs, struct node *n, struct buf *out);
+int size_rfilter(struct fs *fs, struct node *n, size_t *size);
+int render_rconfig(struct fs *fs, struct node *n, struct buf *out);
+int size_rconfig(struct fs *fs, struct node *n, size_t *size);
+int render_events(struct fs *fs, struct node *n, struct buf *out);
+int size_events(struct fs *fs, struct node *n, size_t *size);
+int render_bstatus(struct fs *fs, struct node *n, struct buf *out);
+int render_fstatus(struct fs *fs, struct node *n, struct buf *out);
+int render_fsshcfg(struct fs *fs, struct node *n, struct buf *out);
+int render_psshcfg(struct fs *fs, struct node *n, struct buf *out);
+int render_instance(struct fs *fs, struct node *n, struct buf *out);
+int render_key(struct fs *fs, struct node *n, struct buf *out);
+int size_key(struct fs *fs, struct node *n, size_t *size);
+int render_known_hosts(struct fs *fs, struct node *n, struct buf *out);
+int render_offers(struct fs *fs, struct node *n, struct buf *out);
+int size_table(struct fs *fs, struct node *n, size_t *size);
 
 /* notify.c */
 void inval_projects(struct fs *fs);
@@ -77,8 +181,9 @@ void bump(struct fs *fs);
 
 /* names.c — all with fs->lock held */
 bool node_exists(struct fs *fs, struct node *n);
-int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
-	    const char **project, const char **backend);
+/* why may be NULL: the refusal is then not wanted */
+int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
+	    struct refusal *why);
 enum nkind canonical_in(const struct node *p, const char *name);
 struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
 		   const char *project, const char *backend);

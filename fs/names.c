@@ -26,31 +26,6 @@ mode_t perm_ro(const struct fs *fs)
 	return fs->allow_other ? 0444 : 0400;
 }
 
-bool is_dir_kind(enum nkind k)
-{
-	return k == N_ROOT || k == N_PROJECTS || k == N_PROJECT || k == N_BACKENDS ||
-	       k == N_BACKEND || k == N_FLEETS || k == N_FLEET || k == N_INSTANCES ||
-	       k == N_INSTANCE || k == N_PSSHDIR || k == N_OFFERS || k == N_OQUERY;
-}
-
-bool is_generated(enum nkind k)
-{
-	return k == N_README || k == N_REVENTS || k == N_RFILTER || k == N_PEVENTS ||
-	       k == N_BSTATUS || k == N_FSTATUS || k == N_FEVENTS || k == N_FSSHCFG ||
-	       k == N_ISTATUS || k == N_ISSH || k == N_IINFO || k == N_PSSHCFG || k == N_PKEY ||
-	       k == N_PKEYPUB || k == N_PKNOWN || k == N_OFFER || k == N_OTSV || k == N_OJSON;
-}
-
-bool is_canonical(enum nkind k)
-{
-	return k == N_RCONFIG || k == N_BCONFIG || k == N_FSPEC;
-}
-
-bool draft_dir(enum nkind k)
-{
-	return k == N_ROOT || k == N_BACKEND || k == N_FLEETS;
-}
-
 /* dstack's resource name rule, for fleets: ^[a-z][a-z0-9-]{1,40}$ */
 bool fleet_name_valid(const char *s, size_t n)
 {
@@ -72,292 +47,265 @@ bool spec_name(const char *name, char *out, size_t outlen)
 	return true;
 }
 
-struct timespec mount_time;
-__thread char pending_note[512];
-__thread char pending_note_project[64];
+struct timespec mount_time; /* set in op_init: the mtime of things that have none */
 
-void flush_pending_note(struct fs *fs)
+void refusal_note(struct fs *fs, const struct refusal *why)
 {
-	if (!pending_note[0])
-		return;
-	state_note(fs->store, pending_note_project, "%s", pending_note);
-	pending_note[0] = '\0';
-} /* set in op_init: the mtime of things that have none */
-
+	if (why->msg[0])
+		state_note(fs->store, why->project, "%s", why->msg);
+}
 
 /* ---- what a name is ---- */
 
-/* Does the canonical thing n stands for exist in the store? Call with fs->lock held. */
+/* Existence, per kind (kinds.c), with a store transaction open. */
+bool exists_project(struct stx *tx, const struct node *n)
+{
+	struct st_project p;
+	return store_project_get(tx, n->project, &p) == 0;
+}
+
+bool exists_backend(struct stx *tx, const struct node *n)
+{
+	struct st_backend b;
+	return store_backend_get(tx, n->project, n->backend, &b) == 0;
+}
+
+/* a config.yml being created (a handle holds uncommitted bytes) exists already */
+bool exists_bconfig(struct stx *tx, const struct node *n)
+{
+	struct st_backend b;
+	return store_backend_get(tx, n->project, n->backend, &b) == 0 && (b.has_config || n->dirty);
+}
+
+bool exists_spec(struct stx *tx, const struct node *n)
+{
+	return fleets_spec_exists(tx, n->project, n->backend, NULL, NULL) || n->dirty;
+}
+
+bool exists_fleet(struct stx *tx, const struct node *n)
+{
+	return fleets_dir_exists(tx, n->project, n->backend);
+}
+
+bool exists_instance(struct stx *tx, const struct node *n)
+{
+	return fleets_instance_exists(tx, n->project, n->backend, n->num);
+}
+
+/* Does the thing n stands for exist (in the store, or in memory for a draft)? Call with
+ * fs->lock held. */
 bool node_exists(struct fs *fs, struct node *n)
 {
 	struct stx *tx = NULL;
-	struct st_project p;
-	struct st_backend b;
-	bool ok = false;
-	switch (n->kind) {
-	case N_DRAFT:
+	const struct kind_def *d = kind_def(n->kind);
+	if (d->cls == K_DRAFT)
 		return n->draft != NULL;
-	case N_ROOT:
-	case N_README:
-	case N_RCONFIG:
-	case N_REVENTS:
-	case N_RFILTER:
-	case N_PROJECTS:
+	if (!d->exists)
 		return true;
-	default:
-		break;
-	}
 	if (store_begin(fs->store, false, &tx))
 		return false;
-	if (n->kind == N_FSPEC)
-		ok = fleets_spec_exists(tx, n->project, n->backend, NULL, NULL) || n->dirty;
-	else if (n->kind == N_FLEET || n->kind == N_FSTATUS || n->kind == N_FEVENTS ||
-		 n->kind == N_FSSHCFG || n->kind == N_INSTANCES)
-		ok = fleets_dir_exists(tx, n->project, n->backend);
-	else if (n->kind == N_INSTANCE || n->kind == N_ISTATUS || n->kind == N_ISSH ||
-		 n->kind == N_IINFO)
-		ok = fleets_instance_exists(tx, n->project, n->backend, n->num);
-	else if (n->kind != N_BACKEND && n->kind != N_BSTATUS && n->kind != N_BCONFIG)
-		ok = store_project_get(tx, n->project, &p) == 0;
-	else if (store_backend_get(tx, n->project, n->backend, &b) == 0)
-		ok = n->kind != N_BCONFIG || b.has_config || n->dirty;
+	bool ok = d->exists(tx, n);
 	store_abort(tx);
 	return ok;
 }
 
-/* Resolve (parent, name) to a kind without creating anything. Returns 0 and sets *kind,
- * or -ENOENT/-ENOTDIR. Drafts resolve to N_DRAFT. Call with fs->lock held. */
-int resolve(struct fs *fs, struct node *p, const char *name, enum nkind *kind,
-		   const char **project, const char **backend)
+/* Is the canonical file name of directory dir being created (a handle holds uncommitted
+ * bytes)? Then it exists before the store has it. */
+static bool being_created(struct fs *fs, const struct node *dir, const char *name, enum nkind kind)
+{
+	struct node *d = tree_find(fs, dir->ino, name);
+	return d && d->kind == kind && d->dirty;
+}
+
+/* backends/<b>/config.yml: present once stored with a config, or being created */
+int present_bconfig(struct fs *fs, const struct node *dir, bool *yes)
+{
+	struct stx *tx = NULL;
+	struct st_backend sb;
+	*yes = being_created(fs, dir, "config.yml", N_BCONFIG);
+	if (*yes)
+		return 0;
+	int r = store_begin(fs->store, false, &tx);
+	if (r)
+		return r;
+	*yes = store_backend_get(tx, dir->project, dir->backend, &sb) == 0 && sb.has_config;
+	store_abort(tx);
+	return 0;
+}
+
+/* ---- variable names: the lookup of each directory kind that has them (kinds.c) ---- */
+
+/* projects/<p> */
+int lookup_projects(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		    struct refusal *why)
 {
 	struct stx *tx = NULL;
 	struct st_project sp;
-	struct st_backend sb;
-	struct node *d;
-	pending_note[0] = '\0';
-	*project = p->project;
-	*backend = p->backend;
-	switch (p->kind) {
-	case N_ROOT:
-		*project = *backend = "";
-		if (!strcmp(name, "README"))
-			*kind = N_README;
-		else if (!strcmp(name, "config.yml"))
-			*kind = N_RCONFIG;
-		else if (!strcmp(name, "events"))
-			*kind = N_REVENTS;
-		else if (!strcmp(name, ".rsync-filter"))
-			*kind = N_RFILTER;
-		else if (!strcmp(name, "projects"))
-			*kind = N_PROJECTS;
-		else
-			goto draft;
-		return 0;
-	case N_PROJECTS:
-		if (!name_valid(name) || store_begin(fs->store, false, &tx))
-			return -ENOENT;
-		if (store_project_get(tx, name, &sp)) {
-			store_abort(tx);
-			return -ENOENT;
-		}
-		store_abort(tx);
-		*kind = N_PROJECT;
-		*project = name;
-		return 0;
-	case N_PROJECT:
-		if (!strcmp(name, "events"))
-			*kind = N_PEVENTS;
-		else if (!strcmp(name, "backends"))
-			*kind = N_BACKENDS;
-		else if (!strcmp(name, "fleets"))
-			*kind = N_FLEETS;
-		else if (!strcmp(name, "ssh_config"))
-			*kind = N_PSSHCFG;
-		else if (!strcmp(name, "ssh"))
-			*kind = N_PSSHDIR;
-		else if (!strcmp(name, "offers"))
-			*kind = N_OFFERS;
-		else if (!strcmp(name, "offers.tsv"))
-			*kind = N_OTSV;
-		else if (!strcmp(name, "offers.json"))
-			*kind = N_OJSON;
-		else
-			return -ENOENT;
-		return 0;
-	case N_OFFERS:
-	case N_OQUERY: {
-		if (p->kind == N_OQUERY && !strcmp(name, "offers.tsv")) {
-			*kind = N_OTSV;
-			return 0;
-		}
-		if (p->kind == N_OQUERY && !strcmp(name, "offers.json")) {
-			*kind = N_OJSON;
-			return 0;
-		}
-		struct offsnap *snap = NULL;
-		if (offcache_get(fs, p->project, &snap))
-			return -EIO;
-		long i = offsnap_find(snap, name);
-		bool ok = i >= 0;
-		if (ok && p->kind == N_OQUERY) {
-			struct offer_query *q = NULL;
-			char e2[8];
-			ok = offers_query_parse(p->query ? p->query : "", &q, e2, sizeof(e2)) == 0 &&
-			     offers_match(q, &snap->list.v[i]);
-			offers_query_free(q);
-		}
-		offcache_put(fs, snap);
-		if (ok) {
-			*kind = N_OFFER;
-			return 0;
-		}
-		if (p->kind == N_OQUERY)
-			return -ENOENT;
-		/* not an offer: a query directory? */
-		struct offer_query *q = NULL;
-		char err[400];
-		if (offers_query_parse(name, &q, err, sizeof(err)) != 0) {
-			char safe[128];
-			str_redact(safe, sizeof(safe), name);
-			fmt(pending_note, sizeof(pending_note),
-			    "offers/%s: neither an offer nor a query: %s", safe, err);
-			fmt(pending_note_project, sizeof(pending_note_project), "%s", p->project);
-			return -ENOENT;
-		}
-		offers_query_free(q);
-		*kind = N_OQUERY;
-		return 0;
-	}
-	case N_PSSHDIR:
-		if (!strcmp(name, "id_rsa"))
-			*kind = N_PKEY;
-		else if (!strcmp(name, "id_rsa.pub"))
-			*kind = N_PKEYPUB;
-		else if (!strcmp(name, "known_hosts"))
-			*kind = N_PKNOWN;
-		else
-			return -ENOENT;
-		return 0;
-	case N_FLEETS: {
-		char fl[STORE_NAME_MAX];
-		bool ok = false;
-		if (spec_name(name, fl, sizeof(fl))) {
-			d = tree_find(fs, p->ino, name);
-			if (d && d->kind == N_FSPEC && d->dirty) {
-				*kind = N_FSPEC;
-				return 0; /* being created */
-			}
-			if (store_begin(fs->store, false, &tx))
-				return -EIO;
-			ok = fleets_spec_exists(tx, p->project, fl, NULL, NULL);
-			store_abort(tx);
-			if (ok) {
-				*kind = N_FSPEC;
-				return 0;
-			}
-			goto draft;
-		}
-		if (fleet_name_valid(name, strlen(name))) {
-			if (store_begin(fs->store, false, &tx))
-				return -EIO;
-			ok = fleets_dir_exists(tx, p->project, name);
-			store_abort(tx);
-			if (ok) {
-				*kind = N_FLEET;
-				*backend = name;
-				return 0;
-			}
-		}
-		goto draft;
-	}
-	case N_FLEET:
-		if (!strcmp(name, "status"))
-			*kind = N_FSTATUS;
-		else if (!strcmp(name, "events"))
-			*kind = N_FEVENTS;
-		else if (!strcmp(name, "ssh_config"))
-			*kind = N_FSSHCFG;
-		else if (!strcmp(name, "instances"))
-			*kind = N_INSTANCES;
-		else
-			return -ENOENT;
-		return 0;
-	case N_INSTANCES: {
-		long long num = -1;
-		if (num_parse_ll(name, 0, 100000000, &num) || (name[0] == '0' && name[1]))
-			return -ENOENT;
-		if (store_begin(fs->store, false, &tx))
-			return -EIO;
-		bool ok = fleets_instance_exists(tx, p->project, p->backend, (unsigned)num);
-		store_abort(tx);
-		if (!ok)
-			return -ENOENT;
-		*kind = N_INSTANCE;
-		return 0;
-	}
-	case N_INSTANCE:
-		if (!strcmp(name, "status"))
-			*kind = N_ISTATUS;
-		else if (!strcmp(name, "ssh"))
-			*kind = N_ISSH;
-		else if (!strcmp(name, "info.yml"))
-			*kind = N_IINFO;
-		else
-			return -ENOENT;
-		return 0;
-	case N_BACKENDS:
-		if (!name_valid(name) || store_begin(fs->store, false, &tx))
-			return -ENOENT;
-		if (store_backend_get(tx, p->project, name, &sb)) {
-			store_abort(tx);
-			return -ENOENT;
-		}
-		store_abort(tx);
-		*kind = N_BACKEND;
-		*backend = name;
-		return 0;
-	case N_BACKEND:
-		if (!strcmp(name, "status")) {
-			*kind = N_BSTATUS;
-			return 0;
-		}
-		if (!strcmp(name, "config.yml")) {
-			*kind = N_BCONFIG;
-			d = tree_find(fs, p->ino, name);
-			if (d && d->kind == N_BCONFIG && d->dirty)
-				return 0; /* being created */
-			if (store_begin(fs->store, false, &tx))
-				return -EIO;
-			int r = store_backend_get(tx, p->project, p->backend, &sb);
-			store_abort(tx);
-			return (r == 0 && sb.has_config) ? 0 : -ENOENT;
-		}
-		goto draft;
-	default:
-		return -ENOTDIR;
-	}
-draft:
-	d = tree_find(fs, p->ino, name);
-	if (d && d->kind == N_DRAFT && d->draft) {
-		*kind = N_DRAFT;
-		return 0;
-	}
-	return -ENOENT;
+	(void)dir;
+	(void)why;
+	if (!name_valid(name) || store_begin(fs->store, false, &tx))
+		return -ENOENT;
+	int r = store_project_get(tx, name, &sp);
+	store_abort(tx);
+	if (r)
+		return -ENOENT;
+	res->kind = N_PROJECT;
+	res->project = name;
+	return 0;
 }
 
-/* Is name the canonical stored file of directory p? */
+/* backends/<b> */
+int lookup_backends(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		    struct refusal *why)
+{
+	struct stx *tx = NULL;
+	struct st_backend sb;
+	(void)why;
+	if (!name_valid(name) || store_begin(fs->store, false, &tx))
+		return -ENOENT;
+	int r = store_backend_get(tx, dir->project, name, &sb);
+	store_abort(tx);
+	if (r)
+		return -ENOENT;
+	res->kind = N_BACKEND;
+	res->backend = name;
+	return 0;
+}
+
+/* fleets/<f>.yml (a spec, stored or being created) and fleets/<f>/ (the fleet's state) */
+int lookup_fleets(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		  struct refusal *why)
+{
+	struct stx *tx = NULL;
+	char fl[STORE_NAME_MAX];
+	bool ok = false;
+	(void)why;
+	if (spec_name(name, fl, sizeof(fl))) {
+		res->kind = N_FSPEC;
+		if (being_created(fs, dir, name, N_FSPEC))
+			return 0;
+		if (store_begin(fs->store, false, &tx))
+			return -EIO;
+		ok = fleets_spec_exists(tx, dir->project, fl, NULL, NULL);
+		store_abort(tx);
+		return ok ? 0 : -ENOENT;
+	}
+	if (!fleet_name_valid(name, strlen(name)))
+		return -ENOENT;
+	if (store_begin(fs->store, false, &tx))
+		return -EIO;
+	ok = fleets_dir_exists(tx, dir->project, name);
+	store_abort(tx);
+	if (!ok)
+		return -ENOENT;
+	res->kind = N_FLEET;
+	res->backend = name;
+	return 0;
+}
+
+/* instances/<num>: decimal, no leading zero */
+int lookup_instances(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		     struct refusal *why)
+{
+	struct stx *tx = NULL;
+	long long num = -1;
+	(void)why;
+	if (num_parse_ll(name, 0, 100000000, &num) || (name[0] == '0' && name[1]))
+		return -ENOENT;
+	if (store_begin(fs->store, false, &tx))
+		return -EIO;
+	bool ok = fleets_instance_exists(tx, dir->project, dir->backend, (unsigned)num);
+	store_abort(tx);
+	if (!ok)
+		return -ENOENT;
+	res->kind = N_INSTANCE;
+	return 0;
+}
+
+/* offers/<offer>, offers/<query>/ and <query>/<offer> (an offer the query matches). A name
+ * in offers/ that is neither is refused with the reason the query did not parse. */
+int lookup_offers(struct fs *fs, struct node *dir, const char *name, struct resolved *res,
+		  struct refusal *why)
+{
+	struct offsnap *snap = NULL;
+	struct offer_query *q = NULL;
+	char err[400];
+	if (offcache_get(fs, dir->project, &snap))
+		return -EIO;
+	long i = offsnap_find(snap, name);
+	bool ok = i >= 0;
+	if (ok && dir->kind == N_OQUERY) {
+		ok = offers_query_parse(dir->query ? dir->query : "", &q, err, sizeof(err)) == 0 &&
+		     offers_match(q, &snap->list.v[i]);
+		offers_query_free(q);
+		q = NULL;
+	}
+	offcache_put(fs, snap);
+	if (ok) {
+		res->kind = N_OFFER;
+		return 0;
+	}
+	if (dir->kind == N_OQUERY)
+		return -ENOENT;
+	/* not an offer: a query directory? */
+	if (offers_query_parse(name, &q, err, sizeof(err)) != 0) {
+		char safe[128];
+		str_redact(safe, sizeof(safe), name);
+		if (why) {
+			fmt(why->msg, sizeof(why->msg),
+			    "offers/%s: neither an offer nor a query: %s", safe, err);
+			fmt(why->project, sizeof(why->project), "%s", dir->project);
+		}
+		return -ENOENT;
+	}
+	offers_query_free(q);
+	res->kind = N_OQUERY;
+	return 0;
+}
+
+/* Resolve (parent, name) to a kind without creating anything: a fixed child of p's kind
+ * (kinds.c), else p's lookup of variable names, else a draft. Returns 0 and fills res, or
+ * -ENOENT/-ENOTDIR/-EIO; a refusal worth noting goes to why (may be NULL). Call with
+ * fs->lock held. */
+int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
+	    struct refusal *why)
+{
+	const struct kind_def *pd = kind_def(p->kind);
+	if (why)
+		why->msg[0] = '\0';
+	res->kind = 0;
+	res->project = p->project;
+	res->backend = p->backend;
+	if (pd->cls != K_DIR)
+		return -ENOTDIR;
+	const struct kind_def *c = kind_fixed(p->kind, name);
+	if (c) {
+		bool yes = true;
+		if (c->present && c->present(fs, p, &yes))
+			return -EIO;
+		if (!yes)
+			return -ENOENT;
+		res->kind = c->kind;
+		return 0;
+	}
+	int r = pd->lookup ? pd->lookup(fs, p, name, res, why) : -ENOENT;
+	if (r != -ENOENT || !pd->drafts)
+		return r;
+	struct node *d = tree_find(fs, p->ino, name);
+	if (!d || d->kind != N_DRAFT || !d->draft)
+		return -ENOENT;
+	res->kind = N_DRAFT;
+	return 0;
+}
+
+/* Is name the canonical stored file of directory p? Its kind, or 0. */
 enum nkind canonical_in(const struct node *p, const char *name)
 {
 	char fl[STORE_NAME_MAX];
 	if (p->kind == N_FLEETS)
 		return spec_name(name, fl, sizeof(fl)) ? N_FSPEC : 0;
-	if (strcmp(name, "config.yml"))
-		return 0;
-	if (p->kind == N_ROOT)
-		return N_RCONFIG;
-	if (p->kind == N_BACKEND)
-		return N_BCONFIG;
-	return 0;
+	const struct kind_def *c = kind_fixed(p->kind, name);
+	return c && c->cls == K_CANON ? c->kind : 0;
 }
 
 /* tree_child plus what identity the name itself carries: a spec's fleet, an instance's
@@ -381,81 +329,91 @@ struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind k
 
 /* ---- attributes ---- */
 
-int node_attr(struct fs *fs, struct node *n, struct stat *st)
+/* A directory: a project's and a backend's mtime is stored, the others' is the mount's. */
+static int dir_attr(struct fs *fs, struct node *n, struct stat *st)
 {
 	struct stx *tx = NULL;
+	struct st_project p;
+	struct st_backend b;
+	st->st_nlink = 2;
+	if (n->kind != N_PROJECT && n->kind != N_BACKEND)
+		return 0;
+	if (store_begin(fs->store, false, &tx))
+		return -EIO;
+	if (n->kind == N_PROJECT && store_project_get(tx, n->project, &p) == 0)
+		st->st_mtim = st->st_ctim = p.mtime;
+	else if (n->kind == N_BACKEND && store_backend_get(tx, n->project, n->backend, &b) == 0)
+		st->st_mtim = st->st_ctim = b.dir_mtime;
+	store_abort(tx);
+	return 0;
+}
+
+/* A canonical file: the stored size and mtime, or those of the uncommitted buffer. */
+static int canon_attr(struct fs *fs, struct node *n, struct stat *st, size_t *size)
+{
+	struct stx *tx = NULL;
+	if (n->kind == N_RCONFIG) {
+		if (n->dirty)
+			*size = n->pending_size;
+		else if (render_size(fs, n, size))
+			return -EIO;
+		return 0;
+	}
+	if (store_begin(fs->store, false, &tx))
+		return -EIO;
+	if (n->kind == N_BCONFIG) {
+		struct st_backend b;
+		if (store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config) {
+			*size = b.size;
+			st->st_mtim = st->st_ctim = b.mtime;
+		} else {
+			st->st_mtim = st->st_ctim = time_now();
+		}
+	} else {
+		struct timespec mt = time_now();
+		if (fleets_spec_exists(tx, n->project, n->backend, size, &mt))
+			st->st_mtim = st->st_ctim = mt;
+	}
+	store_abort(tx);
+	if (n->dirty)
+		*size = n->pending_size;
+	if (n->has_pending_mtime)
+		st->st_mtim = n->pending_mtime;
+	return 0;
+}
+
+int node_attr(struct fs *fs, struct node *n, struct stat *st)
+{
+	const struct kind_def *d = kind_def(n->kind);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_blksize = 4096;
 	st->st_mtim = st->st_ctim = st->st_atim = mount_time;
-	if (is_dir_kind(n->kind)) {
-		st->st_mode = S_IFDIR | perm_dir(fs);
-		st->st_nlink = 2;
-		if (n->kind == N_PROJECT || n->kind == N_BACKEND) {
-			struct st_project p;
-			struct st_backend b;
-			if (store_begin(fs->store, false, &tx))
-				return -EIO;
-			if (n->kind == N_PROJECT && store_project_get(tx, n->project, &p) == 0)
-				st->st_mtim = st->st_ctim = p.mtime;
-			else if (n->kind == N_BACKEND &&
-				 store_backend_get(tx, n->project, n->backend, &b) == 0)
-				st->st_mtim = st->st_ctim = b.dir_mtime;
-			store_abort(tx);
-		}
-		return 0;
+	if (d->cls == K_DIR) {
+		st->st_mode = S_IFDIR | (d->mode ? d->mode : perm_dir(fs));
+		return dir_attr(fs, n, st);
 	}
 	st->st_nlink = 1;
 	size_t size = 0;
-	if (n->kind == N_DRAFT) {
+	int r = 0;
+	if (d->cls == K_DRAFT) {
 		if (!n->draft)
 			return -ENOENT;
 		st->st_mode = S_IFREG | n->draft->mode;
 		size = n->draft->data.len;
 		st->st_mtim = n->draft->mtime;
 		st->st_ctim = n->draft->ctime;
-	} else if (n->kind == N_BCONFIG) {
-		struct st_backend b;
-		st->st_mode = S_IFREG | 0600;
-		if (store_begin(fs->store, false, &tx))
-			return -EIO;
-		if (store_backend_get(tx, n->project, n->backend, &b) == 0 && b.has_config) {
-			size = b.size;
-			st->st_mtim = st->st_ctim = b.mtime;
-		} else {
-			st->st_mtim = st->st_ctim = time_now();
-		}
-		store_abort(tx);
-		if (n->dirty)
-			size = n->pending_size;
-		if (n->has_pending_mtime)
-			st->st_mtim = n->pending_mtime;
-	} else if (n->kind == N_FSPEC) {
-		struct timespec mt = time_now();
-		st->st_mode = S_IFREG | 0600;
-		if (store_begin(fs->store, false, &tx))
-			return -EIO;
-		if (fleets_spec_exists(tx, n->project, n->backend, &size, &mt))
-			st->st_mtim = st->st_ctim = mt;
-		store_abort(tx);
-		if (n->dirty)
-			size = n->pending_size;
-		if (n->has_pending_mtime)
-			st->st_mtim = n->pending_mtime;
-	} else if (n->kind == N_RCONFIG) {
-		st->st_mode = S_IFREG | 0600;
-		if (n->dirty)
-			size = n->pending_size;
-		else if (render_size(fs, n, &size))
-			return -EIO;
+	} else if (d->cls == K_CANON) {
+		st->st_mode = S_IFREG | d->mode;
+		r = canon_attr(fs, n, st, &size);
 	} else {
-		/* the project's private key is a secret: owner only, whatever the mount says */
-		st->st_mode = S_IFREG | (n->kind == N_PKEY ? 0600 : perm_ro(fs));
-		if (render_size(fs, n, &size))
-			return -EIO;
+		st->st_mode = S_IFREG | (d->mode ? d->mode : perm_ro(fs));
+		r = render_size(fs, n, &size) ? -EIO : 0;
 	}
+	if (r)
+		return r;
 	st->st_size = (off_t)size;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	st->st_atim = st->st_mtim;

@@ -133,8 +133,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = FS(req);
-	enum nkind kind;
-	const char *project, *backend;
+	struct resolved res;
+	struct refusal why;
 	offcache_warm(fs, parent);
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
@@ -143,15 +143,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	int r = resolve(fs, p, name, &kind, &project, &backend);
+	int r = resolve(fs, p, name, &res, &why);
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
-		flush_pending_note(fs); /* before the reply: the caller may read events next */
+		refusal_note(fs, &why); /* before the reply: the caller may read events next */
 		fuse_reply_err(req, -r);
 		return;
 	}
-	struct node *n = kind == N_DRAFT ? tree_find(fs, parent, name)
-					 : child(fs, p, name, kind, project, backend);
+	struct node *n = res.kind == N_DRAFT ? tree_find(fs, parent, name)
+					     : child(fs, p, name, res.kind, res.project, res.backend);
 	reply_entry_locked(req, fs, n);
 }
 
@@ -378,17 +378,18 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static int rmdir_generated(struct fs *fs, fuse_ino_t parent, const char *name,
 			   const char *project)
 {
-	enum nkind k;
-	const char *a, *b;
+	struct resolved res;
+	struct refusal why = {.msg = ""};
 	char fleet[STORE_NAME_MAX] = "";
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
-	int r = p ? resolve(fs, p, name, &k, &a, &b) : -ENOENT;
-	if (!r && k == N_FLEET)
-		fmt(fleet, sizeof(fleet), "%s", b);
+	int r = p ? resolve(fs, p, name, &res, &why) : -ENOENT;
+	if (!r && res.kind == N_FLEET)
+		fmt(fleet, sizeof(fleet), "%s", res.backend);
+	enum nkind k = r ? 0 : res.kind;
 	enum nkind pk = p ? p->kind : N_ROOT;
 	pthread_mutex_unlock(&fs->lock);
-	flush_pending_note(fs);
+	refusal_note(fs, &why);
 	if (r)
 		return r;
 	if (!is_dir_kind(k))
@@ -663,9 +664,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (ck) {
 		n = child(fs, p, name, ck, p->project, p->backend);
 	} else if (draft_dir(p->kind)) {
-		enum nkind k;
-		const char *a, *b;
-		if (resolve(fs, p, name, &k, &a, &b) == 0 && k != N_DRAFT) {
+		struct resolved res;
+		if (resolve(fs, p, name, &res, NULL) == 0 && res.kind != N_DRAFT) {
 			pthread_mutex_unlock(&fs->lock);
 			fuse_reply_err(req, (fi->flags & O_EXCL) ? EEXIST : EACCES);
 			return;
@@ -907,16 +907,16 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = FS(req);
 	char err[512];
-	enum nkind kind;
-	const char *project, *backend;
+	struct resolved res;
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
-	int r = p ? resolve(fs, p, name, &kind, &project, &backend) : -ENOENT;
+	int r = p ? resolve(fs, p, name, &res, NULL) : -ENOENT;
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -r);
 		return;
 	}
+	enum nkind kind = res.kind;
 	if (kind == N_DRAFT) {
 		struct node *n = tree_find(fs, parent, name);
 		tree_unlink(fs, n);
@@ -976,7 +976,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct fs *fs = FS(req);
 	enum nkind sk, dk = 0;
-	const char *sp, *sb, *dp, *db;
+	struct resolved src_res, dst_res;
 	int r;
 	if (flags & ~(unsigned)RENAME_NOREPLACE) {
 		fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
@@ -989,13 +989,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	r = resolve(fs, p, name, &sk, &sp, &sb);
+	r = resolve(fs, p, name, &src_res, NULL);
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	int dr = resolve(fs, np, newname, &dk, &dp, &db);
+	sk = src_res.kind;
+	int dr = resolve(fs, np, newname, &dst_res, NULL);
+	if (dr == 0)
+		dk = dst_res.kind;
 	enum nkind target = canonical_in(np, newname);
 	bool target_exists = dr == 0;
 	if (target_exists && (flags & RENAME_NOREPLACE)) {
@@ -1027,7 +1030,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct node *src = tree_find(fs, parent, name);
 	if (!src) {
 		/* the kernel always looked the source up; be safe anyway */
-		src = child(fs, p, name, sk, sp, sb);
+		src = child(fs, p, name, sk, src_res.project, src_res.backend);
 	}
 	/* the content that moves */
 	struct buf content;

@@ -1,4 +1,5 @@
-/* render: the generated files of the tree. */
+/* render: the contents of the generated files of the tree (and of the root config.yml), one
+ * function per kind, named in the kinds table (kinds.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,14 +67,90 @@ static size_t health_line(struct fs *fs, bool yaml, char *line, size_t n)
 	return strlen(line);
 }
 
-static int events_render(struct fs *fs, const char *journal, struct buf *out)
+/* ---- the render and size functions of each generated kind (kinds.c) ---- */
+
+int render_readme(struct fs *fs, struct node *n, struct buf *out)
+{
+	(void)fs;
+	(void)n;
+	return buf_append(out, readme, sizeof(readme) - 1);
+}
+
+int size_readme(struct fs *fs, struct node *n, size_t *size)
+{
+	(void)fs;
+	(void)n;
+	*size = sizeof(readme) - 1;
+	return 0;
+}
+
+int render_rfilter(struct fs *fs, struct node *n, struct buf *out)
+{
+	(void)fs;
+	(void)n;
+	return buf_append(out, rsync_filter, sizeof(rsync_filter) - 1);
+}
+
+int size_rfilter(struct fs *fs, struct node *n, size_t *size)
+{
+	(void)fs;
+	(void)n;
+	*size = sizeof(rsync_filter) - 1;
+	return 0;
+}
+
+int render_rconfig(struct fs *fs, struct node *n, struct buf *out)
+{
+	(void)n;
+	return state_root_render(fs->store, out);
+}
+
+/* rendering opens every sealed config: cache the size per state generation */
+int size_rconfig(struct fs *fs, struct node *n, size_t *size)
+{
+	struct buf b;
+	pthread_mutex_lock(&fs->cache_lock);
+	if (fs->rcfg_gen == fs->gen && fs->gen) {
+		*size = fs->rcfg_size;
+		pthread_mutex_unlock(&fs->cache_lock);
+		return 0;
+	}
+	uint64_t gen = fs->gen;
+	pthread_mutex_unlock(&fs->cache_lock);
+	buf_init(&b, 256 * 1024 * 1024);
+	int r = render_file(fs, n, &b);
+	*size = b.len;
+	buf_free(&b);
+	if (!r) {
+		pthread_mutex_lock(&fs->cache_lock);
+		if (fs->gen == gen) {
+			fs->rcfg_gen = gen;
+			fs->rcfg_size = *size;
+		}
+		pthread_mutex_unlock(&fs->cache_lock);
+	}
+	return r;
+}
+
+/* The journal an events file shows: the mount's (""), a project's, or "<project>:<fleet>". */
+static const char *journal_of(const struct node *n, char *j, size_t len)
+{
+	if (n->kind == N_REVENTS)
+		return "";
+	if (n->kind == N_PEVENTS)
+		return n->project;
+	fmt(j, len, "%s:%s", n->project, n->backend);
+	return j;
+}
+
+int render_events(struct fs *fs, struct node *n, struct buf *out)
 {
 	struct stx *tx = NULL;
-	char line[512];
+	char line[512], j[2 * STORE_NAME_MAX + 2];
 	int r = store_begin(fs->store, false, &tx);
 	if (r)
 		return r;
-	r = store_events_read(tx, journal, out);
+	r = store_events_read(tx, journal_of(n, j, sizeof(j)), out);
 	store_abort(tx);
 	size_t hl = health_line(fs, false, line, sizeof(line));
 	if (!r && hl)
@@ -81,171 +158,137 @@ static int events_render(struct fs *fs, const char *journal, struct buf *out)
 	return r;
 }
 
-static int events_size(struct fs *fs, const char *journal, size_t *size)
+int size_events(struct fs *fs, struct node *n, size_t *size)
 {
 	struct stx *tx = NULL;
-	char line[512];
+	char line[512], j[2 * STORE_NAME_MAX + 2];
 	int r = store_begin(fs->store, false, &tx);
 	if (r)
 		return r;
-	*size = store_events_size(tx, journal);
+	*size = store_events_size(tx, journal_of(n, j, sizeof(j)));
 	store_abort(tx);
 	*size += health_line(fs, false, line, sizeof(line));
 	return 0;
 }
 
+int render_bstatus(struct fs *fs, struct node *n, struct buf *out)
+{
+	char line[512];
+	int r = state_backend_status(fs->store, n->project, n->backend, out);
+	size_t hl = health_line(fs, true, line, sizeof(line));
+	if (!r && hl)
+		r = buf_append(out, line, hl);
+	return r;
+}
+
+int render_fstatus(struct fs *fs, struct node *n, struct buf *out)
+{
+	return fleets_render_status(fs->store, n->project, n->backend, out);
+}
+
+int render_fsshcfg(struct fs *fs, struct node *n, struct buf *out)
+{
+	return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, n->backend, out);
+}
+
+int render_psshcfg(struct fs *fs, struct node *n, struct buf *out)
+{
+	return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, NULL, out);
+}
+
+int render_known_hosts(struct fs *fs, struct node *n, struct buf *out)
+{
+	return fleets_render_known_hosts(fs->store, n->project, out);
+}
+
+/* an instance's status, ssh and info.yml */
+int render_instance(struct fs *fs, struct node *n, struct buf *out)
+{
+	const char *what = n->kind == N_ISTATUS ? "status" : n->kind == N_ISSH ? "ssh" : "info";
+	return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend, n->num,
+				      what, out);
+}
+
+/* ssh/id_rsa and ssh/id_rsa.pub: the project key, made on the first read */
+int render_key(struct fs *fs, struct node *n, struct buf *out)
+{
+	char *priv = NULL, *pub = NULL;
+	size_t plen = 0;
+	int r = fleets_project_key(fs->store, n->project, true, &priv, &plen, &pub);
+	if (!r) {
+		if (n->kind == N_PKEY)
+			r = buf_append(out, priv, plen);
+		else
+			r = buf_printf(out, "%s\n", pub);
+	}
+	seal_free_secret(priv, plen);
+	free(pub);
+	return r;
+}
+
+/* called under fs->lock: never generate here (that commits, and the store hook takes
+ * fs->lock); a key not made yet reads as empty until its first open */
+int size_key(struct fs *fs, struct node *n, size_t *size)
+{
+	char *priv = NULL, *pub = NULL;
+	size_t plen = 0;
+	int r = fleets_project_key(fs->store, n->project, false, &priv, &plen, &pub);
+	*size = r ? 0 : n->kind == N_PKEY ? plen : strlen(pub) + 1;
+	seal_free_secret(priv, plen);
+	free(pub);
+	return 0;
+}
+
+/* an offer, and offers.tsv / offers.json of the project or of a query directory */
+int render_offers(struct fs *fs, struct node *n, struct buf *out)
+{
+	struct offsnap *snap = NULL;
+	struct offer_query *q = NULL;
+	char err[256];
+	if (n->query && offers_query_parse(n->query, &q, err, sizeof(err)))
+		return -ENOENT;
+	int r = offcache_get(fs, n->project, &snap);
+	if (!r) {
+		if (n->kind == N_OFFER) {
+			long i = offsnap_find(snap, n->name);
+			r = i < 0 ? -ENOENT : offer_yaml(&snap->list.v[i], q, out);
+		} else if (n->kind == N_OTSV) {
+			r = offers_tsv(&snap->list, q, out);
+		} else {
+			r = offers_json(&snap->list, q, out);
+		}
+	}
+	offcache_put(fs, snap);
+	offers_query_free(q);
+	return r;
+}
+
+/* rendering the tables walks every offer: stat shows the size of the latest rendering (0
+ * before the first read), never renders under the lock */
+int size_table(struct fs *fs, struct node *n, size_t *size)
+{
+	(void)fs;
+	*size = n->last_size;
+	return 0;
+}
+
+/* ---- for the rest of fs/ ---- */
+
 int render_file(struct fs *fs, struct node *n, struct buf *out)
 {
-	int r;
-	switch (n->kind) {
-	case N_README:
-		return buf_append(out, readme, sizeof(readme) - 1);
-	case N_RFILTER:
-		return buf_append(out, rsync_filter, sizeof(rsync_filter) - 1);
-	case N_RCONFIG:
-		return state_root_render(fs->store, out);
-	case N_REVENTS:
-	case N_PEVENTS:
-		return events_render(fs, n->kind == N_REVENTS ? "" : n->project, out);
-	case N_BSTATUS: {
-		char line[512];
-		r = state_backend_status(fs->store, n->project, n->backend, out);
-		size_t hl = health_line(fs, true, line, sizeof(line));
-		if (!r && hl)
-			r = buf_append(out, line, hl);
-		return r;
-	}
-	case N_FSTATUS:
-		return fleets_render_status(fs->store, n->project, n->backend, out);
-	case N_FEVENTS: {
-		char j[2 * STORE_NAME_MAX + 2];
-		fmt(j, sizeof(j), "%s:%s", n->project, n->backend);
-		return events_render(fs, j, out);
-	}
-	case N_FSSHCFG:
-		return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, n->backend,
-						out);
-	case N_PSSHCFG:
-		return fleets_render_ssh_config(fs->store, fs->mountpoint, n->project, NULL, out);
-	case N_PKNOWN:
-		return fleets_render_known_hosts(fs->store, n->project, out);
-	case N_PKEY:
-	case N_PKEYPUB: {
-		char *priv = NULL, *pub = NULL;
-		size_t plen = 0;
-		r = fleets_project_key(fs->store, n->project, true, &priv, &plen, &pub);
-		if (!r) {
-			if (n->kind == N_PKEY)
-				r = buf_append(out, priv, plen);
-			else
-				r = buf_printf(out, "%s\n", pub);
-		}
-		seal_free_secret(priv, plen);
-		free(pub);
-		return r;
-	}
-	case N_OFFER:
-	case N_OTSV:
-	case N_OJSON: {
-		struct offsnap *snap = NULL;
-		struct offer_query *q = NULL;
-		char err[256];
-		if (n->query && offers_query_parse(n->query, &q, err, sizeof(err)))
-			return -ENOENT;
-		r = offcache_get(fs, n->project, &snap);
-		if (!r) {
-			if (n->kind == N_OFFER) {
-				long i = offsnap_find(snap, n->name);
-				r = i < 0 ? -ENOENT : offer_yaml(&snap->list.v[i], q, out);
-			} else if (n->kind == N_OTSV) {
-				r = offers_tsv(&snap->list, q, out);
-			} else {
-				r = offers_json(&snap->list, q, out);
-			}
-		}
-		offcache_put(fs, snap);
-		offers_query_free(q);
-		return r;
-	}
-	case N_ISTATUS:
-		return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend,
-					      n->num, "status", out);
-	case N_ISSH:
-		return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend,
-					      n->num, "ssh", out);
-	case N_IINFO:
-		return fleets_render_instance(fs->store, fs->mountpoint, n->project, n->backend,
-					      n->num, "info", out);
-	default:
-		return -EINVAL;
-	}
+	const struct kind_def *d = kind_def(n->kind);
+	return d->render ? d->render(fs, n, out) : -EINVAL;
 }
 
 int render_size(struct fs *fs, struct node *n, size_t *size)
 {
+	const struct kind_def *d = kind_def(n->kind);
+	if (d->size)
+		return d->size(fs, n, size);
 	struct buf b;
-	int r;
-	switch (n->kind) {
-	case N_README:
-		*size = sizeof(readme) - 1;
-		return 0;
-	case N_RFILTER:
-		*size = sizeof(rsync_filter) - 1;
-		return 0;
-	case N_REVENTS:
-	case N_PEVENTS:
-		return events_size(fs, n->kind == N_REVENTS ? "" : n->project, size);
-	case N_FEVENTS: {
-		char j[2 * STORE_NAME_MAX + 2];
-		fmt(j, sizeof(j), "%s:%s", n->project, n->backend);
-		return events_size(fs, j, size);
-	}
-	case N_RCONFIG:
-		/* rendering opens every sealed config: cache the size per state generation */
-		pthread_mutex_lock(&fs->cache_lock);
-		if (fs->rcfg_gen == fs->gen && fs->gen) {
-			*size = fs->rcfg_size;
-			pthread_mutex_unlock(&fs->cache_lock);
-			return 0;
-		}
-		uint64_t gen = fs->gen;
-		pthread_mutex_unlock(&fs->cache_lock);
-		buf_init(&b, 256 * 1024 * 1024);
-		r = render_file(fs, n, &b);
-		*size = b.len;
-		buf_free(&b);
-		if (!r) {
-			pthread_mutex_lock(&fs->cache_lock);
-			if (fs->gen == gen) {
-				fs->rcfg_gen = gen;
-				fs->rcfg_size = *size;
-			}
-			pthread_mutex_unlock(&fs->cache_lock);
-		}
-		return r;
-	case N_PKEY:
-	case N_PKEYPUB: {
-		/* called under fs->lock: never generate here (that commits, and the store hook
-		 * takes fs->lock); a key not made yet reads as empty until its first open */
-		char *priv = NULL, *pub = NULL;
-		size_t plen = 0;
-		r = fleets_project_key(fs->store, n->project, false, &priv, &plen, &pub);
-		*size = r ? 0 : n->kind == N_PKEY ? plen : strlen(pub) + 1;
-		seal_free_secret(priv, plen);
-		free(pub);
-		return 0;
-	}
-	case N_OTSV:
-	case N_OJSON:
-		/* rendering these walks every offer: stat shows the size of the latest rendering
-		 * (0 before the first read), never renders under the lock */
-		*size = n->last_size;
-		return 0;
-	default:
-		buf_init(&b, 16 * 1024 * 1024);
-		r = render_file(fs, n, &b);
-		*size = b.len;
-		buf_free(&b);
-		return r;
-	}
+	buf_init(&b, 16 * 1024 * 1024);
+	int r = render_file(fs, n, &b);
+	*size = b.len;
+	buf_free(&b);
+	return r;
 }
