@@ -66,7 +66,7 @@
 #define CANCELLED "cancelled: fleetfs is stopping"
 
 /* An easy handle and the multi handle it runs on (which holds its connections). */
-struct handle {
+struct curl_pair {
 	CURL *h;
 	CURLM *m;
 };
@@ -75,7 +75,7 @@ struct http_client {
 	pthread_mutex_t mu;
 	pthread_cond_t wake; /* broadcast by http_client_shutdown; CLOCK_MONOTONIC */
 	atomic_bool stop;
-	struct handle idle[POOL_MAX];
+	struct curl_pair idle[POOL_MAX];
 	size_t nidle;
 };
 
@@ -257,7 +257,7 @@ struct http_client *http_client_new(void)
 
 /* The easy handle first: it is no longer in its multi handle, which then closes the
  * connections it holds. */
-static void handle_cleanup(struct handle *hd)
+static void handle_cleanup(struct curl_pair *hd)
 {
 	curl_easy_cleanup(hd->h);
 	curl_multi_cleanup(hd->m);
@@ -292,7 +292,7 @@ static bool stopping(struct http_client *c)
 }
 
 /* An idle handle, or a new one; false when out of memory. */
-static bool pool_take(struct http_client *c, struct handle *hd)
+static bool pool_take(struct http_client *c, struct curl_pair *hd)
 {
 	bool found = false;
 	pthread_mutex_lock(&c->mu);
@@ -311,7 +311,7 @@ static bool pool_take(struct http_client *c, struct handle *hd)
 	return false;
 }
 
-static void pool_give(struct http_client *c, struct handle *hd)
+static void pool_give(struct http_client *c, struct curl_pair *hd)
 {
 	curl_easy_reset(hd->h); /* options only: connections and caches stay */
 	pthread_mutex_lock(&c->mu);
@@ -698,7 +698,7 @@ static int setup(struct http_client *c, struct xfer *x)
 			return -ENOMEM;
 	}
 
-	struct handle hd;
+	struct curl_pair hd;
 	if (!pool_take(c, &hd))
 		return -ENOMEM;
 	x->h = hd.h;
@@ -823,7 +823,7 @@ out:
 	curl_slist_free_all(x.hdr_all);
 	curl_slist_free_all(x.hdr_public);
 	if (x.h)
-		pool_give(c, &(struct handle){.h = x.h, .m = x.m});
+		pool_give(c, &(struct curl_pair){.h = x.h, .m = x.m});
 	return rc;
 }
 

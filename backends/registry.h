@@ -17,12 +17,12 @@
 
 #include "../model/offer.h"
 
-struct bk_obj;
+struct sch_obj;
 struct backend_ops;
 
 struct backend_type {
 	const char *name;              /* the `type:` value, and the default directory name */
-	const struct bk_obj *schema;   /* the config's fields besides `type` (schemapriv.h) */
+	const struct sch_obj *schema;   /* the config's fields besides `type` (schemapriv.h) */
 	const char *catalog;           /* gpuhunt's provider name for it, NULL: no catalog */
 	struct disk_range disk;        /* dstack's CONFIGURABLE_DISK_SIZE, GB */
 	int offers_ttl;                /* seconds its offers stay fresh */

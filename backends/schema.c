@@ -39,7 +39,7 @@
 
 /* ---- walker helpers used by the hooks in schemas.c ---- */
 
-int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
+int schw_err(struct schw *w, int node, const char *path, const char *f, ...)
 {
 	va_list ap;
 	va_start(ap, f);
@@ -48,7 +48,7 @@ int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
 	return r;
 }
 
-int bkw_get(const struct bkw *w, int obj, const char *key)
+int schw_get(const struct schw *w, int obj, const char *key)
 {
 	int v = ydoc_map_get(w->d, obj, key);
 	if (!v || ydoc_is_null(w->d, v))
@@ -56,9 +56,9 @@ int bkw_get(const struct bkw *w, int obj, const char *key)
 	return v;
 }
 
-const char *bkw_str(const struct bkw *w, int obj, const char *key)
+const char *schw_str(const struct schw *w, int obj, const char *key)
 {
-	return ydoc_str(w->d, bkw_get(w, obj, key));
+	return ydoc_str(w->d, schw_get(w, obj, key));
 }
 
 /* ---- scalar kinds ---- */
@@ -76,45 +76,45 @@ static bool yaml11_bool_word(const char *s)
 
 /* A string value as dstack's `str` accepts it: any scalar but null and booleans (numbers are
  * coerced to text). */
-static int need_str(struct bkw *w, int val, const char *path)
+static int need_str(struct schw *w, int val, const char *path)
 {
 	enum ykind k = ydoc_kind(w->d, val);
 	if (k != Y_SCALAR)
-		return bkw_err(w, val, path, "must be a string, not %s", ywalk_kind(k));
+		return schw_err(w, val, path, "must be a string, not %s", ywalk_kind(k));
 	if (ydoc_is_null(w->d, val))
-		return bkw_err(w, val, path, "must be a string, not null");
+		return schw_err(w, val, path, "must be a string, not null");
 	if (ydoc_plain(w->d, val) && yaml11_bool_word(ydoc_str(w->d, val)))
-		return bkw_err(w, val, path,
+		return schw_err(w, val, path,
 			       "must be a string, not a boolean (quote it if it is meant as text)");
 	return 0;
 }
 
-static int need_oneof(struct bkw *w, int val, const char *path, const char *const *oneof)
+static int need_oneof(struct schw *w, int val, const char *path, const char *const *oneof)
 {
 	char list[400], got[STR_REDACT_LEN];
 	if (!oneof || str_in(ydoc_str(w->d, val), oneof))
 		return 0;
 	str_join(list, sizeof(list), oneof);
 	str_redact(got, sizeof(got), ydoc_str(w->d, val));
-	return bkw_err(w, val, path, "must be one of: %s; got %s", list, got);
+	return schw_err(w, val, path, "must be one of: %s; got %s", list, got);
 }
 
 /* ---- the walker ---- */
 
-static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_obj *o,
+static int walk_obj(struct schw *w, int node, const char *path, const struct sch_obj *o,
 		    const char *const *skip);
 
-static int walk_list(struct bkw *w, const struct bk_field *f, int val, const char *path)
+static int walk_list(struct schw *w, const struct sch_field *f, int val, const char *path)
 {
 	const struct ydoc *d = w->d;
-	char ipath[BKW_PATH];
-	size_t max = f->max ? f->max : BK_MAX_ITEMS;
+	char ipath[SCHW_PATH];
+	size_t max = f->max ? f->max : SCH_MAX_ITEMS;
 	if (ydoc_kind(d, val) != Y_SEQ)
-		return bkw_err(w, val, path, "must be a list%s",
+		return schw_err(w, val, path, "must be a list%s",
 			       f->obj ? "" : " of strings");
 	size_t n = ydoc_len(d, val);
 	if (n > max)
-		return bkw_err(w, val, path, "must have at most %zu item%s", max,
+		return schw_err(w, val, path, "must have at most %zu item%s", max,
 			       max == 1 ? "" : "s");
 	for (size_t i = 0; i < n; i++) {
 		int it = ydoc_seq_at(d, val, i);
@@ -133,22 +133,22 @@ static int walk_list(struct bkw *w, const struct bk_field *f, int val, const cha
 	return 0;
 }
 
-static int walk_map(struct bkw *w, const struct bk_field *f, int val, const char *path)
+static int walk_map(struct schw *w, const struct sch_field *f, int val, const char *path)
 {
 	const struct ydoc *d = w->d;
-	char kpath[BKW_PATH];
-	size_t max = f->max ? f->max : BK_MAX_ITEMS;
+	char kpath[SCHW_PATH];
+	size_t max = f->max ? f->max : SCH_MAX_ITEMS;
 	if (ydoc_kind(d, val) != Y_MAP)
-		return bkw_err(w, val, path, "must be a mapping of strings to strings");
+		return schw_err(w, val, path, "must be a mapping of strings to strings");
 	size_t n = ydoc_len(d, val);
 	if (n > max)
-		return bkw_err(w, val, path, "must have at most %zu entries", max);
+		return schw_err(w, val, path, "must have at most %zu entries", max);
 	for (size_t i = 0; i < n; i++) {
 		int k = ydoc_map_key(d, val, i);
 		int v = ydoc_map_val(d, val, i);
 		int r = need_str(w, k, path);
 		if (r)
-			return bkw_err(w, k, path, "keys must be strings");
+			return schw_err(w, k, path, "keys must be strings");
 		ywalk_path_user(kpath, sizeof(kpath), path, ydoc_str(d, k));
 		r = need_str(w, v, kpath);
 		if (r)
@@ -157,13 +157,13 @@ static int walk_map(struct bkw *w, const struct bk_field *f, int val, const char
 	return 0;
 }
 
-static int walk_creds(struct bkw *w, int val, const char *path, const struct bk_creds *c)
+static int walk_creds(struct schw *w, int val, const char *path, const struct sch_creds *c)
 {
 	const struct ydoc *d = w->d;
 	static const char *const skip[] = {"type", NULL};
 	const char *names[8];
 	char list[200];
-	char tpath[BKW_PATH];
+	char tpath[SCHW_PATH];
 	size_t nv = 0;
 	const char *type = c->deflt;
 	for (; c->variants[nv].type && nv + 1 < sizeof(names) / sizeof(names[0]); nv++)
@@ -173,66 +173,66 @@ static int walk_creds(struct bkw *w, int val, const char *path, const struct bk_
 	ywalk_path(tpath, sizeof(tpath), path, "type");
 
 	if (ydoc_kind(d, val) != Y_MAP)
-		return bkw_err(w, val, path, "must be a mapping with `type` (one of: %s)", list);
+		return schw_err(w, val, path, "must be a mapping with `type` (one of: %s)", list);
 	int tn = ydoc_map_get(d, val, "type");
 	if (tn) {
 		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
-			return bkw_err(w, tn, tpath, "must be one of: %s", list);
+			return schw_err(w, tn, tpath, "must be one of: %s", list);
 		if (!str_in(ydoc_str(d, tn), names)) {
 			char got[STR_REDACT_LEN];
 			str_redact(got, sizeof(got), ydoc_str(d, tn));
-			return bkw_err(w, tn, tpath, "must be one of: %s; got %s", list, got);
+			return schw_err(w, tn, tpath, "must be one of: %s; got %s", list, got);
 		}
 		type = ydoc_str(d, tn);
 	} else if (!type) {
-		return bkw_err(w, val, tpath, "required field is missing (one of: %s)", list);
+		return schw_err(w, val, tpath, "required field is missing (one of: %s)", list);
 	}
 	for (size_t i = 0; i < nv; i++)
 		if (!strcmp(c->variants[i].type, type))
 			return walk_obj(w, val, path, c->variants[i].obj, skip);
-	return bkw_err(w, val, tpath, "must be one of: %s", list); /* not reached */
+	return schw_err(w, val, tpath, "must be one of: %s", list); /* not reached */
 }
 
-static int walk_value(struct bkw *w, const struct bk_field *f, int val, const char *path)
+static int walk_value(struct schw *w, const struct sch_field *f, int val, const char *path)
 {
 	const struct ydoc *d = w->d;
 	int r = 0;
 	if (ydoc_is_null(d, val)) {
 		/* pydantic: Optional[...] = None accepts null; a required field does not */
-		if (f->flags & BK_REQ)
-			return bkw_err(w, val, path, "is required and must not be null");
-		if (f->flags & BK_NOTNULL)
-			return bkw_err(w, val, path, "must not be null (omit it for the default)");
+		if (f->flags & SCH_REQ)
+			return schw_err(w, val, path, "is required and must not be null");
+		if (f->flags & SCH_NOTNULL)
+			return schw_err(w, val, path, "must not be null (omit it for the default)");
 		return 0;
 	}
 	switch (f->kind) {
-	case BK_STR:
+	case SCH_STR:
 		r = need_str(w, val, path);
 		if (!r)
 			r = need_oneof(w, val, path, f->oneof);
 		break;
-	case BK_BOOL: {
+	case SCH_BOOL: {
 		bool b;
 		if (ydoc_bool(d, val, &b))
-			r = bkw_err(w, val, path, "must be a boolean (true or false)");
+			r = schw_err(w, val, path, "must be a boolean (true or false)");
 		break;
 	}
-	case BK_INT: {
+	case SCH_INT: {
 		long long v;
 		if (ydoc_int(d, val, &v))
-			r = bkw_err(w, val, path, "must be an integer");
+			r = schw_err(w, val, path, "must be an integer");
 		break;
 	}
-	case BK_LIST:
+	case SCH_LIST:
 		r = walk_list(w, f, val, path);
 		break;
-	case BK_MAP:
+	case SCH_MAP:
 		r = walk_map(w, f, val, path);
 		break;
-	case BK_OBJ:
+	case SCH_OBJ:
 		r = walk_obj(w, val, path, f->obj, NULL);
 		break;
-	case BK_CREDS:
+	case SCH_CREDS:
 		r = walk_creds(w, val, path, f->creds);
 		break;
 	}
@@ -241,9 +241,9 @@ static int walk_value(struct bkw *w, const struct bk_field *f, int val, const ch
 	return r;
 }
 
-static const struct bk_field *find_field(const struct bk_obj *o, const char *name)
+static const struct sch_field *find_field(const struct sch_obj *o, const char *name)
 {
-	for (const struct bk_field *f = o->fields; f->name; f++)
+	for (const struct sch_field *f = o->fields; f->name; f++)
 		if (!strcmp(f->name, name))
 			return f;
 	return NULL;
@@ -251,40 +251,40 @@ static const struct bk_field *find_field(const struct bk_obj *o, const char *nam
 
 /* "PATH: unknown key "reg…" (6 chars) (did you mean regions?)": the key is user text (a
  * secret pasted in key position must not reach events), the suggestion is our field name. */
-static int unknown_key(struct bkw *w, int k, const char *path, const struct bk_obj *o,
+static int unknown_key(struct schw *w, int k, const char *path, const struct sch_obj *o,
 		       const char *const *skip)
 {
 	const char *known[64];
 	char shown[STR_REDACT_KEY_LEN];
 	size_t n = 0;
-	for (const struct bk_field *f = o->fields; f->name && n + 1 < 64; f++)
+	for (const struct sch_field *f = o->fields; f->name && n + 1 < 64; f++)
 		known[n++] = f->name;
 	for (size_t i = 0; skip && skip[i] && n + 1 < 64; i++)
 		known[n++] = skip[i];
 	known[n] = NULL;
 	str_redact_key(shown, sizeof(shown), ydoc_str(w->d, k), known);
-	return bkw_err(w, k, path, "unknown key %s", shown);
+	return schw_err(w, k, path, "unknown key %s", shown);
 }
 
 /* Keys in document order (unknown keys and bad values first), then required keys, then the
  * exclusive pairs, then the object's hook. */
-static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_obj *o,
+static int walk_obj(struct schw *w, int node, const char *path, const struct sch_obj *o,
 		    const char *const *skip)
 {
 	const struct ydoc *d = w->d;
-	char kpath[BKW_PATH];
+	char kpath[SCHW_PATH];
 	if (ydoc_kind(d, node) != Y_MAP)
-		return bkw_err(w, node, path, "must be a mapping, not %s",
+		return schw_err(w, node, path, "must be a mapping, not %s",
 			       ywalk_kind(ydoc_kind(d, node)));
 	size_t n = ydoc_len(d, node);
 	for (size_t i = 0; i < n; i++) {
 		int k = ydoc_map_key(d, node, i);
 		const char *ks = ydoc_str(d, k);
 		if (ydoc_kind(d, k) != Y_SCALAR || ydoc_is_null(d, k))
-			return bkw_err(w, k, path, "keys must be strings");
+			return schw_err(w, k, path, "keys must be strings");
 		if (skip && str_in(ks, skip))
 			continue;
-		const struct bk_field *f = find_field(o, ks);
+		const struct sch_field *f = find_field(o, ks);
 		if (!f)
 			return unknown_key(w, k, path, o, skip);
 		ywalk_path(kpath, sizeof(kpath), path, f->name);
@@ -292,51 +292,51 @@ static int walk_obj(struct bkw *w, int node, const char *path, const struct bk_o
 		if (r)
 			return r;
 	}
-	for (const struct bk_field *f = o->fields; f->name; f++) {
-		if (!(f->flags & BK_REQ) || ydoc_map_get(d, node, f->name))
+	for (const struct sch_field *f = o->fields; f->name; f++) {
+		if (!(f->flags & SCH_REQ) || ydoc_map_get(d, node, f->name))
 			continue;
 		ywalk_path(kpath, sizeof(kpath), path, f->name);
-		return bkw_err(w, node, kpath, "required field is missing");
+		return schw_err(w, node, kpath, "required field is missing");
 	}
-	for (const struct bk_excl *x = o->excl; x && x->a; x++) {
-		int b = bkw_get(w, node, x->b);
-		if (!bkw_get(w, node, x->a) || !b)
+	for (const struct sch_excl *x = o->excl; x && x->a; x++) {
+		int b = schw_get(w, node, x->b);
+		if (!schw_get(w, node, x->a) || !b)
 			continue;
 		ywalk_path(kpath, sizeof(kpath), path, x->b);
-		return bkw_err(w, b, kpath, "cannot be set together with `%s`", x->a);
+		return schw_err(w, b, kpath, "cannot be set together with `%s`", x->a);
 	}
 	return o->post ? o->post(w, node, path) : 0;
 }
 
 /* ---- files (path rules and reading: lib/fileref.c) ---- */
 
-static int resolve(struct bkw *w, int node, const char *path, const char *p, char *out,
+static int resolve(struct schw *w, int node, const char *path, const char *p, char *out,
 		   size_t outlen)
 {
 	char why[PATH_MAX + 128];
 	if (fileref_resolve(w->ctx, p, out, outlen, why, sizeof(why)))
-		return bkw_err(w, node, path, "%s", why);
+		return schw_err(w, node, path, "%s", why);
 	return 0;
 }
 
-static int read_file(struct bkw *w, int node, const char *path, const char *abs, char **out,
+static int read_file(struct schw *w, int node, const char *path, const char *abs, char **out,
 		     size_t *outlen)
 {
 	char why[PATH_MAX + 128];
-	int r = fileref_read(w->ctx, abs, BK_MAX_FILE, out, outlen, why, sizeof(why));
+	int r = fileref_read(w->ctx, abs, SCHEMA_MAX_FILE, out, outlen, why, sizeof(why));
 	if (r == -EINVAL)
-		return bkw_err(w, node, path, "%s", why);
+		return schw_err(w, node, path, "%s", why);
 	return r;
 }
 
-static int attach(struct bkw *w, int node, const char *path, const char *abs, char *data,
+static int attach(struct schw *w, int node, const char *path, const char *abs, char *data,
 		  size_t len)
 {
-	struct bk_result *res = w->res;
-	if (res->natt >= BK_MAX_ATTACH) {
+	struct schema_result *res = w->res;
+	if (res->natt >= SCHEMA_MAX_ATTACH) {
 		free(data);
-		return bkw_err(w, node, path, "too many file references (at most %d)",
-			       BK_MAX_ATTACH);
+		return schw_err(w, node, path, "too many file references (at most %d)",
+			       SCHEMA_MAX_ATTACH);
 	}
 	struct attachment *a = &res->att[res->natt++];
 	a->field = xstrdup(path);
@@ -362,22 +362,22 @@ static int pem_pass_cb(char *buf, int size, int rwflag, void *u)
 	return (int)n;
 }
 
-static int check_pem_rsa(struct bkw *w, int node, const char *path, const char *what,
+static int check_pem_rsa(struct schw *w, int node, const char *path, const char *what,
 			 const char *buf, size_t len, const char *pass)
 {
 	int r = 0;
 	if (len > INT_MAX)
-		return bkw_err(w, node, path, "%skey too large", what);
+		return schw_err(w, node, path, "%skey too large", what);
 	BIO *bio = BIO_new_mem_buf(buf, (int)len);
 	if (!bio)
 		return -ENOMEM;
 	EVP_PKEY *pk = PEM_read_bio_PrivateKey(bio, NULL, pem_pass_cb, (void *)pass);
 	ERR_clear_error();
 	if (!pk)
-		r = bkw_err(w, node, path, "%snot a PEM private key%s", what,
+		r = schw_err(w, node, path, "%snot a PEM private key%s", what,
 			    pass ? " (or wrong pass_phrase)" : " (or encrypted)");
 	else if (EVP_PKEY_base_id(pk) != EVP_PKEY_RSA)
-		r = bkw_err(w, node, path, "%sthe private key is not an RSA key", what);
+		r = schw_err(w, node, path, "%sthe private key is not an RSA key", what);
 	EVP_PKEY_free(pk);
 	BIO_free(bio);
 	return r;
@@ -390,21 +390,21 @@ static const cJSON *json_str(const cJSON *obj, const char *key)
 }
 
 /* What google-auth's from_service_account_info needs (the key itself is checked by Google). */
-static int check_gcp_sa(struct bkw *w, int node, const char *path, const char *what,
+static int check_gcp_sa(struct schw *w, int node, const char *path, const char *what,
 			const char *buf, size_t len)
 {
 	static const char *const need[] = {"client_email", "private_key", "token_uri", NULL};
 	int r = 0;
 	cJSON *j = cJSON_ParseWithLength(buf, len);
 	if (!j)
-		return bkw_err(w, node, path, "%snot valid JSON", what);
+		return schw_err(w, node, path, "%snot valid JSON", what);
 	if (!cJSON_IsObject(j)) {
-		r = bkw_err(w, node, path, "%sthe service account JSON must be an object", what);
+		r = schw_err(w, node, path, "%sthe service account JSON must be an object", what);
 		goto out;
 	}
 	for (size_t i = 0; need[i]; i++) {
 		if (!json_str(j, need[i])) {
-			r = bkw_err(w, node, path,
+			r = schw_err(w, node, path,
 				    "%snot a service account key: no string \"%s\"", what, need[i]);
 			goto out;
 		}
@@ -415,22 +415,22 @@ out:
 }
 
 /* The file `nebius iam auth-public-key generate` writes (nebius pysdk credentials_file.py). */
-static int check_nebius_sa(struct bkw *w, int node, const char *path, const char *what,
+static int check_nebius_sa(struct schw *w, int node, const char *path, const char *what,
 			   const char *buf, size_t len)
 {
 	static const char *const need[] = {"alg", "private-key", "kid", "iss", "sub", NULL};
 	int r = 0;
 	cJSON *j = cJSON_ParseWithLength(buf, len);
 	if (!j)
-		return bkw_err(w, node, path, "%snot valid JSON", what);
+		return schw_err(w, node, path, "%snot valid JSON", what);
 	const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "subject-credentials");
 	if (!cJSON_IsObject(sc)) {
-		r = bkw_err(w, node, path, "%sno \"subject-credentials\" object", what);
+		r = schw_err(w, node, path, "%sno \"subject-credentials\" object", what);
 		goto out;
 	}
 	for (size_t i = 0; need[i]; i++) {
 		if (!json_str(sc, need[i])) {
-			r = bkw_err(w, node, path,
+			r = schw_err(w, node, path,
 				    "%sno string \"subject-credentials.%s\"", what, need[i]);
 			goto out;
 		}
@@ -438,15 +438,15 @@ static int check_nebius_sa(struct bkw *w, int node, const char *path, const char
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(sc, "type");
 	if (t && !(cJSON_IsString(t) && (!strcmp(t->valuestring, "") ||
 					 !strcmp(t->valuestring, "JWT")))) {
-		r = bkw_err(w, node, path, "%s\"subject-credentials.type\" must be JWT", what);
+		r = schw_err(w, node, path, "%s\"subject-credentials.type\" must be JWT", what);
 		goto out;
 	}
 	if (strcmp(json_str(sc, "alg")->valuestring, "RS256")) {
-		r = bkw_err(w, node, path, "%s\"subject-credentials.alg\" must be RS256", what);
+		r = schw_err(w, node, path, "%s\"subject-credentials.alg\" must be RS256", what);
 		goto out;
 	}
 	if (strcmp(json_str(sc, "iss")->valuestring, json_str(sc, "sub")->valuestring)) {
-		r = bkw_err(w, node, path,
+		r = schw_err(w, node, path,
 			    "%s\"subject-credentials\": iss and sub must be equal", what);
 		goto out;
 	}
@@ -474,37 +474,37 @@ static bool kube_has_context(const struct ydoc *kd, int contexts, const char *na
 
 /* The entry's contexts (or, without them, the kubeconfig's current-context) must name a
  * context of the kubeconfig, as dstack's Kubeconfig.get_context() demands. */
-static int check_kube_contexts(struct bkw *w, int node, const char *path, const char *what,
+static int check_kube_contexts(struct schw *w, int node, const char *path, const char *what,
 			       const struct ydoc *kd, int root)
 {
-	char ipath[BKW_PATH];
+	char ipath[SCHW_PATH];
 	int kctx = ydoc_map_get(kd, root, "contexts");
 	if (kctx && !ydoc_is_null(kd, kctx) && ydoc_kind(kd, kctx) != Y_SEQ)
-		return bkw_err(w, node, path, "%skubeconfig `contexts` must be a list", what);
-	int want = bkw_get(w, w->top, "contexts");
+		return schw_err(w, node, path, "%skubeconfig `contexts` must be a list", what);
+	int want = schw_get(w, w->top, "contexts");
 	if (want) {
 		for (size_t i = 0; i < ydoc_len(w->d, want); i++) {
 			int it = ydoc_seq_at(w->d, want, i);
-			const char *name = ydoc_kind(w->d, it) == Y_MAP ? bkw_str(w, it, "name")
+			const char *name = ydoc_kind(w->d, it) == Y_MAP ? schw_str(w, it, "name")
 								       : ydoc_str(w->d, it);
 			ywalk_path_idx(ipath, sizeof(ipath), "contexts", i);
 			if (name && !kube_has_context(kd, kctx, name))
-				return bkw_err(w, it, ipath, "no such context in the kubeconfig");
+				return schw_err(w, it, ipath, "no such context in the kubeconfig");
 		}
 		return 0;
 	}
 	const char *cur = ydoc_str(kd, ydoc_map_get(kd, root, "current-context"));
 	if (!cur || !*cur || ydoc_is_null(kd, ydoc_map_get(kd, root, "current-context")))
-		return bkw_err(w, node, path,
+		return schw_err(w, node, path,
 			       "%skubeconfig has no current-context; set one or list `contexts`",
 			       what);
 	if (!kube_has_context(kd, kctx, cur))
-		return bkw_err(w, node, path,
+		return schw_err(w, node, path,
 			       "%skubeconfig current-context names no context in the file", what);
 	return 0;
 }
 
-static int check_kubeconfig(struct bkw *w, int node, const char *path, const char *what,
+static int check_kubeconfig(struct schw *w, int node, const char *path, const char *what,
 			    const char *buf, size_t len)
 {
 	struct ydoc *kd = NULL;
@@ -513,22 +513,22 @@ static int check_kubeconfig(struct bkw *w, int node, const char *path, const cha
 	if (r == -ENOMEM)
 		return r;
 	if (r)
-		return bkw_err(w, node, path, "%snot a valid kubeconfig: %s", what, inner);
+		return schw_err(w, node, path, "%snot a valid kubeconfig: %s", what, inner);
 	int root = ydoc_root(kd);
 	if (ydoc_kind(kd, root) != Y_MAP) {
-		r = bkw_err(w, node, path, "%snot a kubeconfig: not a YAML mapping", what);
+		r = schw_err(w, node, path, "%snot a kubeconfig: not a YAML mapping", what);
 		goto out;
 	}
 	int kind = ydoc_map_get(kd, root, "kind");
 	const char *ks = ydoc_str(kd, kind);
 	if (kind && !ydoc_is_null(kd, kind) && (!ks || strcmp(ks, "Config"))) {
-		r = bkw_err(w, node, path, "%snot a kubeconfig: `kind` is not Config", what);
+		r = schw_err(w, node, path, "%snot a kubeconfig: `kind` is not Config", what);
 		goto out;
 	}
 	bool parts = ydoc_map_get(kd, root, "clusters") || ydoc_map_get(kd, root, "contexts") ||
 		     ydoc_map_get(kd, root, "users");
 	if (!parts && !(ks && ydoc_map_get(kd, root, "apiVersion"))) {
-		r = bkw_err(w, node, path,
+		r = schw_err(w, node, path,
 			    "%snot a kubeconfig: no clusters, contexts or users", what);
 		goto out;
 	}
@@ -545,14 +545,14 @@ static bool ini_is_space(char c)
 
 /* The OCI CLI config is Python configparser INI: [section] headers, key=value or key: value,
  * comments with # or ;, indented continuation lines. */
-static int check_oci_config(struct bkw *w, int node, const char *path, const char *what,
+static int check_oci_config(struct schw *w, int node, const char *path, const char *what,
 			    const char *buf, size_t len, const char *profile)
 {
 	bool found = false, in_entry = false;
 	size_t lineno = 0;
 	const char *p = buf, *end = buf + len;
 	if (memchr(buf, '\0', len))
-		return bkw_err(w, node, path, "%snot a text file", what);
+		return schw_err(w, node, path, "%snot a text file", what);
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
@@ -570,7 +570,7 @@ static int check_oci_config(struct bkw *w, int node, const char *path, const cha
 			continue;
 		if (*s == '[') {
 			if (e[-1] != ']' || e - s < 3)
-				return bkw_err(w, node, path, "%sline %zu: bad section header",
+				return schw_err(w, node, path, "%sline %zu: bad section header",
 					       what, lineno);
 			size_t n = (size_t)(e - s - 2);
 			if (strlen(profile) == n && !memcmp(s + 1, profile, n))
@@ -582,16 +582,16 @@ static int check_oci_config(struct bkw *w, int node, const char *path, const cha
 		while (eq < e && *eq != '=' && *eq != ':')
 			eq++;
 		if (eq == e || eq == s)
-			return bkw_err(w, node, path, "%sline %zu: expected key = value", what,
+			return schw_err(w, node, path, "%sline %zu: expected key = value", what,
 				       lineno);
 		in_entry = true;
 	}
 	if (!found)
-		return bkw_err(w, node, path, "%sno section for the configured profile", what);
+		return schw_err(w, node, path, "%sno section for the configured profile", what);
 	return 0;
 }
 
-static int check_content(struct bkw *w, const struct bk_fill *f, int node, const char *path,
+static int check_content(struct schw *w, const struct sch_fill *f, int node, const char *path,
 			 const char *abs, const char *buf, size_t len)
 {
 	char what[STR_REDACT_LEN + 4];
@@ -602,28 +602,28 @@ static int check_content(struct bkw *w, const struct bk_fill *f, int node, const
 		what[0] = '\0';
 	}
 	switch (f->kind) {
-	case BK_C_GCP_SA:
+	case SCH_C_GCP_SA:
 		return check_gcp_sa(w, node, path, what, buf, len);
-	case BK_C_NEBIUS_SA:
+	case SCH_C_NEBIUS_SA:
 		return check_nebius_sa(w, node, path, what, buf, len);
-	case BK_C_PEM_RSA:
+	case SCH_C_PEM_RSA:
 		return check_pem_rsa(w, node, path, what, buf, len, f->pass);
-	case BK_C_KUBECONFIG:
+	case SCH_C_KUBECONFIG:
 		return check_kubeconfig(w, node, path, what, buf, len);
-	case BK_C_OCI_CONFIG:
+	case SCH_C_OCI_CONFIG:
 		return check_oci_config(w, node, path, what, buf, len,
 					f->profile ? f->profile : "DEFAULT");
 	}
-	return bkw_err(w, node, path, "unknown content kind"); /* not reached */
+	return schw_err(w, node, path, "unknown content kind"); /* not reached */
 }
 
-int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f)
+int schw_fill(struct schw *w, int obj, const char *path, const struct sch_fill *f)
 {
-	char fpath[BKW_PATH], dpath[BKW_PATH], abs[PATH_MAX];
+	char fpath[SCHW_PATH], dpath[SCHW_PATH], abs[PATH_MAX];
 	char *data = NULL;
 	size_t len = 0;
-	int fn = bkw_get(w, obj, f->file);
-	int dn = f->data ? bkw_get(w, obj, f->data) : 0;
+	int fn = schw_get(w, obj, f->file);
+	int dn = f->data ? schw_get(w, obj, f->data) : 0;
 	const char *fs = ydoc_str(w->d, fn);
 	bool fset = fs && *fs;
 	ywalk_path(fpath, sizeof(fpath), path, f->file);
@@ -634,7 +634,7 @@ int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f)
 		if (!*ds)
 			dn = 0;
 		else if (fset)
-			return bkw_err(w, dn, dpath, "cannot be set together with `%s`", f->file);
+			return schw_err(w, dn, dpath, "cannot be set together with `%s`", f->file);
 	}
 	if (dn) {
 		const char *ds = ydoc_str(w->d, dn);
@@ -644,9 +644,9 @@ int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f)
 		if (f->optional)
 			return 0;
 		if (f->data)
-			return bkw_err(w, fn ? fn : obj, fn ? fpath : path,
+			return schw_err(w, fn ? fn : obj, fn ? fpath : path,
 				       "either `%s` or `%s` is required", f->file, f->data);
-		return bkw_err(w, fn ? fn : obj, fpath, "required field is missing");
+		return schw_err(w, fn ? fn : obj, fpath, "required field is missing");
 	}
 	int r = resolve(w, fn, fpath, fs, abs, sizeof(abs));
 	if (!r)
@@ -663,11 +663,11 @@ int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f)
 
 /* ---- public API ---- */
 
-void bk_result_free(struct bk_result *res)
+void schema_result_free(struct schema_result *res)
 {
 	if (!res)
 		return;
-	for (size_t i = 0; i < res->natt && i < BK_MAX_ATTACH; i++) {
+	for (size_t i = 0; i < res->natt && i < SCHEMA_MAX_ATTACH; i++) {
 		free(res->att[i].field);
 		free(res->att[i].path);
 		free(res->att[i].data);
@@ -676,7 +676,7 @@ void bk_result_free(struct bk_result *res)
 }
 
 /* Which type the entry is, from `type:` and the directory name (see schema.h). */
-static int entry_type(struct bkw *w, int node, const char *dirname, const struct backend_type **out)
+static int entry_type(struct schw *w, int node, const char *dirname, const struct backend_type **out)
 {
 	const struct ydoc *d = w->d;
 	char list[400];
@@ -685,22 +685,22 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 	str_join(list, sizeof(list), backend_type_names());
 	if (tn) {
 		if (ydoc_kind(d, tn) != Y_SCALAR || ydoc_is_null(d, tn))
-			return bkw_err(w, tn, "type", "must be a backend type (one of: %s)", list);
+			return schw_err(w, tn, "type", "must be a backend type (one of: %s)", list);
 		ts = ydoc_str(d, tn);
 		if (!backend_type_known(ts)) {
 			char got[STR_REDACT_KEY_LEN];
 			str_redact_key(got, sizeof(got), ts, backend_type_names());
-			return bkw_err(w, tn, "type", "unknown backend type %s (known: %s)", got,
+			return schw_err(w, tn, "type", "unknown backend type %s (known: %s)", got,
 				       list);
 		}
 	}
 	if (!dirname) {
 		if (!ts)
-			return bkw_err(w, node, "type", "required field is missing (one of: %s)",
+			return schw_err(w, node, "type", "required field is missing (one of: %s)",
 				       list);
 	} else if (backend_type_known(dirname)) {
 		if (ts && strcmp(ts, dirname))
-			return bkw_err(w, tn, "type",
+			return schw_err(w, tn, "type",
 				       "is %s but the backend directory is named %s; a backend "
 				       "of another type needs its own directory name",
 				       ts, dirname);
@@ -708,10 +708,10 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 			ts = dirname;
 	} else {
 		if (!name_valid(dirname))
-			return bkw_err(w, node, "",
+			return schw_err(w, node, "",
 				       "backend directory name must match ^[a-zA-Z0-9_-]{1,50}$");
 		if (!ts)
-			return bkw_err(w, node, "type",
+			return schw_err(w, node, "type",
 				       "required field is missing: the directory name is not a "
 				       "backend type, so `type:` must say which type (one of: %s)",
 				       list);
@@ -720,12 +720,12 @@ static int entry_type(struct bkw *w, int node, const char *dirname, const struct
 	return 0;
 }
 
-int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct fileref_ctx *ctx,
-		struct bk_result *res, char *err, size_t errlen)
+int schema_validate(const struct ydoc *d, int node, const char *dirname, const struct fileref_ctx *ctx,
+		struct schema_result *res, char *err, size_t errlen)
 {
 	static const char *const skip_dir[] = {"type", NULL};
 	static const char *const skip_root[] = {"type", "name", NULL};
-	struct bkw w = {.d = d, .ctx = ctx, .res = res, .err = err, .errlen = errlen, .top = node};
+	struct schw w = {.d = d, .ctx = ctx, .res = res, .err = err, .errlen = errlen, .top = node};
 	const struct backend_type *t = NULL;
 	int r;
 	memset(res, 0, sizeof(*res));
@@ -739,12 +739,12 @@ int bk_validate(const struct ydoc *d, int node, const char *dirname, const struc
 	if (!dirname) {
 		int nn = ydoc_map_get(d, node, "name");
 		if (nn && (need_str(&w, nn, "name") || !name_valid(ydoc_str(d, nn)))) {
-			r = bkw_err(&w, nn, "name", "must match ^[a-zA-Z0-9_-]{1,50}$");
+			r = schw_err(&w, nn, "name", "must match ^[a-zA-Z0-9_-]{1,50}$");
 			goto out;
 		}
 		/* name: is the directory, and a type-named directory holds that type only */
 		if (nn && backend_type_known(ydoc_str(d, nn)) && strcmp(ydoc_str(d, nn), t->name)) {
-			r = bkw_err(&w, nn, "name", "is another backend type; a backend named after "
+			r = schw_err(&w, nn, "name", "is another backend type; a backend named after "
 						    "a type must be of that type");
 			goto out;
 		}
@@ -753,7 +753,7 @@ int bk_validate(const struct ydoc *d, int node, const char *dirname, const struc
 	r = walk_obj(&w, node, "", t->schema, dirname ? skip_dir : skip_root);
 out:
 	if (r) {
-		bk_result_free(res);
+		schema_result_free(res);
 		if (r != -ENOMEM)
 			r = -EINVAL;
 	}

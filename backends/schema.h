@@ -24,12 +24,12 @@
 #include "../lib/fileref.h"
 #include "../lib/ydoc.h"
 
-#define BK_MAX_ATTACH 8
-#define BK_MAX_FILE (1024 * 1024)
+#define SCHEMA_MAX_ATTACH 8
+#define SCHEMA_MAX_FILE (1024 * 1024)
 
-struct bk_result {
+struct schema_result {
 	const char *type; /* static string from the type table */
-	struct attachment att[BK_MAX_ATTACH];
+	struct attachment att[SCHEMA_MAX_ATTACH];
 	size_t natt;
 };
 
@@ -41,11 +41,11 @@ struct bk_result {
  *   In the root config.yml, `type:` is always required and an optional `name:` (a fleetfs
  *   extension, name rule ^[a-zA-Z0-9_-]{1,50}$) names the backend directory; `name:` is an
  *   unknown key inside a backends/<x>/config.yml.
- * On success returns 0 and fills *res (free with bk_result_free). On failure returns -EINVAL
+ * On success returns 0 and fills *res (free with schema_result_free). On failure returns -EINVAL
  * with "FILE:LINE: FIELD: message" in err, and *res holds nothing to free.
  * -ENOMEM on allocation failure. */
-int bk_validate(const struct ydoc *d, int node, const char *dirname, const struct fileref_ctx *ctx,
-		struct bk_result *res, char *err, size_t errlen);
-void bk_result_free(struct bk_result *res);
+int schema_validate(const struct ydoc *d, int node, const char *dirname, const struct fileref_ctx *ctx,
+		struct schema_result *res, char *err, size_t errlen);
+void schema_result_free(struct schema_result *res);
 
 #endif

@@ -18,113 +18,113 @@
 #include "../lib/ywalk.h"
 
 /* Longest dotted field path we build ("os_images.nvidia.owner", "tags.<key>", "regions[3]"). */
-#define BKW_PATH 256
+#define SCHW_PATH 256
 /* Most items in any list or map of a backend entry (bounds the quadratic checks). */
-#define BK_MAX_ITEMS 1000
+#define SCH_MAX_ITEMS 1000
 
 /* One validation in progress. */
-struct bkw {
+struct schw {
 	const struct ydoc *d;
 	const struct fileref_ctx *ctx;
-	struct bk_result *res;
+	struct schema_result *res;
 	char *err;
 	size_t errlen;
 	int top; /* the backend entry's mapping node */
 };
 
-enum bk_kind {
-	BK_STR,   /* scalar; numbers count as text (dstack: coerce_numbers_to_str), booleans not */
-	BK_BOOL,  /* ydoc_bool */
-	BK_INT,   /* ydoc_int */
-	BK_LIST,  /* sequence of strings; of strings or mappings (.obj) when .obj is set */
-	BK_MAP,   /* mapping of string keys to string values */
-	BK_OBJ,   /* mapping described by .obj */
-	BK_CREDS, /* mapping whose `type` selects one of .creds->variants */
+enum sch_kind {
+	SCH_STR,   /* scalar; numbers count as text (dstack: coerce_numbers_to_str), booleans not */
+	SCH_BOOL,  /* ydoc_bool */
+	SCH_INT,   /* ydoc_int */
+	SCH_LIST,  /* sequence of strings; of strings or mappings (.obj) when .obj is set */
+	SCH_MAP,   /* mapping of string keys to string values */
+	SCH_OBJ,   /* mapping described by .obj */
+	SCH_CREDS, /* mapping whose `type` selects one of .creds->variants */
 };
 
-#define BK_REQ 1u     /* the key must be present and not null */
-#define BK_NOTNULL 2u /* the key may be omitted (dstack has a default) but not null */
+#define SCH_REQ 1u     /* the key must be present and not null */
+#define SCH_NOTNULL 2u /* the key may be omitted (dstack has a default) but not null */
 
 /* Extra check of a value that passed its kind check. Returns 0 or -EINVAL with err set. */
-typedef int (*bk_check_fn)(struct bkw *w, int val, const char *path);
+typedef int (*sch_check_fn)(struct schw *w, int val, const char *path);
 /* Cross-field check of a mapping whose every field passed. */
-typedef int (*bk_post_fn)(struct bkw *w, int obj, const char *path);
+typedef int (*sch_post_fn)(struct schw *w, int obj, const char *path);
 
-struct bk_obj;
-struct bk_creds;
+struct sch_obj;
+struct sch_creds;
 
-struct bk_field {
+struct sch_field {
 	const char *name;
-	enum bk_kind kind;
+	enum sch_kind kind;
 	unsigned flags;
-	const struct bk_obj *obj;     /* BK_OBJ; BK_LIST items that are mappings */
-	const struct bk_creds *creds; /* BK_CREDS */
-	const char *const *oneof;     /* BK_STR, BK_LIST items: allowed values, NULL-terminated */
-	size_t max;                   /* BK_LIST, BK_MAP: most items (0: BK_MAX_ITEMS) */
-	bk_check_fn check;            /* may be NULL */
+	const struct sch_obj *obj;     /* SCH_OBJ; SCH_LIST items that are mappings */
+	const struct sch_creds *creds; /* SCH_CREDS */
+	const char *const *oneof;     /* SCH_STR, SCH_LIST items: allowed values, NULL-terminated */
+	size_t max;                   /* SCH_LIST, SCH_MAP: most items (0: SCH_MAX_ITEMS) */
+	sch_check_fn check;            /* may be NULL */
 };
 
 /* Two keys that may not both be set (null counts as unset). */
-struct bk_excl {
+struct sch_excl {
 	const char *a, *b;
 };
 
-struct bk_obj {
-	const struct bk_field *fields; /* terminated by .name == NULL */
-	const struct bk_excl *excl;    /* terminated by .a == NULL; may be NULL */
-	bk_post_fn post;               /* may be NULL */
+struct sch_obj {
+	const struct sch_field *fields; /* terminated by .name == NULL */
+	const struct sch_excl *excl;    /* terminated by .a == NULL; may be NULL */
+	sch_post_fn post;               /* may be NULL */
 };
 
-struct bk_variant {
+struct sch_variant {
 	const char *type; /* the creds.type literal */
-	const struct bk_obj *obj;
+	const struct sch_obj *obj;
 };
 
-struct bk_creds {
-	const struct bk_variant *variants; /* terminated by .type == NULL */
+struct sch_creds {
+	const struct sch_variant *variants; /* terminated by .type == NULL */
 	const char *deflt; /* variant used when `type` is omitted; NULL: `type` is required */
 };
 
 /* The field tables of backends/schemas.c, one per config shape; backends/registry.c gives
  * each backend type one. A provider whose config is none of these declares its own
  * (static) in its file. */
-extern const struct bk_obj schema_api_regions, schema_aws, schema_azure, schema_gcp,
+extern const struct sch_obj schema_api_regions, schema_aws, schema_azure, schema_gcp,
 	schema_nebius, schema_oci, schema_verda, schema_cudo, schema_do, schema_hotaisle,
 	schema_community, schema_kube;
 
 /* What a referenced file or inline blob must parse as. */
-enum bk_content {
-	BK_C_GCP_SA,     /* GCP service-account JSON (client_email, private_key, token_uri) */
-	BK_C_NEBIUS_SA,  /* Nebius credentials JSON ("subject-credentials", RS256, RSA key) */
-	BK_C_PEM_RSA,    /* PEM RSA private key, decrypted with .pass when set */
-	BK_C_KUBECONFIG, /* kubeconfig YAML; the entry's contexts must exist in it */
-	BK_C_OCI_CONFIG, /* OCI CLI config (INI) holding section .profile */
+enum sch_content {
+	SCH_C_GCP_SA,     /* GCP service-account JSON (client_email, private_key, token_uri) */
+	SCH_C_NEBIUS_SA,  /* Nebius credentials JSON ("subject-credentials", RS256, RSA key) */
+	SCH_C_PEM_RSA,    /* PEM RSA private key, decrypted with .pass when set */
+	SCH_C_KUBECONFIG, /* kubeconfig YAML; the entry's contexts must exist in it */
+	SCH_C_OCI_CONFIG, /* OCI CLI config (INI) holding section .profile */
 };
 
 /* A file key and an inline-content key of one mapping, read the way dstack's fill_data does:
  * inline content, when set, wins and is only checked; otherwise the file is read, checked and
  * attached. */
-struct bk_fill {
+struct sch_fill {
 	const char *file;    /* key naming a file, e.g. "filename" */
 	const char *data;    /* key holding the content inline, e.g. "data"; may be NULL */
-	enum bk_content kind;
+	enum sch_content kind;
 	bool exclusive;      /* both set (non-empty) is an error; "" counts as unset (OCI) */
 	bool optional;       /* neither set is fine */
-	const char *pass;    /* BK_C_PEM_RSA: passphrase or NULL */
-	const char *profile; /* BK_C_OCI_CONFIG: section that must exist */
+	const char *pass;    /* SCH_C_PEM_RSA: passphrase or NULL */
+	const char *profile; /* SCH_C_OCI_CONFIG: section that must exist */
 };
 
 /* Format "FILE:LINE: PATH: message" for node into w->err. Returns -EINVAL. Never pass a
  * scalar's value as an argument: messages name keys, not values. */
-int bkw_err(struct bkw *w, int node, const char *path, const char *f, ...)
+int schw_err(struct schw *w, int node, const char *path, const char *f, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Value node of key in mapping obj when present and not null, else 0. */
-int bkw_get(const struct bkw *w, int obj, const char *key);
-/* Scalar text of bkw_get(), or NULL. Borrowed from the document. */
-const char *bkw_str(const struct bkw *w, int obj, const char *key);
+int schw_get(const struct schw *w, int obj, const char *key);
+/* Scalar text of schw_get(), or NULL. Borrowed from the document. */
+const char *schw_str(const struct schw *w, int obj, const char *key);
 /* Resolve and check one file/inline pair of mapping obj (at path) as described above.
  * Returns 0, -EINVAL (message set) or -ENOMEM. */
-int bkw_fill(struct bkw *w, int obj, const char *path, const struct bk_fill *f);
+int schw_fill(struct schw *w, int obj, const char *path, const struct sch_fill *f);
 
 /* dstack's default AWS regions (where its images are published), NULL-terminated: an aws
  * backend without `regions` uses these. */

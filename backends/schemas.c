@@ -86,7 +86,7 @@ enum tag_rules { TAGS_AWS, TAGS_AZURE, TAGS_GCP };
 
 #define TAGS_MAX_NUM 25 /* dstack base/configurator.py */
 
-static int check_tags(struct bkw *w, int val, const char *path, enum tag_rules rules)
+static int check_tags(struct schw *w, int val, const char *path, enum tag_rules rules)
 {
 	static const char *const key_rule[] = {
 		[TAGS_AWS] = "1-128 letters, digits, spaces or _.:/=+-@, not starting with aws:",
@@ -99,10 +99,10 @@ static int check_tags(struct bkw *w, int val, const char *path, enum tag_rules r
 		[TAGS_GCP] = "at most 63 lowercase letters, digits, _ or -",
 	};
 	const struct ydoc *d = w->d;
-	char kpath[BKW_PATH];
+	char kpath[SCHW_PATH];
 	size_t n = ydoc_len(d, val);
 	if (n > TAGS_MAX_NUM)
-		return bkw_err(w, val, path, "at most %d tags are allowed", TAGS_MAX_NUM);
+		return schw_err(w, val, path, "at most %d tags are allowed", TAGS_MAX_NUM);
 	for (size_t i = 0; i < n; i++) {
 		int kn = ydoc_map_key(d, val, i), vn = ydoc_map_val(d, val, i);
 		const char *k = ydoc_str(d, kn), *v = ydoc_str(d, vn);
@@ -123,30 +123,30 @@ static int check_tags(struct bkw *w, int val, const char *path, enum tag_rules r
 		}
 		ywalk_path_user(kpath, sizeof(kpath), path, k);
 		if (!kok)
-			return bkw_err(w, kn, kpath, "invalid tag key (%s)", key_rule[rules]);
+			return schw_err(w, kn, kpath, "invalid tag key (%s)", key_rule[rules]);
 		if (!vok)
-			return bkw_err(w, vn, kpath, "invalid tag value (%s)", val_rule[rules]);
+			return schw_err(w, vn, kpath, "invalid tag value (%s)", val_rule[rules]);
 	}
 	return 0;
 }
 
-static int chk_tags_aws(struct bkw *w, int val, const char *path)
+static int chk_tags_aws(struct schw *w, int val, const char *path)
 {
 	return check_tags(w, val, path, TAGS_AWS);
 }
 
-static int chk_tags_azure(struct bkw *w, int val, const char *path)
+static int chk_tags_azure(struct schw *w, int val, const char *path)
 {
 	return check_tags(w, val, path, TAGS_AZURE);
 }
 
-static int chk_tags_gcp(struct bkw *w, int val, const char *path)
+static int chk_tags_gcp(struct schw *w, int val, const char *path)
 {
 	return check_tags(w, val, path, TAGS_GCP);
 }
 
 /* AWSOSImage.owner: Field(pattern=r"^(\d{12}|self)$") */
-static int chk_aws_owner(struct bkw *w, int val, const char *path)
+static int chk_aws_owner(struct schw *w, int val, const char *path)
 {
 	const char *s = ydoc_str(w->d, val);
 	size_t i = 0;
@@ -156,7 +156,7 @@ static int chk_aws_owner(struct bkw *w, int val, const char *path)
 		i++;
 	if (i == 12 && s[i] == '\0')
 		return 0;
-	return bkw_err(w, val, path, "must be a 12-digit AWS account ID or `self`");
+	return schw_err(w, val, path, "must be a 12-digit AWS account ID or `self`");
 }
 
 /* s is exactly `parts` non-empty pieces separated by '/'. */
@@ -175,45 +175,45 @@ static bool slash_parts(const char *s, int parts)
 	return n == parts;
 }
 
-static int check_azure_ids(struct bkw *w, int val, const char *path, int parts,
+static int check_azure_ids(struct schw *w, int val, const char *path, int parts,
 			   const char *format)
 {
-	char kpath[BKW_PATH];
+	char kpath[SCHW_PATH];
 	for (size_t i = 0; i < ydoc_len(w->d, val); i++) {
 		int vn = ydoc_map_val(w->d, val, i);
 		if (slash_parts(ydoc_str(w->d, vn), parts))
 			continue;
 		const char *key = ydoc_str(w->d, ydoc_map_key(w->d, val, i));
 		ywalk_path_user(kpath, sizeof(kpath), path, key);
-		return bkw_err(w, vn, kpath, "must have the form %s", format);
+		return schw_err(w, vn, kpath, "must have the form %s", format);
 	}
 	return 0;
 }
 
-static int chk_azure_vpc_ids(struct bkw *w, int val, const char *path)
+static int chk_azure_vpc_ids(struct schw *w, int val, const char *path)
 {
 	return check_azure_ids(w, val, path, 2, "networkResourceGroup/networkName");
 }
 
-static int chk_azure_subnet_ids(struct bkw *w, int val, const char *path)
+static int chk_azure_subnet_ids(struct schw *w, int val, const char *path)
 {
 	return check_azure_ids(w, val, path, 3, "networkResourceGroup/networkName/subnetName");
 }
 
-static int chk_azure_identity(struct bkw *w, int val, const char *path)
+static int chk_azure_identity(struct schw *w, int val, const char *path)
 {
 	if (slash_parts(ydoc_str(w->d, val), 2))
 		return 0;
-	return bkw_err(w, val, path,
+	return schw_err(w, val, path,
 		       "must have the form managedIdentityResourceGroup/managedIdentityName");
 }
 
-static int chk_port(struct bkw *w, int val, const char *path)
+static int chk_port(struct schw *w, int val, const char *path)
 {
 	long long v = 0;
 	(void)ydoc_int(w->d, val, &v);
 	if (v < 1 || v > 65535)
-		return bkw_err(w, val, path, "must be a port number (1-65535)");
+		return schw_err(w, val, path, "must be a port number (1-65535)");
 	return 0;
 }
 
@@ -239,7 +239,7 @@ static const char *const oci_regions[] = {
 
 static const char *const gcp_preview_features[] = {"g4", NULL};
 
-static bool bool_or(const struct bkw *w, int node, bool deflt)
+static bool bool_or(const struct schw *w, int node, bool deflt)
 {
 	bool b = deflt;
 	if (node)
@@ -247,18 +247,18 @@ static bool bool_or(const struct bkw *w, int node, bool deflt)
 	return b;
 }
 
-static bool in_either(const struct bkw *w, int a, int b, const char *key)
+static bool in_either(const struct schw *w, int a, int b, const char *key)
 {
 	return (a && ydoc_map_get(w->d, a, key)) || (b && ydoc_map_get(w->d, b, key));
 }
 
 /* With custom networks every configured region (all defaults when `regions` is unset) needs
  * an entry in map a or b; at/atpath is where to complain about a default region. */
-static int check_covered(struct bkw *w, int obj, const char *path, int a, int b, int at,
+static int check_covered(struct schw *w, int obj, const char *path, int a, int b, int at,
 			 const char *atpath, const char *const *defaults, const char *what)
 {
-	char rpath[BKW_PATH], ipath[BKW_PATH];
-	int regions = bkw_get(w, obj, "regions");
+	char rpath[SCHW_PATH], ipath[SCHW_PATH];
+	int regions = schw_get(w, obj, "regions");
 	if (regions) {
 		ywalk_path(rpath, sizeof(rpath), path, "regions");
 		for (size_t i = 0; i < ydoc_len(w->d, regions); i++) {
@@ -266,13 +266,13 @@ static int check_covered(struct bkw *w, int obj, const char *path, int a, int b,
 			if (in_either(w, a, b, ydoc_str(w->d, it)))
 				continue;
 			ywalk_path_idx(ipath, sizeof(ipath), rpath, i);
-			return bkw_err(w, it, ipath, "has no entry in %s", what);
+			return schw_err(w, it, ipath, "has no entry in %s", what);
 		}
 		return 0;
 	}
 	for (size_t i = 0; defaults[i]; i++)
 		if (!in_either(w, a, b, defaults[i]))
-			return bkw_err(w, at, atpath,
+			return schw_err(w, at, atpath,
 				       "has no entry for %s; without `regions` every default "
 				       "region needs one (or set `regions`)",
 				       defaults[i]);
@@ -280,16 +280,16 @@ static int check_covered(struct bkw *w, int obj, const char *path, int a, int b,
 }
 
 /* AWS configurator _check_config_vpc (vpc_name vs vpc_ids is an exclusive pair). */
-static int aws_post(struct bkw *w, int obj, const char *path)
+static int aws_post(struct schw *w, int obj, const char *path)
 {
-	char p[BKW_PATH];
-	int dv = bkw_get(w, obj, "default_vpcs");
-	int vi = bkw_get(w, obj, "vpc_ids");
+	char p[SCHW_PATH];
+	int dv = schw_get(w, obj, "default_vpcs");
+	int vi = schw_get(w, obj, "vpc_ids");
 	if (bool_or(w, dv, true))
 		return 0;
 	ywalk_path(p, sizeof(p), path, "default_vpcs");
-	if (!vi && !bkw_get(w, obj, "vpc_name"))
-		return bkw_err(w, dv, p, "is false, so `vpc_name` or `vpc_ids` must be set");
+	if (!vi && !schw_get(w, obj, "vpc_name"))
+		return schw_err(w, dv, p, "is false, so `vpc_name` or `vpc_ids` must be set");
 	if (!vi)
 		return 0;
 	ywalk_path(p, sizeof(p), path, "vpc_ids");
@@ -298,15 +298,15 @@ static int aws_post(struct bkw *w, int obj, const char *path)
 }
 
 /* Azure configurator _check_config_vpc. */
-static int azure_post(struct bkw *w, int obj, const char *path)
+static int azure_post(struct schw *w, int obj, const char *path)
 {
-	char p[BKW_PATH], kp[BKW_PATH];
-	int pn = bkw_get(w, obj, "public_ips");
-	int vi = bkw_get(w, obj, "vpc_ids");
-	int si = bkw_get(w, obj, "subnet_ids");
+	char p[SCHW_PATH], kp[SCHW_PATH];
+	int pn = schw_get(w, obj, "public_ips");
+	int vi = schw_get(w, obj, "vpc_ids");
+	int si = schw_get(w, obj, "subnet_ids");
 	if (!bool_or(w, pn, true) && !vi && !si) {
 		ywalk_path(p, sizeof(p), path, "public_ips");
-		return bkw_err(w, pn, p,
+		return schw_err(w, pn, p,
 			       "is false, so `vpc_ids` or `subnet_ids` must name networks with "
 			       "outbound connectivity");
 	}
@@ -318,7 +318,7 @@ static int azure_post(struct bkw *w, int obj, const char *path)
 			if (!ydoc_map_get(w->d, vi, k))
 				continue;
 			ywalk_path_user(kp, sizeof(kp), p, k);
-			return bkw_err(w, kn, kp, "this location is also in `vpc_ids`; use one");
+			return schw_err(w, kn, kp, "this location is also in `vpc_ids`; use one");
 		}
 	}
 	if (!vi && !si)
@@ -328,70 +328,70 @@ static int azure_post(struct bkw *w, int obj, const char *path)
 			     "`vpc_ids` or `subnet_ids`");
 }
 
-static int gcp_sa_post(struct bkw *w, int obj, const char *path)
+static int gcp_sa_post(struct schw *w, int obj, const char *path)
 {
-	const struct bk_fill f = {.file = "filename", .data = "data", .kind = BK_C_GCP_SA};
-	return bkw_fill(w, obj, path, &f);
+	const struct sch_fill f = {.file = "filename", .data = "data", .kind = SCH_C_GCP_SA};
+	return schw_fill(w, obj, path, &f);
 }
 
 /* OCIClientCreds.key_file_xor_key_content */
-static int oci_client_post(struct bkw *w, int obj, const char *path)
+static int oci_client_post(struct schw *w, int obj, const char *path)
 {
-	const struct bk_fill f = {.file = "key_file",
+	const struct sch_fill f = {.file = "key_file",
 				  .data = "key_content",
-				  .kind = BK_C_PEM_RSA,
+				  .kind = SCH_C_PEM_RSA,
 				  .exclusive = true,
-				  .pass = bkw_str(w, obj, "pass_phrase")};
-	return bkw_fill(w, obj, path, &f);
+				  .pass = schw_str(w, obj, "pass_phrase")};
+	return schw_fill(w, obj, path, &f);
 }
 
 /* OCIDefaultCreds: an explicit `file` is read and sealed; without it the server's own
  * ~/.oci/config is used at run time, like AWS/GCP/Azure default credentials. */
-static int oci_default_post(struct bkw *w, int obj, const char *path)
+static int oci_default_post(struct schw *w, int obj, const char *path)
 {
-	const char *profile = bkw_str(w, obj, "profile");
-	const struct bk_fill f = {.file = "file",
-				  .kind = BK_C_OCI_CONFIG,
+	const char *profile = schw_str(w, obj, "profile");
+	const struct sch_fill f = {.file = "file",
+				  .kind = SCH_C_OCI_CONFIG,
 				  .optional = true,
 				  .profile = profile ? profile : "DEFAULT"};
-	return bkw_fill(w, obj, path, &f);
+	return schw_fill(w, obj, path, &f);
 }
 
 /* NebiusServiceAccountFileCreds.fill_data: `filename` (credentials JSON) wins; otherwise
  * the ids are needed (NebiusServiceAccountCreds requires them) and the key comes from
  * private_key_content or private_key_file. */
-static int nebius_post(struct bkw *w, int obj, const char *path)
+static int nebius_post(struct schw *w, int obj, const char *path)
 {
 	static const char *const ids[] = {"service_account_id", "public_key_id", NULL};
-	char p[BKW_PATH];
-	const char *fname = bkw_str(w, obj, "filename");
+	char p[SCHW_PATH];
+	const char *fname = schw_str(w, obj, "filename");
 	if (fname && *fname) {
-		const struct bk_fill f = {.file = "filename", .kind = BK_C_NEBIUS_SA};
-		return bkw_fill(w, obj, path, &f);
+		const struct sch_fill f = {.file = "filename", .kind = SCH_C_NEBIUS_SA};
+		return schw_fill(w, obj, path, &f);
 	}
 	for (size_t i = 0; ids[i]; i++) {
-		if (bkw_get(w, obj, ids[i]))
+		if (schw_get(w, obj, ids[i]))
 			continue;
 		ywalk_path(p, sizeof(p), path, ids[i]);
-		return bkw_err(w, obj, p, "required field is missing (unless `filename` is set)");
+		return schw_err(w, obj, p, "required field is missing (unless `filename` is set)");
 	}
-	const struct bk_fill f = {
-		.file = "private_key_file", .data = "private_key_content", .kind = BK_C_PEM_RSA};
-	return bkw_fill(w, obj, path, &f);
+	const struct sch_fill f = {
+		.file = "private_key_file", .data = "private_key_content", .kind = SCH_C_PEM_RSA};
+	return schw_fill(w, obj, path, &f);
 }
 
-static const char *kube_context_name(const struct bkw *w, int item)
+static const char *kube_context_name(const struct schw *w, int item)
 {
 	if (ydoc_kind(w->d, item) == Y_MAP)
-		return bkw_str(w, item, "name");
+		return schw_str(w, item, "name");
 	return ydoc_str(w->d, item);
 }
 
 /* Kubernetes configurator _check_config_contexts, then the kubeconfig itself. */
-static int kube_post(struct bkw *w, int obj, const char *path)
+static int kube_post(struct schw *w, int obj, const char *path)
 {
-	char p[BKW_PATH], ipath[BKW_PATH];
-	int ctxs = bkw_get(w, obj, "contexts");
+	char p[SCHW_PATH], ipath[SCHW_PATH];
+	int ctxs = schw_get(w, obj, "contexts");
 	ywalk_path(p, sizeof(p), path, "contexts");
 	for (size_t i = 0; ctxs && i < ydoc_len(w->d, ctxs); i++) {
 		int it = ydoc_seq_at(w->d, ctxs, i);
@@ -400,68 +400,68 @@ static int kube_post(struct bkw *w, int obj, const char *path)
 			if (strcmp(name, kube_context_name(w, ydoc_seq_at(w->d, ctxs, j))))
 				continue;
 			ywalk_path_idx(ipath, sizeof(ipath), p, i);
-			return bkw_err(w, it, ipath, "duplicate context (also contexts[%zu])", j);
+			return schw_err(w, it, ipath, "duplicate context (also contexts[%zu])", j);
 		}
 	}
-	const struct bk_fill f = {.file = "filename", .data = "data", .kind = BK_C_KUBECONFIG};
+	const struct sch_fill f = {.file = "filename", .data = "data", .kind = SCH_C_KUBECONFIG};
 	ywalk_path(p, sizeof(p), path, "kubeconfig");
-	return bkw_fill(w, bkw_get(w, obj, "kubeconfig"), p, &f);
+	return schw_fill(w, schw_get(w, obj, "kubeconfig"), p, &f);
 }
 
 /* ---- tables ---- */
 
 #define END {.name = NULL}
-#define F_STR(n) {.name = (n), .kind = BK_STR}
-#define F_STR_REQ(n) {.name = (n), .kind = BK_STR, .flags = BK_REQ}
-#define F_BOOL(n) {.name = (n), .kind = BK_BOOL}
-#define F_LIST(n) {.name = (n), .kind = BK_LIST}
-#define F_OBJ(n, o) {.name = (n), .kind = BK_OBJ, .obj = (o)}
-#define F_CREDS(c) {.name = "creds", .kind = BK_CREDS, .flags = BK_REQ, .creds = (c)}
-#define F_TAGS(chk) {.name = "tags", .kind = BK_MAP, .check = (chk)}
+#define F_STR(n) {.name = (n), .kind = SCH_STR}
+#define F_STR_REQ(n) {.name = (n), .kind = SCH_STR, .flags = SCH_REQ}
+#define F_BOOL(n) {.name = (n), .kind = SCH_BOOL}
+#define F_LIST(n) {.name = (n), .kind = SCH_LIST}
+#define F_OBJ(n, o) {.name = (n), .kind = SCH_OBJ, .obj = (o)}
+#define F_CREDS(c) {.name = "creds", .kind = SCH_CREDS, .flags = SCH_REQ, .creds = (c)}
+#define F_TAGS(chk) {.name = "tags", .kind = SCH_MAP, .check = (chk)}
 #define F_REGIONS F_LIST("regions")
 /* fleetfs's own key (not dstack's) for backends it provisions on: what to do with VMs named
  * fleetfs-<project>-... that the store does not know (docs/backends.md#orphans). */
 static const char *const orphan_modes[] = {"report", "terminate", NULL};
-#define F_ORPHANS {.name = "orphans", .kind = BK_STR, .oneof = orphan_modes}
+#define F_ORPHANS {.name = "orphans", .kind = SCH_STR, .oneof = orphan_modes}
 #define NO_VARIANT {NULL, NULL}
 
-static const struct bk_field f_empty[] = {END};
-static const struct bk_obj o_empty = {.fields = f_empty};
+static const struct sch_field f_empty[] = {END};
+static const struct sch_obj o_empty = {.fields = f_empty};
 
 /* {type: api_key, api_key}: Lambda, Vultr, CUDO, DigitalOcean, AMD Developer Cloud, Hot Aisle,
  * CloudRift, RunPod, Vast.ai. A single-variant model: `type` defaults to api_key. */
-static const struct bk_field f_api_key[] = {F_STR_REQ("api_key"), END};
-static const struct bk_obj o_api_key = {.fields = f_api_key};
-static const struct bk_variant v_api_key[] = {{"api_key", &o_api_key}, NO_VARIANT};
-static const struct bk_creds c_api_key = {.variants = v_api_key, .deflt = "api_key"};
+static const struct sch_field f_api_key[] = {F_STR_REQ("api_key"), END};
+static const struct sch_obj o_api_key = {.fields = f_api_key};
+static const struct sch_variant v_api_key[] = {{"api_key", &o_api_key}, NO_VARIANT};
+static const struct sch_creds c_api_key = {.variants = v_api_key, .deflt = "api_key"};
 
 /* Lambda, Vultr, CloudRift: creds and regions only. */
-static const struct bk_field f_api_regions[] = {F_CREDS(&c_api_key), F_REGIONS, F_ORPHANS, END};
-const struct bk_obj schema_api_regions = {.fields = f_api_regions};
+static const struct sch_field f_api_regions[] = {F_CREDS(&c_api_key), F_REGIONS, F_ORPHANS, END};
+const struct sch_obj schema_api_regions = {.fields = f_api_regions};
 
 /* AWS. Discriminated unions (AWS, Azure, GCP, OCI) need `type` in the input. */
-static const struct bk_field f_aws_access_key[] = {F_STR_REQ("access_key"),
+static const struct sch_field f_aws_access_key[] = {F_STR_REQ("access_key"),
 						   F_STR_REQ("secret_key"), END};
-static const struct bk_obj o_aws_access_key = {.fields = f_aws_access_key};
-static const struct bk_variant v_aws[] = {
+static const struct sch_obj o_aws_access_key = {.fields = f_aws_access_key};
+static const struct sch_variant v_aws[] = {
 	{"access_key", &o_aws_access_key}, {"default", &o_empty}, NO_VARIANT};
-static const struct bk_creds c_aws = {.variants = v_aws};
-static const struct bk_field f_aws_image[] = {
+static const struct sch_creds c_aws = {.variants = v_aws};
+static const struct sch_field f_aws_image[] = {
 	F_STR_REQ("name"),
-	{.name = "owner", .kind = BK_STR, .check = chk_aws_owner},
+	{.name = "owner", .kind = SCH_STR, .check = chk_aws_owner},
 	F_STR_REQ("user"),
 	END,
 };
-static const struct bk_obj o_aws_image = {.fields = f_aws_image};
-static const struct bk_field f_aws_images[] = {F_OBJ("cpu", &o_aws_image),
+static const struct sch_obj o_aws_image = {.fields = f_aws_image};
+static const struct sch_field f_aws_images[] = {F_OBJ("cpu", &o_aws_image),
 					       F_OBJ("nvidia", &o_aws_image), END};
-static const struct bk_obj o_aws_images = {.fields = f_aws_images};
-static const struct bk_excl x_aws[] = {{"vpc_name", "vpc_ids"}, {NULL, NULL}};
-static const struct bk_field f_aws[] = {
+static const struct sch_obj o_aws_images = {.fields = f_aws_images};
+static const struct sch_excl x_aws[] = {{"vpc_name", "vpc_ids"}, {NULL, NULL}};
+static const struct sch_field f_aws[] = {
 	F_CREDS(&c_aws),
 	F_REGIONS,
 	F_STR("vpc_name"),
-	{.name = "vpc_ids", .kind = BK_MAP},
+	{.name = "vpc_ids", .kind = SCH_MAP},
 	F_BOOL("default_vpcs"),
 	F_BOOL("public_ips"),
 	F_STR("iam_instance_profile"),
@@ -471,142 +471,142 @@ static const struct bk_field f_aws[] = {
 	F_ORPHANS,
 	END,
 };
-const struct bk_obj schema_aws = {.fields = f_aws, .excl = x_aws, .post = aws_post};
+const struct sch_obj schema_aws = {.fields = f_aws, .excl = x_aws, .post = aws_post};
 
 /* Azure */
-static const struct bk_field f_azure_client[] = {
+static const struct sch_field f_azure_client[] = {
 	F_STR_REQ("client_id"), F_STR_REQ("client_secret"), F_STR("tenant_id"), END};
-static const struct bk_obj o_azure_client = {.fields = f_azure_client};
-static const struct bk_variant v_azure[] = {
+static const struct sch_obj o_azure_client = {.fields = f_azure_client};
+static const struct sch_variant v_azure[] = {
 	{"client", &o_azure_client}, {"default", &o_empty}, NO_VARIANT};
-static const struct bk_creds c_azure = {.variants = v_azure};
-static const struct bk_field f_azure[] = {
+static const struct sch_creds c_azure = {.variants = v_azure};
+static const struct sch_field f_azure[] = {
 	F_STR_REQ("tenant_id"),
 	F_STR_REQ("subscription_id"),
 	F_CREDS(&c_azure),
 	F_STR("resource_group"),
-	{.name = "regions", .kind = BK_LIST, .oneof = azure_locations},
-	{.name = "vpc_ids", .kind = BK_MAP, .check = chk_azure_vpc_ids},
-	{.name = "subnet_ids", .kind = BK_MAP, .check = chk_azure_subnet_ids},
+	{.name = "regions", .kind = SCH_LIST, .oneof = azure_locations},
+	{.name = "vpc_ids", .kind = SCH_MAP, .check = chk_azure_vpc_ids},
+	{.name = "subnet_ids", .kind = SCH_MAP, .check = chk_azure_subnet_ids},
 	F_BOOL("public_ips"),
-	{.name = "vm_managed_identity", .kind = BK_STR, .check = chk_azure_identity},
+	{.name = "vm_managed_identity", .kind = SCH_STR, .check = chk_azure_identity},
 	F_TAGS(chk_tags_azure),
 	END,
 };
-const struct bk_obj schema_azure = {.fields = f_azure, .post = azure_post};
+const struct sch_obj schema_azure = {.fields = f_azure, .post = azure_post};
 
 /* GCP. service_account takes `filename` (read into `data`) or `data` itself. */
-static const struct bk_field f_gcp_sa[] = {F_STR("filename"), F_STR("data"), END};
-static const struct bk_obj o_gcp_sa = {.fields = f_gcp_sa, .post = gcp_sa_post};
-static const struct bk_variant v_gcp[] = {
+static const struct sch_field f_gcp_sa[] = {F_STR("filename"), F_STR("data"), END};
+static const struct sch_obj o_gcp_sa = {.fields = f_gcp_sa, .post = gcp_sa_post};
+static const struct sch_variant v_gcp[] = {
 	{"service_account", &o_gcp_sa}, {"default", &o_empty}, NO_VARIANT};
-static const struct bk_creds c_gcp = {.variants = v_gcp};
-static const struct bk_field f_gcp[] = {
+static const struct sch_creds c_gcp = {.variants = v_gcp};
+static const struct sch_field f_gcp[] = {
 	F_STR_REQ("project_id"),
 	F_CREDS(&c_gcp),
 	F_REGIONS,
 	F_STR("vpc_name"),
 	F_LIST("extra_vpcs"),
-	{.name = "roce_vpcs", .kind = BK_LIST, .max = 1},
+	{.name = "roce_vpcs", .kind = SCH_LIST, .max = 1},
 	F_STR("vpc_project_id"),
 	F_BOOL("public_ips"),
 	F_BOOL("nat_check"),
 	F_STR("vm_service_account"),
 	F_TAGS(chk_tags_gcp),
-	{.name = "preview_features", .kind = BK_LIST, .oneof = gcp_preview_features, .max = 1},
+	{.name = "preview_features", .kind = SCH_LIST, .oneof = gcp_preview_features, .max = 1},
 	END,
 };
-const struct bk_obj schema_gcp = {.fields = f_gcp};
+const struct sch_obj schema_gcp = {.fields = f_gcp};
 
 /* Nebius: one creds model, so `type` defaults to service_account. */
-static const struct bk_field f_nebius_sa[] = {
+static const struct sch_field f_nebius_sa[] = {
 	F_STR("service_account_id"), F_STR("public_key_id"), F_STR("private_key_file"),
 	F_STR("private_key_content"), F_STR("filename"), END,
 };
-static const struct bk_obj o_nebius_sa = {.fields = f_nebius_sa, .post = nebius_post};
-static const struct bk_variant v_nebius[] = {{"service_account", &o_nebius_sa}, NO_VARIANT};
-static const struct bk_creds c_nebius = {.variants = v_nebius, .deflt = "service_account"};
-static const struct bk_field f_nebius[] = {
+static const struct sch_obj o_nebius_sa = {.fields = f_nebius_sa, .post = nebius_post};
+static const struct sch_variant v_nebius[] = {{"service_account", &o_nebius_sa}, NO_VARIANT};
+static const struct sch_creds c_nebius = {.variants = v_nebius, .deflt = "service_account"};
+static const struct sch_field f_nebius[] = {
 	F_CREDS(&c_nebius), F_LIST("projects"), F_REGIONS, F_LIST("fabrics"),
 	F_TAGS(chk_tags_gcp), END,
 };
-const struct bk_obj schema_nebius = {.fields = f_nebius};
+const struct sch_obj schema_nebius = {.fields = f_nebius};
 
 /* OCI */
-static const struct bk_field f_oci_client[] = {
+static const struct sch_field f_oci_client[] = {
 	F_STR_REQ("user"),    F_STR_REQ("tenancy"),     F_STR("key_file"), F_STR("key_content"),
 	F_STR("pass_phrase"), F_STR_REQ("fingerprint"), F_STR_REQ("region"), END,
 };
-static const struct bk_obj o_oci_client = {.fields = f_oci_client, .post = oci_client_post};
-static const struct bk_field f_oci_default[] = {
-	{.name = "file", .kind = BK_STR, .flags = BK_NOTNULL},
-	{.name = "profile", .kind = BK_STR, .flags = BK_NOTNULL},
+static const struct sch_obj o_oci_client = {.fields = f_oci_client, .post = oci_client_post};
+static const struct sch_field f_oci_default[] = {
+	{.name = "file", .kind = SCH_STR, .flags = SCH_NOTNULL},
+	{.name = "profile", .kind = SCH_STR, .flags = SCH_NOTNULL},
 	END,
 };
-static const struct bk_obj o_oci_default = {.fields = f_oci_default, .post = oci_default_post};
-static const struct bk_variant v_oci[] = {
+static const struct sch_obj o_oci_default = {.fields = f_oci_default, .post = oci_default_post};
+static const struct sch_variant v_oci[] = {
 	{"client", &o_oci_client}, {"default", &o_oci_default}, NO_VARIANT};
-static const struct bk_creds c_oci = {.variants = v_oci};
-static const struct bk_field f_oci[] = {
+static const struct sch_creds c_oci = {.variants = v_oci};
+static const struct sch_field f_oci[] = {
 	F_CREDS(&c_oci),
-	{.name = "regions", .kind = BK_LIST, .oneof = oci_regions},
+	{.name = "regions", .kind = SCH_LIST, .oneof = oci_regions},
 	F_STR("compartment_id"),
 	END,
 };
-const struct bk_obj schema_oci = {.fields = f_oci};
+const struct sch_obj schema_oci = {.fields = f_oci};
 
 /* Verda / DataCrunch: {type: api_key, client_id, client_secret} */
-static const struct bk_field f_verda_key[] = {F_STR_REQ("client_id"),
+static const struct sch_field f_verda_key[] = {F_STR_REQ("client_id"),
 					      F_STR_REQ("client_secret"), END};
-static const struct bk_obj o_verda_key = {.fields = f_verda_key};
-static const struct bk_variant v_verda[] = {{"api_key", &o_verda_key}, NO_VARIANT};
-static const struct bk_creds c_verda = {.variants = v_verda, .deflt = "api_key"};
-static const struct bk_field f_verda[] = {F_CREDS(&c_verda), F_REGIONS, END};
-const struct bk_obj schema_verda = {.fields = f_verda};
+static const struct sch_obj o_verda_key = {.fields = f_verda_key};
+static const struct sch_variant v_verda[] = {{"api_key", &o_verda_key}, NO_VARIANT};
+static const struct sch_creds c_verda = {.variants = v_verda, .deflt = "api_key"};
+static const struct sch_field f_verda[] = {F_CREDS(&c_verda), F_REGIONS, END};
+const struct sch_obj schema_verda = {.fields = f_verda};
 
 /* CUDO (deprecated in dstack, kept): project_id is required. */
-static const struct bk_field f_cudo[] = {F_CREDS(&c_api_key), F_REGIONS,
+static const struct sch_field f_cudo[] = {F_CREDS(&c_api_key), F_REGIONS,
 					 F_STR_REQ("project_id"), END};
-const struct bk_obj schema_cudo = {.fields = f_cudo};
+const struct sch_obj schema_cudo = {.fields = f_cudo};
 
 /* DigitalOcean and AMD Developer Cloud (digitalocean_base) */
-static const struct bk_field f_do[] = {F_CREDS(&c_api_key), F_STR("project_name"), F_REGIONS,
+static const struct sch_field f_do[] = {F_CREDS(&c_api_key), F_STR("project_name"), F_REGIONS,
 				       F_ORPHANS, END};
-const struct bk_obj schema_do = {.fields = f_do};
+const struct sch_obj schema_do = {.fields = f_do};
 
-static const struct bk_field f_hotaisle[] = {F_CREDS(&c_api_key), F_STR_REQ("team_handle"),
+static const struct sch_field f_hotaisle[] = {F_CREDS(&c_api_key), F_STR_REQ("team_handle"),
 					     F_REGIONS, END};
-const struct bk_obj schema_hotaisle = {.fields = f_hotaisle};
+const struct sch_obj schema_hotaisle = {.fields = f_hotaisle};
 
 /* RunPod (community_cloud defaults to false) and Vast.ai (defaults to true) */
-static const struct bk_field f_community[] = {F_CREDS(&c_api_key), F_REGIONS,
+static const struct sch_field f_community[] = {F_CREDS(&c_api_key), F_REGIONS,
 					      F_BOOL("community_cloud"), END};
-const struct bk_obj schema_community = {.fields = f_community};
+const struct sch_obj schema_community = {.fields = f_community};
 
 /* Kubernetes: no creds; kubeconfig {filename, data}. */
-static const struct bk_field f_proxy_jump[] = {
+static const struct sch_field f_proxy_jump[] = {
 	F_STR("hostname"),
-	{.name = "port", .kind = BK_INT, .check = chk_port},
+	{.name = "port", .kind = SCH_INT, .check = chk_port},
 	END,
 };
-static const struct bk_obj o_proxy_jump = {.fields = f_proxy_jump};
-static const struct bk_field f_kube_context[] = {F_STR_REQ("name"),
+static const struct sch_obj o_proxy_jump = {.fields = f_proxy_jump};
+static const struct sch_field f_kube_context[] = {F_STR_REQ("name"),
 						 F_OBJ("proxy_jump", &o_proxy_jump), END};
-static const struct bk_obj o_kube_context = {.fields = f_kube_context};
-static const struct bk_field f_kubeconfig[] = {
-	{.name = "filename", .kind = BK_STR, .flags = BK_NOTNULL},
+static const struct sch_obj o_kube_context = {.fields = f_kube_context};
+static const struct sch_field f_kubeconfig[] = {
+	{.name = "filename", .kind = SCH_STR, .flags = SCH_NOTNULL},
 	F_STR("data"),
 	END,
 };
-static const struct bk_obj o_kubeconfig = {.fields = f_kubeconfig};
-static const struct bk_excl x_kube[] = {
+static const struct sch_obj o_kubeconfig = {.fields = f_kubeconfig};
+static const struct sch_excl x_kube[] = {
 	{"contexts", "proxy_jump"}, {"contexts", "namespace"}, {NULL, NULL}};
-static const struct bk_field f_kube[] = {
-	{.name = "kubeconfig", .kind = BK_OBJ, .flags = BK_REQ, .obj = &o_kubeconfig},
-	{.name = "contexts", .kind = BK_LIST, .obj = &o_kube_context},
+static const struct sch_field f_kube[] = {
+	{.name = "kubeconfig", .kind = SCH_OBJ, .flags = SCH_REQ, .obj = &o_kubeconfig},
+	{.name = "contexts", .kind = SCH_LIST, .obj = &o_kube_context},
 	F_OBJ("proxy_jump", &o_proxy_jump),
 	F_STR("namespace"),
 	END,
 };
-const struct bk_obj schema_kube = {.fields = f_kube, .excl = x_kube, .post = kube_post};
+const struct sch_obj schema_kube = {.fields = f_kube, .excl = x_kube, .post = kube_post};
 

@@ -20,7 +20,7 @@
 struct want_backend {
 	int node;
 	char dir[STORE_NAME_MAX];
-	struct bk_result res;
+	struct schema_result res;
 };
 
 struct want_project {
@@ -42,7 +42,7 @@ static void plan_free(struct plan *pl)
 {
 	for (size_t i = 0; i < pl->np; i++) {
 		for (size_t j = 0; j < pl->p[i].nb; j++)
-			bk_result_free(&pl->p[i].b[j].res);
+			schema_result_free(&pl->p[i].b[j].res);
 		free(pl->p[i].b);
 	}
 	free(pl->p);
@@ -221,7 +221,7 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 		fmt(field, sizeof(field), "projects[%zu].backends[%zu]", idx, i);
 		if (ydoc_kind(d, bn) != Y_MAP)
 			return ydoc_err(d, bn, field, err, errlen, "expected a backend mapping");
-		int r = bk_validate(d, bn, NULL, ctx, &wb->res, err, errlen);
+		int r = schema_validate(d, bn, NULL, ctx, &wb->res, err, errlen);
 		if (r)
 			return r;
 		wp->nb++;

@@ -175,7 +175,7 @@ int state_backend_delete(struct store *s, const char *project, const char *name,
 
 /* Validate a backend config document. On success res is filled (caller frees). */
 static int validate_backend(const char *project, const char *name, const char *data, size_t len,
-			    const struct fileref_ctx *ctx, struct bk_result *res, char *err,
+			    const struct fileref_ctx *ctx, struct schema_result *res, char *err,
 			    size_t errlen)
 {
 	char fname[256];
@@ -192,7 +192,7 @@ static int validate_backend(const char *project, const char *name, const char *d
 	} else if (ydoc_kind(d, root) != Y_MAP) {
 		r = ydoc_err(d, root, NULL, err, errlen, "expected a mapping of backend settings");
 	} else {
-		r = bk_validate(d, root, name, ctx, res, err, errlen);
+		r = schema_validate(d, root, name, ctx, res, err, errlen);
 	}
 	ydoc_free(d);
 	return r;
@@ -224,7 +224,7 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 			 const char *data, size_t len, const struct timespec *mtime,
 			 const struct fileref_ctx *ctx, char *err, size_t errlen)
 {
-	struct bk_result res;
+	struct schema_result res;
 	struct stx *tx = NULL;
 	struct st_backend b;
 	err[0] = '\0';
@@ -276,7 +276,7 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 	tx = NULL;
 out:
 	store_abort(tx);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	return r;
 }
 

@@ -211,7 +211,7 @@ static int dir_listing(struct fs *fs, fuse_ino_t ino, struct handle **out)
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = NULL;
 	if (fs->no_opendir) {
 		/* the kernel then skips opendir/releasedir for good: each readdir lists afresh */
@@ -257,7 +257,7 @@ static uint64_t cur_gen(struct fs *fs)
 static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, off_t off,
 				  struct fuse_file_info *fi, bool *own)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh, *old = NULL;
 	*own = false;
 	if (h)
@@ -324,7 +324,7 @@ static void listing_done(struct fs *fs, struct handle *h, bool at_end)
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	bool own = false;
 	struct handle *h = listing_for(req, ino, off, fi, &own);
 	if (!h)
@@ -351,7 +351,7 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	bool own = false;
 	struct handle *h = listing_for(req, ino, off, fi, &own);
 	if (!h)
@@ -368,17 +368,17 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		memset(&e, 0, sizeof(e));
 		if (strcmp(name, ".") && strcmp(name, "..")) {
 			struct resolved res;
-			if (resolve(fs, dir, name, &res, NULL))
+			if (name_resolve(fs, dir, name, &res, NULL))
 				continue; /* gone since the listing was taken */
 			n = res.kind == N_DRAFT
 				    ? tree_find(fs, ino, name)
-				    : child(fs, dir, name, res.kind, res.project, res.backend);
+				    : name_child(fs, dir, name, res.kind, res.project, res.backend);
 			struct stat st;
 			if (!n || node_attr(fs, n, &st)) {
 				tree_maybe_free(fs, n);
 				continue;
 			}
-			fill_entry(&e, n, &st);
+			name_fill_entry(&e, n, &st);
 		} else {
 			e.attr.st_ino = h->ents[i].ino;
 			e.attr.st_mode = h->ents[i].type;
@@ -405,7 +405,7 @@ void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	(void)ino;
 	if (h)
-		dir_handle_free(FS(req), h);
+		dir_handle_free(fs_of(req), h);
 	fuse_reply_err(req, 0);
 }
 
@@ -416,7 +416,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = sv.f_frsize = 4096;
 	sv.f_namemax = NAME_MAX;
-	sv.f_files = FS(req)->nnodes;
+	sv.f_files = fs_of(req)->nnodes;
 	fuse_reply_statfs(req, &sv);
 }
 

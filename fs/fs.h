@@ -124,6 +124,7 @@ struct fs {
 	bool allow_other;
 	bool no_opendir; /* the kernel lists directories without opendir/releasedir */
 	const char *mountpoint;
+	struct timespec mount_time;   /* set in op_init: the mtime of things that have none */
 	struct engine *engine;
 	struct catalog *catalog;      /* -o catalog=DIR|URL|none */
 	struct http_client *http;

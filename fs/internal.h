@@ -48,18 +48,15 @@ struct handle {
 #define TTL_STATIC 60.0
 #define TTL_GENERATED 60.0
 
-struct fs *FS(fuse_req_t req);
-mode_t perm_dir(const struct fs *fs);
-mode_t perm_ro(const struct fs *fs);
+struct fs *fs_of(fuse_req_t req);
+mode_t name_perm_dir(const struct fs *fs);
+mode_t name_perm_ro(const struct fs *fs);
 /* Free the listings kept between readdir calls (at unmount, no request running). */
 void listings_drop(struct fs *fs);
 /* dstack's resource name rule for fleets: ^[a-z][a-z0-9-]{1,40}$ */
-bool fleet_name_valid(const char *s, size_t n);
+bool name_fleet_valid(const char *s, size_t n);
 /* "<fleet>.yml" -> fleet; false if name is not a spec file name */
-bool spec_name(const char *name, char *out, size_t outlen);
-
-/* when the mount started (names.c; set by op_init) */
-extern struct timespec mount_time;
+bool name_spec(const char *name, char *out, size_t outlen);
 
 /* What a name resolves to: its kind and the project/backend it belongs to (pointing into the
  * parent node or the name itself: valid while fs->lock is held and name lives). */
@@ -176,20 +173,20 @@ int render_offers(struct fs *fs, struct node *n, struct buf *out);
 int size_table(struct fs *fs, struct node *n, size_t *size);
 
 /* notify.c */
-void inval_projects(struct fs *fs);
-void bump(struct fs *fs);
+void notify_inval_projects(struct fs *fs);
+void notify_bump(struct fs *fs);
 
 /* names.c — all with fs->lock held */
 bool node_exists(struct fs *fs, struct node *n);
 /* why may be NULL: the refusal is then not wanted */
-int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
+int name_resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
 	    struct refusal *why);
-enum nkind canonical_in(const struct node *p, const char *name);
-struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
+enum nkind name_canonical_in(const struct node *p, const char *name);
+struct node *name_child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
 		   const char *project, const char *backend);
 int node_attr(struct fs *fs, struct node *n, struct stat *st);
-double attr_ttl(const struct node *n);
-void fill_entry(struct fuse_entry_param *e, struct node *n, const struct stat *st);
+double name_attr_ttl(const struct node *n);
+void name_fill_entry(struct fuse_entry_param *e, struct node *n, const struct stat *st);
 /* releases fs->lock */
 void reply_entry_locked(fuse_req_t req, struct fs *fs, struct node *n);
 

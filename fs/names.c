@@ -11,23 +11,23 @@
 #include "internal.h"
 #include "offcache.h"
 
-struct fs *FS(fuse_req_t req)
+struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-mode_t perm_dir(const struct fs *fs)
+mode_t name_perm_dir(const struct fs *fs)
 {
 	return fs->allow_other ? 0755 : 0700;
 }
 
-mode_t perm_ro(const struct fs *fs)
+mode_t name_perm_ro(const struct fs *fs)
 {
 	return fs->allow_other ? 0444 : 0400;
 }
 
 /* dstack's resource name rule, for fleets: ^[a-z][a-z0-9-]{1,40}$ */
-bool fleet_name_valid(const char *s, size_t n)
+bool name_fleet_valid(const char *s, size_t n)
 {
 	if (n < 2 || n > 41 || !(s[0] >= 'a' && s[0] <= 'z'))
 		return false;
@@ -38,16 +38,15 @@ bool fleet_name_valid(const char *s, size_t n)
 }
 
 /* "<fleet>.yml" -> fleet (into out); false if name is not a spec file name */
-bool spec_name(const char *name, char *out, size_t outlen)
+bool name_spec(const char *name, char *out, size_t outlen)
 {
 	size_t n = strlen(name);
-	if (n < 5 || strcmp(name + n - 4, ".yml") || !fleet_name_valid(name, n - 4))
+	if (n < 5 || strcmp(name + n - 4, ".yml") || !name_fleet_valid(name, n - 4))
 		return false;
 	fmt(out, outlen, "%.*s", (int)(n - 4), name);
 	return true;
 }
 
-struct timespec mount_time; /* set in op_init: the mtime of things that have none */
 
 void refusal_note(struct fs *fs, const struct refusal *why)
 {
@@ -180,7 +179,7 @@ int lookup_fleets(struct fs *fs, struct node *dir, const char *name, struct reso
 	char fl[STORE_NAME_MAX];
 	bool ok = false;
 	(void)why;
-	if (spec_name(name, fl, sizeof(fl))) {
+	if (name_spec(name, fl, sizeof(fl))) {
 		res->kind = N_FSPEC;
 		if (being_created(fs, dir, name, N_FSPEC))
 			return 0;
@@ -190,7 +189,7 @@ int lookup_fleets(struct fs *fs, struct node *dir, const char *name, struct reso
 		store_abort(tx);
 		return ok ? 0 : -ENOENT;
 	}
-	if (!fleet_name_valid(name, strlen(name)))
+	if (!name_fleet_valid(name, strlen(name)))
 		return -ENOENT;
 	if (store_begin(fs->store, false, &tx))
 		return -EIO;
@@ -267,7 +266,7 @@ int lookup_offers(struct fs *fs, struct node *dir, const char *name, struct reso
  * (kinds.c), else p's lookup of variable names, else a draft. Returns 0 and fills res, or
  * -ENOENT/-ENOTDIR/-EIO; a refusal worth noting goes to why (may be NULL). Call with
  * fs->lock held. */
-int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
+int name_resolve(struct fs *fs, struct node *p, const char *name, struct resolved *res,
 	    struct refusal *why)
 {
 	const struct kind_def *pd = kind_def(p->kind);
@@ -299,18 +298,18 @@ int resolve(struct fs *fs, struct node *p, const char *name, struct resolved *re
 }
 
 /* Is name the canonical stored file of directory p? Its kind, or 0. */
-enum nkind canonical_in(const struct node *p, const char *name)
+enum nkind name_canonical_in(const struct node *p, const char *name)
 {
 	char fl[STORE_NAME_MAX];
 	if (p->kind == N_FLEETS)
-		return spec_name(name, fl, sizeof(fl)) ? N_FSPEC : 0;
+		return name_spec(name, fl, sizeof(fl)) ? N_FSPEC : 0;
 	const struct kind_def *c = kind_fixed(p->kind, name);
 	return c && c->cls == K_CANON ? c->kind : 0;
 }
 
 /* tree_child plus what identity the name itself carries: a spec's fleet, an instance's
  * number (inherited by the files inside it). fs->lock held. */
-struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
+struct node *name_child(struct fs *fs, struct node *p, const char *name, enum nkind kind,
 			  const char *project, const char *backend)
 {
 	struct node *n = tree_child(fs, p, name, kind, project, backend);
@@ -320,7 +319,7 @@ struct node *child(struct fs *fs, struct node *p, const char *name, enum nkind k
 	if (kind == N_OQUERY || p->kind == N_OQUERY) {
 		n->query = strpool_add(fs->names, kind == N_OQUERY ? name : p->query ? p->query : "");
 	}
-	if (kind == N_FSPEC && spec_name(name, fl, sizeof(fl)))
+	if (kind == N_FSPEC && name_spec(name, fl, sizeof(fl)))
 		n->backend = strpool_add(fs->names, fl);
 	else if (kind == N_INSTANCE && num_parse_ll(name, 0, 100000000, &num) == 0)
 		n->num = (unsigned)num;
@@ -390,9 +389,9 @@ int node_attr(struct fs *fs, struct node *n, struct stat *st)
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_blksize = 4096;
-	st->st_mtim = st->st_ctim = st->st_atim = mount_time;
+	st->st_mtim = st->st_ctim = st->st_atim = fs->mount_time;
 	if (d->cls == K_DIR) {
-		st->st_mode = S_IFDIR | (d->mode ? d->mode : perm_dir(fs));
+		st->st_mode = S_IFDIR | (d->mode ? d->mode : name_perm_dir(fs));
 		return dir_attr(fs, n, st);
 	}
 	st->st_nlink = 1;
@@ -409,7 +408,7 @@ int node_attr(struct fs *fs, struct node *n, struct stat *st)
 		st->st_mode = S_IFREG | d->mode;
 		r = canon_attr(fs, n, st, &size);
 	} else {
-		st->st_mode = S_IFREG | (d->mode ? d->mode : perm_ro(fs));
+		st->st_mode = S_IFREG | (d->mode ? d->mode : name_perm_ro(fs));
 		r = render_size(fs, n, &size) ? -EIO : 0;
 	}
 	if (r)
@@ -420,18 +419,18 @@ int node_attr(struct fs *fs, struct node *n, struct stat *st)
 	return 0;
 }
 
-double attr_ttl(const struct node *n)
+double name_attr_ttl(const struct node *n)
 {
 	return (is_generated(n->kind) || n->kind == N_RCONFIG) ? TTL_GENERATED : TTL_STATIC;
 }
 
-void fill_entry(struct fuse_entry_param *e, struct node *n, const struct stat *st)
+void name_fill_entry(struct fuse_entry_param *e, struct node *n, const struct stat *st)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
 	e->generation = 1;
 	e->attr = *st;
-	e->attr_timeout = attr_ttl(n);
+	e->attr_timeout = name_attr_ttl(n);
 	e->entry_timeout = TTL_STATIC;
 }
 
@@ -447,7 +446,7 @@ void reply_entry_locked(fuse_req_t req, struct fs *fs, struct node *n)
 		return;
 	}
 	n->nlookup++;
-	fill_entry(&e, n, &st);
+	name_fill_entry(&e, n, &st);
 	pthread_mutex_unlock(&fs->lock);
 	fuse_reply_entry(req, &e);
 }

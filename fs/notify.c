@@ -119,7 +119,7 @@ void notify_stop(struct fs *fs)
 
 /* After the state changed behind the kernel's back (a root config.yml apply), drop every
  * cached attribute and listing below projects/ (names that went away answer ESTALE). */
-void inval_projects(struct fs *fs)
+void notify_inval_projects(struct fs *fs)
 {
 	fuse_ino_t *inos = NULL;
 	size_t n = 0, cap = 0;
@@ -154,7 +154,7 @@ void fs_store_changed(void *arg, const char *project)
 	char p[STORE_NAME_MAX] = "";
 	if (project)
 		fmt(p, sizeof(p), "%.*s", (int)strcspn(project, ":"), project);
-	bump(fs); /* also for changes made in the background (engine, offers refreshes) */
+	notify_bump(fs); /* also for changes made in the background (engine, offers refreshes) */
 	if (fs->offerd)
 		offerd_changed(fs->offerd, project ? p : NULL);
 	pthread_mutex_lock(&fs->lock);
@@ -190,7 +190,7 @@ void fs_store_changed(void *arg, const char *project)
 	free(inos);
 }
 
-void bump(struct fs *fs)
+void notify_bump(struct fs *fs)
 {
 	pthread_mutex_lock(&fs->cache_lock);
 	fs->gen++;

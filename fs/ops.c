@@ -42,7 +42,7 @@ static void req_ctx(fuse_req_t req, struct reqctx *c)
 	char link[64];
 	c->cwd[0] = c->home[0] = '\0';
 	c->bk.cwd = c->bk.home = NULL;
-	c->bk.mountpoint = FS(req)->mountpoint;
+	c->bk.mountpoint = fs_of(req)->mountpoint;
 	if (fc && fc->pid > 0) {
 		fmt(link, sizeof(link), "/proc/%ld/cwd", (long)fc->pid);
 		ssize_t n = readlink(link, c->cwd, sizeof(c->cwd) - 1);
@@ -72,7 +72,7 @@ static int commit(fuse_req_t req, struct fs *fs, enum nkind kind, const char *pr
 	if (kind == N_RCONFIG) {
 		r = state_root_commit(fs->store, data, len, &c.bk, err, sizeof(err));
 		if (!r)
-			inval_projects(fs);
+			notify_inval_projects(fs);
 	} else if (kind == N_FSPEC) {
 		r = fleets_commit(fs->store, project, backend, data, len, mtime, &c.bk, err,
 				  sizeof(err));
@@ -82,7 +82,7 @@ static int commit(fuse_req_t req, struct fs *fs, enum nkind kind, const char *pr
 		r = state_backend_commit(fs->store, project, backend, data, len, mtime, &c.bk, err,
 					 sizeof(err));
 	}
-	bump(fs);
+	notify_bump(fs);
 	if (!r)
 		notify_sync(fs, 1000);
 	return r;
@@ -127,12 +127,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
-	mount_time = time_now();
+	fs->mount_time = time_now();
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct resolved res;
 	struct refusal why;
 	offcache_warm(fs, parent);
@@ -143,7 +143,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	int r = resolve(fs, p, name, &res, &why);
+	int r = name_resolve(fs, p, name, &res, &why);
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
 		refusal_note(fs, &why); /* before the reply: the caller may read events next */
@@ -151,7 +151,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	struct node *n = res.kind == N_DRAFT ? tree_find(fs, parent, name)
-					     : child(fs, p, name, res.kind, res.project, res.backend);
+					     : name_child(fs, p, name, res.kind, res.project, res.backend);
 	reply_entry_locked(req, fs, n);
 }
 
@@ -166,7 +166,7 @@ static void forget_one(struct fs *fs, fuse_ino_t ino, uint64_t nlookup)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	pthread_mutex_lock(&fs->lock);
 	forget_one(fs, ino, nlookup);
 	pthread_mutex_unlock(&fs->lock);
@@ -175,7 +175,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < count; i++)
 		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
@@ -185,7 +185,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct stat st;
 	(void)fi;
 	pthread_mutex_lock(&fs->lock);
@@ -195,7 +195,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		r = -ESTALE; /* gone behind the kernel's back: it looks the name up again */
 	if (!r)
 		r = node_attr(fs, n, &st);
-	double ttl = n ? attr_ttl(n) : 0;
+	double ttl = n ? name_attr_ttl(n) : 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (r)
 		fuse_reply_err(req, -r);
@@ -206,7 +206,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	int r = 0;
 	pthread_mutex_lock(&fs->lock);
@@ -318,7 +318,7 @@ reply:
 	struct stat st;
 	pthread_mutex_lock(&fs->lock);
 	r = node_attr(fs, n, &st);
-	double ttl = attr_ttl(n);
+	double ttl = name_attr_ttl(n);
 	pthread_mutex_unlock(&fs->lock);
 	if (r)
 		fuse_reply_err(req, -r);
@@ -328,7 +328,7 @@ reply:
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	char err[512], project[STORE_NAME_MAX];
 	(void)mode;
 	pthread_mutex_lock(&fs->lock);
@@ -358,7 +358,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		fuse_reply_err(req, -r);
 		return;
 	}
-	bump(fs);
+	notify_bump(fs);
 	pthread_mutex_lock(&fs->lock);
 	p = tree_get(fs, parent);
 	if (!p) {
@@ -383,7 +383,7 @@ static int rmdir_generated(struct fs *fs, fuse_ino_t parent, const char *name,
 	char fleet[STORE_NAME_MAX] = "";
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
-	int r = p ? resolve(fs, p, name, &res, &why) : -ENOENT;
+	int r = p ? name_resolve(fs, p, name, &res, &why) : -ENOENT;
 	if (!r && res.kind == N_FLEET)
 		fmt(fleet, sizeof(fleet), "%s", res.backend);
 	enum nkind k = r ? 0 : res.kind;
@@ -408,7 +408,7 @@ static int rmdir_generated(struct fs *fs, fuse_ino_t parent, const char *name,
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	char err[512], project[STORE_NAME_MAX];
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
@@ -458,7 +458,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = rmdir_generated(fs, parent, name, project);
 	}
 	if (!r) {
-		bump(fs);
+		notify_bump(fs);
 		pthread_mutex_lock(&fs->lock);
 		struct node *n = tree_find(fs, parent, name);
 		if (n)
@@ -591,7 +591,7 @@ static void set_fi(struct fuse_file_info *fi, struct handle *h)
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = NULL;
 	pthread_mutex_lock(&fs->lock);
 	struct node *n = tree_get(fs, ino);
@@ -649,7 +649,7 @@ static int no_file_here(enum nkind k)
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = NULL;
 	struct node *n = NULL;
 	int r;
@@ -660,12 +660,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	enum nkind ck = canonical_in(p, name);
+	enum nkind ck = name_canonical_in(p, name);
 	if (ck) {
-		n = child(fs, p, name, ck, p->project, p->backend);
+		n = name_child(fs, p, name, ck, p->project, p->backend);
 	} else if (draft_dir(p->kind)) {
 		struct resolved res;
-		if (resolve(fs, p, name, &res, NULL) == 0 && res.kind != N_DRAFT) {
+		if (name_resolve(fs, p, name, &res, NULL) == 0 && res.kind != N_DRAFT) {
 			pthread_mutex_unlock(&fs->lock);
 			fuse_reply_err(req, (fi->flags & O_EXCL) ? EEXIST : EACCES);
 			return;
@@ -696,7 +696,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct stat st;
 	pthread_mutex_lock(&fs->lock);
 	r = node_attr(fs, n, &st);
-	fill_entry(&e, n, &st);
+	name_fill_entry(&e, n, &st);
 	pthread_mutex_unlock(&fs->lock);
 	set_fi(fi, h);
 	fuse_reply_create(req, &e, fi);
@@ -705,7 +705,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct node *n = NULL;
 	(void)rdev;
 	if (!S_ISREG(mode)) {
@@ -714,7 +714,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
-	if (!p || !draft_dir(p->kind) || canonical_in(p, name)) {
+	if (!p || !draft_dir(p->kind) || name_canonical_in(p, name)) {
 		int e = !p ? ENOENT : !draft_dir(p->kind) ? no_file_here(p->kind) : EPERM;
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, e);
@@ -732,7 +732,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	(void)ino;
 	pthread_mutex_lock(&fs->lock);
@@ -754,7 +754,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int r;
 	(void)ino;
@@ -851,7 +851,7 @@ static int handle_commit(fuse_req_t req, struct fs *fs, struct handle *h)
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	(void)ino;
 	int r = handle_commit(req, fs, (struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, -r);
@@ -865,7 +865,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	bool inval = false;
 	fuse_ino_t parent = 0;
@@ -905,12 +905,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	char err[512];
 	struct resolved res;
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
-	int r = p ? resolve(fs, p, name, &res, NULL) : -ENOENT;
+	int r = p ? name_resolve(fs, p, name, &res, NULL) : -ENOENT;
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -r);
@@ -934,11 +934,11 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (kind == N_FSPEC) {
 		char pr[STORE_NAME_MAX], fl[STORE_NAME_MAX];
 		fmt(pr, sizeof(pr), "%s", p->project);
-		spec_name(name, fl, sizeof(fl));
+		name_spec(name, fl, sizeof(fl));
 		pthread_mutex_unlock(&fs->lock);
 		r = fleets_unlink(fs->store, pr, fl, err, sizeof(err));
 		if (!r) {
-			bump(fs);
+			notify_bump(fs);
 			engine_wake(fs->engine);
 			pthread_mutex_lock(&fs->lock);
 			struct node *n = tree_find(fs, parent, name);
@@ -960,7 +960,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_unlock(&fs->lock);
 	r = state_backend_unlink_config(fs->store, pr, bk, err, sizeof(err));
 	if (!r) {
-		bump(fs);
+		notify_bump(fs);
 		pthread_mutex_lock(&fs->lock);
 		struct node *n = tree_find(fs, parent, name);
 		if (n)
@@ -974,7 +974,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	struct fs *fs = FS(req);
+	struct fs *fs = fs_of(req);
 	enum nkind sk, dk = 0;
 	struct resolved src_res, dst_res;
 	int r;
@@ -989,17 +989,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	r = resolve(fs, p, name, &src_res, NULL);
+	r = name_resolve(fs, p, name, &src_res, NULL);
 	if (r) {
 		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	sk = src_res.kind;
-	int dr = resolve(fs, np, newname, &dst_res, NULL);
+	int dr = name_resolve(fs, np, newname, &dst_res, NULL);
 	if (dr == 0)
 		dk = dst_res.kind;
-	enum nkind target = canonical_in(np, newname);
+	enum nkind target = name_canonical_in(np, newname);
 	bool target_exists = dr == 0;
 	if (target_exists && (flags & RENAME_NOREPLACE)) {
 		pthread_mutex_unlock(&fs->lock);
@@ -1030,7 +1030,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct node *src = tree_find(fs, parent, name);
 	if (!src) {
 		/* the kernel always looked the source up; be safe anyway */
-		src = child(fs, p, name, sk, src_res.project, src_res.backend);
+		src = name_child(fs, p, name, sk, src_res.project, src_res.backend);
 	}
 	/* the content that moves */
 	struct buf content;
@@ -1040,7 +1040,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	fmt(tproject, sizeof(tproject), "%s", np->project);
 	fmt(tbackend, sizeof(tbackend), "%s", np->backend);
 	if (target == N_FSPEC)
-		spec_name(newname, tbackend, sizeof(tbackend));
+		name_spec(newname, tbackend, sizeof(tbackend));
 	char sproject[STORE_NAME_MAX], sbackend[STORE_NAME_MAX];
 	fmt(sproject, sizeof(sproject), "%s", src->project);
 	fmt(sbackend, sizeof(sbackend), "%s", src->backend);
@@ -1113,7 +1113,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (content.data)
 		memset(content.data, 0, content.len);
 	buf_free(&content);
-	bump(fs);
+	notify_bump(fs);
 	fuse_reply_err(req, 0);
 	/* the moved inode's cached attributes (a draft's mode and size) no longer hold */
 	if (moved && target)

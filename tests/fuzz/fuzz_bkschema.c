@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *nl = memchr(data, '\n', size < 64 ? size : 64);
 	char dirname[64] = "";
 	struct ydoc *d = NULL;
-	struct bk_result res;
+	struct schema_result res;
 	char err[1024];
 	if (size > YDOC_MAX_BYTES + 64)
 		return -1;
@@ -32,9 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ydoc_load((const char *)data, size, "config.yml", &d, err, sizeof(err)))
 		return 0;
 	memset(&res, 0, sizeof(res));
-	if (bk_validate(d, ydoc_root(d), strcmp(dirname, "-") ? dirname : NULL, ctx, &res, err,
+	if (schema_validate(d, ydoc_root(d), strcmp(dirname, "-") ? dirname : NULL, ctx, &res, err,
 			sizeof(err)) == 0)
-		bk_result_free(&res);
+		schema_result_free(&res);
 	ydoc_free(d);
 	return 0;
 }

@@ -198,9 +198,9 @@ static void fixture_setup(void)
 	puts_home("bad/kube-pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n");
 	puts_home("bad/oci-bad.ini", "[DEFAULT]\nthis line has no equals sign\n");
 	puts_home("bad/dir/.keep", "");
-	char *big = xmalloc(BK_MAX_FILE + 1);
-	memset(big, ' ', BK_MAX_FILE + 1);
-	put("bad/big.json", big, BK_MAX_FILE + 1);
+	char *big = xmalloc(SCHEMA_MAX_FILE + 1);
+	memset(big, ' ', SCHEMA_MAX_FILE + 1);
+	put("bad/big.json", big, SCHEMA_MAX_FILE + 1);
 	free(big);
 	cJSON_free(sa);
 	cJSON_free(nb);
@@ -239,19 +239,19 @@ static int entry_node(const struct ydoc *d)
 /* Validate yaml ("config.yml") with HOME and cwd = g_home unless ctx is given. On success
  * *res holds the result (caller frees) when res is not NULL. */
 static int vx(const char *yaml, const char *dirname, const struct fileref_ctx *ctx,
-	      struct bk_result *res, char *err)
+	      struct schema_result *res, char *err)
 {
 	struct ydoc *d = NULL;
-	struct bk_result local;
+	struct schema_result local;
 	struct fileref_ctx dctx = {.cwd = g_home, .home = g_home};
 	char lerr[512];
 	int r = ydoc_load(yaml, strlen(yaml), "config.yml", &d, lerr, sizeof(lerr));
 	ck_assert_msg(r == 0, "test YAML does not load: %s", lerr);
 	err[0] = '\0';
-	r = bk_validate(d, entry_node(d), dirname, ctx ? ctx : &dctx, res ? res : &local, err,
+	r = schema_validate(d, entry_node(d), dirname, ctx ? ctx : &dctx, res ? res : &local, err,
 			ERRSZ);
 	if (r == 0 && !res)
-		bk_result_free(&local);
+		schema_result_free(&local);
 	if (r != 0)
 		ck_assert_msg(err[0] != '\0', "failure without a message");
 	ydoc_free(d);
@@ -795,12 +795,12 @@ START_TEST(test_doc_nebius_key_content)
 			"  private_key_content: |\n"
 			"@KEY@",
 			g_pem, 4);
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ];
 	ck_assert_msg(vx(y, NULL, NULL, &res, err) == 0, "%s", err);
 	ck_assert_uint_eq(res.natt, 0); /* inline content is not an attachment */
 	ck_assert_str_eq(res.type, "nebius");
-	bk_result_free(&res);
+	schema_result_free(&res);
 	free(y);
 }
 END_TEST
@@ -851,19 +851,19 @@ START_TEST(test_minimal_each_type)
 {
 	for (size_t i = 0; i < sizeof(minimals) / sizeof(minimals[0]); i++) {
 		const struct minimal *m = &minimals[i];
-		struct bk_result res;
+		struct schema_result res;
 		char err[ERRSZ];
 		/* in backends/<type>/config.yml, without `type:` */
 		ck_assert_msg(vx(m->yaml, m->type, NULL, &res, err) == 0, "%s: %s", m->type, err);
 		ck_assert_str_eq(res.type, m->type);
-		bk_result_free(&res);
+		schema_result_free(&res);
 		/* with `type:` in the root config.yml and in a named backend */
 		char *y = xasprintf("type: %s\n%s", m->type, m->yaml);
 		ck_assert_msg(vx(y, NULL, NULL, &res, err) == 0, "%s: %s", m->type, err);
 		ck_assert_str_eq(res.type, m->type);
-		bk_result_free(&res);
+		schema_result_free(&res);
 		ck_assert_msg(vx(y, "my-backend", NULL, &res, err) == 0, "%s: %s", m->type, err);
-		bk_result_free(&res);
+		schema_result_free(&res);
 		free(y);
 		/* no key can be dropped from an entry that only has required keys */
 	}
@@ -873,7 +873,7 @@ END_TEST
 START_TEST(test_named_backends)
 {
 	/* two AWS accounts side by side (dstack#1884) */
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ];
 	const char *prod = "type: aws\ncreds:\n  type: access_key\n  access_key: AKIAPROD\n"
 			   "  secret_key: prod-secret\nregions: [us-east-1]\n";
@@ -881,10 +881,10 @@ START_TEST(test_named_backends)
 			  "  secret_key: dev-secret\nregions: [eu-west-1]\n";
 	ck_assert_int_eq(vx(prod, "aws-prod", NULL, &res, err), 0);
 	ck_assert_str_eq(res.type, "aws");
-	bk_result_free(&res);
+	schema_result_free(&res);
 	ck_assert_int_eq(vx(dev, "aws-dev", NULL, &res, err), 0);
 	ck_assert_str_eq(res.type, "aws");
-	bk_result_free(&res);
+	schema_result_free(&res);
 	/* a named backend must say its type */
 	BAD("creds:\n  type: default\n", "aws-prod",
 	    "config.yml:1: type: required field is missing: the directory name is not a backend");
@@ -1227,7 +1227,7 @@ START_TEST(test_kubernetes_rules)
 	BAD("kubeconfig: ~/.kube/config\n", "kubernetes",
 	    "config.yml:1: kubeconfig: must be a mapping, not a single value");
 	/* inline data is checked but not attached */
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ];
 	ck_assert_int_eq(vx("kubeconfig:\n  data: |\n    apiVersion: v1\n    kind: Config\n"
 			    "    contexts: [{name: a, context: {cluster: c}}]\n"
@@ -1235,7 +1235,7 @@ START_TEST(test_kubernetes_rules)
 			    "kubernetes", NULL, &res, err),
 			 0);
 	ck_assert_uint_eq(res.natt, 0);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	BAD("kubeconfig:\n  data: |\n    apiVersion: v1\n    kind: Config\n"
 	    "    contexts: [{name: a, context: {cluster: c}}]\n",
 	    "kubernetes", "config.yml:2: kubeconfig.data: kubeconfig has no current-context");
@@ -1278,7 +1278,7 @@ END_TEST
 
 START_TEST(test_file_gcp)
 {
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ], path[PATH_MAX];
 	const char *y = "project_id: my-gcp-project\ncreds:\n  type: service_account\n"
 			"  filename: ~/.dstack/server/gcp-024ed630eab5.json\n";
@@ -1292,7 +1292,7 @@ START_TEST(test_file_gcp)
 	ck_assert_uint_eq(res.att[0].len, strlen(want));
 	ck_assert_str_eq(res.att[0].data, want);
 	cJSON_free(want);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	ck_assert_uint_eq(res.natt, 0);
 	/* relative paths resolve against the writer's cwd, absolute ones as they are */
 	OK("project_id: p\ncreds:\n  type: service_account\n"
@@ -1345,7 +1345,7 @@ END_TEST
 
 START_TEST(test_file_nebius)
 {
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ];
 	ck_assert_int_eq(vx("creds:\n  type: service_account\n"
 			    "  filename: ~/.nebius/sa-credentials.json\n",
@@ -1353,7 +1353,7 @@ START_TEST(test_file_nebius)
 			 0);
 	ck_assert_uint_eq(res.natt, 1);
 	ck_assert_str_eq(res.att[0].field, "creds.filename");
-	bk_result_free(&res);
+	schema_result_free(&res);
 	ck_assert_int_eq(vx("creds:\n  service_account_id: serviceaccount-e00x\n"
 			    "  public_key_id: publickey-e00x\n"
 			    "  private_key_file: ~/.nebius/authkey/private.pem\n"
@@ -1364,7 +1364,7 @@ START_TEST(test_file_nebius)
 	ck_assert_uint_eq(res.natt, 1);
 	ck_assert_str_eq(res.att[0].field, "creds.private_key_file");
 	ck_assert_str_eq(res.att[0].data, g_pem);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	char *exp = subst("config.yml:2: creds.filename: @PATH@/bad/nebius-alg.json: "
 			  "\"subject-credentials.alg\" must be RS256",
 			  NULL, 0);
@@ -1409,7 +1409,7 @@ END_TEST
 
 START_TEST(test_file_oci)
 {
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ];
 	const char *client = "creds:\n  type: client\n  user: ocid1.user.oc1..u\n"
 			     "  tenancy: ocid1.tenancy.oc1..t\n  region: eu-frankfurt-1\n"
@@ -1418,7 +1418,7 @@ START_TEST(test_file_oci)
 	ck_assert_int_eq(vx(y, "oci", NULL, &res, err), 0);
 	ck_assert_uint_eq(res.natt, 1);
 	ck_assert_str_eq(res.att[0].field, "creds.key_file");
-	bk_result_free(&res);
+	schema_result_free(&res);
 	free(y);
 	y = xasprintf("%s  key_file: ~/.oci/private_key.pem\n  key_content: x\n", client);
 	BAD(y, "oci", "config.yml:8: creds.key_content: cannot be set together with `key_file`");
@@ -1432,7 +1432,7 @@ START_TEST(test_file_oci)
 	y = subst(t, g_pem, 4);
 	ck_assert_int_eq(vx(y, "oci", NULL, &res, err), 0);
 	ck_assert_uint_eq(res.natt, 0);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	free(y);
 	free(t);
 	/* an encrypted key needs its pass_phrase */
@@ -1454,7 +1454,7 @@ START_TEST(test_file_oci)
 		vx("creds:\n  type: default\n  file: ~/.oci/config\n", "oci", NULL, &res, err), 0);
 	ck_assert_uint_eq(res.natt, 1);
 	ck_assert_str_eq(res.att[0].field, "creds.file");
-	bk_result_free(&res);
+	schema_result_free(&res);
 	OK("creds:\n  type: default\n  file: ~/.oci/config\n  profile: WORK\n", "oci");
 	BAD("creds:\n  type: default\n  file: ~/.oci/config\n  profile: NOPE\n", "oci",
 	    "config.yml:3: creds.file: ");
@@ -1471,7 +1471,7 @@ END_TEST
 
 START_TEST(test_file_kubeconfig)
 {
-	struct bk_result res;
+	struct schema_result res;
 	char err[ERRSZ], path[PATH_MAX];
 	ck_assert_int_eq(
 		vx("kubeconfig:\n  filename: ~/.kube/config\n", "kubernetes", NULL, &res, err), 0);
@@ -1480,7 +1480,7 @@ START_TEST(test_file_kubeconfig)
 	ck_assert_int_eq(fmt(path, sizeof(path), "%s/.kube/config", g_home), 0);
 	ck_assert_str_eq(res.att[0].path, path);
 	ck_assert_str_eq(res.att[0].data, kubeconfig);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	char *exp = subst("config.yml:2: kubeconfig.filename: @PATH@/bad/kube-list.yaml: not a "
 			  "kubeconfig: not a YAML mapping",
 			  NULL, 0);
@@ -1519,17 +1519,17 @@ static void validate_example(const char *dir, const char *name)
 	char path[PATH_MAX], type[64], err[ERRSZ], lerr[512];
 	size_t len, n = strlen(name) - 4;
 	struct ydoc *d = NULL;
-	struct bk_result res;
+	struct schema_result res;
 	struct fileref_ctx ctx = {.cwd = g_home, .home = g_home};
 	ck_assert_int_eq(fmt(path, sizeof(path), "%s/%s", dir, name), 0);
 	ck_assert_int_eq(fmt(type, sizeof(type), "%.*s", (int)n, name), 0);
 	char *s = slurp(path, &len);
 	ck_assert_msg(ydoc_load(s, len, path, &d, lerr, sizeof(lerr)) == 0, "%s", lerr);
-	int r = bk_validate(d, ydoc_root(d), type, &ctx, &res, err, sizeof(err));
+	int r = schema_validate(d, ydoc_root(d), type, &ctx, &res, err, sizeof(err));
 	ck_assert_msg(r == 0, "%s", err);
 	if (backend_type_known(type))
 		ck_assert_str_eq(res.type, type);
-	bk_result_free(&res);
+	schema_result_free(&res);
 	ydoc_free(d);
 	free(s);
 }

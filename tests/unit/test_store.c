@@ -69,8 +69,8 @@ static void put_backend(struct stx *tx, const char *project, const char *name, c
 			const char *config, size_t natt)
 {
 	struct st_backend b;
-	struct attachment att[BK_MAX_ATTACH];
-	char fields[BK_MAX_ATTACH][32], paths[BK_MAX_ATTACH][64], datas[BK_MAX_ATTACH][128];
+	struct attachment att[SCHEMA_MAX_ATTACH];
+	char fields[SCHEMA_MAX_ATTACH][32], paths[SCHEMA_MAX_ATTACH][64], datas[SCHEMA_MAX_ATTACH][128];
 	memset(&b, 0, sizeof(b));
 	fmt(b.project, sizeof(b.project), "%s", project);
 	fmt(b.name, sizeof(b.name), "%s", name);
