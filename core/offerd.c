@@ -31,7 +31,7 @@
 
 #include "../backends/backend.h"
 #include "../cache/seal.h"
-#include "../lib/jsonx.h"
+#include "records.h"
 #include "../lib/ydoc.h"
 
 #define OFFERD_MAX_SOURCES 512
@@ -268,13 +268,23 @@ static unsigned long long request(struct offerd *od, struct source *s, const cha
 
 /* ---------------------------------------------------------------- one run */
 
-static cJSON *meta_get(struct stx *tx, const char *project, const char *backend)
+bool offerd_meta(struct stx *tx, const char *project, const char *backend,
+		 struct offers_meta *out)
 {
 	char key[2 * STORE_NAME_MAX + 4];
 	cJSON *m = NULL;
 	offerd_key(key, sizeof(key), 'm', project, backend);
-	(void)store_obj_get(tx, SDB_OFFERS, key, &m);
-	return m;
+	bool found = store_obj_get(tx, SDB_OFFERS, key, &m) == 0;
+	offers_meta_decode(m, out);
+	cJSON_Delete(m);
+	return found;
+}
+
+/* The record of a backend when it is for digest (the config the caller has). */
+static bool meta_for(struct stx *tx, const char *project, const char *backend,
+		     const char *digest, struct offers_meta *out)
+{
+	return offerd_meta(tx, project, backend, out) && !strcmp(out->digest, digest);
 }
 
 /* A backend a run refreshes. */
@@ -301,12 +311,12 @@ struct outcome {
 /* The source key of backend b (configured, with offers): the one its cache records for this
  * config, else computed from the config. 0 or -errno. */
 static int member_source(struct offerd *od, struct stx *tx, const struct st_backend *b,
-			 const cJSON *m, char *key, size_t n)
+			 const struct offers_meta *m, char *key, size_t n)
 {
 	char *config = NULL;
 	size_t clen = 0;
-	if (m && !strcmp(jx_str(m, "digest"), b->digest) && jx_str(m, "src")[0])
-		return fmt(key, n, "%s", jx_str(m, "src"));
+	if (m && !strcmp(m->digest, b->digest) && m->src[0])
+		return fmt(key, n, "%s", m->src);
 	int r = store_backend_config(tx, b->project, b->name, &config, &clen);
 	if (!r)
 		r = offerd_source_key(od->s, b->type, config, clen, key, n);
@@ -327,62 +337,69 @@ static int commit_one(struct stx *tx, const struct member *mb, const char *src,
 	if (store_backend_get(tx, project, backend, &b) || !b.has_config ||
 	    strcmp(b.digest, mb->digest))
 		return 0; /* changed meanwhile: the next check asks again */
-	cJSON *old = meta_get(tx, project, backend);
-	bool same = old && !strcmp(jx_str(old, "digest"), mb->digest);
-	cJSON *m = same ? cJSON_Duplicate(old, true) : cJSON_CreateObject();
-	jx_set_str(m, "digest", mb->digest);
-	jx_set_str(m, "src", src);
-	jx_set_num(m, "attempt_at", (double)now);
+	struct offers_meta old, m;
+	bool same = meta_for(tx, project, backend, mb->digest, &old);
+	/* the record of this config goes on from the old one; another config's starts afresh */
+	offers_meta_decode(NULL, &m);
+	if (same) {
+		cJSON *keep = offers_meta_encode(&old);
+		offers_meta_free(&m);
+		offers_meta_decode(keep, &m);
+		cJSON_Delete(keep);
+	}
+	rec_set(&m.digest, mb->digest);
+	rec_set(&m.src, src);
+	m.attempt_at = (double)now;
 	int r = 0, cred = o->cred;
 	if (cred <= 0) { /* the credential check's verdict (valid, invalid, or unknown) */
-		const char *was = jx_str(old, "cred");
 		const char *is = cred == 0			       ? "valid"
 				 : cred == -EACCES || cred == -EINVAL ? "invalid"
 								       : "unknown";
-		jx_set_str(m, "cred", is);
-		jx_set_str(m, "cred_reason", cred == 0 ? "" : o->cred_err);
-		jx_set_num(m, "cred_at", (double)now);
-		if (strcmp(was, is) && strcmp(is, "unknown"))
+		if (strcmp(old.cred, is) && strcmp(is, "unknown"))
 			r = store_event(tx, project, "backend=%s credentials %s%s%s", backend, is,
 					cred ? ": " : "", cred ? o->cred_err : "");
+		rec_set(&m.cred, is);
+		rec_set(&m.cred_reason, cred == 0 ? "" : o->cred_err);
+		m.cred_at = (double)now;
 	}
 	if (!r && o->rc == 0) {
-		jx_set_num(m, "checked_at", (double)now);
-		jx_set_str(m, "error", "");
-		jx_set_num(m, "error_at", 0);
+		m.checked_at = (double)now;
+		rec_set(&m.error, "");
+		m.error_at = 0;
 		if (!res->unchanged) {
-			jx_set_num(m, "data_at", (double)now);
-			jx_set_str(m, "version", res->version);
-			jx_set_str(m, "source", res->source);
-			jx_set_num(m, "count", (double)o->count);
-			jx_set_num(m, "skipped", (double)res->skipped);
+			m.data_at = (double)now;
+			rec_set(&m.version, res->version);
+			rec_set(&m.source, res->source);
+			m.count = (double)o->count;
+			m.skipped = (double)res->skipped;
 			r = store_blob_put(tx, SDB_OFFERS, dkey, o->csv.data ? o->csv.data : "",
 					   o->csv.len, project);
-			if (!r && (!same || strcmp(jx_str(old, "version"), res->version) ||
-				   jx_str(old, "error")[0]))
+			if (!r && (!same || strcmp(old.version, res->version) || old.error[0]))
 				r = store_event(tx, project,
 						"offers backend=%s %zu offers from %s (version %s)",
 						backend, o->count, res->source,
 						res->version[0] ? res->version : "-");
-		} else if (jx_str(old, "error")[0]) {
+		} else if (old.error[0]) {
 			r = store_event(tx, project, "offers backend=%s refresh recovered", backend);
 		}
 	} else if (!r) {
 		if (!same) { /* nothing cached for this config */
-			jx_set_num(m, "data_at", 0);
-			jx_set_num(m, "count", 0);
+			m.data_at = 0;
+			m.count = 0;
 			r = store_blob_put(tx, SDB_OFFERS, dkey, "", 0, project);
 		}
-		if (!r && strcmp(jx_str(old, "error"), err))
+		if (!r && strcmp(old.error, err))
 			r = store_event(tx, project, "offers backend=%s refresh failed: %s%s", backend,
 					err, same ? " (keeping the cached offers)" : "");
-		jx_set_str(m, "error", err);
-		jx_set_num(m, "error_at", (double)now);
+		rec_set(&m.error, err);
+		m.error_at = (double)now;
 	}
+	cJSON *enc = r ? NULL : offers_meta_encode(&m);
 	if (!r)
-		r = store_obj_put(tx, SDB_OFFERS, mkey, m, project);
-	cJSON_Delete(m);
-	cJSON_Delete(old);
+		r = enc ? store_obj_put(tx, SDB_OFFERS, mkey, enc, project) : -ENOMEM;
+	cJSON_Delete(enc);
+	offers_meta_free(&m);
+	offers_meta_free(&old);
 	return r;
 }
 
@@ -502,14 +519,14 @@ static void scan(struct offerd *od, const char *key, bool all, const struct pend
 			char sk[OFFERD_SOURCE_MAX];
 			if (!bs[i].has_config || !ops || !ops->offers)
 				continue;
-			cJSON *m = meta_get(tx, project, bs[i].name);
-			if (member_source(od, tx, &bs[i], m, sk, sizeof(sk)) || strcmp(sk, key)) {
-				cJSON_Delete(m);
+			struct offers_meta m;
+			bool same = meta_for(tx, project, bs[i].name, bs[i].digest, &m);
+			if (member_source(od, tx, &bs[i], &m, sk, sizeof(sk)) || strcmp(sk, key)) {
+				offers_meta_free(&m);
 				continue;
 			}
-			bool same = m && !strcmp(jx_str(m, "digest"), bs[i].digest);
-			bool stale = same && now - jx_num(m, "checked_at") >= backend_type_find(bs[i].type)->offers_ttl * od->scale &&
-				     now - jx_num(m, "attempt_at") >= retry;
+			double ttl = backend_type_find(bs[i].type)->offers_ttl * od->scale;
+			bool stale = same && now - m.checked_at >= ttl && now - m.attempt_at >= retry;
 			if (!same || stale || force) {
 				if (*nout == cap) {
 					cap = cap ? 2 * cap : 16;
@@ -522,10 +539,10 @@ static void scan(struct offerd *od, const char *key, bool all, const struct pend
 				(void)fmt(mb->type, sizeof(mb->type), "%s", bs[i].type);
 				(void)fmt(mb->digest, sizeof(mb->digest), "%s", bs[i].digest);
 				mb->missing = !same;
-				if (!force && same && jx_num(m, "data_at") > 0)
-					(void)fmt(mb->known, sizeof(mb->known), "%s", jx_str(m, "version"));
+				if (!force && same && m.data_at > 0)
+					(void)fmt(mb->known, sizeof(mb->known), "%s", m.version);
 			}
-			cJSON_Delete(m);
+			offers_meta_free(&m);
 		}
 		free(bs);
 	}
@@ -598,13 +615,12 @@ static bool memo_get(struct offerd *od, const char *key, const struct member *mb
 	(void)fmt(version, sizeof(version), "%s", out->res.version);
 	offerd_key(dkey, sizeof(dkey), 'd', project, backend);
 	if (store_begin(od->s, false, &tx) == 0) {
-		cJSON *m = meta_get(tx, project, backend);
-		hit = m && !strcmp(jx_str(m, "digest"), mb->digest) &&
-		      !strcmp(jx_str(m, "version"), version) && !jx_str(m, "error")[0] &&
-		      (size_t)jx_num(m, "count") == out->count &&
+		struct offers_meta m;
+		hit = meta_for(tx, project, backend, mb->digest, &m) &&
+		      !strcmp(m.version, version) && !m.error[0] && (size_t)m.count == out->count &&
 		      store_blob_get(tx, SDB_OFFERS, dkey, &data, &len) == 0 &&
 		      buf_append(&out->csv, data ? data : "", len) == 0;
-		cJSON_Delete(m);
+		offers_meta_free(&m);
 		store_abort(tx);
 	}
 	if (!hit)
@@ -946,19 +962,17 @@ void offerd_stats(struct offerd *od, struct offerd_stats *st)
 
 /* ---------------------------------------------------------------- reading the cache */
 
-/* The meta record of a backend whose cached offers count (configured, of a type with offers,
- * fetched for its current config, with data), or NULL. */
-static cJSON *usable_meta(struct stx *tx, const char *project, const struct st_backend *b)
+/* When the cached offers of a backend that count (configured, of a type with offers,
+ * fetched for its current config, with data) were fetched, or 0. */
+static double usable_at(struct stx *tx, const char *project, const struct st_backend *b)
 {
 	const struct backend_ops *ops = backend_find(b->type);
+	struct offers_meta m;
 	if (!b->has_config || !ops || !ops->offers)
-		return NULL;
-	cJSON *m = meta_get(tx, project, b->name);
-	if (m && (strcmp(jx_str(m, "digest"), b->digest) || jx_num(m, "data_at") <= 0)) {
-		cJSON_Delete(m);
-		m = NULL;
-	}
-	return m;
+		return 0;
+	double at = meta_for(tx, project, b->name, b->digest, &m) && m.data_at > 0 ? m.data_at : 0;
+	offers_meta_free(&m);
+	return at;
 }
 
 void offerd_signature(struct stx *tx, const char *project, struct buf *sig)
@@ -967,11 +981,9 @@ void offerd_signature(struct stx *tx, const char *project, struct buf *sig)
 	size_t nb = 0;
 	store_backend_list(tx, project, &bs, &nb);
 	for (size_t i = 0; i < nb; i++) {
-		cJSON *m = usable_meta(tx, project, &bs[i]);
-		if (m)
-			(void)buf_printf(sig, "%s|%s|%.0f;", bs[i].name, bs[i].digest,
-					 jx_num(m, "data_at"));
-		cJSON_Delete(m);
+		double at = usable_at(tx, project, &bs[i]);
+		if (at > 0)
+			(void)buf_printf(sig, "%s|%s|%.0f;", bs[i].name, bs[i].digest, at);
 	}
 	free(bs);
 }
@@ -993,21 +1005,20 @@ void offerd_load(struct stx *tx, const char *project, struct offer_list *out)
 	size_t nb = 0;
 	store_backend_list(tx, project, &bs, &nb);
 	for (size_t i = 0; i < nb; i++) {
-		cJSON *m = usable_meta(tx, project, &bs[i]);
+		double at = usable_at(tx, project, &bs[i]);
 		const void *data = NULL;
 		size_t len = 0;
 		char key[2 * STORE_NAME_MAX + 4], err[256];
 		offerd_key(key, sizeof(key), 'd', project, bs[i].name);
-		if (m && !store_blob_get(tx, SDB_OFFERS, key, &data, &len) && len) {
+		if (at > 0 && !store_blob_get(tx, SDB_OFFERS, key, &data, &len) && len) {
 			const struct backend_type *t = backend_type_find(bs[i].type);
 			struct offer_origin org = {.backend = bs[i].name, .type = bs[i].type,
 						   .source = t->offers_source,
-						   .fetched_at = (int64_t)jx_num(m, "data_at"),
+						   .fetched_at = (int64_t)at,
 						   .disk = t->disk};
 			(void)offers_parse_csv(data, len, &org, out, NULL, err, sizeof(err));
 			drop_pages(data, len);
 		}
-		cJSON_Delete(m);
 	}
 	free(bs);
 }
@@ -1106,17 +1117,17 @@ static int check(struct offerd *od, const char *project, int wait_ms, bool force
 		const struct backend_ops *ops = backend_find(bs[i].type);
 		if (!bs[i].has_config || !ops || !ops->offers)
 			continue;
-		cJSON *m = meta_get(tx, project, bs[i].name);
+		struct offers_meta m;
 		struct due *d = &dv[nd];
-		if (member_source(od, tx, &bs[i], m, d->key, sizeof(d->key)) == 0) {
+		bool same = meta_for(tx, project, bs[i].name, bs[i].digest, &m);
+		if (member_source(od, tx, &bs[i], &m, d->key, sizeof(d->key)) == 0) {
 			d->ttl = backend_type_find(bs[i].type)->offers_ttl;
-			d->missing = !m || strcmp(jx_str(m, "digest"), bs[i].digest);
-			d->stale = !d->missing &&
-				   now - jx_num(m, "checked_at") >= backend_type_find(bs[i].type)->offers_ttl * od->scale &&
-				   now - jx_num(m, "attempt_at") >= retry;
+			d->missing = !same;
+			d->stale = same && now - m.checked_at >= d->ttl * od->scale &&
+				   now - m.attempt_at >= retry;
 			nd++;
 		}
-		cJSON_Delete(m);
+		offers_meta_free(&m);
 	}
 	store_abort(tx);
 	free(bs);

@@ -81,5 +81,10 @@ void offerd_stats(struct offerd *od, struct offerd_stats *st);
 
 /* The metadata key of a backend's offers cache; data key is the same with 'd'. */
 void offerd_key(char *dst, size_t n, char kind, const char *project, const char *backend);
+/* The offers cache's record of a backend (core/records.h) into out, decoded (defaults when
+ * there is none); true when there is one. Free out with offers_meta_free either way. */
+struct offers_meta;
+bool offerd_meta(struct stx *tx, const char *project, const char *backend,
+		 struct offers_meta *out);
 
 #endif

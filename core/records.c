@@ -808,3 +808,65 @@ char *host_recs_encode_text(const struct host_rec *v, size_t n)
 		cJSON_AddItemToArray(arr, host_encode(&v[i]));
 	return print_secret(arr);
 }
+
+/* ---- offers metadata ---- */
+
+static const char *const offers_keys[] = {
+	"digest", "src", "data_at", "checked_at", "attempt_at", "version", "source", "count",
+	"skipped", "error", "error_at", "cred", "cred_reason", "cred_at", NULL};
+
+void offers_meta_decode(const cJSON *o, struct offers_meta *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->digest = get_str(o, "digest");
+	m->src = get_str(o, "src");
+	m->data_at = get_num(o, "data_at");
+	m->checked_at = get_num(o, "checked_at");
+	m->attempt_at = get_num(o, "attempt_at");
+	m->version = get_str(o, "version");
+	m->source = get_str(o, "source");
+	m->count = get_num(o, "count");
+	m->skipped = get_num(o, "skipped");
+	m->error = get_str(o, "error");
+	m->error_at = get_num(o, "error_at");
+	m->cred = get_str(o, "cred");
+	m->cred_reason = get_str(o, "cred_reason");
+	m->cred_at = get_num(o, "cred_at");
+	m->extra = get_extra(o, offers_keys);
+}
+
+cJSON *offers_meta_encode(const struct offers_meta *m)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	put_str(o, "digest", m->digest);
+	put_str_opt(o, "src", m->src);
+	put_num(o, "data_at", m->data_at);
+	put_num_opt(o, "checked_at", m->checked_at);
+	put_num(o, "attempt_at", m->attempt_at);
+	put_str_opt(o, "version", m->version);
+	put_str_opt(o, "source", m->source);
+	put_num(o, "count", m->count);
+	put_num_opt(o, "skipped", m->skipped);
+	put_str(o, "error", m->error);
+	put_num(o, "error_at", m->error_at);
+	put_str_opt(o, "cred", m->cred);
+	put_str_opt(o, "cred_reason", m->cred_reason);
+	put_num_opt(o, "cred_at", m->cred_at);
+	put_extra(o, m->extra);
+	return o;
+}
+
+void offers_meta_free(struct offers_meta *m)
+{
+	free(m->digest);
+	free(m->src);
+	free(m->version);
+	free(m->source);
+	free(m->error);
+	free(m->cred);
+	free(m->cred_reason);
+	cJSON_Delete(m->extra);
+	memset(m, 0, sizeof(*m));
+}

@@ -218,4 +218,29 @@ void instance_list_free(struct instance_list *l);
 /* Append (key copied, row taken: *row is zeroed). */
 void instance_list_add(struct instance_list *l, const char *key, struct instance_row *row);
 
+/* ---- offers: key "m/<project>/<backend>" (core/offerd.c) ---- */
+
+/* What the offers cache knows of one backend's offers and credentials. */
+struct offers_meta {
+	char *digest;      /* "digest": the config digest the record is for */
+	char *src;         /* "src": the source key the offers came from (offerd_source_key) */
+	double data_at;    /* "data_at": when the cached offers were fetched (0: none cached) */
+	double checked_at; /* "checked_at": the last refresh that reached its source */
+	double attempt_at; /* "attempt_at": the last refresh tried */
+	char *version;     /* "version": the source's version of the cached offers */
+	char *source;      /* "source": where they came from (path or URL) */
+	double count;      /* "count": offers cached */
+	double skipped;    /* "skipped": malformed catalog rows */
+	char *error;       /* "error": the last refresh's failure ("" none) */
+	double error_at;   /* "error_at" */
+	char *cred;        /* "cred": the credential check: valid, invalid, unknown, "" never */
+	char *cred_reason; /* "cred_reason": the provider's reason ("" none) */
+	double cred_at;    /* "cred_at" */
+	struct cJSON *extra;
+};
+
+void offers_meta_decode(const struct cJSON *o, struct offers_meta *out);
+struct cJSON *offers_meta_encode(const struct offers_meta *m);
+void offers_meta_free(struct offers_meta *m);
+
 #endif

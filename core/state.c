@@ -1,7 +1,6 @@
 /* state: see state.h. */
 #include "state.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,7 +8,7 @@
 #include <string.h>
 
 #include "../backends/backend.h"
-#include "../lib/jsonx.h"
+#include "records.h"
 #include "offerd.h"
 #include "../lib/ydoc.h"
 
@@ -362,31 +361,32 @@ static void status_time(struct buf *out, const char *key, double t)
 }
 
 /* The offers cache of the backend (core/offerd.h). */
-static void status_offers(struct buf *out, const struct st_backend *b, const cJSON *m)
+static void status_offers(struct buf *out, const struct st_backend *b,
+			  const struct offers_meta *m)
 {
 	const struct backend_ops *ops = b->has_config ? backend_find(b->type) : NULL;
 	if (!ops || !ops->offers) {
 		buf_printf(out, "offers: null\n");
 		return;
 	}
-	if (!m || strcmp(jx_str(m, "digest"), b->digest)) {
+	if (strcmp(m->digest, b->digest)) {
 		buf_printf(out, "offers:\n  state: fetching\n");
 		return;
 	}
-	const char *err = jx_str(m, "error");
-	bool have = jx_num(m, "data_at") > 0;
+	const char *err = m->error;
+	bool have = m->data_at > 0;
 	buf_printf(out, "offers:\n  state: %s\n  count: %.0f\n",
-		   err[0] ? (have ? "stale" : "failed") : "fresh", jx_num(m, "count"));
+		   err[0] ? (have ? "stale" : "failed") : "fresh", m->count);
 	buf_printf(out, "  source: ");
-	buf_yaml_str(out, jx_str(m, "source"));
+	buf_yaml_str(out, m->source);
 	buf_printf(out, "\n  version: ");
-	buf_yaml_str(out, jx_str(m, "version"));
-	buf_printf(out, "\n  skipped_rows: %.0f\n  ttl_seconds: %d\n", jx_num(m, "skipped"),
+	buf_yaml_str(out, m->version);
+	buf_printf(out, "\n  skipped_rows: %.0f\n  ttl_seconds: %d\n", m->skipped,
 		   backend_type_find(b->type)->offers_ttl);
-	status_time(out, "fetched_at", jx_num(m, "data_at"));
-	status_time(out, "checked_at", jx_num(m, "checked_at"));
+	status_time(out, "fetched_at", m->data_at);
+	status_time(out, "checked_at", m->checked_at);
 	if (err[0]) {
-		status_time(out, "error_at", jx_num(m, "error_at"));
+		status_time(out, "error_at", m->error_at);
 		buf_printf(out, "  error: ");
 		buf_yaml_str(out, err);
 		buf_printf(out, "\n");
@@ -405,15 +405,17 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 	if (r)
 		return r;
 	r = store_backend_get(tx, project, name, &b);
-	cJSON *m = NULL;
+	struct offers_meta meta, *m = &meta;
+	offers_meta_decode(NULL, m);
 	if (!r) {
-		char key[2 * STORE_NAME_MAX + 4];
-		offerd_key(key, sizeof(key), 'm', project, name);
-		(void)store_obj_get(tx, SDB_OFFERS, key, &m);
+		offers_meta_free(m);
+		(void)offerd_meta(tx, project, name, m);
 	}
 	store_abort(tx);
-	if (r)
+	if (r) {
+		offers_meta_free(m);
 		return r;
+	}
 	buf_printf(out, "# fleetfs backend status (format: docs/filesystem.md#status)\n");
 	if (!b.has_config) {
 		buf_printf(out, "state: unconfigured\n");
@@ -425,20 +427,19 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 		buf_printf(out, "\n");
 	} else {
 		/* the credential check runs with each offers refresh (core/offerd.c) */
-		const char *cred = m && !strcmp(jx_str(m, "digest"), b.digest) ? jx_str(m, "cred")
-									      : "";
+		const char *cred = !strcmp(m->digest, b.digest) ? m->cred : "";
 		const struct backend_ops *ops = backend_find(b.type);
 		time_iso((time_t)b.committed_at, ts, sizeof(ts));
 		if (!strcmp(cred, "valid") || !strcmp(cred, "invalid")) {
 			buf_printf(out, "state: %s\ntype: %s\nreason: ", cred, b.type);
 			buf_yaml_str(out, !strcmp(cred, "valid")
 						  ? "the provider accepted the credentials"
-						  : jx_str(m, "cred_reason"));
+						  : m->cred_reason);
 		} else {
 			buf_printf(out, "state: %s\ntype: %s\nreason: ",
 				   ops && ops->check ? "checking" : "unchecked", b.type);
 			buf_yaml_str(out, ops && ops->check
-						  ? (cred[0] ? jx_str(m, "cred_reason")
+						  ? (cred[0] ? m->cred_reason
 							     : "the credentials are being checked")
 						  : "the configuration is valid; fleetfs does not check "
 						    "credentials against this provider yet");
@@ -448,8 +449,8 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 			   (unsigned long long)b.size, ts);
 		buf_printf(out, "  sealed_files: %u\n", b.natt);
 	}
-	if (m && jx_num(m, "cred_at") > 0 && !strcmp(jx_str(m, "digest"), b.digest)) {
-		time_iso((time_t)jx_num(m, "cred_at"), ts, sizeof(ts));
+	if (m->cred_at > 0 && !strcmp(m->digest, b.digest)) {
+		time_iso((time_t)m->cred_at, ts, sizeof(ts));
 		buf_printf(out, "checked_at: %s\nregions: null\n", ts);
 	} else {
 		buf_printf(out, "checked_at: null\nregions: null\n");
@@ -463,6 +464,6 @@ int state_backend_status(struct store *s, const char *project, const char *name,
 		buf_printf(out, "last_error: null\n");
 	}
 	status_offers(out, &b, m);
-	cJSON_Delete(m);
+	offers_meta_free(m);
 	return 0;
 }
