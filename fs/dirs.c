@@ -234,14 +234,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Without opendir, every readdir call would list the directory again (100,000 offers come in
  * hundreds of calls): the listing made at offset 0 is kept for the calls that continue it, as
  * long as the state generation is the same, and dropped when a reader reaches its end. */
-#define LISTINGS 8
-
-static pthread_mutex_t listings_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	fuse_ino_t ino;
-	uint64_t gen;
-	struct handle *h; /* holds one of h->lrefs */
-} listings[LISTINGS];
+#define LISTINGS FS_LISTINGS
 
 static uint64_t cur_gen(struct fs *fs)
 {
@@ -264,13 +257,13 @@ static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, off_t off,
 		return h;
 	uint64_t gen = cur_gen(fs);
 	*own = true;
-	pthread_mutex_lock(&listings_lock);
+	pthread_mutex_lock(&fs->listings_lock);
 	for (size_t i = 0; off > 0 && i < LISTINGS && !h; i++)
-		if (listings[i].h && listings[i].ino == ino && listings[i].gen == gen) {
-			h = listings[i].h;
+		if (fs->listings[i].h && fs->listings[i].ino == ino && fs->listings[i].gen == gen) {
+			h = fs->listings[i].h;
 			h->lrefs++;
 		}
-	pthread_mutex_unlock(&listings_lock);
+	pthread_mutex_unlock(&fs->listings_lock);
 	if (h)
 		return h;
 	int r = dir_listing(fs, ino, &h);
@@ -279,17 +272,17 @@ static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, off_t off,
 		return NULL;
 	}
 	h->lrefs = 2; /* this reader's and the cache's */
-	pthread_mutex_lock(&listings_lock);
+	pthread_mutex_lock(&fs->listings_lock);
 	size_t slot = (size_t)(ino % LISTINGS);
 	for (size_t i = 0; i < LISTINGS; i++)
-		if (listings[i].h && listings[i].ino == ino)
+		if (fs->listings[i].h && fs->listings[i].ino == ino)
 			slot = i;
-	if (listings[slot].h && --listings[slot].h->lrefs == 0)
-		old = listings[slot].h;
-	listings[slot].ino = ino;
-	listings[slot].gen = gen;
-	listings[slot].h = h;
-	pthread_mutex_unlock(&listings_lock);
+	if (fs->listings[slot].h && --fs->listings[slot].h->lrefs == 0)
+		old = fs->listings[slot].h;
+	fs->listings[slot].ino = ino;
+	fs->listings[slot].gen = gen;
+	fs->listings[slot].h = h;
+	pthread_mutex_unlock(&fs->listings_lock);
 	if (old)
 		dir_handle_free(fs, old);
 	return h;
@@ -298,8 +291,8 @@ static struct handle *listing_for(fuse_req_t req, fuse_ino_t ino, off_t off,
 void listings_drop(struct fs *fs)
 {
 	for (size_t i = 0; i < LISTINGS; i++) {
-		struct handle *h = listings[i].h;
-		listings[i].h = NULL;
+		struct handle *h = fs->listings[i].h;
+		fs->listings[i].h = NULL;
 		if (h && --h->lrefs == 0)
 			dir_handle_free(fs, h);
 	}
@@ -309,14 +302,14 @@ void listings_drop(struct fs *fs)
  * the next listing starts afresh). */
 static void listing_done(struct fs *fs, struct handle *h, bool at_end)
 {
-	pthread_mutex_lock(&listings_lock);
+	pthread_mutex_lock(&fs->listings_lock);
 	unsigned left = --h->lrefs;
 	for (size_t i = 0; at_end && i < LISTINGS; i++)
-		if (listings[i].h == h) {
-			listings[i].h = NULL;
+		if (fs->listings[i].h == h) {
+			fs->listings[i].h = NULL;
 			left = --h->lrefs;
 		}
-	pthread_mutex_unlock(&listings_lock);
+	pthread_mutex_unlock(&fs->listings_lock);
 	if (left == 0)
 		dir_handle_free(fs, h);
 }

@@ -73,6 +73,15 @@ enum nkind {
 struct catalog;
 struct http_client;
 struct bk_memo;
+struct handle;
+
+/* A directory listing kept for the readdir calls that continue it (fs/dirs.c). */
+#define FS_LISTINGS 8
+struct listing_slot {
+	fuse_ino_t ino;
+	uint64_t gen;
+	struct handle *h; /* holds one of h->lrefs */
+};
 struct offerd;
 
 struct draft {
@@ -131,6 +140,8 @@ struct fs {
 	struct bk_memo *bkmemo;       /* the provider clients' memory (backends/backend.h) */
 	struct offerd *offerd;        /* keeps the offers cache fresh */
 	int offers_wait_ms;           /* -o offers_wait: bound on waiting for a first fetch */
+	pthread_mutex_t listings_lock; /* listings */
+	struct listing_slot listings[FS_LISTINGS]; /* fs/dirs.c: listings kept between readdirs */
 	pthread_mutex_t offers_lock;  /* offsnaps */
 	struct offsnap *offsnaps[64];
 	size_t noffsnaps;

@@ -165,6 +165,7 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&fs.lock, NULL);
 	pthread_mutex_init(&fs.cache_lock, NULL);
 	pthread_mutex_init(&fs.offers_lock, NULL);
+	pthread_mutex_init(&fs.listings_lock, NULL);
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
 		goto out;
 	if (o.help) {
