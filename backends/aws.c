@@ -452,7 +452,7 @@ static int aws_check(const struct backend_ctx *ctx, char *err, size_t errlen)
 			if (jobs[i].rc) {
 				r = jobs[i].rc == -ENOENT || jobs[i].rc == -EINVAL ? -EINVAL
 										   : jobs[i].rc;
-				(void)fmt(err, errlen, "%s", jobs[i].err);
+				fmt_cut(err, errlen, "%s", jobs[i].err);
 			}
 		free(jobs);
 	}
@@ -1460,7 +1460,7 @@ static int launch_in_zones(struct aws_api *a, const struct launch *l, const stru
 				vm_data(out, o->region, zone, l->c->public_ips, spot, l->pg,
 					l->c->public_ips && l->efa_max > 1);
 				(void)fmt(out->zone, sizeof(out->zone), "%s", zone);
-				(void)fmt(out->detail, sizeof(out->detail), "%s", skipped);
+				fmt_cut(out->detail, sizeof(out->detail), "%s", skipped);
 			}
 			xmlFreeDoc(doc);
 			return r;
@@ -1631,7 +1631,7 @@ static int aws_get(const struct backend_ctx *ctx, const char *id, const char *ba
 			acfg_free(&c);
 		}
 		if (er) /* it stays without an address: shown, and timed out if it lasts */
-			(void)fmt(out->status, sizeof(out->status), "running, no Elastic IP yet");
+			fmt_cut(out->status, sizeof(out->status), "running, no Elastic IP yet");
 		if (er == -ECANCELED)
 			r = er;
 	}
@@ -1639,7 +1639,7 @@ static int aws_get(const struct backend_ctx *ctx, const char *id, const char *ba
 		/* not visible yet: AWS's describe lags its creates */
 		memset(out, 0, sizeof(*out));
 		(void)fmt(out->id, sizeof(out->id), "%s", id);
-		(void)fmt(out->status, sizeof(out->status), "not visible yet");
+		fmt_cut(out->status, sizeof(out->status), "not visible yet");
 		(void)fmt(out->region, sizeof(out->region), "%s", v.region);
 		out->state = BK_VM_PENDING;
 		err[0] = '\0';
@@ -1762,7 +1762,7 @@ static int aws_list_own(const struct backend_ctx *ctx, struct bk_vm **out, size_
 	for (size_t i = 0; i < c.nregions; i++) {
 		if (jobs[i].rc && !r) {
 			r = jobs[i].rc;
-			(void)fmt(err, errlen, "%s", jobs[i].err);
+			fmt_cut(err, errlen, "%s", jobs[i].err);
 		}
 		total += jobs[i].n;
 	}

@@ -380,11 +380,11 @@ static int aws_fail(struct aws_api *a, const char *action, const char *code, con
 	str_sanitize(m, sizeof(m), msg ? msg : "");
 	(void)fmt(a->code, sizeof(a->code), "%s", code);
 	if (*code && *m)
-		(void)fmt(err, errlen, "aws: %s: %s: %s", action, code, m);
+		fmt_cut(err, errlen, "aws: %s: %s: %s", action, code, m);
 	else if (*code)
-		(void)fmt(err, errlen, "aws: %s: %s (HTTP %ld)", action, code, status);
+		fmt_cut(err, errlen, "aws: %s: %s (HTTP %ld)", action, code, status);
 	else
-		(void)fmt(err, errlen, "aws: %s: HTTP %ld", action, status);
+		fmt_cut(err, errlen, "aws: %s: HTTP %ld", action, status);
 	backend_redact(a->creds.secret_access_key, err);
 	backend_redact(a->creds.session_token, err);
 	return *code ? aws_errno(code, status) : status >= 500 ? -EIO : -EPROTO;
@@ -445,8 +445,8 @@ static int aws_send(struct aws_api *a, enum aws_service svc, const char *region,
 			       .max_attempts = a->max_attempts, .final_markers = final};
 	r = http_do(a->ctx->http, &req, resp);
 	if (r)
-		(void)fmt(err, errlen, "aws: %s: %s", s->sig_name, resp->err[0] ? resp->err
-									 : strerror(-r));
+		fmt_cut(err, errlen, "aws: %s: %s", s->sig_name,
+			resp->err[0] ? resp->err : strerror(-r));
 	free(h_ct);
 	free(h_date);
 	backend_secret_free(h_auth);
@@ -466,7 +466,7 @@ int aws_query(struct aws_api *a, enum aws_service svc, const char *region,
 	a->code[0] = '\0';
 	a->status = 0;
 	if (q->too_big) {
-		fmt(err, errlen, "%s: request larger than 1 MiB", q->action);
+		fmt_cut(err, errlen, "%s: request larger than 1 MiB", q->action);
 		return -EFBIG;
 	}
 	buf_init(&body, q->b.len + 4096); /* room for Action and Version */

@@ -121,11 +121,11 @@ static int prof_read(const char *path, struct prof *p, char *err, size_t errlen)
 	if (r == -ENOENT)
 		goto out;
 	if (r == -EFBIG) {
-		(void)fmt(err, errlen, "aws creds: %s is over %d bytes", path, AWS_CREDS_FILE_MAX);
+		fmt_cut(err, errlen, "aws creds: %s is over %d bytes", path, AWS_CREDS_FILE_MAX);
 		goto out;
 	}
 	if (r) {
-		(void)fmt(err, errlen, "aws creds: cannot read %s: %s", path, strerror(-r));
+		fmt_cut(err, errlen, "aws creds: cannot read %s: %s", path, strerror(-r));
 		r = -EINVAL;
 		goto out;
 	}
@@ -133,11 +133,11 @@ static int prof_read(const char *path, struct prof *p, char *err, size_t errlen)
 	int line = ini_parse_string(b.data ? b.data : "", prof_handler, p);
 	if (line == -2) {
 		r = -ENOMEM;
-		(void)fmt(err, errlen, "aws creds: out of memory reading %s", path);
+		fmt_cut(err, errlen, "aws creds: out of memory reading %s", path);
 	} else if (line) {
 		r = -EINVAL;
-		(void)fmt(err, errlen, "aws creds: %s: line %d is not INI (or is over %d bytes)",
-			  path, line, AWS_CREDS_LINE_MAX - 3);
+		fmt_cut(err, errlen, "aws creds: %s: line %d is not INI (or is over %d bytes)",
+			path, line, AWS_CREDS_LINE_MAX - 3);
 	}
 out:
 	if (b.data)
@@ -171,14 +171,14 @@ static int prof_take(struct prof *p, const char *path, struct aws_creds *out, ch
 	if (!p->id && !p->secret)
 		return 0;
 	if (!p->id || !*p->id || !p->secret || !*p->secret)
-		return fmt(err, errlen, "aws creds: profile %s in %s has %s but no %s", p->name,
-			   path, p->id ? "aws_access_key_id" : "aws_secret_access_key",
-			   p->id ? "aws_secret_access_key" : "aws_access_key_id"),
+		return fmt_cut(err, errlen, "aws creds: profile %s in %s has %s but no %s", p->name,
+			       path, p->id ? "aws_access_key_id" : "aws_secret_access_key",
+			       p->id ? "aws_secret_access_key" : "aws_access_key_id"),
 		       -EINVAL;
 	if (fmt(out->access_key_id, sizeof(out->access_key_id), "%s", p->id))
-		return fmt(err, errlen,
-			   "aws creds: aws_access_key_id of profile %s in %s is too long", p->name,
-			   path),
+		return fmt_cut(err, errlen,
+			       "aws creds: aws_access_key_id of profile %s in %s is too long",
+			       p->name, path),
 		       -EINVAL;
 	out->secret_access_key = p->secret;
 	p->secret = NULL;
@@ -250,23 +250,23 @@ static int imds_creds(const char *body, size_t len, const char *role, struct aws
 	const char *exp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "Expiration"));
 	long long expires = 0;
 	if (!cJSON_IsObject(j)) {
-		(void)fmt(why, whylen, "the credentials of role %s are not JSON", role);
+		fmt_cut(why, whylen, "the credentials of role %s are not JSON", role);
 		goto out;
 	}
 	if (code && (!cJSON_IsString(code) || strcmp(code->valuestring, "Success"))) {
-		(void)fmt(why, whylen,
-			  "the credentials of role %s are not available (Code not Success)", role);
+		fmt_cut(why, whylen,
+			"the credentials of role %s are not available (Code not Success)", role);
 		r = -EACCES;
 		goto out;
 	}
 	if (!id || !*id || !sec || !*sec || strlen(id) >= sizeof(out->access_key_id)) {
-		(void)fmt(why, whylen,
-			  "the credentials of role %s lack AccessKeyId or SecretAccessKey", role);
+		fmt_cut(why, whylen,
+			"the credentials of role %s lack AccessKeyId or SecretAccessKey", role);
 		goto out;
 	}
 	if (exp && iso_parse(exp, &expires)) {
-		(void)fmt(why, whylen, "the credentials of role %s have a malformed Expiration",
-			  role);
+		fmt_cut(why, whylen, "the credentials of role %s have a malformed Expiration",
+			role);
 		goto out;
 	}
 	(void)fmt(out->access_key_id, sizeof(out->access_key_id), "%s", id);
@@ -298,14 +298,14 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	const char *const get_h[] = {hdr, NULL};
 
 	if (fmt(url, sizeof(url), "%s/latest/api/token", base))
-		return fmt(why, whylen, "endpoint too long"), -EINVAL;
+		return fmt_cut(why, whylen, "endpoint too long"), -EINVAL;
 	r = imds_call(http, "PUT", url, put_h, &resp);
 	if (r) {
-		(void)fmt(why, whylen, "no token (%s)", resp.err);
+		fmt_cut(why, whylen, "no token (%s)", resp.err);
 		goto out;
 	}
 	if (resp.status != 200) {
-		(void)fmt(why, whylen, "the token request got HTTP %ld", resp.status);
+		fmt_cut(why, whylen, "the token request got HTTP %ld", resp.status);
 		r = -EACCES;
 		goto out;
 	}
@@ -316,7 +316,7 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	for (size_t i = 0; ok && i < n; i++)
 		ok = isgraph((unsigned char)resp.body.data[i]);
 	if (!ok) {
-		(void)fmt(why, whylen, "the token is malformed");
+		fmt_cut(why, whylen, "the token is malformed");
 		r = -EINVAL;
 		goto out;
 	}
@@ -328,16 +328,16 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	(void)fmt(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base);
 	r = imds_call(http, "GET", url, get_h, &resp);
 	if (r) {
-		(void)fmt(why, whylen, "the role listing failed (%s)", resp.err);
+		fmt_cut(why, whylen, "the role listing failed (%s)", resp.err);
 		goto out;
 	}
 	if (resp.status == 404) {
-		(void)fmt(why, whylen, "no IAM role attached to this instance");
+		fmt_cut(why, whylen, "no IAM role attached to this instance");
 		r = -EACCES;
 		goto out;
 	}
 	if (resp.status != 200) {
-		(void)fmt(why, whylen, "the role listing got HTTP %ld", resp.status);
+		fmt_cut(why, whylen, "the role listing got HTTP %ld", resp.status);
 		r = -EACCES;
 		goto out;
 	}
@@ -346,7 +346,7 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	size_t rl = strcspn(p, " \t\r\n");
 	(void)fmt(role, sizeof(role), "%.*s", (int)(rl < sizeof(role) ? rl : sizeof(role) - 1), p);
 	if (rl >= sizeof(role) || !role_valid(role)) {
-		(void)fmt(why, whylen, "the role listing has no valid role name");
+		fmt_cut(why, whylen, "the role listing has no valid role name");
 		r = -EINVAL;
 		goto out;
 	}
@@ -355,12 +355,11 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	(void)fmt(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", base, role);
 	r = imds_call(http, "GET", url, get_h, &resp);
 	if (r) {
-		(void)fmt(why, whylen, "the credentials of role %s failed (%s)", role, resp.err);
+		fmt_cut(why, whylen, "the credentials of role %s failed (%s)", role, resp.err);
 		goto out;
 	}
 	if (resp.status != 200) {
-		(void)fmt(why, whylen, "the credentials of role %s got HTTP %ld", role,
-			  resp.status);
+		fmt_cut(why, whylen, "the credentials of role %s got HTTP %ld", role, resp.status);
 		r = -EACCES;
 		goto out;
 	}
@@ -383,13 +382,13 @@ static int from_config(const struct backend_ctx *ctx, struct aws_creds *out, cha
 	char *sec = backend_config_str(ctx, "creds.secret_key");
 	int r = -EINVAL;
 	if (!id || !*id || !sec || !*sec) {
-		(void)fmt(err, errlen,
-			  "aws: config.yml creds of type access_key need access_key and "
-			  "secret_key");
+		fmt_cut(err, errlen,
+			"aws: config.yml creds of type access_key need access_key and "
+			"secret_key");
 		goto out;
 	}
 	if (fmt(out->access_key_id, sizeof(out->access_key_id), "%s", id)) {
-		(void)fmt(err, errlen, "aws: config.yml creds.access_key is too long");
+		fmt_cut(err, errlen, "aws: config.yml creds.access_key is too long");
 		goto out;
 	}
 	out->secret_access_key = sec;
@@ -410,12 +409,12 @@ static int from_env(struct aws_creds *out, char *err, size_t errlen)
 	if (!has_id && !has_sec)
 		return 0;
 	if (!has_id || !has_sec)
-		return fmt(err, errlen, "aws creds: %s is set but %s is not",
-			   has_id ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
-			   has_id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID"),
+		return fmt_cut(err, errlen, "aws creds: %s is set but %s is not",
+			       has_id ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+			       has_id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID"),
 		       -EINVAL;
 	if (fmt(out->access_key_id, sizeof(out->access_key_id), "%s", id))
-		return fmt(err, errlen, "aws creds: AWS_ACCESS_KEY_ID is too long"), -EINVAL;
+		return fmt_cut(err, errlen, "aws creds: AWS_ACCESS_KEY_ID is too long"), -EINVAL;
 	out->secret_access_key = xstrdup(sec);
 	out->session_token = tok && *tok ? xstrdup(tok) : NULL;
 	(void)fmt(out->source, sizeof(out->source), "env");
@@ -445,11 +444,11 @@ static int from_chain(struct http_client *http, struct aws_creds *out, char *err
 		if (!ok) {
 			char shown[64];
 			str_sanitize(shown, sizeof(shown), envp);
-			return fmt(err, errlen,
-				   "aws creds: AWS_PROFILE \"%s\" is not a profile name "
-				   "(printable, no "
-				   "blanks or brackets, at most %d characters)",
-				   shown, PROFILE_NAME_MAX),
+			return fmt_cut(err, errlen,
+				       "aws creds: AWS_PROFILE \"%s\" is not a profile name "
+				       "(printable, no "
+				       "blanks or brackets, at most %d characters)",
+				       shown, PROFILE_NAME_MAX),
 			       -EINVAL;
 		}
 	}
@@ -505,9 +504,9 @@ static int from_chain(struct http_client *http, struct aws_creds *out, char *err
 	for (size_t n = strlen(base); n && base[n - 1] == '/';)
 		base[--n] = '\0';
 	if (dis && !strcasecmp(dis, "true"))
-		(void)fmt(why, sizeof(why), "disabled by AWS_EC2_METADATA_DISABLED");
+		fmt_cut(why, sizeof(why), "disabled by AWS_EC2_METADATA_DISABLED");
 	else if (!http)
-		(void)fmt(why, sizeof(why), "no HTTP client");
+		fmt_cut(why, sizeof(why), "no HTTP client");
 	else {
 		r = imds_resolve(http, base, out, why, sizeof(why));
 		if (r == 0) {
@@ -515,16 +514,16 @@ static int from_chain(struct http_client *http, struct aws_creds *out, char *err
 			goto out;
 		}
 		if (r != -EACCES) {
-			(void)fmt(err, errlen, "aws creds: IMDS at %s: %s", base, why);
+			fmt_cut(err, errlen, "aws creds: IMDS at %s: %s", base, why);
 			goto out;
 		}
 	}
-	(void)fmt(err, errlen,
-		  "aws creds: no credentials found; tried: environment (AWS_ACCESS_KEY_ID, "
-		  "AWS_SECRET_ACCESS_KEY unset), profile %s in %s (%s) and %s (%s), EC2 IMDSv2 at "
-		  "%s (%s)",
-		  pname, cred_path[0] ? cred_path : "~/.aws/credentials", file_state(rc, &cred),
-		  conf_path[0] ? conf_path : "~/.aws/config", file_state(rf, &conf), base, why);
+	fmt_cut(err, errlen,
+		"aws creds: no credentials found; tried: environment (AWS_ACCESS_KEY_ID, "
+		"AWS_SECRET_ACCESS_KEY unset), profile %s in %s (%s) and %s (%s), EC2 IMDSv2 at "
+		"%s (%s)",
+		pname, cred_path[0] ? cred_path : "~/.aws/credentials", file_state(rc, &cred),
+		conf_path[0] ? conf_path : "~/.aws/config", file_state(rf, &conf), base, why);
 	r = -EACCES;
 out:
 	prof_free(&cred);

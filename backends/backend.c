@@ -21,17 +21,17 @@ int backend_config_parse(const char *text, size_t len, struct backend_config *ou
 	char e[256];
 	memset(out, 0, sizeof(*out));
 	if (ydoc_load(text ? text : "", len, "config.yml", &out->doc, e, sizeof(e)))
-		return fmt(err, errlen, "config.yml: %s", e), -EINVAL;
+		return fmt_cut(err, errlen, "config.yml: %s", e), -EINVAL;
 	out->root = ydoc_root(out->doc);
 	if (!out->root || ydoc_kind(out->doc, out->root) != Y_MAP) {
 		backend_config_free(out);
-		return fmt(err, errlen, "config.yml: not a mapping"), -EINVAL;
+		return fmt_cut(err, errlen, "config.yml: not a mapping"), -EINVAL;
 	}
 	unsigned int n = 0;
 	if (!EVP_Digest(text ? text : "", len, out->digest, &n, EVP_sha256(), NULL) ||
 	    n != sizeof(out->digest)) {
 		backend_config_free(out);
-		return fmt(err, errlen, "config.yml: digest failed"), -ENOMEM;
+		return fmt_cut(err, errlen, "config.yml: digest failed"), -ENOMEM;
 	}
 	return 0;
 }
@@ -113,7 +113,7 @@ int backend_json(const struct backend_ctx *ctx, const char *method, const char *
 	if (out)
 		*out = NULL;
 	if (r) {
-		(void)fmt(err, errlen, "%s", resp.err[0] ? resp.err : strerror(-r));
+		fmt_cut(err, errlen, "%s", resp.err[0] ? resp.err : strerror(-r));
 	} else {
 		*status = resp.status;
 		if (out && resp.body.len)
@@ -136,7 +136,7 @@ int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_
 	memset(a, 0, sizeof(*a));
 	a->ctx = ctx;
 	if (fmt(a->base, sizeof(a->base), "%.*s", (int)n, b))
-		return fmt(err, errlen, "%s: the API endpoint is too long", ctx->type),
+		return fmt_cut(err, errlen, "%s: the API endpoint is too long", ctx->type),
 		       -ENAMETOOLONG;
 	if (!need_key)
 		return 0;
@@ -144,7 +144,8 @@ int backend_api_open(const struct backend_ctx *ctx, const char *dflt, bool need_
 	if (!a->key || !*a->key) {
 		backend_secret_free(a->key);
 		a->key = NULL;
-		return fmt(err, errlen, "%s: config.yml has no creds.api_key", ctx->type), -EINVAL;
+		return fmt_cut(err, errlen, "%s: config.yml has no creds.api_key", ctx->type),
+		       -EINVAL;
 	}
 	return 0;
 }
@@ -174,7 +175,7 @@ int backend_fail(char *err, size_t errlen, int rc, const char *f, ...)
 {
 	va_list ap;
 	va_start(ap, f);
-	(void)vfmt(err, errlen, f, ap);
+	vfmt_cut(err, errlen, f, ap);
 	va_end(ap);
 	return rc;
 }
@@ -338,14 +339,14 @@ static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *p
 		int r = e->rc;
 		memset(out, 0, sizeof(*out));
 		buf_init(&out->csv, e->csv.limit ? e->csv.limit : 1);
-		(void)fmt(err, errlen, "%s", e->err);
+		fmt_cut(err, errlen, "%s", e->err);
 		if (!r) {
 			(void)fmt(out->version, sizeof(out->version), "%s", e->version);
 			(void)fmt(out->source, sizeof(out->source), "%s", e->source);
 			out->unchanged = !strcmp(known, e->version);
 			if (!out->unchanged && buf_append(&out->csv, e->csv.data ? e->csv.data : "",
 							  e->csv.len)) {
-				(void)fmt(err, errlen, "catalog: out of memory");
+				fmt_cut(err, errlen, "catalog: out of memory");
 				r = -ENOMEM;
 			}
 		}
@@ -374,7 +375,7 @@ static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *p
 	pthread_mutex_lock(&sh->lock);
 	fresh->rc = r;
 	fresh->at_ms = share_ms();
-	(void)fmt(fresh->err, sizeof(fresh->err), "%s", r ? err : "");
+	fmt_cut(fresh->err, sizeof(fresh->err), "%s", r ? err : "");
 	if (!r) {
 		(void)fmt(fresh->version, sizeof(fresh->version), "%s", out->version);
 		(void)fmt(fresh->source, sizeof(fresh->source), "%s", out->source);
@@ -399,7 +400,7 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 	const char *prov = backend_type_catalog(ctx->type);
 	struct catalog_fetch f;
 	if (!prov || !ctx->catalog)
-		return fmt(err, errlen, "no catalog for backend type %s", ctx->type), -ENOTSUP;
+		return fmt_cut(err, errlen, "no catalog for backend type %s", ctx->type), -ENOTSUP;
 	int r = req->share ? share_catalog(req->share, ctx->catalog, prov, req->known_version, &f,
 					   err, errlen)
 			   : catalog_fetch(ctx->catalog, prov, req->known_version, &f, err, errlen);

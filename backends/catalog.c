@@ -47,8 +47,10 @@ int catalog_new(const char *loc, struct catalog **out, char *err, size_t errlen)
 	else if (loc[0] == '/')
 		k = K_DIR;
 	else
-		return fmt(err, errlen, "catalog: expected none, an absolute directory or an "
-					"http(s) URL"), -EINVAL;
+		return fmt_cut(err, errlen,
+			       "catalog: expected none, an absolute directory or an "
+			       "http(s) URL"),
+		       -EINVAL;
 	struct catalog *c = xcalloc(1, sizeof(*c));
 	c->kind = k;
 	c->loc = xstrdup(loc);
@@ -89,7 +91,7 @@ static int fetch_dir(struct catalog *c, const char *provider, const char *known,
 	(void)fmt(out->source, sizeof(out->source), "%s/%s.csv", c->loc, provider);
 	if (stat(out->source, &st) != 0) {
 		int e = errno;
-		return fmt(err, errlen, "%s: %s", out->source, strerror(e)), -e;
+		return fmt_cut(err, errlen, "%s: %s", out->source, strerror(e)), -e;
 	}
 	(void)fmt(out->version, sizeof(out->version), "%lld-%lld.%09ld", (long long)st.st_size,
 		  (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
@@ -99,9 +101,9 @@ static int fetch_dir(struct catalog *c, const char *provider, const char *known,
 	}
 	int r = buf_read_file(&out->csv, out->source);
 	if (r == -EFBIG)
-		(void)fmt(err, errlen, "%s: larger than 256 MiB", out->source);
+		fmt_cut(err, errlen, "%s: larger than 256 MiB", out->source);
 	else if (r)
-		(void)fmt(err, errlen, "%s: %s", out->source, strerror(-r));
+		fmt_cut(err, errlen, "%s: %s", out->source, strerror(-r));
 	return r;
 }
 
@@ -110,16 +112,17 @@ static int get(struct catalog *c, const char *url, const char *what, long timeou
 	       size_t max_body, struct http_resp *resp, char *err, size_t errlen)
 {
 	if (!c->http)
-		return fmt(err, errlen, "%s: no HTTP client", what), -EIO;
+		return fmt_cut(err, errlen, "%s: no HTTP client", what), -EIO;
 	int r = http_get(c->http, url, timeout_ms, max_body, FETCH_ATTEMPTS, resp);
 	if (r)
-		return fmt(err, errlen, "%s: %s", what, resp->err[0] ? resp->err : strerror(-r)),
+		return fmt_cut(err, errlen, "%s: %s", what,
+			       resp->err[0] ? resp->err : strerror(-r)),
 		       r;
 	if (resp->status == 404 || resp->status == 403)
-		return fmt(err, errlen, "%s: HTTP %ld (no catalog there)", what, resp->status),
+		return fmt_cut(err, errlen, "%s: HTTP %ld (no catalog there)", what, resp->status),
 		       -ENOENT;
 	if (resp->status != 200)
-		return fmt(err, errlen, "%s: HTTP %ld", what, resp->status), -EIO;
+		return fmt_cut(err, errlen, "%s: HTTP %ld", what, resp->status), -EIO;
 	return 0;
 }
 
@@ -153,7 +156,7 @@ static int fetch_url(struct catalog *c, const char *provider, const char *known,
 	int r = get(c, url, "catalog version", VERSION_TIMEOUT_MS, 4096, &resp, err, errlen);
 	if (!r && version_parse(&resp.body, out->version, sizeof(out->version))) {
 		r = -EPROTO;
-		(void)fmt(err, errlen, "catalog version: not a version string");
+		fmt_cut(err, errlen, "catalog version: not a version string");
 	}
 	http_resp_free(&resp);
 	if (r)
@@ -194,7 +197,7 @@ int catalog_fetch(struct catalog *c, const char *provider, const char *known,
 		break;
 	default:
 		r = -ENOTSUP;
-		(void)fmt(err, errlen, "no catalog (mounted with -o catalog=none)");
+		fmt_cut(err, errlen, "no catalog (mounted with -o catalog=none)");
 	}
 	if (r)
 		catalog_fetch_free(out);
@@ -209,13 +212,14 @@ int catalog_unzip(const void *data, size_t len, const char *name, struct buf *ou
 	zip_file_t *zf = NULL;
 	int r = 0;
 	if (len == 0) /* libzip reads nothing as an empty archive */
-		return fmt(err, errlen, "catalog.zip: empty"), -EPROTO;
+		return fmt_cut(err, errlen, "catalog.zip: empty"), -EPROTO;
 	zip_error_init(&ze);
 	zip_source_t *src = zip_source_buffer_create(data, len, 0, &ze);
 	if (src)
 		za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
 	if (!za) {
-		(void)fmt(err, errlen, "catalog.zip: not a zip archive (%s)", zip_error_strerror(&ze));
+		fmt_cut(err, errlen, "catalog.zip: not a zip archive (%s)",
+			zip_error_strerror(&ze));
 		zip_source_free(src);
 		zip_error_fini(&ze);
 		return -EPROTO;
@@ -224,20 +228,20 @@ int catalog_unzip(const void *data, size_t len, const char *name, struct buf *ou
 	zip_stat_t st;
 	if (i < 0) {
 		r = -ENOENT;
-		(void)fmt(err, errlen, "catalog.zip has no %s", name);
+		fmt_cut(err, errlen, "catalog.zip has no %s", name);
 		goto out;
 	}
 	zip_stat_init(&st);
 	if (zip_stat_index(za, (zip_uint64_t)i, 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE) &&
 	    st.size > out->limit - out->len) {
 		r = -EFBIG;
-		(void)fmt(err, errlen, "catalog.zip: %s is larger than %zu bytes", name, out->limit);
+		fmt_cut(err, errlen, "catalog.zip: %s is larger than %zu bytes", name, out->limit);
 		goto out;
 	}
 	zf = zip_fopen_index(za, (zip_uint64_t)i, 0);
 	if (!zf) {
 		r = -EPROTO;
-		(void)fmt(err, errlen, "catalog.zip: %s: %s", name, zip_strerror(za));
+		fmt_cut(err, errlen, "catalog.zip: %s: %s", name, zip_strerror(za));
 		goto out;
 	}
 	char chunk[65536];
@@ -245,13 +249,13 @@ int catalog_unzip(const void *data, size_t len, const char *name, struct buf *ou
 		zip_int64_t n = zip_fread(zf, chunk, sizeof(chunk));
 		if (n < 0) { /* bad checksum, truncated or corrupt deflate data */
 			r = -EPROTO;
-			(void)fmt(err, errlen, "catalog.zip: %s: %s", name, zip_file_strerror(zf));
+			fmt_cut(err, errlen, "catalog.zip: %s: %s", name, zip_file_strerror(zf));
 			break;
 		}
 		if (n == 0)
 			break;
 		if ((r = buf_append(out, chunk, (size_t)n))) {
-			(void)fmt(err, errlen, "catalog.zip: %s is too large", name);
+			fmt_cut(err, errlen, "catalog.zip: %s is too large", name);
 			break;
 		}
 	}

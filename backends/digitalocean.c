@@ -121,13 +121,13 @@ static void dgo_errmsg(const struct dgo *d, const char *method, const char *path
 	const char *id = backend_jstr(doc, "id"), *msg = backend_jstr(doc, "message");
 	char i[96], m[400];
 	if (!id && !msg) {
-		(void)fmt(err, errlen, "%s: %s %.*s: HTTP %ld", d->label, method,
-			  (int)strcspn(path, "?"), path, status);
+		fmt_cut(err, errlen, "%s: %s %.*s: HTTP %ld", d->label, method,
+			(int)strcspn(path, "?"), path, status);
 		return;
 	}
 	str_sanitize(i, sizeof(i), id ? id : "error");
 	str_sanitize(m, sizeof(m), msg ? msg : "(no message)");
-	(void)fmt(err, errlen, "%s: %s: %s", d->label, i, m);
+	fmt_cut(err, errlen, "%s: %s: %s", d->label, i, m);
 }
 
 /* One API call: method on base + path (with its query) with the token, body (may be NULL).
@@ -149,14 +149,14 @@ static int dgo_call(struct dgo *d, const char *method, const char *path, const c
 		return backend_fail(err, errlen, -ENAMETOOLONG, "%s: URL too long", d->label);
 	r = backend_json(d->api.ctx, method, url, d->api.key, body, &st, &j, e, sizeof(e));
 	if (r) {
-		(void)fmt(err, errlen, "%s: %s", d->label, e); /* e names the method and URL */
+		fmt_cut(err, errlen, "%s: %s", d->label, e); /* e names the method and URL */
 	} else if (st < 200 || st > 299) {
 		r = backend_http_errno(st);
 		dgo_errmsg(d, method, path, st, j, err, errlen);
 	} else if (!cJSON_IsObject(j) && (j || strcmp(method, "DELETE"))) {
 		r = -EPROTO;
-		(void)fmt(err, errlen, "%s: %s %.*s: HTTP %ld without a JSON object", d->label,
-			  method, (int)strcspn(path, "?"), path, st);
+		fmt_cut(err, errlen, "%s: %s %.*s: HTTP %ld without a JSON object", d->label,
+			method, (int)strcspn(path, "?"), path, st);
 	}
 	*status = st;
 	if (r) {
@@ -817,7 +817,7 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 		if (!out->instance[0])
 			str_sanitize(out->instance, sizeof(out->instance), o->instance);
 		if (!out->status[0])
-			(void)fmt(out->status, sizeof(out->status), "new");
+			fmt_cut(out->status, sizeof(out->status), "new");
 	}
 	cJSON_Delete(body);
 	cJSON_Delete(doc);

@@ -346,7 +346,7 @@ static int pause_ms(struct http_client *c, int64_t ms)
 
 static void why_too_big(struct xfer *x)
 {
-	(void)fmt(x->why, sizeof(x->why), "response body over %zu bytes", x->resp->body.limit);
+	fmt_cut(x->why, sizeof(x->why), "response body over %zu bytes", x->resp->body.limit);
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -378,8 +378,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		r = buf_append(b, "\n", 1);
 	if (r) {
 		x->cb_err = r;
-		(void)fmt(x->why, sizeof(x->why), "response headers over %d bytes",
-			  HTTP_HEADERS_MAX);
+		fmt_cut(x->why, sizeof(x->why), "response headers over %d bytes", HTTP_HEADERS_MAX);
 		return 0;
 	}
 	return size * n;
@@ -402,8 +401,8 @@ static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *ud)
 	(void)h;
 	if (X509_STORE_load_file(SSL_CTX_get_cert_store(ssl_ctx), x->ca_bundle) == 1)
 		return CURLE_OK;
-	(void)fmt(x->why, sizeof(x->why), "cannot load CA certificates from %s (FLEETFS_CA_BUNDLE)",
-		  x->ca_bundle);
+	fmt_cut(x->why, sizeof(x->why), "cannot load CA certificates from %s (FLEETFS_CA_BUNDLE)",
+		x->ca_bundle);
 	return CURLE_SSL_CACERT_BADFILE;
 }
 
@@ -414,12 +413,12 @@ static int transport_errno(struct xfer *x)
 {
 	long os = 0;
 	if (x->cc == CURLE_ABORTED_BY_CALLBACK) { /* on_progress or perform, nothing else */
-		(void)fmt(x->why, sizeof(x->why), CANCELLED);
+		fmt_cut(x->why, sizeof(x->why), CANCELLED);
 		return -ECANCELED;
 	}
 	if (!x->why[0])
-		(void)fmt(x->why, sizeof(x->why), "%s",
-			  x->cerr[0] ? x->cerr : curl_easy_strerror(x->cc));
+		fmt_cut(x->why, sizeof(x->why), "%s",
+			x->cerr[0] ? x->cerr : curl_easy_strerror(x->cc));
 	if (x->cb_err)
 		return x->cb_err;
 	switch (x->cc) {
@@ -518,7 +517,7 @@ static CURLcode perform(struct xfer *x)
 			mc = curl_multi_poll(x->m, NULL, 0, CANCEL_POLL_MS, NULL);
 	}
 	if (mc) {
-		(void)fmt(x->why, sizeof(x->why), "%s", curl_multi_strerror(mc));
+		fmt_cut(x->why, sizeof(x->why), "%s", curl_multi_strerror(mc));
 		cc = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
 	}
 	/* mid-transfer, this closes the connection; the handle keeps its CURLINFO */
@@ -543,7 +542,7 @@ static int respond(struct xfer *x)
 	x->why[0] = '\0';
 	int rc = g_responder(g_responder_arg, x->req, r);
 	if (rc) {
-		(void)fmt(x->why, sizeof(x->why), "%s", strerror(-rc));
+		fmt_cut(x->why, sizeof(x->why), "%s", strerror(-rc));
 		r->status = 0;
 		(void)buf_truncate(&r->body, 0);
 		(void)buf_truncate(&r->headers, 0);
@@ -586,8 +585,8 @@ static int attempt(struct xfer *x, int n)
 				curl_easy_getinfo(x->h, CURLINFO_REDIRECT_URL, &next);
 			if (next && hop == HTTP_MAX_REDIRECTS) {
 				x->cc = CURLE_TOO_MANY_REDIRECTS;
-				(void)fmt(x->why, sizeof(x->why), "more than %d redirects",
-					  HTTP_MAX_REDIRECTS);
+				fmt_cut(x->why, sizeof(x->why), "more than %d redirects",
+					HTTP_MAX_REDIRECTS);
 			}
 		}
 		if (x->cc != CURLE_OK)
@@ -661,7 +660,7 @@ static int64_t retry_delay_ms(struct xfer *x, int n, int64_t retry_after)
 
 static int bad_request(struct xfer *x, const char *why)
 {
-	(void)fmt(x->why, sizeof(x->why), "%s", why);
+	fmt_cut(x->why, sizeof(x->why), "%s", why);
 	return -EINVAL;
 }
 
@@ -784,12 +783,12 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 
 	int rc = -ECANCELED;
 	if (stopping(c))
-		(void)fmt(x.why, sizeof(x.why), CANCELLED);
+		fmt_cut(x.why, sizeof(x.why), CANCELLED);
 	else
 		rc = setup(c, &x);
 	if (rc) {
-		(void)fmt(resp->err, sizeof(resp->err), "%s: %s", x.method,
-			  x.why[0] ? x.why : "out of memory");
+		fmt_cut(resp->err, sizeof(resp->err), "%s: %s", x.method,
+			x.why[0] ? x.why : "out of memory");
 		goto out;
 	}
 	for (int n = 1;; n++) {
@@ -800,7 +799,7 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 			break;
 		rc = pause_ms(c, retry_delay_ms(&x, n, ra));
 		if (rc) { /* the previous attempt's answer is not the result */
-			(void)fmt(x.why, sizeof(x.why), CANCELLED);
+			fmt_cut(x.why, sizeof(x.why), CANCELLED);
 			resp->status = 0;
 			(void)buf_truncate(&resp->body, 0);
 			(void)buf_truncate(&resp->headers, 0);
@@ -809,13 +808,13 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 	}
 	url_public(req->url, pub, sizeof(pub));
 	if (rc) {
-		(void)fmt(resp->err, sizeof(resp->err), "%s %s: %s (attempts: %d)", x.method, pub,
-			  x.why, resp->attempts);
+		fmt_cut(resp->err, sizeof(resp->err), "%s %s: %s (attempts: %d)", x.method, pub,
+			x.why, resp->attempts);
 		goto out;
 	}
 	if (resp->status >= 400)
-		(void)fmt(resp->err, sizeof(resp->err), "%s %s: HTTP %ld (attempts: %d)", x.method,
-			  pub, resp->status, resp->attempts);
+		fmt_cut(resp->err, sizeof(resp->err), "%s %s: HTTP %ld (attempts: %d)", x.method,
+			pub, resp->status, resp->attempts);
 	resp->content_type = http_resp_header(resp, "Content-Type");
 	resp->location = http_resp_header(resp, "Location");
 	resp->retry_after = http_resp_header(resp, "Retry-After");

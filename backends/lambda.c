@@ -86,13 +86,13 @@ static void lam_errmsg(const char *method, const char *path, long status, const 
 	const char *code = backend_jstr(e, "code"), *msg = backend_jstr(e, "message"), *sug = backend_jstr(e, "suggestion");
 	char c[96], m[400], s[300];
 	if (!code) {
-		(void)fmt(err, errlen, "lambda: %s %s: HTTP %ld", method, path, status);
+		fmt_cut(err, errlen, "lambda: %s %s: HTTP %ld", method, path, status);
 		return;
 	}
 	str_sanitize(c, sizeof(c), code);
 	str_sanitize(m, sizeof(m), msg ? msg : "(no message)");
 	str_sanitize(s, sizeof(s), sug ? sug : "");
-	(void)fmt(err, errlen, "lambda: %s: %s%s%s%s", c, m, s[0] ? " (" : "", s, s[0] ? ")" : "");
+	fmt_cut(err, errlen, "lambda: %s: %s%s%s%s", c, m, s[0] ? " (" : "", s, s[0] ? ")" : "");
 }
 
 /* One API call: method on base + path with the key, body (may be NULL). 0 with *doc, the
@@ -111,14 +111,14 @@ static int lam_call(struct bk_api *l, const char *method, const char *path, cons
 		return backend_fail(err, errlen, -ENAMETOOLONG, "lambda: URL too long");
 	r = backend_json(l->ctx, method, url, l->key, body, &status, &d, e, sizeof(e));
 	if (r) {
-		(void)fmt(err, errlen, "lambda: %s", e); /* e names the method and the URL */
+		fmt_cut(err, errlen, "lambda: %s", e); /* e names the method and the URL */
 	} else if (status < 200 || status > 299) {
 		r = lam_errno(status, backend_jstr(backend_jget(d, "error"), "code"));
 		lam_errmsg(method, path, status, d, err, errlen);
 	} else if (!backend_jget(d, "data")) {
 		r = -EPROTO;
-		(void)fmt(err, errlen, "lambda: %s %s: HTTP %ld without a JSON data member", method,
-			  path, status);
+		fmt_cut(err, errlen, "lambda: %s %s: HTTP %ld without a JSON data member", method,
+			path, status);
 	}
 	if (r) {
 		cJSON_Delete(d);
@@ -434,7 +434,7 @@ static int lambda_create(const struct backend_ctx *ctx, const struct bk_create_r
 	pub = xstrndup(req->ssh_pubkey, len);
 	r = lam_key_name(pub, len, key_name);
 	if (r)
-		(void)fmt(err, errlen, "lambda: cannot hash the SSH key (SHA-1)");
+		fmt_cut(err, errlen, "lambda: cannot hash the SSH key (SHA-1)");
 	if (!r)
 		r = lam_ensure_key(&l, pub, key_name, err, errlen);
 	if (!r) {

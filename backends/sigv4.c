@@ -38,7 +38,7 @@ __attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errle
 		return;
 	va_list ap;
 	va_start(ap, f);
-	(void)vfmt(err, errlen, f, ap);
+	vfmt_cut(err, errlen, f, ap);
 	va_end(ap);
 }
 

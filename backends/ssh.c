@@ -82,7 +82,7 @@ static int seterr(char *err, size_t errlen, int rc, const char *f, ...)
 	if (err && errlen) {
 		va_list ap;
 		va_start(ap, f);
-		(void)vfmt(err, errlen, f, ap);
+		vfmt_cut(err, errlen, f, ap);
 		va_end(ap);
 	}
 	return rc;

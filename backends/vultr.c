@@ -141,22 +141,22 @@ static int vul_call(struct bk_api *v, const char *method, const char *path, cons
 	r = backend_json(v->ctx, method, url, auth ? v->key : NULL, body, &status, &d, e,
 			 sizeof(e));
 	if (r) {
-		(void)fmt(err, errlen, "vultr: %s", e); /* e names the method and the URL */
+		fmt_cut(err, errlen, "vultr: %s", e); /* e names the method and the URL */
 	} else if (status < 200 || status > 299) {
 		const char *msg = backend_jstr(d, "error");
 		char m[400];
 		r = vul_errno(status, msg);
 		if (msg && *msg) {
 			str_sanitize(m, sizeof(m), msg);
-			(void)fmt(err, errlen, "vultr: %s", m);
+			fmt_cut(err, errlen, "vultr: %s", m);
 		} else {
-			(void)fmt(err, errlen, "vultr: %s %.*s: HTTP %ld", method, plen, path,
-				  status);
+			fmt_cut(err, errlen, "vultr: %s %.*s: HTTP %ld", method, plen, path,
+				status);
 		}
 	} else if (!cJSON_IsObject(d) && !(status == 204 && !d)) {
 		r = -EPROTO;
-		(void)fmt(err, errlen, "vultr: %s %.*s: HTTP %ld without a JSON object", method,
-			  plen, path, status);
+		fmt_cut(err, errlen, "vultr: %s %.*s: HTTP %ld without a JSON object", method, plen,
+			path, status);
 	}
 	if (r) {
 		cJSON_Delete(d);
@@ -481,7 +481,7 @@ static int vultr_offers(const struct bk_offers_req *req, struct bk_offers_res *r
 			r = vul_push_plan(req, it, &p, &res->list);
 	}
 	if (r == -ENOMEM)
-		(void)fmt(err, errlen, "vultr: out of memory");
+		fmt_cut(err, errlen, "vultr: out of memory");
 	if (!r) {
 		backend_cut_regions(&req->ctx, &res->list);
 		(void)fmt(res->source, sizeof(res->source), "%s", v.base);

@@ -24,16 +24,19 @@ int seal_keyfile(const char *path, int create, struct seal_key *out, char *err, 
 	if (fd < 0 && errno == ENOENT && create) {
 		uint8_t k[SEAL_KEY_LEN];
 		if (RAND_bytes(k, sizeof(k)) != 1) {
-			fmt(err, errlen, "%s: no randomness for a new key", path);
+			fmt_cut(err, errlen, "%s: no randomness for a new key", path);
 			return -EIO;
 		}
 		char tmp[4096];
-		fmt(tmp, sizeof(tmp), "%s.new", path);
+		if (fmt(tmp, sizeof(tmp), "%s.new", path)) {
+			fmt_cut(err, errlen, "%s: path too long", path);
+			return -ENAMETOOLONG;
+		}
 		unlink(tmp);
 		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			int e = errno;
-			fmt(err, errlen, "%s: %s", tmp, strerror(e));
+			fmt_cut(err, errlen, "%s: %s", tmp, strerror(e));
 			return -e;
 		}
 		bool ok = write(fd, k, sizeof(k)) == (ssize_t)sizeof(k) && fsync(fd) == 0;
@@ -49,7 +52,7 @@ int seal_keyfile(const char *path, int create, struct seal_key *out, char *err, 
 		OPENSSL_cleanse(k, sizeof(k));
 		if (!ok) {
 			unlink(tmp);
-			fmt(err, errlen, "%s: %s", path, strerror(e));
+			fmt_cut(err, errlen, "%s: %s", path, strerror(e));
 			return -e;
 		}
 		OPENSSL_cleanse(k, sizeof(k));
@@ -57,29 +60,29 @@ int seal_keyfile(const char *path, int create, struct seal_key *out, char *err, 
 	}
 	if (fd < 0) {
 		int e = errno;
-		fmt(err, errlen, "%s: %s", path, strerror(e));
+		fmt_cut(err, errlen, "%s: %s", path, strerror(e));
 		return -e;
 	}
 	struct stat st;
 	int r = 0;
 	if (fstat(fd, &st) != 0) {
 		r = -errno;
-		fmt(err, errlen, "%s: %s", path, strerror(-r));
+		fmt_cut(err, errlen, "%s: %s", path, strerror(-r));
 		goto out;
 	}
 	if (st.st_mode & 077) {
-		fmt(err, errlen, "%s: key file is readable by others (mode %03o); chmod 600 it",
-		    path, (unsigned)(st.st_mode & 0777));
+		fmt_cut(err, errlen, "%s: key file is readable by others (mode %03o); chmod 600 it",
+			path, (unsigned)(st.st_mode & 0777));
 		r = -EINVAL;
 		goto out;
 	}
 	if (st.st_size != SEAL_KEY_LEN ||
 	    read(fd, out->key, SEAL_KEY_LEN) != SEAL_KEY_LEN) {
-		fmt(err, errlen, "%s: key file must hold exactly %d bytes", path, SEAL_KEY_LEN);
+		fmt_cut(err, errlen, "%s: key file must hold exactly %d bytes", path, SEAL_KEY_LEN);
 		r = -EINVAL;
 		goto out;
 	}
-	fmt(out->name, sizeof(out->name), "local");
+	fmt_cut(out->name, sizeof(out->name), "local"); /* fits */
 out:
 	close(fd);
 	return r;

@@ -59,11 +59,13 @@ static void touch(struct stx *tx, const char *project)
 	for (size_t i = 0; i < tx->ntouched; i++)
 		if (!strcmp(tx->touched[i], project))
 			return;
-	if (tx->ntouched == STX_TOUCH_MAX) {
+	/* full, or a name too long to keep ("<project>:<fleet>"): say everything changed */
+	if (tx->ntouched == STX_TOUCH_MAX ||
+	    fmt(tx->touched[tx->ntouched], STORE_NAME_MAX, "%s", project)) {
 		tx->touched_all = true;
 		return;
 	}
-	fmt(tx->touched[tx->ntouched++], STORE_NAME_MAX, "%s", project);
+	tx->ntouched++;
 }
 
 void store_set_hook(struct store *s, store_hook_fn fn, void *arg)
@@ -113,7 +115,7 @@ static bool health_set(struct store *s, const char *msg)
 	if (changed) {
 		if (!s->health[0])
 			s->health_since = time(NULL);
-		fmt(s->health, sizeof(s->health), "%s", msg);
+		fmt_cut(s->health, sizeof(s->health), "%s", msg);
 	}
 	if (log)
 		s->health_logged = mono_s();
@@ -154,15 +156,16 @@ static int write_errno(struct stx *tx, int rc)
 	tx->space_err = 1;
 	char msg[256];
 	if (rc == MDB_MAP_FULL)
-		fmt(msg, sizeof(msg),
-		    "state dir full: the store reached its map size (%llu MiB) in %s; remove "
-		    "projects or fleets you no longer need",
-		    MAP_SIZE >> 20, s->dir);
+		fmt_cut(msg, sizeof(msg),
+			"state dir full: the store reached its map size (%llu MiB) in %s; remove "
+			"projects or fleets you no longer need",
+			MAP_SIZE >> 20, s->dir);
 	else
-		fmt(msg, sizeof(msg),
-		    "state dir full: %llu MiB free on %s; writes fail with ENOSPC until space is "
-		    "freed there (reads go on)",
-		    avail >> 20, s->dir);
+		fmt_cut(msg, sizeof(msg),
+			"state dir full: %llu MiB free on %s; writes fail with ENOSPC until space "
+			"is "
+			"freed there (reads go on)",
+			avail >> 20, s->dir);
 	if (health_set(s, msg))
 		tx->health_changed = true;
 	return -ENOSPC;
@@ -171,7 +174,7 @@ static int write_errno(struct stx *tx, int rc)
 int store_health(struct store *s, char *out, size_t n, time_t *since)
 {
 	pthread_mutex_lock(&s->health_lock);
-	fmt(out, n, "%s", s->health);
+	fmt_cut(out, n, "%s", s->health);
 	if (since)
 		*since = s->health_since;
 	pthread_mutex_unlock(&s->health_lock);
@@ -384,12 +387,12 @@ static int env_open(struct store *s, char *err, size_t errlen)
 	int r = kv_get(&tx, s->meta, "schema", &v);
 	if (r == -ENOENT) {
 		char one[16];
-		fmt(one, sizeof(one), "%d", STORE_SCHEMA);
+		fmt_cut(one, sizeof(one), "%d", STORE_SCHEMA); /* fits: an int */
 		struct timespec now = time_now();
 		r = kv_put(&tx, s->meta, "schema", one, strlen(one));
 		if (!r) {
 			struct st_project p = {.mtime = now};
-			fmt(p.name, sizeof(p.name), "main");
+			fmt_cut(p.name, sizeof(p.name), "main"); /* fits */
 			r = store_project_put(&tx, &p);
 		}
 		if (r) {
@@ -399,20 +402,21 @@ static int env_open(struct store *s, char *err, size_t errlen)
 	} else if (r == 0) {
 		char tmp[32];
 		long long ver = 0;
-		fmt(tmp, sizeof(tmp), "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31),
-		    (const char *)v.mv_data);
+		fmt_cut(tmp, sizeof(tmp), "%.*s", (int)(v.mv_size < 31 ? v.mv_size : 31),
+			(const char *)v.mv_data); /* fits: at most 31 chars */
 		if (num_parse_ll(tmp, 1, 1000000, &ver) != 0) {
-			fmt(err, errlen, "%s: store has an unreadable schema version", s->dir);
+			fmt_cut(err, errlen, "%s: store has an unreadable schema version", s->dir);
 			mdb_txn_abort(txn);
 			mdb_env_close(s->env);
 			s->env = NULL;
 			return -EPROTO;
 		}
 		if (ver > STORE_SCHEMA) {
-			fmt(err, errlen,
-			    "%s: store schema version %lld is newer than this fleetfs supports (%d); "
-			    "refusing to mount it (upgrade fleetfs)",
-			    s->dir, ver, STORE_SCHEMA);
+			fmt_cut(err, errlen,
+				"%s: store schema version %lld is newer than this fleetfs supports "
+				"(%d); "
+				"refusing to mount it (upgrade fleetfs)",
+				s->dir, ver, STORE_SCHEMA);
 			mdb_txn_abort(txn);
 			mdb_env_close(s->env);
 			s->env = NULL;
@@ -424,8 +428,8 @@ static int env_open(struct store *s, char *err, size_t errlen)
 	}
 	r = load_user_keys(s, &tx);
 	if (r) {
-		fmt(err, errlen, "%s: cannot open the stored encryption keys with %s/key: %s",
-		    s->dir, s->dir, strerror(-r));
+		fmt_cut(err, errlen, "%s: cannot open the stored encryption keys with %s/key: %s",
+			s->dir, s->dir, strerror(-r));
 		mdb_txn_abort(txn);
 		mdb_env_close(s->env);
 		s->env = NULL;
@@ -439,7 +443,7 @@ static int env_open(struct store *s, char *err, size_t errlen)
 fail:
 	if (txn)
 		mdb_txn_abort(txn);
-	fmt(err, errlen, "%s: store: %s", s->dir, mdb_strerror(rc));
+	fmt_cut(err, errlen, "%s: store: %s", s->dir, mdb_strerror(rc));
 	if (s->env)
 		mdb_env_close(s->env);
 	s->env = NULL;
@@ -459,17 +463,19 @@ static int state_files_plain(const char *dir, char *err, size_t errlen)
 		if (lstat(path, &st) != 0) {
 			if (errno == ENOENT)
 				continue;
-			fmt(err, errlen, "%s: %s", path, strerror(errno));
+			fmt_cut(err, errlen, "%s: %s", path, strerror(errno));
 			return -errno;
 		}
 		if (!S_ISREG(st.st_mode)) {
-			fmt(err, errlen, "%s: %s; fleetfs only uses regular files here: remove it",
-			    path, S_ISLNK(st.st_mode) ? "is a symbolic link" : "is not a regular file");
+			fmt_cut(err, errlen,
+				"%s: %s; fleetfs only uses regular files here: remove it", path,
+				S_ISLNK(st.st_mode) ? "is a symbolic link"
+						    : "is not a regular file");
 			return -EPERM;
 		}
 		if (st.st_uid != geteuid()) {
-			fmt(err, errlen, "%s: belongs to uid %u, not to you", path,
-			    (unsigned)st.st_uid);
+			fmt_cut(err, errlen, "%s: belongs to uid %u, not to you", path,
+				(unsigned)st.st_uid);
 			return -EPERM;
 		}
 	}
@@ -488,50 +494,55 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 	*out = NULL;
 	r = mkdir_p(dir);
 	if (r) {
-		fmt(err, errlen, "%s: cannot create the state directory: %s", dir, strerror(-r));
+		fmt_cut(err, errlen, "%s: cannot create the state directory: %s", dir,
+			strerror(-r));
 		goto fail;
 	}
 	struct stat st;
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		r = -ENOTDIR;
-		fmt(err, errlen, "%s: not a directory", dir);
+		fmt_cut(err, errlen, "%s: not a directory", dir);
 		goto fail;
 	}
 	if (st.st_uid != geteuid()) {
 		r = -EACCES;
-		fmt(err, errlen, "%s: the state directory belongs to uid %u, not to you", dir,
-		    (unsigned)st.st_uid);
+		fmt_cut(err, errlen, "%s: the state directory belongs to uid %u, not to you", dir,
+			(unsigned)st.st_uid);
 		goto fail;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		/* as ssh with ~/.ssh: whoever can write here can swap our files for links */
 		r = -EPERM;
-		fmt(err, errlen,
-		    "%s: the state directory is writable by %s (mode %04o); it holds your "
-		    "encrypted credentials and their key: chmod 700 it",
-		    dir, (st.st_mode & S_IWOTH) ? "everyone" : "its group",
-		    (unsigned)(st.st_mode & 07777));
+		fmt_cut(err, errlen,
+			"%s: the state directory is writable by %s (mode %04o); it holds your "
+			"encrypted credentials and their key: chmod 700 it",
+			dir, (st.st_mode & S_IWOTH) ? "everyone" : "its group",
+			(unsigned)(st.st_mode & 07777));
 		goto fail;
 	}
 	if (access(dir, R_OK | W_OK | X_OK) != 0) {
 		r = -errno;
-		fmt(err, errlen, "%s: %s", dir, strerror(errno));
+		fmt_cut(err, errlen, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
 	r = state_files_plain(dir, err, errlen);
 	if (r)
 		goto fail;
-	fmt(path, sizeof(path), "%s/lock", dir);
+	if (fmt(path, sizeof(path), "%s/lock", dir)) {
+		r = -ENAMETOOLONG;
+		fmt_cut(err, errlen, "%s: path too long", dir);
+		goto fail;
+	}
 	s->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (s->lockfd < 0) {
 		r = -errno;
-		fmt(err, errlen, "%s: %s", path,
-		    errno == ELOOP ? "is a symbolic link; remove it" : strerror(errno));
+		fmt_cut(err, errlen, "%s: %s", path,
+			errno == ELOOP ? "is a symbolic link; remove it" : strerror(errno));
 		goto fail;
 	}
 	if (fstat(s->lockfd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		r = -EPERM;
-		fmt(err, errlen, "%s: not a regular file; remove it", path);
+		fmt_cut(err, errlen, "%s: not a regular file; remove it", path);
 		goto fail;
 	}
 	/* a daemon that was just unmounted may still be closing its store: wait a little */
@@ -545,11 +556,16 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 			pid[n] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
 		r = -EBUSY;
-		fmt(err, errlen, "%s: the state directory is in use by another fleetfs (pid %s)",
-		    dir, n > 0 ? pid : "?");
+		fmt_cut(err, errlen,
+			"%s: the state directory is in use by another fleetfs (pid %s)", dir,
+			n > 0 ? pid : "?");
 		goto fail;
 	}
-	fmt(path, sizeof(path), "%s/key", dir);
+	if (fmt(path, sizeof(path), "%s/key", dir)) {
+		r = -ENAMETOOLONG;
+		fmt_cut(err, errlen, "%s: path too long", dir);
+		goto fail;
+	}
 	r = seal_keyfile(path, 1, &s->local, err, errlen);
 	if (r)
 		goto fail;
@@ -574,7 +590,7 @@ void store_detach(struct store *s)
 int store_reopen(struct store *s, char *err, size_t errlen)
 {
 	char pid[32];
-	fmt(pid, sizeof(pid), "%ld\n", (long)getpid());
+	fmt_cut(pid, sizeof(pid), "%ld\n", (long)getpid()); /* fits: a long */
 	if (ftruncate(s->lockfd, 0) == 0 && pwrite(s->lockfd, pid, strlen(pid), 0) < 0)
 		(void)0; /* the pid is only informative */
 	return env_open(s, err, errlen);
@@ -664,7 +680,10 @@ static int project_from(const char *name, size_t nlen, const MDB_val *v, struct 
 	if (!j)
 		return -EIO;
 	memset(out, 0, sizeof(*out));
-	fmt(out->name, sizeof(out->name), "%.*s", (int)nlen, name);
+	if (fmt(out->name, sizeof(out->name), "%.*s", (int)nlen, name)) {
+		cJSON_Delete(j);
+		return -ENAMETOOLONG; /* not a name this store writes; listings skip it */
+	}
 	out->mtime = json_ts(cJSON_GetObjectItemCaseSensitive(j, "mt"));
 	cJSON_Delete(j);
 	return 0;
@@ -701,7 +720,8 @@ int store_project_del(struct stx *tx, const char *name)
 	if (n)
 		return -ENOTEMPTY;
 	char fprefix[STORE_NAME_MAX + 2];
-	fmt(fprefix, sizeof(fprefix), "%s/", name);
+	if (fmt(fprefix, sizeof(fprefix), "%s/", name))
+		return -ENAMETOOLONG;
 	cJSON *fl = NULL;
 	r = store_obj_list(tx, SDB_FLEETS, fprefix, &fl);
 	bool has_fleets = cJSON_GetArraySize(fl) > 0;
@@ -713,7 +733,8 @@ int store_project_del(struct stx *tx, const char *name)
 	r = kv_del(tx, tx->s->projects, name);
 	if (!r) {
 		char sk[STORE_NAME_MAX + 4];
-		fmt(sk, sizeof(sk), "p/%s/", name);
+		/* fits: name made fprefix, which is 2 shorter */
+		fmt_cut(sk, sizeof(sk), "p/%s/", name);
 		r = kv_del_prefix(tx, tx->s->secrets, sk);
 	}
 	if (!r)
@@ -747,9 +768,9 @@ int store_project_list(struct stx *tx, struct st_project **arr, size_t *n)
 
 /* ---- backends ---- */
 
-static void backend_key(char *dst, size_t n, const char *project, const char *name)
+static int backend_key(char *dst, size_t n, const char *project, const char *name)
 {
-	fmt(dst, n, "%s/%s", project, name);
+	return fmt(dst, n, "%s/%s", project, name);
 }
 
 static int backend_from(const MDB_val *k, const MDB_val *v, struct st_backend *out)
@@ -764,28 +785,33 @@ static int backend_from(const MDB_val *k, const MDB_val *v, struct st_backend *o
 		cJSON_Delete(j);
 		return -EIO;
 	}
-	fmt(out->project, sizeof(out->project), "%.*s", (int)(slash - key), key);
-	fmt(out->name, sizeof(out->name), "%.*s", (int)(k->mv_size - (size_t)(slash - key) - 1),
-	    slash + 1);
-	fmt(out->type, sizeof(out->type), "%s", json_str(j, "type"));
+	/* names and a type this store does not write: listings skip the record */
+	if (fmt(out->project, sizeof(out->project), "%.*s", (int)(slash - key), key) ||
+	    fmt(out->name, sizeof(out->name), "%.*s", (int)(k->mv_size - (size_t)(slash - key) - 1),
+		slash + 1) ||
+	    fmt(out->type, sizeof(out->type), "%s", json_str(j, "type"))) {
+		cJSON_Delete(j);
+		return -ENAMETOOLONG;
+	}
 	out->has_config = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cfg"));
 	out->size = (uint64_t)json_num(j, "size");
 	out->mtime = json_ts(cJSON_GetObjectItemCaseSensitive(j, "mt"));
 	out->dir_mtime = json_ts(cJSON_GetObjectItemCaseSensitive(j, "dmt"));
 	out->committed_at = (int64_t)json_num(j, "cat");
-	fmt(out->last_error, sizeof(out->last_error), "%s", json_str(j, "err"));
+	fmt_cut(out->last_error, sizeof(out->last_error), "%s", json_str(j, "err"));
 	out->last_error_at = (int64_t)json_num(j, "errat");
 	out->natt = (uint32_t)json_num(j, "natt");
-	fmt(out->digest, sizeof(out->digest), "%s", json_str(j, "dg"));
+	int r = fmt(out->digest, sizeof(out->digest), "%s", json_str(j, "dg"));
 	cJSON_Delete(j);
-	return 0;
+	return r ? -EIO : 0; /* a digest is 64 hex digits */
 }
 
 int store_backend_get(struct stx *tx, const char *project, const char *name,
 		      struct st_backend *out)
 {
 	char key[2 * STORE_NAME_MAX + 2];
-	backend_key(key, sizeof(key), project, name);
+	if (backend_key(key, sizeof(key), project, name))
+		return -ENAMETOOLONG;
 	MDB_val v, k = val_str(key);
 	int r = kv_get(tx, tx->s->backends, key, &v);
 	if (r)
@@ -796,7 +822,8 @@ int store_backend_get(struct stx *tx, const char *project, const char *name,
 static int put_attach(struct stx *tx, const char *prefix, uint32_t i, const struct attachment *a)
 {
 	char key[512];
-	fmt(key, sizeof(key), "%s/att/%u", prefix, i);
+	if (fmt(key, sizeof(key), "%s/att/%u", prefix, i))
+		return -ENAMETOOLONG;
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "field", a->field ? a->field : "");
 	cJSON_AddStringToObject(j, "path", a->path ? a->path : "");
@@ -815,15 +842,17 @@ int store_backend_put(struct stx *tx, struct st_backend *b, const char *config, 
 {
 	char key[2 * STORE_NAME_MAX + 2], prefix[2 * STORE_NAME_MAX + 8];
 	int r = 0;
-	backend_key(key, sizeof(key), b->project, b->name);
-	fmt(prefix, sizeof(prefix), "b/%s", key);
+	if (backend_key(key, sizeof(key), b->project, b->name) ||
+	    fmt(prefix, sizeof(prefix), "b/%s", key))
+		return -ENAMETOOLONG;
 	if (config) {
 		char ck[sizeof(prefix) + 16], ap[sizeof(prefix) + 8];
-		fmt(ap, sizeof(ap), "%s/att/", prefix);
+		/* fit: prefix fitted, and each has room for what it adds */
+		fmt_cut(ap, sizeof(ap), "%s/att/", prefix);
 		r = kv_del_prefix(tx, tx->s->secrets, ap);
 		if (r)
 			return r;
-		fmt(ck, sizeof(ck), "%s/config", prefix);
+		fmt_cut(ck, sizeof(ck), "%s/config", prefix);
 		r = put_sealed(tx, ck, config, len);
 		if (r)
 			return r;
@@ -866,7 +895,8 @@ void store_digest(struct store *s, const void *data, size_t len, char out[65])
 int store_backend_drop_config(struct stx *tx, const char *project, const char *name)
 {
 	char prefix[2 * STORE_NAME_MAX + 8];
-	fmt(prefix, sizeof(prefix), "b/%s/%s/", project, name);
+	if (fmt(prefix, sizeof(prefix), "b/%s/%s/", project, name))
+		return -ENAMETOOLONG;
 	touch(tx, project);
 	return kv_del_prefix(tx, tx->s->secrets, prefix);
 }
@@ -874,13 +904,14 @@ int store_backend_drop_config(struct stx *tx, const char *project, const char *n
 int store_backend_del(struct stx *tx, const char *project, const char *name)
 {
 	char key[2 * STORE_NAME_MAX + 2], prefix[2 * STORE_NAME_MAX + 8];
-	backend_key(key, sizeof(key), project, name);
-	fmt(prefix, sizeof(prefix), "b/%s/", key);
+	if (backend_key(key, sizeof(key), project, name) ||
+	    fmt(prefix, sizeof(prefix), "b/%s/", key))
+		return -ENAMETOOLONG;
 	int r = kv_del_prefix(tx, tx->s->secrets, prefix);
 	if (!r)
 		r = kv_del(tx, tx->s->backends, key);
 	for (const char *k = "md"; !r && *k; k++) { /* its offers cache (store_offers_key) */
-		fmt(prefix, sizeof(prefix), "%c/%s", *k, key);
+		fmt_cut(prefix, sizeof(prefix), "%c/%s", *k, key); /* fits: "b/%s/" did */
 		r = kv_del(tx, tx->s->offers, prefix);
 		if (r == -ENOENT)
 			r = 0;
@@ -893,7 +924,8 @@ int store_backend_list(struct stx *tx, const char *project, struct st_backend **
 {
 	MDB_cursor *c = NULL;
 	char prefix[STORE_NAME_MAX + 2];
-	fmt(prefix, sizeof(prefix), "%s/", project);
+	if (fmt(prefix, sizeof(prefix), "%s/", project))
+		return -ENAMETOOLONG;
 	size_t pl = strlen(prefix), cap = 8, cnt = 0;
 	struct st_backend *a = xmalloc(cap * sizeof(*a));
 	int rc = mdb_cursor_open(tx->txn, tx->s->backends, &c);
@@ -920,7 +952,8 @@ int store_backend_config(struct stx *tx, const char *project, const char *name, 
 			 size_t *len)
 {
 	char key[3 * STORE_NAME_MAX];
-	fmt(key, sizeof(key), "b/%s/%s/config", project, name);
+	if (fmt(key, sizeof(key), "b/%s/%s/config", project, name))
+		return -ENAMETOOLONG;
 	return get_sealed(tx, key, out, len);
 }
 
@@ -930,8 +963,9 @@ int store_backend_attach(struct stx *tx, const char *project, const char *name, 
 	char key[3 * STORE_NAME_MAX + 16];
 	char *plain = NULL;
 	size_t len = 0;
-	fmt(key, sizeof(key), "b/%s/%s/att/%u", project, name, i);
 	memset(a, 0, sizeof(*a));
+	if (fmt(key, sizeof(key), "b/%s/%s/att/%u", project, name, i))
+		return -ENAMETOOLONG;
 	int r = get_sealed(tx, key, &plain, &len);
 	if (r)
 		return r;
@@ -957,17 +991,21 @@ struct evmeta {
 	unsigned long long first, next, bytes;
 };
 
-static void evmeta_key(char *dst, size_t n, const char *project)
+/* A journal is "" (the mount's), a project, or "<project>:<fleet>": up to two names. */
+#define JOURNAL_MAX (2 * STORE_NAME_MAX)
+
+static int evmeta_key(char *dst, size_t n, const char *project)
 {
-	fmt(dst, n, "ev/%s", project);
+	return fmt(dst, n, "ev/%s", project);
 }
 
 static struct evmeta evmeta_get(struct stx *tx, const char *project)
 {
 	struct evmeta m = {0, 0, 0};
-	char key[STORE_NAME_MAX + 4], tmp[96];
+	char key[JOURNAL_MAX + 4], tmp[96];
 	MDB_val v;
-	evmeta_key(key, sizeof(key), project);
+	if (evmeta_key(key, sizeof(key), project))
+		return m; /* no such journal */
 	if (kv_get(tx, tx->s->meta, key, &v) == 0 && v.mv_size < sizeof(tmp)) {
 		memcpy(tmp, v.mv_data, v.mv_size);
 		tmp[v.mv_size] = '\0';
@@ -988,32 +1026,35 @@ static struct evmeta evmeta_get(struct stx *tx, const char *project)
 
 static int evmeta_put(struct stx *tx, const char *project, const struct evmeta *m)
 {
-	char key[STORE_NAME_MAX + 4], tmp[96];
-	evmeta_key(key, sizeof(key), project);
-	fmt(tmp, sizeof(tmp), "%llu %llu %llu", m->first, m->next, m->bytes);
+	char key[JOURNAL_MAX + 4], tmp[96];
+	if (evmeta_key(key, sizeof(key), project))
+		return -ENAMETOOLONG;
+	fmt_cut(tmp, sizeof(tmp), "%llu %llu %llu", m->first, m->next, m->bytes); /* fits: 3x20 */
 	return kv_put(tx, tx->s->meta, key, tmp, strlen(tmp));
 }
 
-static void event_key(char *dst, size_t n, const char *project, unsigned long long seq)
+static int event_key(char *dst, size_t n, const char *project, unsigned long long seq)
 {
-	fmt(dst, n, "%s/%016llx", project, seq);
+	return fmt(dst, n, "%s/%016llx", project, seq);
 }
 
 int store_event(struct stx *tx, const char *project, const char *f, ...)
 {
-	char text[2048], line[2100], ts[32], key[STORE_NAME_MAX + 24];
+	char text[2048], line[2100], ts[32], key[JOURNAL_MAX + 24];
+	if (event_key(key, sizeof(key), project, 0))
+		return -ENAMETOOLONG;
 	va_list ap;
 	va_start(ap, f);
-	vfmt(text, sizeof(text), f, ap);
+	vfmt_cut(text, sizeof(text), f, ap);
 	va_end(ap);
 	for (char *p = text; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	time_iso(time(NULL), ts, sizeof(ts));
-	fmt(line, sizeof(line), "%s %s\n", ts, text);
+	fmt_cut(line, sizeof(line), "%s %s\n", ts, text);
 	struct evmeta m = evmeta_get(tx, project);
 	touch(tx, project);
-	event_key(key, sizeof(key), project, m.next);
+	(void)event_key(key, sizeof(key), project, m.next); /* fits: as with seq 0 above */
 	int r = kv_put(tx, tx->s->events, key, line, strlen(line));
 	if (r)
 		return r;
@@ -1021,7 +1062,7 @@ int store_event(struct stx *tx, const char *project, const char *f, ...)
 	m.bytes += strlen(line);
 	while (m.next - m.first > STORE_EVENTS_CAP) {
 		MDB_val v;
-		event_key(key, sizeof(key), project, m.first);
+		(void)event_key(key, sizeof(key), project, m.first); /* fits, as above */
 		if (kv_get(tx, tx->s->events, key, &v) == 0) {
 			m.bytes -= v.mv_size;
 			r = kv_del(tx, tx->s->events, key);
@@ -1036,8 +1077,9 @@ int store_event(struct stx *tx, const char *project, const char *f, ...)
 int store_events_read(struct stx *tx, const char *project, struct buf *out)
 {
 	MDB_cursor *c = NULL;
-	char prefix[STORE_NAME_MAX + 2];
-	fmt(prefix, sizeof(prefix), "%s/", project);
+	char prefix[JOURNAL_MAX + 2];
+	if (fmt(prefix, sizeof(prefix), "%s/", project))
+		return -ENAMETOOLONG;
 	size_t pl = strlen(prefix);
 	int rc = mdb_cursor_open(tx->txn, tx->s->events, &c), r = 0;
 	if (rc)
@@ -1056,15 +1098,17 @@ int store_events_read(struct stx *tx, const char *project, struct buf *out)
 
 static int events_clear(struct stx *tx, const char *project)
 {
-	char key[STORE_NAME_MAX + 24];
+	char key[JOURNAL_MAX + 24];
+	if (event_key(key, sizeof(key), project, 0))
+		return -ENAMETOOLONG;
 	struct evmeta m = evmeta_get(tx, project);
 	for (unsigned long long i = m.first; i < m.next; i++) {
-		event_key(key, sizeof(key), project, i);
+		(void)event_key(key, sizeof(key), project, i); /* fits: as with seq 0 */
 		int r = kv_del(tx, tx->s->events, key);
 		if (r)
 			return r;
 	}
-	evmeta_key(key, sizeof(key), project);
+	(void)evmeta_key(key, sizeof(key), project); /* fits: shorter than an event key */
 	return kv_del(tx, tx->s->meta, key);
 }
 

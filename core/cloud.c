@@ -118,7 +118,7 @@ static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *
 	memset(k, 0, sizeof(*k));
 	int r = store_begin(c->s, false, &tx);
 	if (r)
-		return fmt(err, errlen, "store: %s", strerror(-r)), r;
+		return fmt_cut(err, errlen, "store: %s", strerror(-r)), r;
 	r = store_backend_get(tx, p, name, &k->b);
 	if (!r && !k->b.has_config)
 		r = -ENOENT;
@@ -126,7 +126,7 @@ static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *
 		r = store_backend_config(tx, p, name, &text, &len);
 	store_abort(tx);
 	if (r)
-		return fmt(err, errlen, "backend %s is not configured", name), r;
+		return fmt_cut(err, errlen, "backend %s is not configured", name), r;
 	r = backend_config_parse(text, len, &k->cfg, err, errlen);
 	seal_free_secret(text, len);
 	if (r)
@@ -134,8 +134,11 @@ static int bk_load(struct cloud *c, const char *p, const char *name, struct bk *
 	k->ops = backend_find(k->b.type);
 	if (!k->ops || !k->ops->create) {
 		bk_free(k);
-		return fmt(err, errlen, "backend %s (%s): fleetfs cannot create instances there "
-					"yet", name, k->b.type), -ENOTSUP;
+		return fmt_cut(err, errlen,
+			       "backend %s (%s): fleetfs cannot create instances there "
+			       "yet",
+			       name, k->b.type),
+		       -ENOTSUP;
 	}
 	k->ctx = (struct backend_ctx){.project = p, .name = k->b.name, .type = k->b.type,
 				      .config = &k->cfg,
@@ -203,8 +206,8 @@ static int put_intent(struct stx *tx, struct instance_row *v, void *arg)
 	rec_set(&c->name, in->name);
 	c->intent_at = time_now_s();
 	char why[512];
-	(void)fmt(why, sizeof(why), "creating %s on %s (%s %s, $%g/h)", in->name, in->o->backend,
-		  in->o->region, in->o->instance, in->o->price);
+	fmt_cut(why, sizeof(why), "creating %s on %s (%s %s, $%g/h)", in->name, in->o->backend,
+		in->o->region, in->o->instance, in->o->price);
 	rec_set(&v->reason, why);
 	return 0;
 }
@@ -235,9 +238,9 @@ static int put_created(struct stx *tx, struct instance_row *v, void *arg)
 	v->next_try = 0;
 	instance_row_drop_tried(v);
 	char why[600];
-	(void)fmt(why, sizeof(why), "%s %s (id %s) on %s %s %s, waiting for it to run",
-		  cr->recovered ? "found" : "created", c->name, cr->vm->id, c->backend, c->region,
-		  c->instance);
+	fmt_cut(why, sizeof(why), "%s %s (id %s) on %s %s %s, waiting for it to run",
+		cr->recovered ? "found" : "created", c->name, cr->vm->id, c->backend, c->region,
+		c->instance);
 	rec_set(&v->reason, why);
 	fleets_history(v, why);
 	char more[sizeof(cr->vm->detail) + 4] = "";
@@ -352,11 +355,12 @@ static void wait_confirm(struct cloud *c, const char *key, const char *p, const 
 {
 	char why[700], until[32];
 	time_iso((time_t)deadline + 1, until, sizeof(until));
-	(void)fmt(why, sizeof(why), "%swaiting to confirm whether %s was created: not listed by %s "
-				    "yet, and its create may still be under way there (looking "
-				    "again until %s before anything else is created)",
-		  strcmp(status, IST_TERMINATING) ? "" : "terminating: ", cl->name, cl->backend,
-		  until);
+	fmt_cut(why, sizeof(why),
+		"%swaiting to confirm whether %s was created: not listed by %s "
+		"yet, and its create may still be under way there (looking "
+		"again until %s before anything else is created)",
+		strcmp(status, IST_TERMINATING) ? "" : "terminating: ", cl->name, cl->backend,
+		until);
 	double delay = POLL_S * c->scale, left = deadline - time_now_s();
 	if (delay > left)
 		delay = left > 0 ? left : 0;
@@ -394,16 +398,18 @@ static int recover_intent(struct cloud *c, const char *key, const char *p, const
 	}
 	if (r == -ENOENT || r == -ENOTSUP) {
 		char why[600];
-		(void)fmt(why, sizeof(why), "%s was not created (not found at the provider%s)", name,
-			  ops ? " after its create could have made it" : "");
+		fmt_cut(why, sizeof(why), "%s was not created (not found at the provider%s)", name,
+			ops ? " after its create could have made it" : "");
 		struct failed fl = {.offer = cl->offer, .backend = cl->backend, .err = why, .p = p,
 				    .f = f, .num = num};
 		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
 		return 0;
 	}
 	char why[900];
-	(void)fmt(why, sizeof(why), "cannot tell whether %s was created (%s); asking again before "
-				    "creating anything", name, err);
+	fmt_cut(why, sizeof(why),
+		"cannot tell whether %s was created (%s); asking again before "
+		"creating anything",
+		name, err);
 	wait_row(c, key, p, f, num, IST_PENDING, POLL_S * 6 * c->scale, false, why);
 	return -EAGAIN;
 }
@@ -568,22 +574,26 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 		instance_row_free(&cur);
 		char why[1200];
 		if (!nmatch)
-			(void)fmt(why, sizeof(why), "no offer matches the fleet's requirements (%zu "
-						    "offers cached for the project's backends)",
-				  all.n);
+			fmt_cut(why, sizeof(why),
+				"no offer matches the fleet's requirements (%zu "
+				"offers cached for the project's backends)",
+				all.n);
 		else if (anchor_b[0] && !nc)
-			(void)fmt(why, sizeof(why), "no available offer on %s in %s, where the "
-						    "cluster's other instances are (%zu offers "
-						    "match elsewhere)",
-				  anchor_b, anchor_r, nmatch);
+			fmt_cut(why, sizeof(why),
+				"no available offer on %s in %s, where the "
+				"cluster's other instances are (%zu offers "
+				"match elsewhere)",
+				anchor_b, anchor_r, nmatch);
 		else if (!nc)
-			(void)fmt(why, sizeof(why), "%zu offers match but none is available on a "
-						    "backend fleetfs can create instances on",
-				  nmatch);
+			fmt_cut(why, sizeof(why),
+				"%zu offers match but none is available on a "
+				"backend fleetfs can create instances on",
+				nmatch);
 		else
-			(void)fmt(why, sizeof(why), "no offer could be provisioned (%zu tried; last: "
-						    "%s)",
-				  tried, last);
+			fmt_cut(why, sizeof(why),
+				"no offer could be provisioned (%zu tried; last: "
+				"%s)",
+				tried, last);
 		wait_row(c, key, p, f, num, IST_PENDING, backoff_s(c, attempts), true, why);
 	}
 	free(user_data);
@@ -611,7 +621,7 @@ static int put_address(struct stx *tx, struct instance_row *v, void *arg)
 	if (a->vm->username[0])
 		rec_set(&v->user, a->vm->username);
 	char why[300];
-	(void)fmt(why, sizeof(why), "running at %s, connecting", a->vm->ip);
+	fmt_cut(why, sizeof(why), "running at %s, connecting", a->vm->ip);
 	rec_set(&v->reason, why);
 	fleets_history(v, why);
 	return 0;
@@ -688,14 +698,14 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 	bk_free(&k);
 	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED ||
 				    vm.state == BK_VM_TERMINATING))) {
-		(void)fmt(why, sizeof(why), "%s (id %s) %s while provisioning", cl->name, cl->id,
-			  r ? "vanished" : vm.status);
+		fmt_cut(why, sizeof(why), "%s (id %s) %s while provisioning", cl->name, cl->id,
+			r ? "vanished" : vm.status);
 		struct lost l = {.why = why, .p = p, .f = f, .num = num};
 		(void)row_update(c, key, p, IST_PROVISIONING, put_lost, &l);
 		return false;
 	}
 	if (r) {
-		(void)fmt(why, sizeof(why), "cannot get the state of %s: %s", cl->name, err);
+		fmt_cut(why, sizeof(why), "cannot get the state of %s: %s", cl->name, err);
 		wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * c->scale, false, why);
 		return false;
 	}
@@ -713,8 +723,8 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 			if (!instance_row_get(tx, key, &v) && !strcmp(v.status, IST_PROVISIONING)) {
 				rec_set(&v.status, IST_TERMINATING);
 				rec_set(&v.termination_reason, "provisioning_timeout");
-				(void)fmt(why, sizeof(why), "not running after %d min: terminating",
-					  timeout_min);
+				fmt_cut(why, sizeof(why), "not running after %d min: terminating",
+					timeout_min);
 				rec_set(&v.reason, why);
 				fleets_history(&v, why);
 				(void)instance_row_put(tx, key, &v, p);
@@ -727,8 +737,8 @@ static bool provisioning_step(struct cloud *c, const char *key, const char *p, c
 		}
 		return false;
 	}
-	(void)fmt(why, sizeof(why), "waiting for %s to run (provider status: %s)", cl->name,
-		  vm.status[0] ? vm.status : "?");
+	fmt_cut(why, sizeof(why), "waiting for %s to run (provider status: %s)", cl->name,
+		vm.status[0] ? vm.status : "?");
 	wait_row(c, key, p, f, num, IST_PROVISIONING, POLL_S * c->scale, false, why);
 	return false;
 }
@@ -770,7 +780,7 @@ static int put_term_retry(struct stx *tx, struct instance_row *v, void *arg)
 	char why[900];
 	v->term_attempts = n;
 	v->next_try = time_now_s() + retry_s[i] * t->c->scale;
-	(void)fmt(why, sizeof(why), "terminating (retry %u: %s)", n, t->err);
+	fmt_cut(why, sizeof(why), "terminating (retry %u: %s)", n, t->err);
 	rec_set(&v->reason, why);
 	rec_set(&v->last_error, t->err);
 	v->last_error_at = time_now_s();
@@ -859,8 +869,8 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 		return;
 	}
 	char why[300];
-	(void)fmt(why, sizeof(why), "terminating: waiting for the provider (status %s)",
-		  vm.status[0] ? vm.status : "?");
+	fmt_cut(why, sizeof(why), "terminating: waiting for the provider (status %s)",
+		vm.status[0] ? vm.status : "?");
 	wait_row(c, key, p, f, num, IST_TERMINATING, POLL_S * c->scale, false, why);
 }
 
@@ -1035,8 +1045,8 @@ static bool running_step(struct cloud *c, const char *key, const char *p, const 
 	int r = k.ops->get(&k.ctx, cl->id, cl->backend_data, &vm, err, sizeof(err));
 	bk_free(&k);
 	if (r == -ENOENT || (!r && (vm.state == BK_VM_TERMINATED || vm.state == BK_VM_FAILED))) {
-		(void)fmt(why, sizeof(why), "%s (id %s) is %s at %s", cl->name, cl->id,
-			  r ? "gone" : vm.status, cl->backend);
+		fmt_cut(why, sizeof(why), "%s (id %s) is %s at %s", cl->name, cl->id,
+			r ? "gone" : vm.status, cl->backend);
 		struct vanished x = {.key = key, .why = why, .p = p, .f = f, .num = num};
 		(void)row_update(c, key, p, row->status, put_vanished, &x);
 		return false;

@@ -221,12 +221,12 @@ static void ssh_probe(struct engine *e, const char *p, const char *f,
 	memset(o, 0, sizeof(*o));
 	o->r = load_host(e->s, p, f, row->num, &h);
 	if (o->r) {
-		fmt(o->err, sizeof(o->err), "the host is no longer in the spec");
+		fmt_cut(o->err, sizeof(o->err), "the host is no longer in the spec");
 		return;
 	}
 	o->r = fleets_project_key(e->s, p, true, &priv, &privlen, &pub);
 	if (o->r) {
-		fmt(o->err, sizeof(o->err), "project key: %s", strerror(-o->r));
+		fmt_cut(o->err, sizeof(o->err), "project key: %s", strerror(-o->r));
 		goto out;
 	}
 	struct sshc_endpoint target, jump;
@@ -242,8 +242,8 @@ static void ssh_probe(struct engine *e, const char *p, const char *f,
 		goto out;
 	if (res.exit_status != 0 && (!res.out || !strstr(res.out, "### "))) {
 		o->r = -EIO;
-		fmt(o->err, sizeof(o->err), "the probe failed on the host (exit %d)",
-		    res.exit_status);
+		fmt_cut(o->err, sizeof(o->err), "the probe failed on the host (exit %d)",
+			res.exit_status);
 		goto out;
 	}
 	o->r = probe_parse(res.out ? res.out : "", res.outlen, &o->hi, o->err, sizeof(o->err));
@@ -295,8 +295,8 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 			v.started = now;
 			v.next_try = 0;
 			char why[256];
-			fmt(why, sizeof(why), "ready: %d cpus, %llu GiB memory, %s", o->hi.cpus,
-			    (unsigned long long)(o->hi.memory_mib / 1024), gs);
+			fmt_cut(why, sizeof(why), "ready: %d cpus, %llu GiB memory, %s", o->hi.cpus,
+				(unsigned long long)(o->hi.memory_mib / 1024), gs);
 			rec_set(&v.reason, why);
 			fleets_history(&v, why);
 			r = fleets_event(tx, p, f, "instance=%u idle %s %s (%d cpus, %llu GiB, %s)",
@@ -310,12 +310,13 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 	} else {
 		char why[700];
 		if (o->r == -EKEYREJECTED)
-			fmt(why, sizeof(why), "host key changed: %s; the pinned key stays and the "
-					      "new one is never accepted (remove the host from the "
-					      "spec and add it back if the change is expected)",
-			    o->err);
+			fmt_cut(why, sizeof(why),
+				"host key changed: %s; the pinned key stays and the "
+				"new one is never accepted (remove the host from the "
+				"spec and add it back if the change is expected)",
+				o->err);
 		else
-			fmt(why, sizeof(why), "%s", o->err[0] ? o->err : strerror(-o->r));
+			fmt_cut(why, sizeof(why), "%s", o->err[0] ? o->err : strerror(-o->r));
 		if (pending) {
 			unsigned attempts = v.attempts + 1;
 			double next = now + backoff(e, attempts);
@@ -325,8 +326,8 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 			v.next_try = next;
 			rec_set(&v.last_error, why);
 			v.last_error_at = now;
-			fmt(msg, sizeof(msg), "attempt %u failed: %s; next try at %s", attempts, why,
-			    ts);
+			fmt_cut(msg, sizeof(msg), "attempt %u failed: %s; next try at %s", attempts,
+				why, ts);
 			rec_set(&v.reason, msg);
 			fleets_history(&v, msg);
 			r = fleets_event(tx, p, f, "instance=%u pending: %s", num, msg);
@@ -338,7 +339,7 @@ static int apply_outcome(struct engine *e, struct stx *tx, const char *key, cons
 			v.last_error_at = now;
 			if (!was) {
 				char msg[800];
-				fmt(msg, sizeof(msg), "unreachable: %s", why);
+				fmt_cut(msg, sizeof(msg), "unreachable: %s", why);
 				rec_set(&v.reason, msg);
 				fleets_history(&v, msg);
 				r = fleets_event(tx, p, f, "instance=%u unreachable (kept, never "
@@ -384,11 +385,12 @@ static void unkey_host(struct engine *e, const char *p, const char *f,
 		buf_free(&cmd);
 	}
 	if (!r)
-		fmt(note, notelen, "; project key removed from %s", row->host);
+		fmt_cut(note, notelen, "; project key removed from %s", row->host);
 	else
-		fmt(note, notelen, "; the project key could not be removed from %s (%s): delete the "
-				   "line ending in fleetfs-%s from its ~/.ssh/authorized_keys",
-		    row->host, err[0] ? err : strerror(-r), p);
+		fmt_cut(note, notelen,
+			"; the project key could not be removed from %s (%s): delete the "
+			"line ending in fleetfs-%s from its ~/.ssh/authorized_keys",
+			row->host, err[0] ? err : strerror(-r), p);
 	sshc_result_free(&res);
 	host_rec_free(&h);
 	free(pub);

@@ -34,7 +34,7 @@ int fleets_event(struct stx *tx, const char *p, const char *f, const char *fmtst
 	char msg[1536], fj[2 * STORE_NAME_MAX + 2];
 	va_list ap;
 	va_start(ap, fmtstr);
-	vfmt(msg, sizeof(msg), fmtstr, ap);
+	vfmt_cut(msg, sizeof(msg), fmtstr, ap);
 	va_end(ap);
 	fmt(fj, sizeof(fj), "%s:%s", p, f);
 	int r = store_event(tx, p, "fleet=%s %s", f, msg);
@@ -358,8 +358,9 @@ static int host_taken(struct stx *tx, const char *p, const char *fleet,
 				*slash = '\0';
 			char host[STR_REDACT_LEN];
 			str_redact(host, sizeof(host), f->hosts[i].ep.hostname);
-			fmt(err, errlen, "%s: ssh_config.hosts[%zu]: host %s is already in fleet %s",
-			    fname, i, host, other);
+			fmt_cut(err, errlen,
+				"%s: ssh_config.hosts[%zu]: host %s is already in fleet %s", fname,
+				i, host, other);
 			instance_list_free(&l);
 			return -EINVAL;
 		}
@@ -532,9 +533,10 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	bool exists = fleet_rec_get(tx, key, &rec) == 0;
 	bool live = exists && !rec.deleted;
 	if (exists && !live) {
-		fmt(err, errlen, "%s: fleet %s is still terminating; write it again once its "
-				 "instances are gone",
-		    fname, fleet);
+		fmt_cut(err, errlen,
+			"%s: fleet %s is still terminating; write it again once its "
+			"instances are gone",
+			fname, fleet);
 		r = -EBUSY;
 		goto refused_tx;
 	}
@@ -550,9 +552,10 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 		/* in-place update rules */
 		bool was_ssh = rec.ssh;
 		if (was_ssh != f->ssh) {
-			fmt(err, errlen, "%s: a fleet can't change between ssh_config and nodes in "
-					 "place; delete it first",
-			    fname);
+			fmt_cut(err, errlen,
+				"%s: a fleet can't change between ssh_config and nodes in "
+				"place; delete it first",
+				fname);
 			r = -EINVAL;
 			goto refused_tx;
 		}
@@ -571,11 +574,13 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 						continue;
 					if (!ep_same(&oh->ep, &f->hosts[i].ep) ||
 					    !ep_same(oh->proxy, f->hosts[i].proxy)) {
-						fmt(err, errlen,
-						    "%s: ssh_config.hosts[%zu]: host %s: its port, user, "
-						    "key or proxy_jump can't change in place; remove the "
-						    "host, then add it back",
-						    fname, i, f->hosts[i].ep.hostname);
+						fmt_cut(err, errlen,
+							"%s: ssh_config.hosts[%zu]: host %s: its "
+							"port, user, "
+							"key or proxy_jump can't change in place; "
+							"remove the "
+							"host, then add it back",
+							fname, i, f->hosts[i].ep.hostname);
 						r = -EINVAL;
 						goto refused_tx;
 					}
@@ -589,7 +594,7 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 				if (r) {
 					char tmp[1024];
 					fmt(tmp, sizeof(tmp), "%s: %s", fname, err);
-					fmt(err, errlen, "%s", tmp);
+					fmt_cut(err, errlen, "%s", tmp);
 					goto refused_tx;
 				}
 			}
@@ -634,7 +639,7 @@ commit:
 	r = store_commit(tx);
 	tx = NULL;
 	if (r)
-		fmt(err, errlen, "store: commit failed: %s", strerror(-r));
+		fmt_cut(err, errlen, "store: commit failed: %s", strerror(-r));
 	goto out;
 refused_tx:
 	store_abort(tx);
@@ -695,7 +700,7 @@ out:
 	fleet_rec_free(&rec);
 	instance_list_free(&arr);
 	if (r && !err[0])
-		fmt(err, errlen, "fleet %s: %s", fleet, strerror(-r));
+		fmt_cut(err, errlen, "fleet %s: %s", fleet, strerror(-r));
 	return r;
 }
 

@@ -62,7 +62,7 @@ int fsw_err(struct fsw *w, int node, const char *path, const char *f, ...)
 int fsw_why(char *err, size_t errlen, const char *msg)
 {
 	if (err && errlen)
-		(void)fmt(err, errlen, "%s", msg);
+		fmt_cut(err, errlen, "%s", msg);
 	return -EINVAL;
 }
 
@@ -1333,9 +1333,9 @@ static int uerr(char *err, size_t errlen, const char *field, const char *f, ...)
 	char msg[400];
 	va_list ap;
 	va_start(ap, f);
-	(void)vfmt(msg, sizeof(msg), f, ap);
+	vfmt_cut(msg, sizeof(msg), f, ap);
 	va_end(ap);
-	(void)fmt(err, errlen, "%s: %s", field, msg);
+	fmt_cut(err, errlen, "%s: %s", field, msg);
 	return -EINVAL;
 }
 

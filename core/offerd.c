@@ -462,9 +462,9 @@ static int fetch_group(struct offerd *od, const struct member *rep, struct bk_sh
 			o->cred = ops->check(&req.ctx, o->cred_err, sizeof(o->cred_err));
 		if (o->cred == -EACCES || o->cred == -EINVAL) {
 			o->rc = o->cred;
-			(void)fmt(o->err, sizeof(o->err), "%s: %s",
-				  o->cred == -EACCES ? "invalid credentials" : "invalid config",
-				  o->cred_err);
+			fmt_cut(o->err, sizeof(o->err), "%s: %s",
+				o->cred == -EACCES ? "invalid credentials" : "invalid config",
+				o->cred_err);
 		} else {
 			o->rc = ops->offers(&req, &o->res, o->err, sizeof(o->err));
 		}
@@ -472,10 +472,10 @@ static int fetch_group(struct offerd *od, const struct member *rep, struct bk_sh
 	}
 	seal_free_secret(config, clen);
 	if (o->rc && !o->err[0])
-		(void)fmt(o->err, sizeof(o->err), "%s", strerror(-o->rc));
+		fmt_cut(o->err, sizeof(o->err), "%s", strerror(-o->rc));
 	if (o->rc == 0 && !o->res.unchanged && offers_write_csv(&o->res.list, &o->csv)) {
 		o->rc = -ENOMEM;
-		(void)fmt(o->err, sizeof(o->err), "cannot serialise the offers");
+		fmt_cut(o->err, sizeof(o->err), "cannot serialise the offers");
 	}
 	o->count = o->res.list.n;
 	return 0;
@@ -697,7 +697,7 @@ static void run_source(struct offerd *od, const char *key, bool all, const struc
 		buf_init(&o.csv, 1);
 		o.rc = -EAGAIN;
 		o.cred = 1;
-		(void)fmt(o.err, sizeof(o.err), "%s", failed);
+		fmt_cut(o.err, sizeof(o.err), "%s", failed);
 		size_t k = 0;
 		for (size_t i = 0; i < n; i++)
 			if (mv[i].missing)
@@ -729,7 +729,7 @@ static void run_source(struct offerd *od, const char *key, bool all, const struc
 			v->fetched = true;
 			v->ok |= o.rc == 0;
 			if (o.rc && !v->err[0])
-				(void)fmt(v->err, sizeof(v->err), "%s", o.err);
+				fmt_cut(v->err, sizeof(v->err), "%s", o.err);
 			big |= o.count > 1000;
 			bk_offers_res_free(&o.res); /* written as csv */
 			memset(&o.res.list, 0, sizeof(o.res.list));
@@ -840,7 +840,7 @@ static void *worker(void *arg)
 		s->ran_at = (long long)time(NULL);
 		if (v.fetched) {
 			s->fail_at = v.ok ? 0 : s->ran_at;
-			(void)fmt(s->err, sizeof(s->err), "%s", v.ok ? "" : v.err);
+			fmt_cut(s->err, sizeof(s->err), "%s", v.ok ? "" : v.err);
 		}
 		if (s->again || s->npend || s->all) {
 			s->state = S_QUEUED;

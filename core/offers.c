@@ -87,7 +87,7 @@ static int strlist_parse(const char *key, const char *v, struct strlist *out, ch
 		size_t n = strcspn(p, "+,");
 		if (!n) {
 			strlist_free(out);
-			return fmt(err, errlen, "%s: empty list item", key), -EINVAL;
+			return fmt_cut(err, errlen, "%s: empty list item", key), -EINVAL;
 		}
 		out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
 		out->v[out->n++] = xstrndup(p, n);
@@ -109,19 +109,20 @@ static int parse_cpu(const char *v, struct offer_query *q, char *err, size_t err
 		bool digits = *tok && strspn(tok, "0123456789") == strlen(tok);
 		if (digits || strstr(tok, "..")) {
 			if (have_c)
-				return fmt(err, errlen, "cpu: CPU spec count conflict"), -EINVAL;
+				return fmt_cut(err, errlen, "cpu: CPU spec count conflict"),
+				       -EINVAL;
 			char e[128];
 			if (fleetspec_parse_range(tok, false, &q->cpu, e, sizeof(e)))
-				return fmt(err, errlen, "cpu: %s", e), -EINVAL;
+				return fmt_cut(err, errlen, "cpu: %s", e), -EINVAL;
 			have_c = true;
 		} else if (!strcasecmp(tok, "x86") || !strcasecmp(tok, "arm")) {
 			if (have_a)
-				return fmt(err, errlen, "cpu: CPU spec arch conflict"), -EINVAL;
+				return fmt_cut(err, errlen, "cpu: CPU spec arch conflict"), -EINVAL;
 			(void)fmt(q->cpu_arch, sizeof(q->cpu_arch), "%s",
 				  !strcasecmp(tok, "x86") ? "x86" : "arm");
 			have_a = true;
 		} else {
-			return fmt(err, errlen, "cpu: invalid CPU architecture"), -EINVAL;
+			return fmt_cut(err, errlen, "cpu: invalid CPU architecture"), -EINVAL;
 		}
 		if (!colon)
 			return 0;
@@ -150,7 +151,7 @@ static int query_kv(struct offer_query *q, const char *key, const char *v, char 
 {
 	char e[160];
 	if (!*v)
-		return fmt(err, errlen, "%s: empty value", key), -EINVAL;
+		return fmt_cut(err, errlen, "%s: empty value", key), -EINVAL;
 	if (!strcmp(key, "gpu")) {
 		char b[OFFERS_MAX_QUERY];
 		(void)fmt(b, sizeof(b), "%s", v);
@@ -158,7 +159,7 @@ static int query_kv(struct offer_query *q, const char *key, const char *v, char 
 			if (*p == '+')
 				*p = ',';
 		if (fleetspec_parse_gpu(b, &q->gpu, e, sizeof(e)))
-			return fmt(err, errlen, "gpu: %s", e), -EINVAL;
+			return fmt_cut(err, errlen, "gpu: %s", e), -EINVAL;
 		q->has_gpu = true;
 		return 0;
 	}
@@ -167,7 +168,7 @@ static int query_kv(struct offer_query *q, const char *key, const char *v, char 
 	if (!strcmp(key, "memory") || !strcmp(key, "disk")) {
 		if (fleetspec_parse_range(v, true, key[0] == 'm' ? &q->memory : &q->disk, e,
 					  sizeof(e)))
-			return fmt(err, errlen, "%s: %s", key, e), -EINVAL;
+			return fmt_cut(err, errlen, "%s: %s", key, e), -EINVAL;
 		return 0;
 	}
 	if (!strcmp(key, "spot")) {
@@ -178,17 +179,19 @@ static int query_kv(struct offer_query *q, const char *key, const char *v, char 
 		else if (!strcasecmp(v, "auto"))
 			q->spot = -1;
 		else
-			return fmt(err, errlen, "spot: must be true, false or auto"), -EINVAL;
+			return fmt_cut(err, errlen, "spot: must be true, false or auto"), -EINVAL;
 		return 0;
 	}
 	if (!strcmp(key, "max_price")) {
 		if (num_parse_size(v, &q->max_price))
-			return fmt(err, errlen, "max_price: not a non-negative number"), -EINVAL;
+			return fmt_cut(err, errlen, "max_price: not a non-negative number"),
+			       -EINVAL;
 		return 0;
 	}
 	if (!strcmp(key, "compute_capability")) {
 		if (parse_cc(v, &q->min_cc))
-			return fmt(err, errlen, "compute_capability: expected MAJOR.MINOR"), -EINVAL;
+			return fmt_cut(err, errlen, "compute_capability: expected MAJOR.MINOR"),
+			       -EINVAL;
 		return 0;
 	}
 	if (!strcmp(key, "backends"))
@@ -215,7 +218,8 @@ int offers_query_parse(const char *s, struct offer_query **out, char *err, size_
 	if (err && errlen)
 		err[0] = '\0';
 	if (fmt(b, sizeof(b), "%s", s ? s : ""))
-		return fmt(err, errlen, "query longer than %d bytes", OFFERS_MAX_QUERY - 1), -EINVAL;
+		return fmt_cut(err, errlen, "query longer than %d bytes", OFFERS_MAX_QUERY - 1),
+		       -EINVAL;
 	for (char *seg = b; *b;) {
 		char *comma = strchr(seg, ',');
 		if (comma)
@@ -224,8 +228,8 @@ int offers_query_parse(const char *s, struct offer_query **out, char *err, size_
 		if (!eq) {
 			if (last < 0 || !*seg) {
 				r = -EINVAL;
-				(void)fmt(err, errlen, !*seg ? "empty query item"
-							     : "expected key=value");
+				fmt_cut(err, errlen,
+					!*seg ? "empty query item" : "expected key=value");
 				goto out;
 			}
 			/* a list continued with ',' (gpu=H100,A100:8) */
@@ -240,12 +244,15 @@ int offers_query_parse(const char *s, struct offer_query **out, char *err, size_
 					k = i;
 			if (k < 0) {
 				r = -EINVAL;
-				(void)fmt(err, errlen, "unknown key (expected one of: gpu, cpu, memory, disk, spot, max_price, compute_capability, backends, regions, instance_types)");
+				fmt_cut(err, errlen,
+					"unknown key (expected one of: gpu, cpu, memory, disk, "
+					"spot, max_price, compute_capability, backends, regions, "
+					"instance_types)");
 				goto out;
 			}
 			if (val[k]) {
 				r = -EINVAL;
-				(void)fmt(err, errlen, "%s: given twice", query_keys[k]);
+				fmt_cut(err, errlen, "%s: given twice", query_keys[k]);
 				goto out;
 			}
 			val[k] = xstrdup(eq + 1);

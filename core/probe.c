@@ -584,8 +584,8 @@ int probe_parse(const char *out, size_t len, struct host_info *hi, char *err, si
 	for (int i = 0; i < SEC_N; i++)
 		if (!sec[i].seen) {
 			if (err && errlen)
-				(void)fmt(err, errlen, "probe output has no \"%s\" section%s",
-					  SEC_NAMES[i], sec[SEC_END].seen ? "" : " (cut short?)");
+				fmt_cut(err, errlen, "probe output has no \"%s\" section%s",
+					SEC_NAMES[i], sec[SEC_END].seen ? "" : " (cut short?)");
 			return -EINVAL;
 		}
 	const char *bad = NULL;
@@ -599,7 +599,7 @@ int probe_parse(const char *out, size_t len, struct host_info *hi, char *err, si
 		bad = "disk size (df)";
 	if (bad) {
 		if (err && errlen)
-			(void)fmt(err, errlen, "probe output: unparsable %s", bad);
+			fmt_cut(err, errlen, "probe output: unparsable %s", bad);
 		memset(hi, 0, sizeof(*hi));
 		return -EINVAL;
 	}

@@ -440,12 +440,12 @@ out:
 	if (r) {
 		store_abort(tx);
 		if (!err[0])
-			fmt(err, errlen, "config.yml: store: %s", strerror(-r));
+			fmt_cut(err, errlen, "config.yml: store: %s", strerror(-r));
 		return r;
 	}
 	r = store_commit(tx);
 	if (r)
-		fmt(err, errlen, "config.yml: store commit failed: %s", strerror(-r));
+		fmt_cut(err, errlen, "config.yml: store commit failed: %s", strerror(-r));
 	return r;
 }
 

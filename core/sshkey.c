@@ -23,7 +23,7 @@
 
 static int why_set(char *why, size_t whylen, const char *msg)
 {
-	(void)fmt(why, whylen, "%s", msg);
+	fmt_cut(why, whylen, "%s", msg);
 	return -EINVAL;
 }
 

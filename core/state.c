@@ -19,7 +19,7 @@ void state_note(struct store *s, const char *project, const char *f, ...)
 	char msg[1024];
 	va_list ap;
 	va_start(ap, f);
-	vfmt(msg, sizeof(msg), f, ap);
+	vfmt_cut(msg, sizeof(msg), f, ap);
 	va_end(ap);
 	struct stx *tx = NULL;
 	if (store_begin(s, true, &tx))
@@ -36,12 +36,12 @@ static int finish(struct stx *tx, int r, char *err, size_t errlen)
 	if (r) {
 		store_abort(tx);
 		if (!err[0])
-			fmt(err, errlen, "store: %s", strerror(-r));
+			fmt_cut(err, errlen, "store: %s", strerror(-r));
 		return r;
 	}
 	r = store_commit(tx);
 	if (r)
-		fmt(err, errlen, "store: commit failed: %s", strerror(-r));
+		fmt_cut(err, errlen, "store: commit failed: %s", strerror(-r));
 	return r;
 }
 
@@ -54,7 +54,7 @@ int state_project_create(struct store *s, const char *name, char *err, size_t er
 	if (!name_valid(name)) {
 		/* a refused name never becomes a directory: it is user text, shown redacted */
 		str_redact(safe, sizeof(safe), name);
-		fmt(err, errlen, "mkdir projects/%s refused: %s", safe, name_rule);
+		fmt_cut(err, errlen, "mkdir projects/%s refused: %s", safe, name_rule);
 		state_note(s, "", "%s", err);
 		return -EINVAL;
 	}
@@ -62,7 +62,7 @@ int state_project_create(struct store *s, const char *name, char *err, size_t er
 	if (r)
 		return r;
 	if (store_project_get(tx, name, &p) == 0) {
-		fmt(err, errlen, "project %s exists", name);
+		fmt_cut(err, errlen, "project %s exists", name);
 		store_abort(tx);
 		return -EEXIST;
 	}
@@ -87,13 +87,14 @@ int state_project_delete(struct store *s, const char *name, char *err, size_t er
 		return r;
 	r = store_project_get(tx, name, &p);
 	if (r) {
-		fmt(err, errlen, "no project %s", name);
+		fmt_cut(err, errlen, "no project %s", name);
 		store_abort(tx);
 		return r;
 	}
 	r = store_project_del(tx, name);
 	if (r == -ENOTEMPTY) {
-		fmt(err, errlen, "rmdir projects/%s refused: the project still has backends", name);
+		fmt_cut(err, errlen, "rmdir projects/%s refused: the project still has backends",
+			name);
 		store_abort(tx);
 		state_note(s, "", "%s", err);
 		return r;
@@ -117,19 +118,21 @@ int state_backend_create(struct store *s, const char *project, const char *name,
 		return r;
 	if (store_project_get(tx, project, &p) != 0) {
 		store_abort(tx);
-		fmt(err, errlen, "no project %s", project);
+		fmt_cut(err, errlen, "no project %s", project);
 		return -ENOENT;
 	}
 	if (!name_valid(name)) {
 		store_abort(tx);
-		fmt(err, errlen, "mkdir backends/%s refused: %s (a backend directory is a type, "
-			"e.g. aws, or a name whose config.yml sets type:)", safe, name_rule);
+		fmt_cut(err, errlen,
+			"mkdir backends/%s refused: %s (a backend directory is a type, "
+			"e.g. aws, or a name whose config.yml sets type:)",
+			safe, name_rule);
 		state_note(s, project, "%s", err);
 		return -EINVAL;
 	}
 	if (store_backend_get(tx, project, name, &b) == 0) {
 		store_abort(tx);
-		fmt(err, errlen, "backend %s exists", name);
+		fmt_cut(err, errlen, "backend %s exists", name);
 		return -EEXIST;
 	}
 	memset(&b, 0, sizeof(b));
@@ -157,12 +160,13 @@ int state_backend_delete(struct store *s, const char *project, const char *name,
 	r = store_backend_get(tx, project, name, &b);
 	if (r) {
 		store_abort(tx);
-		fmt(err, errlen, "no backend %s", name);
+		fmt_cut(err, errlen, "no backend %s", name);
 		return r;
 	}
 	if (b.has_config) {
 		store_abort(tx);
-		fmt(err, errlen, "rmdir backends/%s refused: remove its config.yml first", name);
+		fmt_cut(err, errlen, "rmdir backends/%s refused: remove its config.yml first",
+			name);
 		state_note(s, project, "%s", err);
 		return -ENOTEMPTY;
 	}
@@ -185,8 +189,9 @@ static int validate_backend(const char *project, const char *name, const char *d
 		return r;
 	int root = ydoc_root(d);
 	if (!root) {
-		fmt(err, errlen, "%s:1: the file is empty: write the backend's settings (type:, creds: ...)",
-		    fname);
+		fmt_cut(err, errlen,
+			"%s:1: the file is empty: write the backend's settings (type:, creds: ...)",
+			fname);
 		r = -EINVAL;
 	} else if (ydoc_kind(d, root) != Y_MAP) {
 		r = ydoc_err(d, root, NULL, err, errlen, "expected a mapping of backend settings");
@@ -205,7 +210,7 @@ void state_backend_reject(struct store *s, const char *project, const char *name
 	if (store_begin(s, true, &tx))
 		return;
 	if (store_backend_get(tx, project, name, &b) == 0) {
-		fmt(b.last_error, sizeof(b.last_error), "%s", why);
+		fmt_cut(b.last_error, sizeof(b.last_error), "%s", why);
 		b.last_error_at = time(NULL);
 		if (store_backend_put(tx, &b, NULL, 0, NULL, 0)) {
 			store_abort(tx);
@@ -240,7 +245,7 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 		goto out;
 	r = store_backend_get(tx, project, name, &b);
 	if (r) {
-		fmt(err, errlen, "backend %s no longer exists", name);
+		fmt_cut(err, errlen, "backend %s no longer exists", name);
 		goto out;
 	}
 	bool had = b.has_config;
@@ -291,7 +296,7 @@ int state_backend_unlink_config(struct store *s, const char *project, const char
 	r = store_backend_get(tx, project, name, &b);
 	if (r || !b.has_config) {
 		store_abort(tx);
-		fmt(err, errlen, "no config.yml");
+		fmt_cut(err, errlen, "no config.yml");
 		return -ENOENT;
 	}
 	b.has_config = false;

@@ -105,10 +105,8 @@ int list_fleets(struct fs *fs, struct node *dir, struct listing *l)
 	store_abort(tx);
 	for (size_t i = 0; !r && i < nf; i++) {
 		char spec[STORE_NAME_MAX + 8];
-		if (live[i]) {
-			fmt(spec, sizeof(spec), "%s.yml", names[i]);
+		if (live[i] && !fmt(spec, sizeof(spec), "%s.yml", names[i]))
 			listing_add(l, spec, S_IFREG);
-		}
 		listing_add(l, names[i], S_IFDIR);
 	}
 	fleets_names_free(names, nf);
@@ -127,7 +125,7 @@ int list_instances(struct fs *fs, struct node *dir, struct listing *l)
 	store_abort(tx);
 	for (size_t i = 0; !r && i < ni; i++) {
 		char nm[16];
-		fmt(nm, sizeof(nm), "%u", nums[i]);
+		fmt_cut(nm, sizeof(nm), "%u", nums[i]); /* fits: an unsigned */
 		listing_add(l, nm, S_IFDIR);
 	}
 	free(nums);

@@ -43,8 +43,7 @@ bool name_spec(const char *name, char *out, size_t outlen)
 	size_t n = strlen(name);
 	if (n < 5 || strcmp(name + n - 4, ".yml") || !name_fleet_valid(name, n - 4))
 		return false;
-	fmt(out, outlen, "%.*s", (int)(n - 4), name);
-	return true;
+	return fmt(out, outlen, "%.*s", (int)(n - 4), name) == 0;
 }
 
 
@@ -251,9 +250,9 @@ int lookup_offers(struct fs *fs, struct node *dir, const char *name, struct reso
 		char safe[128];
 		str_redact(safe, sizeof(safe), name);
 		if (why) {
-			fmt(why->msg, sizeof(why->msg),
-			    "offers/%s: neither an offer nor a query: %s", safe, err);
-			fmt(why->project, sizeof(why->project), "%s", dir->project);
+			fmt_cut(why->msg, sizeof(why->msg),
+				"offers/%s: neither an offer nor a query: %s", safe, err);
+			fmt_cut(why->project, sizeof(why->project), "%s", dir->project); /* fits */
 		}
 		return -ENOENT;
 	}

@@ -152,11 +152,11 @@ void fs_store_changed(void *arg, const char *project)
 	size_t n = 0, cap = 0;
 	bool all = project == NULL;
 	char p[STORE_NAME_MAX] = "";
-	if (project)
-		fmt(p, sizeof(p), "%.*s", (int)strcspn(project, ":"), project);
+	if (project && fmt(p, sizeof(p), "%.*s", (int)strcspn(project, ":"), project))
+		all = true; /* longer than any project name: drop them all, not the wrong one */
 	notify_bump(fs); /* also for changes made in the background (engine, offers refreshes) */
 	if (fs->offerd)
-		offerd_changed(fs->offerd, project ? p : NULL);
+		offerd_changed(fs->offerd, all ? NULL : p);
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {

@@ -72,7 +72,7 @@ static struct offsnap *build(struct stx *tx, const char *project, const char *si
 	s->refs = 1;
 	s->gen = gen;
 	s->sig = xstrdup(sig);
-	fmt(s->project, sizeof(s->project), "%s", project);
+	fmt_cut(s->project, sizeof(s->project), "%s", project); /* fits: a node's name */
 	offerd_load(tx, project, &s->list);
 	offers_sort(&s->list);
 	size_t n = s->list.n;
@@ -216,7 +216,7 @@ static void dir_project(struct fs *fs, fuse_ino_t dir, char *project, size_t n)
 	pthread_mutex_lock(&fs->lock);
 	struct node *nd = tree_get(fs, dir);
 	if (nd && (nd->kind == N_OFFERS || nd->kind == N_OQUERY))
-		fmt(project, n, "%s", nd->project);
+		fmt_cut(project, n, "%s", nd->project); /* fits: a node's name */
 	pthread_mutex_unlock(&fs->lock);
 }
 

@@ -44,7 +44,7 @@ static void req_ctx(fuse_req_t req, struct reqctx *c)
 	c->bk.cwd = c->bk.home = NULL;
 	c->bk.mountpoint = fs_of(req)->mountpoint;
 	if (fc && fc->pid > 0) {
-		fmt(link, sizeof(link), "/proc/%ld/cwd", (long)fc->pid);
+		fmt_cut(link, sizeof(link), "/proc/%ld/cwd", (long)fc->pid); /* fits: a long */
 		ssize_t n = readlink(link, c->cwd, sizeof(c->cwd) - 1);
 		if (n > 0) {
 			c->cwd[n] = '\0';
@@ -55,8 +55,10 @@ static void req_ctx(fuse_req_t req, struct reqctx *c)
 		struct passwd pw, *res = NULL;
 		char tmp[4096];
 		if (getpwuid_r(fc->uid, &pw, tmp, sizeof(tmp), &res) == 0 && res && pw.pw_dir) {
-			fmt(c->home, sizeof(c->home), "%s", pw.pw_dir);
-			c->bk.home = c->home;
+			if (fmt(c->home, sizeof(c->home), "%s", pw.pw_dir))
+				c->home[0] = '\0'; /* a home longer than a path: none */
+			else
+				c->bk.home = c->home;
 		}
 	}
 }
@@ -266,8 +268,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		/* truncate(2) by path: commit the truncated stored content right away */
 		enum nkind kind = n->kind;
 		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
-		fmt(project, sizeof(project), "%s", n->project);
-		fmt(backend, sizeof(backend), "%s", n->backend);
+		/* fit: node names are char[STORE_NAME_MAX] too */
+		fmt_cut(project, sizeof(project), "%s", n->project);
+		fmt_cut(backend, sizeof(backend), "%s", n->backend);
 		pthread_mutex_unlock(&fs->lock);
 		struct buf b;
 		buf_init(&b, FS_MAX_FILE);
@@ -289,8 +292,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		pthread_mutex_lock(&fs->lock);
 		enum nkind kind = n->kind;
 		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
-		fmt(project, sizeof(project), "%s", n->project);
-		fmt(backend, sizeof(backend), "%s", n->backend);
+		/* fit: node names are char[STORE_NAME_MAX] too */
+		fmt_cut(project, sizeof(project), "%s", n->project);
+		fmt_cut(backend, sizeof(backend), "%s", n->backend);
 		bool pending = (n->kind == N_BCONFIG || n->kind == N_FSPEC) && n->dirty;
 		if (pending) {
 			n->pending_mtime = mt;
@@ -334,7 +338,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
 	enum nkind pk = p ? p->kind : 0;
-	fmt(project, sizeof(project), "%s", p ? p->project : "");
+	fmt_cut(project, sizeof(project), "%s", p ? p->project : ""); /* fits: a node's name */
 	pthread_mutex_unlock(&fs->lock);
 	int r;
 	enum nkind kind;
@@ -385,7 +389,7 @@ static int rmdir_generated(struct fs *fs, fuse_ino_t parent, const char *name,
 	struct node *p = tree_get(fs, parent);
 	int r = p ? name_resolve(fs, p, name, &res, &why) : -ENOENT;
 	if (!r && res.kind == N_FLEET)
-		fmt(fleet, sizeof(fleet), "%s", res.backend);
+		fmt_cut(fleet, sizeof(fleet), "%s", res.backend); /* fits: a node's name */
 	enum nkind k = r ? 0 : res.kind;
 	enum nkind pk = p ? p->kind : N_ROOT;
 	pthread_mutex_unlock(&fs->lock);
@@ -413,7 +417,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(&fs->lock);
 	struct node *p = tree_get(fs, parent);
 	enum nkind pk = p ? p->kind : 0;
-	fmt(project, sizeof(project), "%s", p ? p->project : "");
+	fmt_cut(project, sizeof(project), "%s", p ? p->project : ""); /* fits: a node's name */
 	bool has_drafts = false;
 	struct node *child = p ? tree_find(fs, parent, name) : NULL;
 	if (child && pk == N_BACKENDS)
@@ -474,8 +478,9 @@ struct handle *handle_new(enum hkind kind, struct node *n)
 	h->kind = kind;
 	h->node = n;
 	h->nkind = n->kind;
-	fmt(h->project, sizeof(h->project), "%s", n->project);
-	fmt(h->backend, sizeof(h->backend), "%s", n->backend);
+	/* fit: node names are char[STORE_NAME_MAX] too */
+	fmt_cut(h->project, sizeof(h->project), "%s", n->project);
+	fmt_cut(h->backend, sizeof(h->backend), "%s", n->backend);
 	buf_init(&h->data, FS_MAX_FILE);
 	n->open++;
 	return h;
@@ -787,16 +792,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	if (note) {
 		char why[256];
 		if (h->nkind == N_FSPEC) {
-			fmt(why, sizeof(why), "projects/%s/fleets/%s.yml: larger than %d bytes",
-			    h->project, h->backend, FS_MAX_FILE);
+			fmt_cut(why, sizeof(why), "projects/%s/fleets/%s.yml: larger than %d bytes",
+				h->project, h->backend, FS_MAX_FILE);
 			fleets_reject(fs->store, h->project, h->backend, why);
 		} else if (h->nkind == N_BCONFIG) {
-			fmt(why, sizeof(why), "projects/%s/backends/%s/config.yml: larger than %d bytes",
-			    h->project, h->backend, FS_MAX_FILE);
+			fmt_cut(why, sizeof(why),
+				"projects/%s/backends/%s/config.yml: larger than %d bytes",
+				h->project, h->backend, FS_MAX_FILE);
 			state_backend_reject(fs->store, h->project, h->backend, why);
 		} else {
-			fmt(why, sizeof(why), "write refused: %s is limited to %d bytes",
-			    h->nkind == N_RCONFIG ? "config.yml" : "a draft", FS_MAX_FILE);
+			fmt_cut(why, sizeof(why), "write refused: %s is limited to %d bytes",
+				h->nkind == N_RCONFIG ? "config.yml" : "a draft", FS_MAX_FILE);
 			state_note(fs->store, h->project, "%s", why);
 		}
 	}
@@ -933,7 +939,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (kind == N_FSPEC) {
 		char pr[STORE_NAME_MAX], fl[STORE_NAME_MAX];
-		fmt(pr, sizeof(pr), "%s", p->project);
+		fmt_cut(pr, sizeof(pr), "%s", p->project); /* fits: a node's name */
 		name_spec(name, fl, sizeof(fl));
 		pthread_mutex_unlock(&fs->lock);
 		r = fleets_unlink(fs->store, pr, fl, err, sizeof(err));
@@ -955,8 +961,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	char pr[STORE_NAME_MAX], bk[STORE_NAME_MAX];
-	fmt(pr, sizeof(pr), "%s", p->project);
-	fmt(bk, sizeof(bk), "%s", p->backend);
+	/* fit: node names are char[STORE_NAME_MAX] too */
+	fmt_cut(pr, sizeof(pr), "%s", p->project);
+	fmt_cut(bk, sizeof(bk), "%s", p->backend);
 	pthread_mutex_unlock(&fs->lock);
 	r = state_backend_unlink_config(fs->store, pr, bk, err, sizeof(err));
 	if (!r) {
@@ -1037,13 +1044,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	buf_init(&content, FS_MAX_FILE);
 	struct timespec mtime = time_now();
 	char tproject[STORE_NAME_MAX], tbackend[STORE_NAME_MAX];
-	fmt(tproject, sizeof(tproject), "%s", np->project);
-	fmt(tbackend, sizeof(tbackend), "%s", np->backend);
+	/* fit: node names are char[STORE_NAME_MAX] too */
+	fmt_cut(tproject, sizeof(tproject), "%s", np->project);
+	fmt_cut(tbackend, sizeof(tbackend), "%s", np->backend);
 	if (target == N_FSPEC)
 		name_spec(newname, tbackend, sizeof(tbackend));
 	char sproject[STORE_NAME_MAX], sbackend[STORE_NAME_MAX];
-	fmt(sproject, sizeof(sproject), "%s", src->project);
-	fmt(sbackend, sizeof(sbackend), "%s", src->backend);
+	fmt_cut(sproject, sizeof(sproject), "%s", src->project);
+	fmt_cut(sbackend, sizeof(sbackend), "%s", src->backend);
 	if (sk == N_DRAFT) {
 		r = buf_set(&content, src->draft->data.data ? src->draft->data.data : "",
 			    src->draft->data.len);

@@ -61,9 +61,9 @@ static size_t health_line(struct fs *fs, bool yaml, char *line, size_t n)
 		return 0;
 	time_iso(since, when, sizeof(when));
 	if (yaml)
-		fmt(line, n, "store: \"%s (since %s)\"\n", msg, when);
+		fmt_cut(line, n, "store: \"%s (since %s)\"\n", msg, when);
 	else
-		fmt(line, n, "%s %s\n", when, msg);
+		fmt_cut(line, n, "%s %s\n", when, msg);
 	return strlen(line);
 }
 
@@ -139,7 +139,7 @@ static const char *journal_of(const struct node *n, char *j, size_t len)
 		return "";
 	if (n->kind == N_PEVENTS)
 		return n->project;
-	fmt(j, len, "%s:%s", n->project, n->backend);
+	fmt_cut(j, len, "%s:%s", n->project, n->backend); /* fits: two names < STORE_NAME_MAX */
 	return j;
 }
 

@@ -39,7 +39,7 @@ static const char *errno_text(int e)
 /* A truncated reason only shortens a message, so truncation is not an error. */
 static int why_set(char *why, size_t whylen, const char *msg)
 {
-	(void)fmt(why, whylen, "%s", msg);
+	fmt_cut(why, whylen, "%s", msg);
 	return -EINVAL;
 }
 
@@ -84,7 +84,7 @@ static int why_path(char *why, size_t whylen, const char *abs, const char *msg)
 {
 	char shown[STR_REDACT_LEN];
 	str_redact(shown, sizeof(shown), abs);
-	(void)fmt(why, whylen, "%s: %s", shown, msg);
+	fmt_cut(why, whylen, "%s: %s", shown, msg);
 	return -EINVAL;
 }
 
@@ -267,7 +267,7 @@ int fileref_read(const struct fileref_ctx *ctx, const char *abs, size_t max, cha
 		r = buf_append(&b, chunk, (size_t)n);
 		if (r == -EFBIG) {
 			char msg[64];
-			(void)fmt(msg, sizeof(msg), "larger than %zu bytes", max);
+			fmt_cut(msg, sizeof(msg), "larger than %zu bytes", max);
 			r = why_path(why, whylen, abs, msg);
 		}
 		if (r)

@@ -77,6 +77,21 @@ int fmt(char *dst, size_t dstlen, const char *f, ...)
 	return r;
 }
 
+void vfmt_cut(char *dst, size_t dstlen, const char *f, va_list ap)
+{
+	int n = vsnprintf(dst, dstlen, f, ap);
+	if (n < 0 && dstlen)
+		dst[0] = '\0';
+}
+
+void fmt_cut(char *dst, size_t dstlen, const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	vfmt_cut(dst, dstlen, f, ap);
+	va_end(ap);
+}
+
 char *xasprintf(const char *f, ...)
 {
 	va_list ap;
@@ -352,7 +367,7 @@ void str_redact(char *dst, size_t dstlen, const char *text)
 	if (!dstlen)
 		return;
 	if (!text) {
-		(void)fmt(dst, dstlen, "(none)");
+		fmt_cut(dst, dstlen, "(none)");
 		return;
 	}
 	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
@@ -365,8 +380,8 @@ void str_redact(char *dst, size_t dstlen, const char *text)
 	}
 	shown[k] = '\0';
 	/* a truncated message only loses its end; the prefix never grows past 3 chars */
-	(void)fmt(dst, dstlen, "\"%s%s\" (%zu char%s)", shown, chars > k ? "\xe2\x80\xa6" : "", chars,
-		  chars == 1 ? "" : "s");
+	fmt_cut(dst, dstlen, "\"%s%s\" (%zu char%s)", shown, chars > k ? "\xe2\x80\xa6" : "", chars,
+		chars == 1 ? "" : "s");
 }
 
 /* Levenshtein distance of two short strings (both at most 64 bytes). */
@@ -417,9 +432,9 @@ void str_redact_key(char *dst, size_t dstlen, const char *key, const char *const
 	const char *near = str_near(key, known);
 	str_redact(shown, sizeof(shown), key);
 	if (near)
-		(void)fmt(dst, dstlen, "%s (did you mean %s?)", shown, near);
+		fmt_cut(dst, dstlen, "%s (did you mean %s?)", shown, near);
 	else
-		(void)fmt(dst, dstlen, "%s", shown);
+		fmt_cut(dst, dstlen, "%s", shown);
 }
 
 /* ---- string pool: an open-addressing set of pointers into 64 KiB arena blocks ---- */

@@ -3,7 +3,8 @@
  * - x* allocation wrappers abort on OOM (small internal allocations);
  *   input-sized allocations use plain malloc and return -ENOMEM instead.
  * - buf: a size-capped, self-freeing byte buffer (curl's dynbuf idea).
- * - fmt: snprintf that reports truncation.
+ * - fmt: snprintf that reports truncation (must be checked); fmt_cut: snprintf for text that
+ *   may be cut (messages, reasons, log lines).
  * - num: strtol/strtoll wrappers that check the whole string and the range.
  */
 #ifndef FLEETFS_UTIL_H
@@ -25,6 +26,12 @@ char *xstrndup(const char *s, size_t n);
  * (dst still holds the truncated, NUL-terminated text). */
 int fmt(char *dst, size_t dstlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
 int vfmt(char *dst, size_t dstlen, const char *f, va_list ap) __attribute__((format(printf, 3, 0)));
+/* For text where truncation is acceptable (messages, reasons, log lines): cut to fit. Not for
+ * a key, path, name or id that is used rather than shown: those use fmt and check it, unless
+ * the buffer provably holds the result (the call says why). */
+void fmt_cut(char *dst, size_t dstlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+void vfmt_cut(char *dst, size_t dstlen, const char *f, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 /* Allocate and format; aborts on OOM. Caller frees. */
 char *xasprintf(const char *f, ...) __attribute__((format(printf, 1, 2)));
 

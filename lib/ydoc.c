@@ -192,8 +192,8 @@ static int parse_error(const yaml_parser_t *p, const char *fname, char *err, siz
 		line = p->context_mark.line + 1;
 	str_sanitize(problem, sizeof(problem), p->problem ? p->problem : "invalid document");
 	str_sanitize(context, sizeof(context), p->context ? p->context : "");
-	fmt(err, errlen, "%s:%zu: YAML syntax error: %s%s%s", fname, line, problem,
-	    context[0] ? " " : "", context);
+	fmt_cut(err, errlen, "%s:%zu: YAML syntax error: %s%s%s", fname, line, problem,
+		context[0] ? " " : "", context);
 	return -EINVAL;
 }
 
@@ -225,16 +225,17 @@ static int prescan(const char *buf, size_t len, const char *fname, char *err, si
 		if (t == YAML_STREAM_END_EVENT)
 			break;
 		if (tagged) {
-			fmt(err, errlen, "%s:%zu: explicit YAML tags (!!str, !name) are not supported; "
-					 "quote the value instead",
-			    fname, line);
+			fmt_cut(err, errlen,
+				"%s:%zu: explicit YAML tags (!!str, !name) are not supported; "
+				"quote the value instead",
+				fname, line);
 			r = -EINVAL;
 			break;
 		}
 		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
 			if (++depth > YDOC_MAX_DEPTH) {
-				fmt(err, errlen, "%s:%zu: nesting deeper than %d levels", fname, line,
-				    YDOC_MAX_DEPTH);
+				fmt_cut(err, errlen, "%s:%zu: nesting deeper than %d levels", fname,
+					line, YDOC_MAX_DEPTH);
 				r = -EINVAL;
 				break;
 			}
@@ -242,8 +243,8 @@ static int prescan(const char *buf, size_t len, const char *fname, char *err, si
 			depth--;
 		}
 		if (++events > 4 * (size_t)YDOC_MAX_NODES) {
-			fmt(err, errlen, "%s:%zu: document has too many nodes (over %d)", fname, line,
-			    YDOC_MAX_NODES);
+			fmt_cut(err, errlen, "%s:%zu: document has too many nodes (over %d)", fname,
+				line, YDOC_MAX_NODES);
 			r = -EINVAL;
 			break;
 		}
@@ -257,11 +258,11 @@ int ydoc_load(const char *buf, size_t len, const char *fname, struct ydoc **out,
 {
 	*out = NULL;
 	if (len > YDOC_MAX_BYTES) {
-		fmt(err, errlen, "%s: file is larger than %d bytes", fname, YDOC_MAX_BYTES);
+		fmt_cut(err, errlen, "%s: file is larger than %d bytes", fname, YDOC_MAX_BYTES);
 		return -EFBIG;
 	}
 	if (memchr(buf, '\0', len)) {
-		fmt(err, errlen, "%s:1: not a text file (contains NUL bytes)", fname);
+		fmt_cut(err, errlen, "%s:1: not a text file (contains NUL bytes)", fname);
 		return -EINVAL;
 	}
 	int pr = prescan(buf, len, fname, err, errlen);
@@ -300,8 +301,8 @@ int ydoc_load(const char *buf, size_t len, const char *fname, struct ydoc **out,
 		size_t line = root2 ? root2->start_mark.line + 1 : 1;
 		yaml_document_delete(&extra);
 		if (more) {
-			fmt(err, errlen, "%s:%zu: more than one YAML document in the file", fname,
-			    line);
+			fmt_cut(err, errlen, "%s:%zu: more than one YAML document in the file",
+				fname, line);
 			r = -EINVAL;
 			goto out;
 		}
@@ -485,12 +486,13 @@ int ydoc_err(const struct ydoc *d, int node, const char *field, char *err, size_
 	char msg[512];
 	va_list ap;
 	va_start(ap, f);
-	vfmt(msg, sizeof(msg), f, ap);
+	vfmt_cut(msg, sizeof(msg), f, ap);
 	va_end(ap);
 	if (field && *field)
-		fmt(err, errlen, "%s:%zu: %s: %s", ydoc_file(d), ydoc_line(d, node), field, msg);
+		fmt_cut(err, errlen, "%s:%zu: %s: %s", ydoc_file(d), ydoc_line(d, node), field,
+			msg);
 	else
-		fmt(err, errlen, "%s:%zu: %s", ydoc_file(d), ydoc_line(d, node), msg);
+		fmt_cut(err, errlen, "%s:%zu: %s", ydoc_file(d), ydoc_line(d, node), msg);
 	return -EINVAL;
 }
 

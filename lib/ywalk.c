@@ -7,28 +7,28 @@ int ywalk_verr(const struct ydoc *d, int node, const char *path, char *err, size
 	       const char *f, va_list ap)
 {
 	char msg[512];
-	(void)vfmt(msg, sizeof(msg), f, ap);
+	vfmt_cut(msg, sizeof(msg), f, ap);
 	return ydoc_err(d, node, path, err, errlen, "%s", msg);
 }
 
 void ywalk_path(char *dst, size_t n, const char *base, const char *key)
 {
 	if (base && *base)
-		(void)fmt(dst, n, "%s.%s", base, key);
+		fmt_cut(dst, n, "%s.%s", base, key);
 	else
-		(void)fmt(dst, n, "%s", key);
+		fmt_cut(dst, n, "%s", key);
 }
 
 void ywalk_path_idx(char *dst, size_t n, const char *base, size_t i)
 {
-	(void)fmt(dst, n, "%s[%zu]", base, i);
+	fmt_cut(dst, n, "%s[%zu]", base, i);
 }
 
 void ywalk_path_user(char *dst, size_t n, const char *base, const char *rawkey)
 {
 	char k[STR_REDACT_LEN];
 	str_redact(k, sizeof(k), rawkey);
-	(void)fmt(dst, n, "%s[%s]", base ? base : "", k);
+	fmt_cut(dst, n, "%s[%s]", base ? base : "", k);
 }
 
 const char *ywalk_kind(enum ykind k)

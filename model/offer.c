@@ -289,7 +289,8 @@ static int header_done(struct csv_state *st)
 	bool seen[C_NCOLS] = {false};
 	for (size_t i = 0; i < st->nhdr; i++) {
 		char name[64];
-		(void)fmt(name, sizeof(name), "%s", st->hdr[i]);
+		if (fmt(name, sizeof(name), "%s", st->hdr[i]))
+			continue; /* longer than any column name: not one of ours */
 		strip_spaces(name);
 		for (int c = 0; c < C_NCOLS; c++) {
 			if (strcmp(name, col_names[c]))
@@ -302,8 +303,8 @@ static int header_done(struct csv_state *st)
 	}
 	for (int c = 0; c < C_NCOLS; c++)
 		if (col_required[c] && !seen[c]) {
-			(void)fmt(st->errbuf, st->errlen, "not a gpuhunt catalog: no %s column",
-				  col_names[c]);
+			fmt_cut(st->errbuf, st->errlen, "not a gpuhunt catalog: no %s column",
+				col_names[c]);
 			return -EINVAL;
 		}
 	return 0;
@@ -317,8 +318,8 @@ static void csv_row_cb(int term, void *data)
 		if (st->row == 0) {
 			st->err = header_done(st);
 			if (st->err && st->errbuf && st->errlen && !st->errbuf[0])
-				(void)fmt(st->errbuf, st->errlen,
-					  "not a gpuhunt catalog: duplicate column");
+				fmt_cut(st->errbuf, st->errlen,
+					"not a gpuhunt catalog: duplicate column");
 		} else {
 			struct offer o;
 			int r = row_to_offer(st, &o);
@@ -343,7 +344,7 @@ int offers_parse_csv(const char *data, size_t len, const struct offer_origin *or
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > OFFERS_MAX_FILE)
-		return fmt(err, errlen, "catalog larger than 256 MiB"), -EFBIG;
+		return fmt_cut(err, errlen, "catalog larger than 256 MiB"), -EFBIG;
 	if (csv_init(&p, CSV_APPEND_NULL) != 0)
 		return -ENOMEM;
 	struct csv_state *st = xcalloc(1, sizeof(*st));
@@ -353,14 +354,14 @@ int offers_parse_csv(const char *data, size_t len, const struct offer_origin *or
 	st->errlen = errlen;
 	if (csv_parse(&p, data, len, csv_field_cb, csv_row_cb, st) != len) {
 		r = csv_error(&p) == CSV_ENOMEM ? -ENOMEM : -EINVAL;
-		(void)fmt(err, errlen, "catalog: %s", csv_strerror(csv_error(&p)));
+		fmt_cut(err, errlen, "catalog: %s", csv_strerror(csv_error(&p)));
 		goto out;
 	}
 	if (!st->err)
 		(void)csv_fini(&p, csv_field_cb, csv_row_cb, st);
 	if (!st->err && st->row == 0) {
 		st->err = -EINVAL;
-		(void)fmt(err, errlen, "not a gpuhunt catalog: empty file");
+		fmt_cut(err, errlen, "not a gpuhunt catalog: empty file");
 	}
 	r = st->err;
 	if (!r && skipped)
@@ -382,9 +383,9 @@ int offers_read_csv(const char *path, const struct offer_origin *org, struct off
 	buf_init(&b, OFFERS_MAX_FILE);
 	int r = buf_read_file(&b, path);
 	if (r == -EFBIG)
-		(void)fmt(err, errlen, "catalog larger than 256 MiB");
+		fmt_cut(err, errlen, "catalog larger than 256 MiB");
 	else if (r)
-		(void)fmt(err, errlen, "cannot read catalog: %s", strerror(-r));
+		fmt_cut(err, errlen, "cannot read catalog: %s", strerror(-r));
 	else
 		r = offers_parse_csv(b.data ? b.data : "", b.len, org, l, skipped, err, errlen);
 	buf_free(&b);
@@ -415,11 +416,12 @@ int offers_write_csv(const struct offer_list *l, struct buf *out)
 		const struct offer *o = &l->v[i];
 		char nums[160], gmem[40] = "", disk[40] = "";
 		if (o->gpu_count)
-			(void)fmt(gmem, sizeof(gmem), "%.17g", o->gpu_memory_mib / 1024.0);
+			fmt_cut(gmem, sizeof(gmem), "%.17g", o->gpu_memory_mib / 1024.0); /* fits */
 		if (o->disk_fixed)
-			(void)fmt(disk, sizeof(disk), "%.17g", o->disk_mib / 1024.0);
-		(void)fmt(nums, sizeof(nums), "%.17g,%d,%.17g,%d,", o->price, o->cpus,
-			  o->memory_mib / 1024.0, o->gpu_count);
+			fmt_cut(disk, sizeof(disk), "%.17g", o->disk_mib / 1024.0); /* fits */
+		/* fits: numbers of at most 24 chars */
+		fmt_cut(nums, sizeof(nums), "%.17g,%d,%.17g,%d,", o->price, o->cpus,
+			o->memory_mib / 1024.0, o->gpu_count);
 		if ((r = csv_put(out, o->instance, false)) || (r = csv_put(out, o->region, false)) ||
 		    (r = buf_append(out, nums, strlen(nums))) ||
 		    (r = csv_put(out, o->gpu_name, false)) ||

@@ -156,7 +156,7 @@ static int do_offers(const struct backend_ops *ops, const struct backend_ctx *ct
 	memset(&out, 0, sizeof(out));
 	buf_init(&b, (size_t)1 << 30);
 	if (!ops->offers)
-		return fmt(err, errlen, "type %s lists no offers", ctx->type), -ENOTSUP;
+		return fmt_cut(err, errlen, "type %s lists no offers", ctx->type), -ENOTSUP;
 	int r = ops->offers(&req, &out, err, errlen);
 	if (!r)
 		r = offers_json(&out.list, NULL, &b);
@@ -181,7 +181,7 @@ static int do_create(const struct backend_ops *ops, const struct backend_ctx *ct
 	char *user_data = NULL;
 	int r = offer && pub ? offer_from_json(offer, ctx->type, ctx->name, &l) : -EINVAL;
 	if (r) {
-		(void)fmt(err, errlen, "bkcall: bad arguments");
+		fmt_cut(err, errlen, "bkcall: bad arguments");
 		goto out;
 	}
 	pub[strcspn(pub, "\r\n")] = '\0';
@@ -242,7 +242,7 @@ static int run(const struct backend_ops *ops, const struct backend_ctx *ctx, con
 	struct bk_vm vm;
 	bool needs_vm_ops = strcmp(op, "check") && strcmp(op, "offers");
 	if (needs_vm_ops && (!ops->create || !ops->get || !ops->terminate || !ops->list_own))
-		return fmt(err, errlen, "type %s cannot provision yet", ctx->type), -ENOTSUP;
+		return fmt_cut(err, errlen, "type %s cannot provision yet", ctx->type), -ENOTSUP;
 	if (!strcmp(op, "check") && argc == 0)
 		return ops->check ? ops->check(ctx, err, errlen)
 				  : (fmt(err, errlen, "type %s has no check", ctx->type), -ENOTSUP);

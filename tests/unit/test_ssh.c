@@ -236,7 +236,7 @@ static int make_key(int i, char *why, size_t whylen)
 		}
 		argv[n] = NULL;
 		if (run_capture(argv, NULL, 0) != 0) {
-			(void)fmt(why, whylen, "ssh-keygen %s failed", KEYDEF[i].keygen_args);
+			fmt_cut(why, whylen, "ssh-keygen %s failed", KEYDEF[i].keygen_args);
 			return -1;
 		}
 	} else if (i == K_PROJECT) {
@@ -244,7 +244,7 @@ static int make_key(int i, char *why, size_t whylen)
 		size_t n = 0;
 		if (sshc_generate_key(&pem, &n) != 0 || spit(path, pem) != 0) {
 			free(pem);
-			(void)fmt(why, whylen, "sshc_generate_key failed");
+			fmt_cut(why, whylen, "sshc_generate_key failed");
 			return -1;
 		}
 		free(pem);
@@ -256,13 +256,13 @@ static int make_key(int i, char *why, size_t whylen)
 			fclose(f);
 		EVP_PKEY_free(pk);
 		if (!ok) {
-			(void)fmt(why, whylen, "cannot make a PKCS#8 Ed25519 key");
+			fmt_cut(why, whylen, "cannot make a PKCS#8 Ed25519 key");
 			return -1;
 		}
 	}
 	g.k[i].text = slurp(path, &g.k[i].len);
 	if (!g.k[i].text) {
-		(void)fmt(why, whylen, "cannot read %s", path);
+		fmt_cut(why, whylen, "cannot read %s", path);
 		return -1;
 	}
 	/* the public half as OpenSSH sees it (ssh-keygen -y cannot read PKCS#8 Ed25519) */
@@ -270,7 +270,7 @@ static int make_key(int i, char *why, size_t whylen)
 	if (i == K_ED25519_P8) {
 		char *pub = NULL;
 		if (sshc_public_key(g.k[i].text, g.k[i].len, NULL, &pub) != 0) {
-			(void)fmt(why, whylen, "sshc_public_key failed on a PKCS#8 Ed25519 key");
+			fmt_cut(why, whylen, "sshc_public_key failed on a PKCS#8 Ed25519 key");
 			return -1;
 		}
 		(void)fmt(out, sizeof(out), "%s", pub);
@@ -278,13 +278,13 @@ static int make_key(int i, char *why, size_t whylen)
 	} else {
 		char *argv[] = {(char *)KEYGEN, (char *)"-y", (char *)"-f", path, NULL};
 		if (run_capture(argv, out, sizeof(out)) != 0) {
-			(void)fmt(why, whylen, "ssh-keygen -y %s failed", path);
+			fmt_cut(why, whylen, "ssh-keygen -y %s failed", path);
 			return -1;
 		}
 	}
 	g.k[i].pub = key_id(out);
 	if (!g.k[i].pub) {
-		(void)fmt(why, whylen, "no public key for %s", path);
+		fmt_cut(why, whylen, "no public key for %s", path);
 		return -1;
 	}
 	return 0;
@@ -294,7 +294,7 @@ static pid_t start_sshd(const char *name, int port, const char *extra, char *why
 {
 	char conf[PATH_MAX], log[PATH_MAX], text[4096];
 	(void)fmt(conf, sizeof(conf), "%s/sshd_%s.conf", g.dir, name);
-	(void)fmt(log, sizeof(log), "%s/sshd_%s.log", g.dir, name);
+	fmt_cut(log, sizeof(log), "%s/sshd_%s.log", g.dir, name);
 	(void)fmt(text, sizeof(text),
 		  "Port %d\nListenAddress 127.0.0.1\n%sPidFile none\n"
 		  "AuthorizedKeysFile %s/authorized_keys\nStrictModes no\nUsePAM no\n"
@@ -304,7 +304,7 @@ static pid_t start_sshd(const char *name, int port, const char *extra, char *why
 		  "LogLevel VERBOSE\n",
 		  port, extra, g.dir);
 	if (spit(conf, text) != 0) {
-		(void)fmt(why, whylen, "cannot write %s", conf);
+		fmt_cut(why, whylen, "cannot write %s", conf);
 		return -1;
 	}
 	pid_t parent = getpid();
@@ -330,7 +330,7 @@ static pid_t start_sshd(const char *name, int port, const char *extra, char *why
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			char *l = slurp(log, NULL);
-			(void)fmt(why, whylen, "sshd %s exited: %.150s", name, l ? l : "");
+			fmt_cut(why, whylen, "sshd %s exited: %.150s", name, l ? l : "");
 			free(l);
 			return -1;
 		}
@@ -338,7 +338,7 @@ static pid_t start_sshd(const char *name, int port, const char *extra, char *why
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	(void)fmt(why, whylen, "sshd %s did not listen on port %d", name, port);
+	fmt_cut(why, whylen, "sshd %s did not listen on port %d", name, port);
 	return -1;
 }
 
@@ -386,15 +386,15 @@ static void env_setup(void)
 	char why[256] = "";
 	memset(&g, 0, sizeof(g));
 	if (access(SSHD, X_OK) != 0 || access(KEYGEN, X_OK) != 0) {
-		(void)fmt(why, sizeof(why),
-			  "%s or %s is not installed (apt-get install "
-			  "openssh-server openssh-client)",
-			  SSHD, KEYGEN);
+		fmt_cut(why, sizeof(why),
+			"%s or %s is not installed (apt-get install "
+			"openssh-server openssh-client)",
+			SSHD, KEYGEN);
 		goto skip;
 	}
 	struct passwd *pw = getpwuid(geteuid());
 	if (!pw) {
-		(void)fmt(why, sizeof(why), "no passwd entry for uid %d", (int)geteuid());
+		fmt_cut(why, sizeof(why), "no passwd entry for uid %d", (int)geteuid());
 		goto skip;
 	}
 	(void)fmt(g.user, sizeof(g.user), "%s", pw->pw_name);
@@ -404,7 +404,7 @@ static void env_setup(void)
 	(void)fmt(g.dir, sizeof(g.dir), "/tmp/fleetfs-ssh-XXXXXX");
 	if (!mkdtemp(g.dir)) {
 		g.dir[0] = '\0';
-		(void)fmt(why, sizeof(why), "mkdtemp: %s", strerror(errno));
+		fmt_cut(why, sizeof(why), "mkdtemp: %s", strerror(errno));
 		goto skip;
 	}
 	for (int i = 0; i < K_N; i++)
@@ -420,7 +420,7 @@ static void env_setup(void)
 	int r = spit(path, ak.data);
 	buf_free(&ak);
 	if (r) {
-		(void)fmt(why, sizeof(why), "cannot write %s", path);
+		fmt_cut(why, sizeof(why), "cannot write %s", path);
 		goto skip;
 	}
 	char hk[2 * PATH_MAX + 64];

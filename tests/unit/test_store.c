@@ -418,7 +418,7 @@ START_TEST(test_backends)
 	/* metadata only (config NULL): config and attachments stay */
 	tx = wtx(s);
 	ck_assert_int_eq(store_backend_get(tx, "main", "aws", &b), 0);
-	fmt(b.last_error, sizeof(b.last_error), "%s", "config.yml:1: something");
+	fmt_cut(b.last_error, sizeof(b.last_error), "%s", "config.yml:1: something");
 	b.last_error_at = 42;
 	ck_assert_int_eq(store_backend_put(tx, &b, NULL, 0, NULL, 0), 0);
 	ck_assert_int_eq(store_backend_get(tx, "main", "aws", &b), 0);
