@@ -205,6 +205,76 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, ttl);
 }
 
+/* setattr of a draft (fs->lock held): mode, size, times. mtime NULL: not set. */
+static int setattr_draft(struct draft *d, const struct stat *attr, int to_set,
+			 const struct timespec *mtime)
+{
+	int r = 0;
+	if (to_set & FUSE_SET_ATTR_MODE)
+		d->mode = attr->st_mode & 07777;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		r = buf_truncate(&d->data, (size_t)attr->st_size);
+		if (!r && !mtime)
+			d->mtime = time_now();
+	}
+	if (mtime)
+		d->mtime = *mtime;
+	d->ctime = time_now();
+	return r;
+}
+
+/* truncate(2) by path of a canonical file: commit the truncated stored content right away.
+ * Called with fs->lock held; releases it. */
+static int truncate_stored(fuse_req_t req, struct fs *fs, struct node *n, size_t size)
+{
+	enum nkind kind = n->kind;
+	char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
+	/* fit: node names are char[STORE_NAME_MAX] too */
+	fmt_cut(project, sizeof(project), "%s", n->project);
+	fmt_cut(backend, sizeof(backend), "%s", n->backend);
+	pthread_mutex_unlock(&fs->lock);
+	struct buf b;
+	buf_init(&b, FS_MAX_FILE);
+	int r = canonical_content(fs, kind, project, backend, &b);
+	if (!r)
+		r = buf_truncate(&b, size);
+	if (!r)
+		r = commit(req, fs, kind, project, backend, b.data ? b.data : "", b.len, NULL);
+	buf_free(&b);
+	return r;
+}
+
+/* utimens of node n: stamped now when stored, at commit when a write is pending. */
+static int setattr_mtime(struct fs *fs, struct node *n, struct timespec mt)
+{
+	int r = 0;
+	pthread_mutex_lock(&fs->lock);
+	enum nkind kind = n->kind;
+	char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
+	/* fit: node names are char[STORE_NAME_MAX] too */
+	fmt_cut(project, sizeof(project), "%s", n->project);
+	fmt_cut(backend, sizeof(backend), "%s", n->backend);
+	bool pending = (n->kind == N_BCONFIG || n->kind == N_FSPEC) && n->dirty;
+	if (pending) {
+		n->pending_mtime = mt;
+		n->has_pending_mtime = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (kind == N_BCONFIG && !pending)
+		r = state_backend_set_mtime(fs->store, project, backend, false, mt);
+	else if (kind == N_FSPEC && !pending)
+		r = fleets_set_mtime(fs->store, project, backend, mt);
+	else if (kind == N_BACKEND)
+		r = state_backend_set_mtime(fs->store, project, backend, true, mt);
+	else if (kind == N_PROJECT)
+		r = state_project_set_mtime(fs->store, project, mt);
+	else if (kind == N_OFFERS) /* touch offers/: refresh every backend's offers now */
+		(void)offcache_refresh(fs, project);
+	if (r == -ENOENT && (kind == N_BCONFIG || kind == N_FSPEC))
+		r = 0; /* not committed yet: the commit stamps it */
+	return r;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -232,17 +302,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			mt = attr->st_mtim;
 	}
 	if (n->kind == N_DRAFT && n->draft) {
-		struct draft *d = n->draft;
-		if (to_set & FUSE_SET_ATTR_MODE)
-			d->mode = attr->st_mode & 07777;
-		if (to_set & FUSE_SET_ATTR_SIZE) {
-			r = buf_truncate(&d->data, (size_t)attr->st_size);
-			if (!r && !set_mtime)
-				d->mtime = time_now();
-		}
-		if (set_mtime)
-			d->mtime = mt;
-		d->ctime = time_now();
+		r = setattr_draft(n->draft, attr, to_set, set_mtime ? &mt : NULL);
 		pthread_mutex_unlock(&fs->lock);
 		goto reply;
 	}
@@ -265,22 +325,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		if (r)
 			goto reply;
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
-		/* truncate(2) by path: commit the truncated stored content right away */
-		enum nkind kind = n->kind;
-		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
-		/* fit: node names are char[STORE_NAME_MAX] too */
-		fmt_cut(project, sizeof(project), "%s", n->project);
-		fmt_cut(backend, sizeof(backend), "%s", n->backend);
-		pthread_mutex_unlock(&fs->lock);
-		struct buf b;
-		buf_init(&b, FS_MAX_FILE);
-		r = canonical_content(fs, kind, project, backend, &b);
-		if (!r)
-			r = buf_truncate(&b, (size_t)attr->st_size);
-		if (!r)
-			r = commit(req, fs, kind, project, backend, b.data ? b.data : "", b.len,
-				   NULL);
-		buf_free(&b);
+		r = truncate_stored(req, fs, n, (size_t)attr->st_size);
 		if (r)
 			goto reply;
 	} else {
@@ -288,32 +333,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	/* mode: secret files stay 0600 and directories keep theirs; accepted so that cp -p,
 	 * rsync and ansible can set the mode they carry (docs/filesystem.md) */
-	if (set_mtime) {
-		pthread_mutex_lock(&fs->lock);
-		enum nkind kind = n->kind;
-		char project[STORE_NAME_MAX], backend[STORE_NAME_MAX];
-		/* fit: node names are char[STORE_NAME_MAX] too */
-		fmt_cut(project, sizeof(project), "%s", n->project);
-		fmt_cut(backend, sizeof(backend), "%s", n->backend);
-		bool pending = (n->kind == N_BCONFIG || n->kind == N_FSPEC) && n->dirty;
-		if (pending) {
-			n->pending_mtime = mt;
-			n->has_pending_mtime = true;
-		}
-		pthread_mutex_unlock(&fs->lock);
-		if (kind == N_BCONFIG && !pending)
-			r = state_backend_set_mtime(fs->store, project, backend, false, mt);
-		else if (kind == N_FSPEC && !pending)
-			r = fleets_set_mtime(fs->store, project, backend, mt);
-		else if (kind == N_BACKEND)
-			r = state_backend_set_mtime(fs->store, project, backend, true, mt);
-		else if (kind == N_PROJECT)
-			r = state_project_set_mtime(fs->store, project, mt);
-		else if (kind == N_OFFERS) /* touch offers/: refresh every backend's offers now */
-			(void)offcache_refresh(fs, project);
-		if (r == -ENOENT && (kind == N_BCONFIG || kind == N_FSPEC))
-			r = 0; /* not committed yet: the commit stamps it */
-	}
+	if (set_mtime)
+		r = setattr_mtime(fs, n, mt);
 reply:
 	if (r) {
 		fuse_reply_err(req, -r);
@@ -978,153 +999,176 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -r);
 }
 
+/* A rename, decided: what moves (sk, from sproject/sbackend) and what it becomes (target, a
+ * canonical kind, at tproject/tbackend; 0: a draft), with the content that moves. */
+struct rename_plan {
+	enum nkind sk, target;
+	char sproject[STORE_NAME_MAX], sbackend[STORE_NAME_MAX];
+	char tproject[STORE_NAME_MAX], tbackend[STORE_NAME_MAX];
+	struct buf content;
+	struct timespec mtime;
+};
+
+/* Decide a rename: the checks, and a draft's content (the rest is read by rename_read).
+ * Takes fs->lock and releases it. 0 with *pl filled (free pl->content), or -errno. */
+static int rename_decide(struct fs *fs, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname, unsigned int flags,
+			 struct rename_plan *pl)
+{
+	struct resolved src_res, dst_res;
+	enum nkind dk = 0;
+	memset(pl, 0, sizeof(*pl));
+	pthread_mutex_lock(&fs->lock);
+	struct node *p = tree_get(fs, parent), *np = tree_get(fs, newparent);
+	int r = p && np ? name_resolve(fs, p, name, &src_res, NULL) : -ENOENT;
+	if (r)
+		goto fail;
+	pl->sk = src_res.kind;
+	int dr = name_resolve(fs, np, newname, &dst_res, NULL);
+	if (dr == 0)
+		dk = dst_res.kind;
+	pl->target = name_canonical_in(np, newname);
+	bool target_exists = dr == 0;
+	if (target_exists && (flags & RENAME_NOREPLACE)) {
+		r = -EEXIST;
+		goto fail;
+	}
+	if (!pl->target && !(draft_dir(np->kind) && (!target_exists || dk == N_DRAFT)) &&
+	    !is_dir_kind(pl->sk)) {
+		/* a file over a directory is EISDIR, as anywhere */
+		r = target_exists && is_dir_kind(dk) ? -EISDIR : -EPERM;
+		goto fail;
+	}
+	if (pl->sk != N_DRAFT && !is_canonical(pl->sk)) {
+		pthread_mutex_unlock(&fs->lock);
+		if (is_dir_kind(pl->sk))
+			state_note(fs->store, "", "rename of directory %s refused: projects and "
+						  "backends can't be renamed",
+				   name);
+		return -EPERM;
+	}
+	if (!pl->target && fs->ndrafts >= FS_MAX_DRAFTS && pl->sk != N_DRAFT) {
+		r = -ENOSPC;
+		goto fail;
+	}
+	struct node *src = tree_find(fs, parent, name);
+	if (!src) /* the kernel always looked the source up; be safe anyway */
+		src = name_child(fs, p, name, pl->sk, src_res.project, src_res.backend);
+	buf_init(&pl->content, FS_MAX_FILE);
+	pl->mtime = time_now();
+	/* fit: node names are char[STORE_NAME_MAX] too */
+	fmt_cut(pl->tproject, sizeof(pl->tproject), "%s", np->project);
+	fmt_cut(pl->tbackend, sizeof(pl->tbackend), "%s", np->backend);
+	if (pl->target == N_FSPEC)
+		name_spec(newname, pl->tbackend, sizeof(pl->tbackend));
+	fmt_cut(pl->sproject, sizeof(pl->sproject), "%s", src->project);
+	fmt_cut(pl->sbackend, sizeof(pl->sbackend), "%s", src->backend);
+	if (pl->sk == N_DRAFT) {
+		r = buf_set(&pl->content, src->draft->data.data ? src->draft->data.data : "",
+			    src->draft->data.len);
+		pl->mtime = src->draft->mtime;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (r)
+		buf_free(&pl->content);
+	return r;
+fail:
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+/* The content and mtime of a canonical file that moves. */
+static int rename_read(struct fs *fs, struct rename_plan *pl)
+{
+	struct stx *tx = NULL;
+	if (pl->sk == N_DRAFT)
+		return 0;
+	pl->content.limit = 256 * 1024 * 1024;
+	int r = canonical_content(fs, pl->sk, pl->sproject, pl->sbackend, &pl->content);
+	if (r || (pl->sk != N_FSPEC && pl->sk != N_BCONFIG) ||
+	    store_begin(fs->store, false, &tx) != 0)
+		return r;
+	if (pl->sk == N_FSPEC) {
+		fleets_spec_exists(tx, pl->sproject, pl->sbackend, NULL, &pl->mtime);
+	} else {
+		struct st_backend b;
+		if (store_backend_get(tx, pl->sproject, pl->sbackend, &b) == 0)
+			pl->mtime = b.mtime;
+	}
+	store_abort(tx);
+	return 0;
+}
+
+/* After the commit: the source's inode takes the new name (and kind). Returns its inode, or
+ * 0 when the kernel had forgotten it. */
+static fuse_ino_t rename_relink(struct fs *fs, fuse_ino_t parent, const char *name,
+				fuse_ino_t newparent, const char *newname,
+				const struct rename_plan *pl)
+{
+	pthread_mutex_lock(&fs->lock);
+	struct node *src = tree_find(fs, parent, name), *np = tree_get(fs, newparent);
+	struct node *old = tree_find(fs, newparent, newname);
+	if (old && old != src)
+		tree_unlink(fs, old);
+	if (src && pl->target) {
+		/* the moved inode now is the canonical file */
+		if (src->draft)
+			tree_draft_detach(fs, src);
+		src->kind = pl->target;
+		src->project = strpool_add(fs->names, pl->tproject);
+		src->backend = strpool_add(fs->names, pl->tbackend);
+		tree_relink(fs, src, newparent, newname);
+	} else if (src && np) {
+		struct draft *d = NULL;
+		if (pl->sk != N_DRAFT) {
+			/* a canonical file renamed away stays; the moved inode becomes a draft
+			 * copy of it (vim's config.yml -> config.yml~) */
+			d = draft_new(0600);
+			buf_set(&d->data, pl->content.data ? pl->content.data : "",
+				pl->content.len);
+			d->mtime = pl->mtime;
+		}
+		tree_relink(fs, src, newparent, newname);
+		src->project = strpool_add(fs->names, np->project);
+		src->backend = strpool_add(fs->names, np->backend);
+		if (d)
+			tree_draft_attach(fs, src, d);
+	}
+	fuse_ino_t moved = src ? src->ino : 0;
+	pthread_mutex_unlock(&fs->lock);
+	return moved;
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
 	struct fs *fs = fs_of(req);
-	enum nkind sk, dk = 0;
-	struct resolved src_res, dst_res;
-	int r;
+	struct rename_plan pl;
 	if (flags & ~(unsigned)RENAME_NOREPLACE) {
 		fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
-	struct node *p = tree_get(fs, parent), *np = tree_get(fs, newparent);
-	if (!p || !np) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	r = name_resolve(fs, p, name, &src_res, NULL);
+	int r = rename_decide(fs, parent, name, newparent, newname, flags, &pl);
 	if (r) {
-		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	sk = src_res.kind;
-	int dr = name_resolve(fs, np, newname, &dst_res, NULL);
-	if (dr == 0)
-		dk = dst_res.kind;
-	enum nkind target = name_canonical_in(np, newname);
-	bool target_exists = dr == 0;
-	if (target_exists && (flags & RENAME_NOREPLACE)) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, EEXIST);
-		return;
-	}
-	if (!target && !(draft_dir(np->kind) && (!target_exists || dk == N_DRAFT)) &&
-	    !is_dir_kind(sk)) {
-		/* a file over a directory is EISDIR, as anywhere */
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, target_exists && is_dir_kind(dk) ? EISDIR : EPERM);
-		return;
-	}
-	if (sk != N_DRAFT && !is_canonical(sk)) {
-		pthread_mutex_unlock(&fs->lock);
-		if (is_dir_kind(sk))
-			state_note(fs->store, "", "rename of directory %s refused: projects and "
-						  "backends can't be renamed",
-				   name);
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (!target && fs->ndrafts >= FS_MAX_DRAFTS && sk != N_DRAFT) {
-		pthread_mutex_unlock(&fs->lock);
-		fuse_reply_err(req, ENOSPC);
-		return;
-	}
-	struct node *src = tree_find(fs, parent, name);
-	if (!src) {
-		/* the kernel always looked the source up; be safe anyway */
-		src = name_child(fs, p, name, sk, src_res.project, src_res.backend);
-	}
-	/* the content that moves */
-	struct buf content;
-	buf_init(&content, FS_MAX_FILE);
-	struct timespec mtime = time_now();
-	char tproject[STORE_NAME_MAX], tbackend[STORE_NAME_MAX];
-	/* fit: node names are char[STORE_NAME_MAX] too */
-	fmt_cut(tproject, sizeof(tproject), "%s", np->project);
-	fmt_cut(tbackend, sizeof(tbackend), "%s", np->backend);
-	if (target == N_FSPEC)
-		name_spec(newname, tbackend, sizeof(tbackend));
-	char sproject[STORE_NAME_MAX], sbackend[STORE_NAME_MAX];
-	fmt_cut(sproject, sizeof(sproject), "%s", src->project);
-	fmt_cut(sbackend, sizeof(sbackend), "%s", src->backend);
-	if (sk == N_DRAFT) {
-		r = buf_set(&content, src->draft->data.data ? src->draft->data.data : "",
-			    src->draft->data.len);
-		mtime = src->draft->mtime;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	if (!r && sk != N_DRAFT) {
-		content.limit = 256 * 1024 * 1024;
-		r = canonical_content(fs, sk, sproject, sbackend, &content);
-		if (!r && sk == N_FSPEC) {
-			struct stx *tx = NULL;
-			if (store_begin(fs->store, false, &tx) == 0) {
-				fleets_spec_exists(tx, sproject, sbackend, NULL, &mtime);
-				store_abort(tx);
-			}
-		}
-		if (!r && sk == N_BCONFIG) {
-			struct stx *tx = NULL;
-			struct st_backend b;
-			if (store_begin(fs->store, false, &tx) == 0) {
-				if (store_backend_get(tx, sproject, sbackend, &b) == 0)
-					mtime = b.mtime;
-				store_abort(tx);
-			}
-		}
-	}
-	if (!r && target)
-		r = commit(req, fs, target, tproject, tbackend, content.data ? content.data : "",
-			   content.len, &mtime);
+	r = rename_read(fs, &pl);
+	if (!r && pl.target)
+		r = commit(req, fs, pl.target, pl.tproject, pl.tbackend,
+			   pl.content.data ? pl.content.data : "", pl.content.len, &pl.mtime);
+	fuse_ino_t moved = r ? 0 : rename_relink(fs, parent, name, newparent, newname, &pl);
+	if (pl.content.data)
+		memset(pl.content.data, 0, pl.content.len);
+	buf_free(&pl.content);
 	if (r) {
-		buf_free(&content);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
-	src = tree_find(fs, parent, name);
-	struct node *old = tree_find(fs, newparent, newname);
-	if (old && old != src)
-		tree_unlink(fs, old);
-	if (src) {
-		if (target) {
-			/* the moved inode now is the canonical file */
-			if (src->draft)
-				tree_draft_detach(fs, src);
-			src->kind = target;
-			src->project = strpool_add(fs->names, tproject);
-			src->backend = strpool_add(fs->names, tbackend);
-			tree_relink(fs, src, newparent, newname);
-		} else if (sk == N_DRAFT) {
-			tree_relink(fs, src, newparent, newname);
-			src->project = strpool_add(fs->names, np->project);
-			src->backend = strpool_add(fs->names, np->backend);
-		} else {
-			/* a canonical file renamed away stays; the moved inode becomes a draft
-			 * copy of it (vim's config.yml -> config.yml~) */
-			struct draft *d = draft_new(0600);
-			buf_set(&d->data, content.data ? content.data : "", content.len);
-			d->mtime = mtime;
-			tree_relink(fs, src, newparent, newname);
-			src->project = strpool_add(fs->names, np->project);
-			src->backend = strpool_add(fs->names, np->backend);
-			tree_draft_attach(fs, src, d);
-		}
-	}
-	fuse_ino_t moved = src ? src->ino : 0;
-	pthread_mutex_unlock(&fs->lock);
-	if (content.data)
-		memset(content.data, 0, content.len);
-	buf_free(&content);
 	notify_bump(fs);
 	fuse_reply_err(req, 0);
 	/* the moved inode's cached attributes (a draft's mode and size) no longer hold */
-	if (moved && target)
+	if (moved && pl.target)
 		notify_inval_inode(fs, moved);
 }
 
