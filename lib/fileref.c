@@ -112,129 +112,126 @@ static void swap_fd(int *dirfd, int fd)
  * are read and spliced into the rest of the path like the kernel does (at most 40, ELOOP).
  * Not covered: the same file system mounted a second time elsewhere (a bind mount of the
  * fleetfs mount), which has another path. */
+#define IN_MOUNT "is inside the fleetfs mount; refer to a file outside it"
+#define LEADS_IN                                                                            \
+	"leads into the fleetfs mount (through a symbolic link or ..); refer to a file outside " \
+	"it"
+
+/* One walk of open_outside: the directory reached (dirfd) and its canonical path (cur), what
+ * is left of the path (rest), symbolic links followed, whether the walk left the path as
+ * written (a link or ..). */
+struct walk {
+	const char *mnt;
+	size_t ml;
+	int dirfd;
+	char cur[PATH_MAX], rest[PATH_MAX];
+	int links;
+	bool detour;
+};
+
+/* "..": cur is canonical, so its parent is the physical parent. NULL or why not. */
+static const char *walk_up(struct walk *w)
+{
+	char *slash = strrchr(w->cur, '/');
+	int fd = openat(w->dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return errno_text(errno);
+	swap_fd(&w->dirfd, fd);
+	if (slash)
+		*slash = '\0';
+	w->detour = true;
+	return NULL;
+}
+
+/* A symbolic link: its target goes in front of what is left (from / when absolute). */
+static const char *walk_link(struct walk *w, const char *name)
+{
+	char link[PATH_MAX], next[PATH_MAX];
+	if (++w->links > 40)
+		return errno_text(ELOOP);
+	ssize_t k = readlinkat(w->dirfd, name, link, sizeof(link) - 1);
+	if (k <= 0)
+		return errno_text(k < 0 ? errno : ENOENT);
+	link[k] = '\0';
+	if (fmt(next, sizeof(next), "%s/%s", link, w->rest))
+		return "path too long";
+	memcpy(w->rest, next, strlen(next) + 1);
+	if (link[0] == '/') {
+		int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return errno_text(errno);
+		swap_fd(&w->dirfd, fd);
+		w->cur[0] = '\0';
+	}
+	w->detour = true;
+	return NULL;
+}
+
+/* One component of the path: NULL to go on (or, with *out >= 0, done), else why not. */
+static const char *walk_step(struct walk *w, int *out)
+{
+	char name[NAME_MAX + 1], cand[PATH_MAX];
+	struct stat st;
+	const char *p = w->rest + strspn(w->rest, "/");
+	size_t n = strcspn(p, "/");
+	if (!n)
+		return "not a regular file"; /* ends on a directory */
+	if (n > NAME_MAX)
+		return "path too long";
+	memcpy(name, p, n);
+	name[n] = '\0';
+	p += n;
+	bool last = p[strspn(p, "/")] == '\0';
+	memmove(w->rest, p, strlen(p) + 1);
+	if (!strcmp(name, "."))
+		return NULL;
+	if (!strcmp(name, ".."))
+		return walk_up(w);
+	if (fmt(cand, sizeof(cand), "%s/%s", w->cur, name))
+		return "path too long";
+	if (under(w->mnt, w->ml, cand))
+		return w->detour ? LEADS_IN : IN_MOUNT;
+	if (fstatat(w->dirfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return errno_text(errno);
+	if (S_ISLNK(st.st_mode))
+		return walk_link(w, name);
+	if (last) {
+		/* no open of a FIFO or device at all; O_NONBLOCK covers a swap race */
+		if (!S_ISREG(st.st_mode))
+			return "not a regular file";
+		*out = openat(w->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		return *out < 0 ? errno_text(errno) : NULL;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return errno_text(ENOTDIR);
+	int fd = openat(w->dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno_text(errno);
+	swap_fd(&w->dirfd, fd);
+	memcpy(w->cur, cand, strlen(cand) + 1);
+	return NULL;
+}
+
 static int open_outside(const char *mnt, const char *abs, int *out, char *why, size_t whylen)
 {
-	char cur[PATH_MAX] = "", rest[PATH_MAX], link[PATH_MAX], next[PATH_MAX], cand[PATH_MAX];
-	char name[NAME_MAX + 1];
-	size_t ml = mnt ? strlen(mnt) : 0;
-	int dirfd = -1, links = 0, r = 0;
-	bool detour = false;
-	struct stat st;
+	struct walk *w = xcalloc(1, sizeof(*w));
+	const char *msg = NULL;
 	*out = -1;
-	if (under(mnt, ml, abs))
-		return why_path(why, whylen, abs,
-				"is inside the fleetfs mount; refer to a file outside it");
-	if (fmt(rest, sizeof(rest), "%s", abs))
-		return why_path(why, whylen, abs, "path too long");
-	dirfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
-		return why_path(why, whylen, abs, errno_text(errno));
-	for (;;) {
-		const char *p = rest + strspn(rest, "/");
-		size_t n = strcspn(p, "/");
-		if (!n) {
-			r = why_path(why, whylen, abs,
-				     "not a regular file"); /* ends on a directory */
-			goto out;
-		}
-		if (n > NAME_MAX) {
-			r = why_path(why, whylen, abs, "path too long");
-			goto out;
-		}
-		memcpy(name, p, n);
-		name[n] = '\0';
-		p += n;
-		bool last = p[strspn(p, "/")] == '\0';
-		memmove(rest, p, strlen(p) + 1);
-		if (!strcmp(name, ".")) {
-			continue;
-		}
-		if (!strcmp(name, "..")) {
-			/* cur is canonical, so its parent is the physical parent */
-			char *slash = strrchr(cur, '/');
-			int fd = openat(dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
-			if (fd < 0) {
-				r = why_path(why, whylen, abs, errno_text(errno));
-				goto out;
-			}
-			swap_fd(&dirfd, fd);
-			if (slash)
-				*slash = '\0';
-			detour = true;
-			continue;
-		}
-		if (fmt(cand, sizeof(cand), "%s/%s", cur, name)) {
-			r = why_path(why, whylen, abs, "path too long");
-			goto out;
-		}
-		if (under(mnt, ml, cand)) {
-			r = why_path(
-				why, whylen, abs,
-				detour ? "leads into the fleetfs mount (through a symbolic "
-					 "link or ..); refer to a file outside it"
-				       : "is inside the fleetfs mount; refer to a file outside it");
-			goto out;
-		}
-		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
-			r = why_path(why, whylen, abs, errno_text(errno));
-			goto out;
-		}
-		if (S_ISLNK(st.st_mode)) {
-			ssize_t k;
-			if (++links > 40) {
-				r = why_path(why, whylen, abs, errno_text(ELOOP));
-				goto out;
-			}
-			k = readlinkat(dirfd, name, link, sizeof(link) - 1);
-			if (k <= 0) {
-				r = why_path(why, whylen, abs, errno_text(k < 0 ? errno : ENOENT));
-				goto out;
-			}
-			link[k] = '\0';
-			if (fmt(next, sizeof(next), "%s/%s", link, rest)) {
-				r = why_path(why, whylen, abs, "path too long");
-				goto out;
-			}
-			memcpy(rest, next, strlen(next) + 1);
-			if (link[0] == '/') {
-				int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-				if (fd < 0) {
-					r = why_path(why, whylen, abs, errno_text(errno));
-					goto out;
-				}
-				swap_fd(&dirfd, fd);
-				cur[0] = '\0';
-			}
-			detour = true;
-			continue;
-		}
-		if (last) {
-			/* no open of a FIFO or device at all; O_NONBLOCK covers a swap race */
-			if (!S_ISREG(st.st_mode)) {
-				r = why_path(why, whylen, abs, "not a regular file");
-				goto out;
-			}
-			*out = openat(dirfd, name,
-				      O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-			if (*out < 0)
-				r = why_path(why, whylen, abs, errno_text(errno));
-			goto out;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			r = why_path(why, whylen, abs, errno_text(ENOTDIR));
-			goto out;
-		}
-		int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			r = why_path(why, whylen, abs, errno_text(errno));
-			goto out;
-		}
-		swap_fd(&dirfd, fd);
-		memcpy(cur, cand, strlen(cand) + 1);
-	}
-out:
-	close(dirfd);
-	return r;
+	w->dirfd = -1;
+	w->mnt = mnt;
+	w->ml = mnt ? strlen(mnt) : 0;
+	if (under(w->mnt, w->ml, abs))
+		msg = IN_MOUNT;
+	else if (fmt(w->rest, sizeof(w->rest), "%s", abs))
+		msg = "path too long";
+	else if ((w->dirfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		msg = errno_text(errno);
+	while (!msg && *out < 0)
+		msg = walk_step(w, out);
+	if (w->dirfd >= 0)
+		close(w->dirfd);
+	free(w);
+	return msg ? why_path(why, whylen, abs, msg) : 0;
 }
 
 int fileref_read(const struct fileref_ctx *ctx, const char *abs, size_t max, char **data, size_t *len,

@@ -79,6 +79,25 @@ static int check_dup_keys(struct ydoc *d, int id, char *err, size_t errlen)
 }
 
 /* Iterative post-order walk computing expanded size and depth per node. */
+/* How many children node n has (a mapping's keys and values both count), and the i-th:
+ * key, value, key, value... */
+static size_t children(const yaml_node_t *n)
+{
+	if (n->type == YAML_SEQUENCE_NODE)
+		return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (n->type == YAML_MAPPING_NODE)
+		return 2 * (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	return 0;
+}
+
+static int child_at(const yaml_node_t *n, size_t i)
+{
+	if (n->type == YAML_SEQUENCE_NODE)
+		return n->data.sequence.items.start[i];
+	const yaml_node_pair_t *p = &n->data.mapping.pairs.start[i / 2];
+	return (i % 2) ? p->value : p->key;
+}
+
 static int check_limits(struct ydoc *d, char *err, size_t errlen)
 {
 	int nnodes = (int)(d->doc.nodes.top - d->doc.nodes.start);
@@ -103,19 +122,8 @@ static int check_limits(struct ydoc *d, char *err, size_t errlen)
 	while (sp) {
 		struct frame *f = &stack[sp - 1];
 		yaml_node_t *n = node_at(d, f->id);
-		int child = 0;
-		size_t nchild = 0;
-		if (n->type == YAML_SEQUENCE_NODE) {
-			nchild = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-			if (f->next < nchild)
-				child = n->data.sequence.items.start[f->next];
-		} else if (n->type == YAML_MAPPING_NODE) {
-			nchild = 2 * (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-			if (f->next < nchild) {
-				yaml_node_pair_t *p = &n->data.mapping.pairs.start[f->next / 2];
-				child = (f->next % 2) ? p->value : p->key;
-			}
-		}
+		size_t nchild = children(n);
+		int child = f->next < nchild ? child_at(n, f->next) : 0;
 		if (child) {
 			f->next++;
 			if (state[child] == 1) {
@@ -137,13 +145,7 @@ static int check_limits(struct ydoc *d, char *err, size_t errlen)
 		uint64_t sz = 1;
 		unsigned dp = 0;
 		for (size_t i = 0; i < nchild; i++) {
-			int c;
-			if (n->type == YAML_SEQUENCE_NODE)
-				c = n->data.sequence.items.start[i];
-			else {
-				yaml_node_pair_t *p = &n->data.mapping.pairs.start[i / 2];
-				c = (i % 2) ? p->value : p->key;
-			}
+			int c = child_at(n, i);
 			sz += size[c];
 			if (depth[c] > dp)
 				dp = depth[c];
