@@ -179,11 +179,13 @@ static void cloud_name(const char *p, const char *f, unsigned num, char *out, si
 		suffix[i] = alnum[rnd[i] % 36];
 	suffix[8] = '\0';
 	char prefix[NAME_MAX_LEN];
-	(void)fmt(prefix, sizeof(prefix), "fleetfs-%s-%s-%u", p, f, num);
+	/* cut on purpose: the name keeps its first NAME_MAX_LEN - 9 characters, then a suffix */
+	fmt_cut(prefix, sizeof(prefix), "fleetfs-%s-%s-%u", p, f, num);
 	for (char *q = prefix; *q; q++) /* providers want lower case and no '_' */
 		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
 	size_t keep = NAME_MAX_LEN - 9;
-	(void)fmt(out, n, "%.*s-%s", (int)keep, prefix, suffix);
+	/* fits: keep + 1 + 8 = NAME_MAX_LEN < n (NAME_MAX_LEN + 1) */
+	fmt_cut(out, n, "%.*s-%s", (int)keep, prefix, suffix);
 }
 
 struct intent {
@@ -245,7 +247,7 @@ static int put_created(struct stx *tx, struct instance_row *v, void *arg)
 	fleets_history(v, why);
 	char more[sizeof(cr->vm->detail) + 4] = "";
 	if (cr->vm->detail[0])
-		(void)fmt(more, sizeof(more), " (%s)", cr->vm->detail);
+		fmt_cut(more, sizeof(more), " (%s)", cr->vm->detail);
 	return fleets_event(tx, cr->p, cr->f,
 			    "instance=%u provisioning %s %s %s $%g/h %s id=%s%s%s%s%s", cr->num,
 			    c->backend, c->region, c->instance, c->price, c->name, cr->vm->id,
@@ -431,7 +433,8 @@ static void cluster_anchor(struct cloud *c, const char *p, const char *f, unsign
 	backend[0] = region[0] = '\0';
 	if (store_begin(c->s, false, &tx))
 		return;
-	(void)fmt(prefix, sizeof(prefix), "%s/%s/", p, f);
+	/* fits: a project name < STORE_NAME_MAX, a fleet name at most 41 */
+	fmt_cut(prefix, sizeof(prefix), "%s/%s/", p, f);
 	(void)instance_row_list(tx, prefix, &rows);
 	store_abort(tx);
 	for (size_t j = 0; j < rows.n; j++) {
@@ -441,8 +444,10 @@ static void cluster_anchor(struct cloud *c, const char *p, const char *f, unsign
 		if (v->num == num || !cl || !*cl->backend || !strcmp(st, IST_TERMINATED) ||
 		    !strcmp(st, IST_TERMINATING))
 			continue;
-		(void)fmt(backend, blen, "%s", cl->backend);
-		(void)fmt(region, rlen, "%s", cl->region);
+		if (fmt(backend, blen, "%s", cl->backend) || fmt(region, rlen, "%s", cl->region)) {
+			backend[0] = region[0] = '\0'; /* not a backend or region: no anchor */
+			continue;
+		}
 		break;
 	}
 	instance_list_free(&rows);
@@ -451,7 +456,8 @@ static void cluster_anchor(struct cloud *c, const char *p, const char *f, unsign
 /* The name of a cluster fleet's placement group. */
 static void placement_name(const char *p, const char *f, char *out, size_t n)
 {
-	(void)fmt(out, n, "fleetfs-%s-%s", p, f);
+	/* fits: 8 + a project name (< STORE_NAME_MAX) + 1 + a fleet name (at most 41) < n */
+	fmt_cut(out, n, "fleetfs-%s-%s", p, f);
 	for (char *q = out; *q; q++)
 		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
 }
@@ -555,7 +561,7 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 		 * an answer that could not be read) */
 		bool unknown = r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET ||
 			       r == -ECANCELED || r == -EPROTO;
-		(void)fmt(last, sizeof(last), "%s", err[0] ? err : strerror(-r));
+		fmt_cut(last, sizeof(last), "%s", err[0] ? err : strerror(-r));
 		struct failed fl = {.offer = oname, .backend = o->backend, .err = last,
 				    .keep_intent = unknown, .ended = unknown, .p = p, .f = f,
 				    .num = num};
@@ -565,7 +571,8 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 				 "checking whether the last create happened");
 			done = true;
 		} else if (r == -EACCES) {
-			(void)fmt(refused, sizeof(refused), "%s", o->backend);
+			/* fits: a backend name < STORE_NAME_MAX */
+			fmt_cut(refused, sizeof(refused), "%s", o->backend);
 		}
 	}
 	if (!done) {
@@ -643,7 +650,8 @@ static int put_endpoint(struct cloud *c, const char *p, const char *f, unsigned 
 				     .key = priv}};
 	char *js = host_rec_encode_text(&ep);
 	struct stx *tx = NULL;
-	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
+	/* fits: project and fleet names, a number */
+	fmt_cut(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
 	r = js ? store_begin(c->s, true, &tx) : -ENOMEM;
 	if (!r)
 		r = store_secret_put(tx, sk, js, strlen(js));
@@ -668,14 +676,15 @@ static int put_lost(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct lost *l = arg;
 	struct cloud_vm *cl = cloud_obj(v);
-	char offer[256];
-	(void)fmt(offer, sizeof(offer), "%s", cl->offer);
+	char *offer = xstrdup(cl->offer); /* the row's cloud part goes below */
 	rec_set(&v->status, IST_PENDING);
 	v->next_try = 0;
 	rec_set(&v->host, "");
 	instance_row_drop_cloud(v);
 	struct failed fl = {.offer = offer, .err = l->why, .p = l->p, .f = l->f, .num = l->num};
-	return put_failed(tx, v, &fl);
+	int r = put_failed(tx, v, &fl);
+	free(offer);
+	return r;
 }
 
 static bool provisioning_step(struct cloud *c, const char *key, const char *p, const char *f,
@@ -755,7 +764,8 @@ static int put_gone(struct stx *tx, struct instance_row *v, void *arg)
 {
 	const struct gone *g = arg;
 	char sk[3 * STORE_NAME_MAX + 16];
-	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", g->p, g->f, g->num);
+	/* fits: project and fleet names, a number */
+	fmt_cut(sk, sizeof(sk), "f/%s/%s/inst/%08u", g->p, g->f, g->num);
 	int r = store_secret_del_prefix(tx, sk);
 	if (!r)
 		r = fleets_event(tx, g->p, g->f, "instance=%u terminated (%s)%s", g->num,
@@ -816,13 +826,18 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 	char err[700] = "", what[600] = "", id[BK_ID_MAX], data[BK_DATA_MAX];
 	struct bk k;
 	struct gone g = {.p = p, .f = f, .num = num, .what = what};
-	(void)fmt(id, sizeof(id), "%s", cl ? cl->id : "");
-	(void)fmt(data, sizeof(data), "%s", cl ? cl->backend_data : "");
-	if (!cl || (!id[0] && !*cl->name)) {
+	/* longer than a backend gives (struct bk_vm): not asked, retried with a reason */
+	bool bad = fmt(id, sizeof(id), "%s", cl ? cl->id : "") ||
+		   fmt(data, sizeof(data), "%s", cl ? cl->backend_data : "");
+	if (!cl || (!bad && !id[0] && !*cl->name)) {
 		(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g); /* nothing created */
 		return;
 	}
 	int r = bk_load(c, p, cl->backend, &k, err, sizeof(err));
+	if (!r && bad) {
+		r = -ENAMETOOLONG;
+		fmt_cut(err, sizeof(err), "the VM's id or backend data is too long");
+	}
 	if (!r && !id[0]) { /* an intent: was it created? */
 		struct bk_vm vm;
 		memset(&vm, 0, sizeof(vm));
@@ -836,8 +851,9 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 				(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
 			return;
 		}
-		(void)fmt(id, sizeof(id), "%s", vm.id);
-		(void)fmt(data, sizeof(data), "%s", vm.backend_data); /* get and terminate need it */
+		/* fits: the same sizes as struct bk_vm's; get and terminate need them */
+		fmt_cut(id, sizeof(id), "%s", vm.id);
+		fmt_cut(data, sizeof(data), "%s", vm.backend_data);
 		/* found: from now on the row follows this VM by its id */
 		(void)row_update(c, key, p, IST_TERMINATING, put_found, &vm);
 	}
@@ -855,8 +871,8 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 		r = k.ops->get(&k.ctx, id, data, &vm, err, sizeof(err));
 		if (r == -ENOENT || (!r && vm.state == BK_VM_TERMINATED)) {
 			bk_free(&k);
-			(void)fmt(what, sizeof(what), "; %s (id %s) confirmed gone by %s", cl->name,
-				  id, cl->backend);
+			fmt_cut(what, sizeof(what), "; %s (id %s) confirmed gone by %s", cl->name, id,
+				cl->backend);
 			(void)row_update(c, key, p, IST_TERMINATING, put_gone, &g);
 			return;
 		}
@@ -878,7 +894,8 @@ static void terminating_step(struct cloud *c, const char *key, const char *p, co
 
 static void name_prefix(const char *p, char *out, size_t n)
 {
-	(void)fmt(out, n, "fleetfs-%s-", p);
+	/* fits: a project name < STORE_NAME_MAX, n is STORE_NAME_MAX + 16 */
+	fmt_cut(out, n, "fleetfs-%s-", p);
 	for (char *q = out; *q; q++)
 		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
 }
@@ -905,7 +922,8 @@ static void orphan_note(struct cloud *c, const char *p, const char *b, const str
 	struct stx *tx = NULL;
 	char mk[3 * STORE_NAME_MAX + BK_ID_MAX], *seen = NULL;
 	size_t len = 0;
-	(void)fmt(mk, sizeof(mk), "orphan/%s/%s/%s", p, b, vm->id);
+	/* fits: project and backend names < STORE_NAME_MAX, an id < BK_ID_MAX */
+	fmt_cut(mk, sizeof(mk), "orphan/%s/%s/%s", p, b, vm->id);
 	if (store_begin(c->s, true, &tx))
 		return;
 	if (once && store_meta_get(tx, mk, &seen, &len) == 0) {
@@ -947,8 +965,9 @@ void cloud_sweep(struct cloud *c)
 			if (!bs[j].has_config || !ops || !ops->list_own)
 				continue;
 			todo = xrealloc(todo, (nt + 1) * sizeof(*todo));
-			(void)fmt(todo[nt].p, sizeof(todo[nt].p), "%s", ps[i].name);
-			(void)fmt(todo[nt].b, sizeof(todo[nt].b), "%s", bs[j].name);
+			/* fits: the same sizes as the store's listings */
+			fmt_cut(todo[nt].p, sizeof(todo[nt].p), "%s", ps[i].name);
+			fmt_cut(todo[nt].b, sizeof(todo[nt].b), "%s", bs[j].name);
 			nt++;
 		}
 		free(bs);
@@ -983,10 +1002,10 @@ void cloud_sweep(struct cloud *c)
 				int r = k.ops->terminate(&k.ctx, vm->id, vm->backend_data, err,
 							 sizeof(err));
 				char what[700];
-				(void)fmt(what, sizeof(what), r ? "could not be terminated: %s"
-								: "is not known to fleetfs: terminated "
-								  "(orphans: terminate)",
-					  err);
+				fmt_cut(what, sizeof(what), r ? "could not be terminated: %s"
+							      : "is not known to fleetfs: terminated "
+								"(orphans: terminate)",
+					err);
 				orphan_note(c, todo[i].p, todo[i].b, vm, what, false);
 			}
 		}
@@ -1013,7 +1032,8 @@ static int put_vanished(struct stx *tx, struct instance_row *v, void *arg)
 	char sk[3 * STORE_NAME_MAX + 16];
 	size_t added = 0;
 	(void)v;
-	(void)fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", x->p, x->f, x->num);
+	/* fits: project and fleet names, a number */
+	fmt_cut(sk, sizeof(sk), "f/%s/%s/inst/%08u", x->p, x->f, x->num);
 	int r = store_secret_del_prefix(tx, sk);
 	if (!r)
 		r = fleets_event(tx, x->p, x->f, "instance=%u terminated (%s): %s", x->num,

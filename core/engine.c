@@ -62,17 +62,19 @@ struct engine {
 };
 
 
-/* split "<p>/<fleet>/<num>" */
-static void split_key(const char *key, char *p, char *f, unsigned *num)
+/* split "<p>/<fleet>/<num>"; -ENAMETOOLONG: a name longer than the store writes */
+static int split_key(const char *key, char *p, char *f, unsigned *num)
 {
 	const char *a = strchr(key, '/');
 	const char *b = a ? strchr(a + 1, '/') : NULL;
 	long long n = 0;
-	fmt(p, STORE_NAME_MAX, "%.*s", a ? (int)(a - key) : 0, key);
-	fmt(f, STORE_NAME_MAX, "%.*s", (a && b) ? (int)(b - a - 1) : 0, a ? a + 1 : "");
+	if (fmt(p, STORE_NAME_MAX, "%.*s", a ? (int)(a - key) : 0, key) ||
+	    fmt(f, STORE_NAME_MAX, "%.*s", (a && b) ? (int)(b - a - 1) : 0, a ? a + 1 : ""))
+		return -ENAMETOOLONG;
 	if (b)
 		num_parse_ll(b + 1, 0, 100000000, &n);
 	*num = (unsigned)n;
+	return 0;
 }
 
 /* ---- the queue ---- */
@@ -99,15 +101,16 @@ static void busy_del(struct engine *e, const char *key)
 /* lock held */
 static void enqueue(struct engine *e, const char *key, bool front)
 {
-	if (is_busy(e, key))
-		return;
+	if (is_busy(e, key) || strlen(key) >= sizeof(e->busy[0]))
+		return; /* too long: not a row key the store writes */
 	if (e->nbusy == e->capbusy) {
 		e->capbusy = e->capbusy ? e->capbusy * 2 : 64;
 		e->busy = xrealloc(e->busy, e->capbusy * sizeof(*e->busy));
 	}
-	fmt(e->busy[e->nbusy++], sizeof(e->busy[0]), "%s", key);
+	/* fits: checked above, and a job's key is as large */
+	fmt_cut(e->busy[e->nbusy++], sizeof(e->busy[0]), "%s", key);
 	struct job *j = xcalloc(1, sizeof(*j));
-	fmt(j->key, sizeof(j->key), "%s", key);
+	fmt_cut(j->key, sizeof(j->key), "%s", key);
 	if (front) {
 		j->next = e->head;
 		e->head = j;
@@ -136,7 +139,8 @@ static int load_host(struct store *s, const char *p, const char *f, unsigned num
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
-	fmt(key, sizeof(key), "f/%s/%s/inst/%08u", p, f, num);
+	/* fits: project and fleet names, a number */
+	fmt_cut(key, sizeof(key), "f/%s/%s/inst/%08u", p, f, num);
 	r = store_secret_get(tx, key, &js, &len);
 	store_abort(tx);
 	if (r)
@@ -195,11 +199,11 @@ static void gpu_summary(const struct host_info *hi, char *out, size_t n)
 {
 	out[0] = '\0';
 	if (!hi->ngpus) {
-		fmt(out, n, "no GPUs");
+		fmt_cut(out, n, "no GPUs");
 		return;
 	}
-	fmt(out, n, "%zux%s %lluGB", hi->ngpus, hi->gpus[0].name,
-	    (unsigned long long)(hi->gpus[0].memory_mib / 1024));
+	fmt_cut(out, n, "%zux%s %lluGB", hi->ngpus, hi->gpus[0].name,
+		(unsigned long long)(hi->gpus[0].memory_mib / 1024));
 }
 
 struct outcome {
@@ -236,8 +240,9 @@ static void ssh_probe(struct engine *e, const char *p, const char *f,
 	cmd = host_command(pub);
 	o->r = sshc_run(&target, h.proxy ? &jump : NULL, cmd, SSH_TIMEOUT_MS,
 			SSH_MAX_OUT, &res, o->err, sizeof(o->err));
-	fmt(o->host_key, sizeof(o->host_key), "%s", res.host_key);
-	fmt(o->jump_key, sizeof(o->jump_key), "%s", res.jump_key);
+	/* fits: the same size as struct sshc_result's */
+	fmt_cut(o->host_key, sizeof(o->host_key), "%s", res.host_key);
+	fmt_cut(o->jump_key, sizeof(o->jump_key), "%s", res.jump_key);
 	if (o->r)
 		goto out;
 	if (res.exit_status != 0 && (!res.out || !strstr(res.out, "### "))) {
@@ -408,8 +413,7 @@ static void work_one(struct engine *e, const char *key)
 			cloud_sweep(&e->cloud);
 		return;
 	}
-	split_key(key, p, f, &num);
-	if (store_begin(e->s, false, &tx))
+	if (split_key(key, p, f, &num) || store_begin(e->s, false, &tx))
 		return;
 	int r = instance_row_get(tx, key, &v);
 	store_abort(tx);
@@ -426,7 +430,8 @@ static void work_one(struct engine *e, const char *key)
 		if (store_begin(e->s, true, &tx) == 0) {
 			struct instance_row cur;
 			char sk[3 * STORE_NAME_MAX + 16];
-			fmt(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
+			/* fits: project and fleet names, a number */
+			fmt_cut(sk, sizeof(sk), "f/%s/%s/inst/%08u", p, f, num);
 			if (instance_row_get(tx, key, &cur) == 0 &&
 			    !strcmp(cur.status, IST_TERMINATING)) {
 				r = store_obj_del(tx, SDB_INSTANCES, key, p);
@@ -532,12 +537,15 @@ static void sweep_fleets(struct engine *e)
 		const char *k = fl.v[j].key, *slash = strchr(k, '/');
 		if (!slash)
 			continue;
-		fmt(p, sizeof(p), "%.*s", (int)(slash - k), k);
-		fmt(f, sizeof(f), "%s", slash + 1);
-		fmt(prefix, sizeof(prefix), "%s/", k);
+		if (fmt(p, sizeof(p), "%.*s", (int)(slash - k), k) ||
+		    fmt(f, sizeof(f), "%s", slash + 1) || fmt(prefix, sizeof(prefix), "f/%s/", k))
+			continue; /* names longer than the store writes */
+		/* fits: shorter than "f/<k>/" */
+		fmt_cut(prefix, sizeof(prefix), "%s/", k);
 		struct instance_list insts;
 		if (instance_row_list(tx, prefix, &insts) == 0 && insts.n == 0) {
-			fmt(prefix, sizeof(prefix), "f/%s/", k);
+			/* fits: checked above */
+			fmt_cut(prefix, sizeof(prefix), "f/%s/", k);
 			if (!store_obj_del(tx, SDB_FLEETS, k, p) &&
 			    !store_secret_del_prefix(tx, prefix) &&
 			    !fleets_event(tx, p, f, "terminated: every instance is gone"))
@@ -689,8 +697,8 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 	struct instance_row v;
 	if (!e)
 		return;
-	fmt(key, sizeof(key), "%s/%s/%08u", project, fleet, num);
-	if (store_begin(e->s, false, &tx))
+	if (fmt(key, sizeof(key), "%s/%s/%08u", project, fleet, num) ||
+	    store_begin(e->s, false, &tx))
 		return;
 	int r = instance_row_get(tx, key, &v);
 	store_abort(tx);
@@ -720,7 +728,7 @@ void engine_check(struct engine *e, const char *project, const char *fleet, unsi
 	if (!f || f->done) {
 		if (!f) {
 			f = xcalloc(1, sizeof(*f));
-			fmt(f->key, sizeof(f->key), "%s", key);
+			fmt_cut(f->key, sizeof(f->key), "%s", key); /* fits: the same size */
 			f->next = e->inflight;
 			e->inflight = f;
 		}

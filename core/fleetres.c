@@ -198,7 +198,7 @@ int fleetspec_parse_gpu(const char *s, struct gpu_spec *out, char *err, size_t e
 			if (have_v)
 				r = fsw_why(err, errlen, "GPU spec vendor conflict");
 			else
-				(void)fmt(g.vendor, sizeof(g.vendor), "%s", v);
+				fmt_cut(g.vendor, sizeof(g.vendor), "%s", v); /* fits: a known vendor */
 			have_v = true;
 		} else if (isalpha((
 				   unsigned char)tok[0])) { /* a name always starts with a letter */
@@ -271,7 +271,7 @@ static int parse_cc(struct fsw *w, int val, const char *path, char *out, size_t 
 		if (num_parse_ll(b, 0, 999, &part[0]) || num_parse_ll(dot + 1, 0, 999, &part[1]))
 			return fsw_err(w, val, path, "%s", msg);
 	}
-	(void)fmt(out, outlen, "%lld.%lld", part[0], part[1]);
+	fmt_cut(out, outlen, "%lld.%lld", part[0], part[1]); /* fits: two numbers below 1000 */
 	return 0;
 }
 
@@ -292,7 +292,7 @@ static int gpu_field(struct fsw *w, void *ctx, const char *key, int val, const c
 			return fsw_err(
 				w, val, path,
 				"must be one of: nvidia, amd, google (tpu), intel, tenstorrent");
-		(void)fmt(g->vendor, sizeof(g->vendor), "%s", v);
+		fmt_cut(g->vendor, sizeof(g->vendor), "%s", v); /* fits: a known vendor */
 		return 0;
 	}
 	if (!strcmp(key, "name")) {
@@ -350,7 +350,7 @@ static int cpu_arch(const char *s, char *out, size_t outlen)
 {
 	if (strcasecmp(s, "x86") && strcasecmp(s, "arm"))
 		return -EINVAL;
-	(void)fmt(out, outlen, "%s", tolower((unsigned char)s[0]) == 'x' ? "x86" : "arm");
+	fmt_cut(out, outlen, "%s", tolower((unsigned char)s[0]) == 'x' ? "x86" : "arm"); /* fits */
 	return 0;
 }
 

@@ -21,12 +21,14 @@ void fleets_history(struct instance_row *row, const char *what)
 
 static void fleet_key(char *dst, size_t n, const char *p, const char *f)
 {
-	fmt(dst, n, "%s/%s", p, f);
+	/* fits: callers pass 2 * STORE_NAME_MAX + 2; project and fleet names < STORE_NAME_MAX */
+	fmt_cut(dst, n, "%s/%s", p, f);
 }
 
 static void inst_key(char *dst, size_t n, const char *p, const char *f, unsigned num)
 {
-	fmt(dst, n, "%s/%s/%08u", p, f, num);
+	/* fits: callers pass 3 * STORE_NAME_MAX; two names < STORE_NAME_MAX and a number */
+	fmt_cut(dst, n, "%s/%s/%08u", p, f, num);
 }
 
 int fleets_event(struct stx *tx, const char *p, const char *f, const char *fmtstr, ...)
@@ -36,7 +38,7 @@ int fleets_event(struct stx *tx, const char *p, const char *f, const char *fmtst
 	va_start(ap, fmtstr);
 	vfmt_cut(msg, sizeof(msg), fmtstr, ap);
 	va_end(ap);
-	fmt(fj, sizeof(fj), "%s:%s", p, f);
+	fmt_cut(fj, sizeof(fj), "%s:%s", p, f); /* fits: two names < STORE_NAME_MAX */
 	int r = store_event(tx, p, "fleet=%s %s", f, msg);
 	if (!r)
 		r = store_event(tx, fj, "%s", msg);
@@ -96,7 +98,7 @@ int fleets_list(struct stx *tx, const char *project, char ***names, bool **live,
 {
 	char prefix[STORE_NAME_MAX + 2];
 	struct fleet_list fl;
-	fmt(prefix, sizeof(prefix), "%s/", project);
+	fmt_cut(prefix, sizeof(prefix), "%s/", project); /* fits: a project name */
 	*names = NULL;
 	*n = 0;
 	if (live)
@@ -125,7 +127,7 @@ int fleets_list(struct stx *tx, const char *project, char ***names, bool **live,
 static int instances_of(struct stx *tx, const char *p, const char *f, struct instance_list *l)
 {
 	char prefix[2 * STORE_NAME_MAX + 3];
-	fmt(prefix, sizeof(prefix), "%s/%s/", p, f);
+	fmt_cut(prefix, sizeof(prefix), "%s/%s/", p, f); /* fits: two names < STORE_NAME_MAX */
 	return instance_row_list(tx, prefix, l);
 }
 
@@ -150,7 +152,8 @@ int fleets_spec_text(struct stx *tx, const char *project, const char *fleet, cha
 		     size_t *len)
 {
 	char key[2 * STORE_NAME_MAX + 16];
-	fmt(key, sizeof(key), "f/%s/%s/spec", project, fleet);
+	/* fits: two names < STORE_NAME_MAX */
+	fmt_cut(key, sizeof(key), "f/%s/%s/spec", project, fleet);
 	return store_secret_get(tx, key, out, len);
 }
 
@@ -161,7 +164,7 @@ int fleets_project_key(struct store *s, const char *project, bool create, char *
 {
 	char key[STORE_NAME_MAX + 16];
 	struct stx *tx = NULL;
-	fmt(key, sizeof(key), "p/%s/sshkey", project);
+	fmt_cut(key, sizeof(key), "p/%s/sshkey", project); /* fits: a project name */
 	*priv = NULL;
 	*pub = NULL;
 	int r = store_begin(s, false, &tx);
@@ -208,7 +211,7 @@ int fleets_project_key(struct store *s, const char *project, bool create, char *
 		return r;
 	}
 	char comment[STORE_NAME_MAX + 16];
-	fmt(comment, sizeof(comment), "fleetfs-%s", project);
+	fmt_cut(comment, sizeof(comment), "fleetfs-%s", project); /* fits: a project name */
 	r = sshc_public_key(*priv, *privlen, comment, pub);
 	if (r) {
 		seal_free_secret(*priv, *privlen);
@@ -264,7 +267,8 @@ static int put_row_endpoint(struct stx *tx, const char *p, const char *fleet, un
 	char *js = host_rec_encode_text(&o);
 	if (!js)
 		return -ENOMEM;
-	fmt(key, sizeof(key), "f/%s/%s/inst/%08u", p, fleet, num);
+	/* fits: two names < STORE_NAME_MAX and a number */
+	fmt_cut(key, sizeof(key), "f/%s/%s/inst/%08u", p, fleet, num);
 	int r = store_secret_put(tx, key, js, strlen(js));
 	seal_free_secret(js, strlen(js));
 	return r;
@@ -306,10 +310,11 @@ static void new_instance(struct instance_row *o, unsigned num, const char *host,
 		o->port = h->ep.port ? h->ep.port : 22;
 		rec_set(&o->user, h->ep.user);
 		if (h->proxy) {
-			char px[512];
-			fmt(px, sizeof(px), "%s@%s:%d", h->proxy->user ? h->proxy->user : "",
-			    h->proxy->hostname, h->proxy->port ? h->proxy->port : 22);
+			/* as long as it is: the row's proxy is used, not shown */
+			char *px = xasprintf("%s@%s:%d", h->proxy->user ? h->proxy->user : "",
+					     h->proxy->hostname, h->proxy->port ? h->proxy->port : 22);
 			rec_set(&o->proxy, px);
+			free(px);
 		}
 		if (h->internal_ip)
 			rec_set(&o->internal_ip, h->internal_ip);
@@ -342,7 +347,7 @@ static int host_taken(struct stx *tx, const char *p, const char *fleet,
 	if (r)
 		return r;
 	char own[2 * STORE_NAME_MAX + 3];
-	fmt(own, sizeof(own), "%s/%s/", p, fleet);
+	fmt_cut(own, sizeof(own), "%s/%s/", p, fleet); /* fits: two names < STORE_NAME_MAX */
 	for (size_t j = 0; j < l.n; j++) {
 		const char *k = l.v[j].key;
 		const struct instance_row *v = &l.v[j].row;
@@ -352,7 +357,7 @@ static int host_taken(struct stx *tx, const char *p, const char *fleet,
 			if (strcmp(v->host, f->hosts[i].ep.hostname))
 				continue;
 			char other[2 * STORE_NAME_MAX + 2];
-			fmt(other, sizeof(other), "%s", k);
+			fmt_cut(other, sizeof(other), "%s", k); /* shown in the message below */
 			char *slash = strrchr(other, '/');
 			if (slash)
 				*slash = '\0';
@@ -522,7 +527,8 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	char *hosts = NULL, *oldtext = NULL;
 	size_t oldlen = 0, nold = 0;
 	err[0] = '\0';
-	fmt(fname, sizeof(fname), "projects/%s/fleets/%s.yml", project, fleet);
+	/* fits: two names < STORE_NAME_MAX; shown in messages */
+	fmt_cut(fname, sizeof(fname), "projects/%s/fleets/%s.yml", project, fleet);
 	int r = fleetspec_parse(data, len, fname, fleet, ctx, &f, err, errlen);
 	if (r)
 		goto refused;
@@ -562,7 +568,8 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 		if (was_ssh) {
 			char *hj = NULL;
 			size_t hl = 0;
-			fmt(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet);
+			/* fits: two names < STORE_NAME_MAX */
+			fmt_cut(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet);
 			if (store_secret_get(tx, sk, &hj, &hl) == 0) {
 				(void)host_recs_decode_text(hj, hl, &old_hosts, &nold);
 				seal_free_secret(hj, hl);
@@ -593,7 +600,7 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 				r = fleetspec_update_check(old, f, err, errlen);
 				if (r) {
 					char tmp[1024];
-					fmt(tmp, sizeof(tmp), "%s: %s", fname, err);
+					fmt_cut(tmp, sizeof(tmp), "%s: %s", fname, err);
 					fmt_cut(err, errlen, "%s", tmp);
 					goto refused_tx;
 				}
@@ -617,12 +624,13 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 	rec.nodes_target = f->nodes_target;
 	rec.nodes_max = f->nodes_max;
 	r = fleet_rec_put(tx, key, &rec, project);
-	fmt(sk, sizeof(sk), "f/%s/%s/spec", project, fleet);
+	/* fits: two names < STORE_NAME_MAX */
+	fmt_cut(sk, sizeof(sk), "f/%s/%s/spec", project, fleet);
 	if (!r)
 		r = store_secret_put(tx, sk, data, len);
 	if (!r && f->ssh) {
 		hosts = hosts_json(f);
-		fmt(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet);
+		fmt_cut(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet); /* fits: as above */
 		r = hosts ? store_secret_put(tx, sk, hosts, strlen(hosts)) : -ENOMEM;
 	}
 	size_t added = 0, removed = 0;

@@ -359,8 +359,8 @@ static int parse_strlist(struct fsw *w, int val, const char *path, bool backends
 			size_t used = 0;
 			list[0] = '\0';
 			for (const char *const *t = backend_type_names(); *t && used < sizeof(list); t++) {
-				(void)fmt(list + used, sizeof(list) - used, "%s%s",
-					  used ? ", " : "", *t);
+				fmt_cut(list + used, sizeof(list) - used, "%s%s", used ? ", " : "",
+					*t);
 				used += strlen(list + used);
 			}
 			r = fsw_err(w, it, ipath, "unknown backend type (known: %s)", list);
@@ -467,7 +467,7 @@ static int parse_env(struct fsw *w, int val, const char *path, bool *nondefault)
 		if (seq)
 			ywalk_path_idx(kpath, sizeof(kpath), path, i);
 		else
-			(void)fmt(kpath, sizeof(kpath), "%s", path);
+			fmt_cut(kpath, sizeof(kpath), "%s", path);
 		int r = fsw_str(w, node, kpath, &s);
 		if (r)
 			return r;
@@ -568,7 +568,7 @@ static int vastai_field(struct fsw *w, void *ctx, const char *key, int val, cons
 	if (!strcmp(key, "offer_order")) {
 		if (!s || (strcmp(s, "score") && strcmp(s, "price")))
 			return fsw_err(w, val, path, "must be one of: score, price");
-		(void)fmt(o->offer_order, sizeof(o->offer_order), "%s", s);
+		fmt_cut(o->offer_order, sizeof(o->offer_order), "%s", s); /* fits: score or price */
 		return 0;
 	}
 	if (!strcmp(key, "min_score")) {
@@ -1294,7 +1294,7 @@ int fleetspec_parse(const char *data, size_t len, const char *fname, const char 
 	}
 	f = xcalloc(1, sizeof(*f));
 	w.f = f;
-	(void)fmt(f->name, sizeof(f->name), "%s", name);
+	fmt_cut(f->name, sizeof(f->name), "%s", name); /* fits: fleet_name_ok, at most 41 */
 	f->blocks = 1;
 	f->max_price = -1;
 	f->idle_duration = FS_DEFAULT_IDLE;
@@ -1409,7 +1409,7 @@ int fleetspec_update_check(const struct fleet_spec *cur, const struct fleet_spec
 			    str_eq(c->internal_ip, n->internal_ip) && c->blocks == n->blocks)
 				break;
 			str_redact(host, sizeof(host), n->ep.hostname);
-			(void)fmt(field, sizeof(field), "ssh_config.hosts[%zu]", i);
+			fmt_cut(field, sizeof(field), "ssh_config.hosts[%zu]", i);
 			return uerr(
 				err, errlen, field,
 				"host %s: its connection parameters cannot be changed in place; "

@@ -68,10 +68,10 @@ static int load(struct store *s, const char *project, const char *fleet, struct 
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
-	fmt(key, sizeof(key), "%s/%s", project, fleet);
+	fmt_cut(key, sizeof(key), "%s/%s", project, fleet); /* fits: two names < STORE_NAME_MAX */
 	r = fleet_rec_get(tx, key, rec);
 	if (!r) {
-		fmt(key, sizeof(key), "%s/%s/", project, fleet);
+		fmt_cut(key, sizeof(key), "%s/%s/", project, fleet); /* fits: as above */
 		r = instance_row_list(tx, key, insts);
 	}
 	store_abort(tx);
@@ -177,16 +177,19 @@ static void stanza(struct buf *out, const char *mnt, const char *project, const 
 	buf_printf(out, "\n");
 	if (*proxy) {
 		/* user@host:port */
-		char u[256] = "", h[256] = "", port[16] = "22";
+		const char *u = "", *h = "", *port = "22"; /* the parts, whole: used, not shown */
+		int ul = 0, hl = 0;
 		const char *at = strchr(proxy, '@');
 		const char *colon = strrchr(proxy, ':');
 		if (at && colon && colon > at) {
-			fmt(u, sizeof(u), "%.*s", (int)(at - proxy), proxy);
-			fmt(h, sizeof(h), "%.*s", (int)(colon - at - 1), at + 1);
-			fmt(port, sizeof(port), "%s", colon + 1);
+			u = proxy;
+			ul = (int)(at - proxy);
+			h = at + 1;
+			hl = (int)(colon - at - 1);
+			port = colon + 1;
 		}
-		buf_printf(out, "Host %s-%u-jump\n  HostName %s\n  Port %s\n  User %s\n", fleet, num,
-			   h, port, u);
+		buf_printf(out, "Host %s-%u-jump\n  HostName %.*s\n  Port %s\n  User %.*s\n", fleet,
+			   num, hl, h, port, ul, u);
 		buf_printf(out, "  IdentityFile \"%s/projects/%s/ssh/id_rsa\"\n", mnt, project);
 		buf_printf(out, "  IdentitiesOnly yes\n");
 		buf_printf(out, "  UserKnownHostsFile \"%s/projects/%s/ssh/known_hosts\"\n", mnt,
@@ -212,9 +215,9 @@ int fleets_render_ssh_config(struct store *s, const char *mnt, const char *proje
 	if (r)
 		return r;
 	if (fleet)
-		fmt(prefix, sizeof(prefix), "%s/%s/", project, fleet);
+		fmt_cut(prefix, sizeof(prefix), "%s/%s/", project, fleet); /* fits: two names */
 	else
-		fmt(prefix, sizeof(prefix), "%s/", project);
+		fmt_cut(prefix, sizeof(prefix), "%s/", project); /* fits: a project name */
 	r = instance_row_list(tx, prefix, &insts);
 	store_abort(tx);
 	if (r)
@@ -228,7 +231,8 @@ int fleets_render_ssh_config(struct store *s, const char *mnt, const char *proje
 		char f[STORE_NAME_MAX];
 		const char *k = insts.v[j].key + strlen(project) + 1;
 		const char *slash = strchr(k, '/');
-		fmt(f, sizeof(f), "%.*s", slash ? (int)(slash - k) : 0, k);
+		if (fmt(f, sizeof(f), "%.*s", slash ? (int)(slash - k) : 0, k))
+			continue; /* not a fleet name the store writes */
 		stanza(out, mnt, project, f, v);
 	}
 	instance_list_free(&insts);
@@ -253,7 +257,7 @@ int fleets_render_known_hosts(struct store *s, const char *project, struct buf *
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
-	fmt(prefix, sizeof(prefix), "%s/", project);
+	fmt_cut(prefix, sizeof(prefix), "%s/", project); /* fits: a project name */
 	r = instance_row_list(tx, prefix, &insts);
 	store_abort(tx);
 	if (r)
@@ -265,11 +269,11 @@ int fleets_render_known_hosts(struct store *s, const char *project, struct buf *
 		const char *proxy = v->proxy;
 		const char *at = strchr(proxy, '@'), *colon = strrchr(proxy, ':');
 		if (at && colon && colon > at) {
-			char h[256];
-			fmt(h, sizeof(h), "%.*s", (int)(colon - at - 1), at + 1);
+			char *h = xstrndup(at + 1, (size_t)(colon - at - 1)); /* whole: it is used */
 			long long port = 22;
 			num_parse_ll(colon + 1, 1, 65535, &port);
 			known_line(out, h, (int)port, v->jumpkey);
+			free(h);
 		}
 	}
 	instance_list_free(&insts);
@@ -301,7 +305,8 @@ int fleets_render_instance(struct store *s, const char *mnt, const char *project
 	int r = store_begin(s, false, &tx);
 	if (r)
 		return r;
-	fmt(key, sizeof(key), "%s/%s/%08u", project, fleet, num);
+	/* fits: two names < STORE_NAME_MAX and a number */
+	fmt_cut(key, sizeof(key), "%s/%s/%08u", project, fleet, num);
 	r = instance_row_get(tx, key, &v);
 	store_abort(tx);
 	if (r)

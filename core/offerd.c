@@ -131,7 +131,8 @@ static void deadline(struct timespec *dl, long long ms)
 
 void offerd_key(char *dst, size_t n, char kind, const char *project, const char *backend)
 {
-	(void)fmt(dst, n, "%c/%s/%s", kind, project, backend);
+	/* fits: callers pass 2 * STORE_NAME_MAX + 4; two names < STORE_NAME_MAX */
+	fmt_cut(dst, n, "%c/%s/%s", kind, project, backend);
 }
 
 int offerd_source_key(struct store *s, const char *type, const char *config, size_t len,
@@ -227,7 +228,7 @@ static struct source *source_get(struct offerd *od, const char *key, int ttl)
 		return NULL;
 	free(slot->pend);
 	memset(slot, 0, sizeof(*slot));
-	(void)fmt(slot->key, sizeof(slot->key), "%s", key);
+	fmt_cut(slot->key, sizeof(slot->key), "%s", key); /* fits: a source key, as large */
 	slot->ttl = ttl;
 	return slot;
 }
@@ -251,7 +252,7 @@ static unsigned long long request(struct offerd *od, struct source *s, const cha
 			}
 			p = &s->pend[s->npend++];
 			memset(p, 0, sizeof(*p));
-			(void)fmt(p->project, sizeof(p->project), "%s", project);
+			fmt_cut(p->project, sizeof(p->project), "%s", project); /* fits: a name */
 		}
 		p->force |= force;
 	}
@@ -534,13 +535,15 @@ static void scan(struct offerd *od, const char *key, bool all, const struct pend
 				}
 				struct member *mb = &(*out)[(*nout)++];
 				memset(mb, 0, sizeof(*mb));
-				(void)fmt(mb->project, sizeof(mb->project), "%s", project);
-				(void)fmt(mb->backend, sizeof(mb->backend), "%s", bs[i].name);
-				(void)fmt(mb->type, sizeof(mb->type), "%s", bs[i].type);
-				(void)fmt(mb->digest, sizeof(mb->digest), "%s", bs[i].digest);
+				/* fits: the same sizes as struct st_backend's */
+				fmt_cut(mb->project, sizeof(mb->project), "%s", project);
+				fmt_cut(mb->backend, sizeof(mb->backend), "%s", bs[i].name);
+				fmt_cut(mb->type, sizeof(mb->type), "%s", bs[i].type);
+				fmt_cut(mb->digest, sizeof(mb->digest), "%s", bs[i].digest);
 				mb->missing = !same;
-				if (!force && same && m.data_at > 0)
-					(void)fmt(mb->known, sizeof(mb->known), "%s", m.version);
+				if (!force && same && m.data_at > 0 &&
+				    fmt(mb->known, sizeof(mb->known), "%s", m.version))
+					mb->known[0] = '\0'; /* not a version a source gives: none */
 			}
 			offers_meta_free(&m);
 		}
@@ -612,7 +615,7 @@ static bool memo_get(struct offerd *od, const char *key, const struct member *mb
 	size_t len = 0;
 	char dkey[2 * STORE_NAME_MAX + 4];
 	hit = false;
-	(void)fmt(version, sizeof(version), "%s", out->res.version);
+	fmt_cut(version, sizeof(version), "%s", out->res.version); /* fits: as large */
 	offerd_key(dkey, sizeof(dkey), 'd', project, backend);
 	if (store_begin(od->s, false, &tx) == 0) {
 		struct offers_meta m;
@@ -649,12 +652,13 @@ static void memo_put(struct offerd *od, const char *key, const struct member *mb
 			slot = e;
 	}
 	struct outcome *old = slot->o;
-	(void)fmt(slot->key, sizeof(slot->key), "%s", key);
-	(void)fmt(slot->type, sizeof(slot->type), "%s", mb->type);
-	(void)fmt(slot->digest, sizeof(slot->digest), "%s", mb->digest);
-	(void)fmt(slot->known, sizeof(slot->known), "%s", mb->known);
-	(void)fmt(slot->project, sizeof(slot->project), "%s", mb->project);
-	(void)fmt(slot->backend, sizeof(slot->backend), "%s", mb->backend);
+	/* fits: a source key, and the same sizes as struct member's */
+	fmt_cut(slot->key, sizeof(slot->key), "%s", key);
+	fmt_cut(slot->type, sizeof(slot->type), "%s", mb->type);
+	fmt_cut(slot->digest, sizeof(slot->digest), "%s", mb->digest);
+	fmt_cut(slot->known, sizeof(slot->known), "%s", mb->known);
+	fmt_cut(slot->project, sizeof(slot->project), "%s", mb->project);
+	fmt_cut(slot->backend, sizeof(slot->backend), "%s", mb->backend);
 	slot->at_ms = mono_ms();
 	slot->o = c;
 	pthread_mutex_unlock(&od->lock);
@@ -1040,7 +1044,7 @@ static struct seen *seen_get(struct offerd *od, const char *project, long long n
 			slot = s;
 	}
 	memset(slot, 0, sizeof(*slot));
-	(void)fmt(slot->project, sizeof(slot->project), "%s", project);
+	fmt_cut(slot->project, sizeof(slot->project), "%s", project); /* fits: a name */
 	slot->use_ms = now;
 	return slot;
 }
@@ -1157,7 +1161,7 @@ static int check(struct offerd *od, const char *project, int wait_ms, bool force
 		while (k < nw && strcmp(wv[k].key, s->key))
 			k++;
 		if (k == nw)
-			(void)fmt(wv[nw++].key, sizeof(wv[0].key), "%s", s->key);
+			fmt_cut(wv[nw++].key, sizeof(wv[0].key), "%s", s->key); /* fits: as large */
 		if (wv[k].ticket < ticket)
 			wv[k].ticket = ticket;
 	}

@@ -25,7 +25,7 @@
 static void offer_label(const struct offer *o, char *out, size_t outlen)
 {
 	if (o->name)
-		(void)fmt(out, outlen, "%s", o->name);
+		fmt_cut(out, outlen, "%s", o->name); /* a label: shown */
 	else
 		offer_name(o, out, outlen);
 }
@@ -101,7 +101,8 @@ static int parse_cpu(const char *v, struct offer_query *q, char *err, size_t err
 {
 	char b[OFFERS_MAX_QUERY];
 	bool have_c = false, have_a = false;
-	(void)fmt(b, sizeof(b), "%s", v);
+	if (fmt(b, sizeof(b), "%s", v))
+		return fmt_cut(err, errlen, "cpu: value too long"), -EINVAL;
 	for (char *tok = b;;) {
 		char *colon = strchr(tok, ':');
 		if (colon)
@@ -118,8 +119,8 @@ static int parse_cpu(const char *v, struct offer_query *q, char *err, size_t err
 		} else if (!strcasecmp(tok, "x86") || !strcasecmp(tok, "arm")) {
 			if (have_a)
 				return fmt_cut(err, errlen, "cpu: CPU spec arch conflict"), -EINVAL;
-			(void)fmt(q->cpu_arch, sizeof(q->cpu_arch), "%s",
-				  !strcasecmp(tok, "x86") ? "x86" : "arm");
+			fmt_cut(q->cpu_arch, sizeof(q->cpu_arch), "%s", /* fits: x86 or arm */
+				!strcasecmp(tok, "x86") ? "x86" : "arm");
 			have_a = true;
 		} else {
 			return fmt_cut(err, errlen, "cpu: invalid CPU architecture"), -EINVAL;
@@ -154,7 +155,8 @@ static int query_kv(struct offer_query *q, const char *key, const char *v, char 
 		return fmt_cut(err, errlen, "%s: empty value", key), -EINVAL;
 	if (!strcmp(key, "gpu")) {
 		char b[OFFERS_MAX_QUERY];
-		(void)fmt(b, sizeof(b), "%s", v);
+		if (fmt(b, sizeof(b), "%s", v))
+			return fmt_cut(err, errlen, "gpu: value too long"), -EINVAL;
 		for (char *p = b; *p; p++)
 			if (*p == '+')
 				*p = ',';
@@ -296,7 +298,7 @@ struct offer_query *offers_query_from_spec(const struct fleet_spec *f)
 	q->max_price = f->max_price;
 	q->min_cc = -1;
 	q->cpu = r->cpu;
-	(void)fmt(q->cpu_arch, sizeof(q->cpu_arch), "%s", r->cpu_arch);
+	fmt_cut(q->cpu_arch, sizeof(q->cpu_arch), "%s", r->cpu_arch); /* fits: as large */
 	q->memory = r->memory;
 	q->disk = r->disk;
 	q->has_gpu = true;
@@ -436,7 +438,7 @@ bool offers_match(const struct offer_query *q, const struct offer *o)
 static void fmt_double(char *b, size_t n, double d)
 {
 	for (int prec = 6; prec <= 17; prec++) {
-		(void)fmt(b, n, "%.*g", prec, d);
+		fmt_cut(b, n, "%.*g", prec, d); /* fits: at most 24 characters, n is 40 */
 		if (strtod(b, NULL) == d)
 			return;
 	}

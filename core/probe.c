@@ -100,13 +100,13 @@ static bool is_word(char c)
 static void nvidia_name(const char *product, char *out, size_t outlen)
 {
 	char s[128];
-	(void)fmt(s, sizeof(s), "%s", product);
+	fmt_cut(s, sizeof(s), "%s", product); /* fits: probe_gpu_name's trimmed[128] */
 	replace_all(s, "NVIDIA ", "");
 	replace_all(s, "Tesla ", "");
 	replace_all(s, "Quadro ", "");
 	replace_all(s, "GeForce ", "");
 	if (strstr(s, "GH200")) {
-		(void)fmt(out, outlen, "GH200");
+		fmt_cut(out, outlen, "GH200"); /* fits: out holds a GPU name */
 		return;
 	}
 	if (strstr(s, "RTX A")) {
@@ -180,7 +180,7 @@ static void amd_name(const char *product, char *out, size_t outlen)
 		}
 	}
 	if (n == 0) {
-		(void)fmt(out, outlen, "%s", product);
+		fmt_cut(out, outlen, "%s", product); /* a name to show: cut to the field */
 		return;
 	}
 	if (n == 8 && strncmp(name, "MI300X-O", 8) == 0)
@@ -198,7 +198,8 @@ void probe_gpu_name(const char *vendor, const char *product, char *out, size_t o
 	while (isspace((unsigned char)*product))
 		product++;
 	char trimmed[128];
-	(void)fmt(trimmed, sizeof(trimmed), "%s", product);
+	/* a product name is shown, and its name read from the first words: cut to fit */
+	fmt_cut(trimmed, sizeof(trimmed), "%s", product);
 	size_t tl = strlen(trimmed);
 	while (tl && isspace((unsigned char)trimmed[tl - 1]))
 		trimmed[--tl] = '\0';
@@ -207,7 +208,7 @@ void probe_gpu_name(const char *vendor, const char *product, char *out, size_t o
 	else if (!vendor || strcmp(vendor, "nvidia") == 0)
 		nvidia_name(trimmed, out, outlen);
 	else
-		(void)fmt(out, outlen, "%s", trimmed);
+		fmt_cut(out, outlen, "%s", trimmed); /* a name to show: cut to the field */
 }
 
 /* ---- sections ---- */
@@ -409,8 +410,9 @@ static void add_gpu(struct host_info *hi, const char *vendor, const char *produc
 	if (!name[0])
 		return;
 	memset(g, 0, sizeof(*g));
-	(void)fmt(g->vendor, sizeof(g->vendor), "%s", vendor);
-	(void)fmt(g->name, sizeof(g->name), "%s", name);
+	/* fits: a vendor the parsers name (nvidia, amd ...); name is as large */
+	fmt_cut(g->vendor, sizeof(g->vendor), "%s", vendor);
+	fmt_cut(g->name, sizeof(g->name), "%s", name);
 	g->memory_mib = mib;
 	hi->ngpus++;
 }
@@ -460,7 +462,8 @@ static uint64_t amd_size_mib(const cJSON *v)
 			return 0;
 		while (*end == ' ')
 			end++;
-		(void)fmt(ubuf, sizeof(ubuf), "%s", end);
+		if (fmt(ubuf, sizeof(ubuf), "%s", end))
+			return 0; /* not a unit: as for a value that is not a number */
 		unit = ubuf;
 	}
 	if (!(x > 0) || x > 1e12)
@@ -544,7 +547,8 @@ static void add_addr(struct host_info *hi, char *a)
 	size_t need = (cur ? 1 : 0) + strlen(a) + 1;
 	if (cur + need > sizeof(hi->addrs))
 		return;
-	(void)fmt(hi->addrs + cur, sizeof(hi->addrs) - cur, "%s%s", cur ? " " : "", a);
+	/* fits: checked above */
+	fmt_cut(hi->addrs + cur, sizeof(hi->addrs) - cur, "%s%s", cur ? " " : "", a);
 }
 
 /* `ip -4 -o addr`: "2: eth0    inet 10.0.1.5/24 brd ..."; `hostname -I`: "10.0.1.5 fe80::1". */

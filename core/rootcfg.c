@@ -93,7 +93,7 @@ static int parse_keys(const struct ydoc *d, int enc, struct plan *pl, char *err,
 	for (size_t i = 0; i < ydoc_len(d, keys); i++) {
 		int k = ydoc_seq_at(d, keys, i);
 		char field[64];
-		fmt(field, sizeof(field), "encryption.keys[%zu]", i);
+		fmt_cut(field, sizeof(field), "encryption.keys[%zu]", i);
 		if (ydoc_kind(d, k) != Y_MAP)
 			return ydoc_err(d, k, field, err, errlen, "expected a mapping");
 		const char *type = ydoc_str(d, ydoc_map_get(d, k, "type"));
@@ -153,7 +153,7 @@ static int parse_perms(const struct ydoc *d, int n, char *err, size_t errlen)
 		if (!ok)
 			return unknown_key(d, ydoc_map_key(d, n, i), "default_permissions", known,
 					   err, errlen);
-		fmt(field, sizeof(field), "default_permissions.%s", k);
+		fmt_cut(field, sizeof(field), "default_permissions.%s", k); /* fits: a known key */
 		if (ydoc_bool(d, ydoc_map_val(d, n, i), &v))
 			return ydoc_err(d, ydoc_map_val(d, n, i), field, err, errlen,
 					"expected true or false");
@@ -178,7 +178,7 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 			 struct plan *pl, char *err, size_t errlen)
 {
 	char field[96];
-	fmt(field, sizeof(field), "projects[%zu]", idx);
+	fmt_cut(field, sizeof(field), "projects[%zu]", idx);
 	if (ydoc_kind(d, pn) != Y_MAP)
 		return ydoc_err(d, pn, field, err, errlen, "expected a mapping with name and backends");
 	static const char *const project_keys[] = {"name", "backends", NULL};
@@ -204,11 +204,11 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 	}
 	struct want_project *wp = &pl->p[pl->np++];
 	memset(wp, 0, sizeof(*wp));
-	fmt(wp->name, sizeof(wp->name), "%s", name);
+	fmt_cut(wp->name, sizeof(wp->name), "%s", name); /* fits: name_valid, at most 50 */
 	int bl = ydoc_map_get(d, pn, "backends");
 	if (ydoc_is_null(d, bl))
 		return 0;
-	fmt(field, sizeof(field), "projects[%zu].backends", idx);
+	fmt_cut(field, sizeof(field), "projects[%zu].backends", idx);
 	if (ydoc_kind(d, bl) != Y_SEQ)
 		return ydoc_err(d, bl, field, err, errlen, "expected a list");
 	size_t n = ydoc_len(d, bl);
@@ -218,7 +218,7 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 	for (size_t i = 0; i < n; i++) {
 		int bn = ydoc_seq_at(d, bl, i);
 		struct want_backend *wb = &wp->b[wp->nb];
-		fmt(field, sizeof(field), "projects[%zu].backends[%zu]", idx, i);
+		fmt_cut(field, sizeof(field), "projects[%zu].backends[%zu]", idx, i);
 		if (ydoc_kind(d, bn) != Y_MAP)
 			return ydoc_err(d, bn, field, err, errlen, "expected a backend mapping");
 		int r = schema_validate(d, bn, NULL, ctx, &wb->res, err, errlen);
@@ -227,7 +227,8 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 		wp->nb++;
 		wb->node = bn;
 		const char *bname = ydoc_str(d, ydoc_map_get(d, bn, "name"));
-		fmt(wb->dir, sizeof(wb->dir), "%s", bname ? bname : wb->res.type);
+		if (fmt(wb->dir, sizeof(wb->dir), "%s", bname ? bname : wb->res.type))
+			return ydoc_err(d, bn, field, err, errlen, "name: too long");
 		for (size_t j = 0; j + 1 < wp->nb; j++) {
 			if (strcmp(wp->b[j].dir, wb->dir))
 				continue;
@@ -236,7 +237,7 @@ static int parse_project(const struct ydoc *d, int pn, size_t idx, const struct 
 			if (bname)
 				str_redact(shown, sizeof(shown), wb->dir);
 			else
-				fmt(shown, sizeof(shown), "%s", wb->dir);
+				fmt_cut(shown, sizeof(shown), "%s", wb->dir);
 			return ydoc_err(d, bn, field, err, errlen,
 					"a second backend named %s in this project (also "
 					"backends[%zu]): give one of them a name: (fleetfs named "
@@ -360,7 +361,7 @@ static int apply(struct store *s, const struct ydoc *d, struct plan *pl, char *e
 		struct st_project p;
 		if (store_project_get(tx, wp->name, &p) != 0) {
 			memset(&p, 0, sizeof(p));
-			fmt(p.name, sizeof(p.name), "%s", wp->name);
+			fmt_cut(p.name, sizeof(p.name), "%s", wp->name); /* fits: as large */
 			p.mtime = now;
 			r = store_project_put(tx, &p);
 			if (!r)
@@ -383,12 +384,13 @@ static int apply(struct store *s, const struct ydoc *d, struct plan *pl, char *e
 				goto out;
 			if (!exists) {
 				memset(&b, 0, sizeof(b));
-				fmt(b.project, sizeof(b.project), "%s", wp->name);
-				fmt(b.name, sizeof(b.name), "%s", wb->dir);
+				/* fits: as large */
+				fmt_cut(b.project, sizeof(b.project), "%s", wp->name);
+				fmt_cut(b.name, sizeof(b.name), "%s", wb->dir);
 				b.dir_mtime = now;
 			}
 			bool had = exists && b.has_config;
-			fmt(b.type, sizeof(b.type), "%s", wb->res.type);
+			fmt_cut(b.type, sizeof(b.type), "%s", wb->res.type); /* fits: a known type */
 			b.has_config = true;
 			b.mtime = now;
 			b.committed_at = now.tv_sec;
@@ -479,7 +481,7 @@ static const char *yaml_name(const char *name, char *tmp, size_t n)
 		quote = !strcasecmp(name, words[i]);
 	if (!quote)
 		return name;
-	fmt(tmp, n, "\"%s\"", name);
+	fmt_cut(tmp, n, "\"%s\"", name); /* fits: a name < STORE_NAME_MAX, n is 3 more */
 	return tmp;
 }
 
@@ -568,11 +570,13 @@ int state_root_render(struct store *s, struct buf *out)
 				bool typed = ydoc_map_get(d, ydoc_root(d), "type") != 0;
 				const char *bn = yaml_name(bs[j].name, qn, sizeof(qn));
 				if (named && typed)
-					fmt(pre, sizeof(pre), "name: %s", bn);
+					fmt_cut(pre, sizeof(pre), "name: %s", bn); /* fits: see below */
 				else if (named)
-					fmt(pre, sizeof(pre), "name: %s\n    type: %s", bn, bs[j].type);
+					/* fits: a quoted name (< STORE_NAME_MAX + 2), a type (< 32) */
+					fmt_cut(pre, sizeof(pre), "name: %s\n    type: %s", bn,
+						bs[j].type);
 				else if (!typed)
-					fmt(pre, sizeof(pre), "type: %s", bs[j].type);
+					fmt_cut(pre, sizeof(pre), "type: %s", bs[j].type); /* fits */
 				append_item(out, pre[0] ? pre : NULL, em);
 			}
 			seal_free_secret(em, emlen);

@@ -67,7 +67,7 @@ int state_project_create(struct store *s, const char *name, char *err, size_t er
 		return -EEXIST;
 	}
 	memset(&p, 0, sizeof(p));
-	fmt(p.name, sizeof(p.name), "%s", name);
+	fmt_cut(p.name, sizeof(p.name), "%s", name); /* fits: name_valid, at most 50 */
 	p.mtime = time_now();
 	r = store_project_put(tx, &p);
 	if (!r)
@@ -136,8 +136,9 @@ int state_backend_create(struct store *s, const char *project, const char *name,
 		return -EEXIST;
 	}
 	memset(&b, 0, sizeof(b));
-	fmt(b.project, sizeof(b.project), "%s", project);
-	fmt(b.name, sizeof(b.name), "%s", name);
+	/* fits: a project that exists, a name checked above (name_valid) */
+	fmt_cut(b.project, sizeof(b.project), "%s", project);
+	fmt_cut(b.name, sizeof(b.name), "%s", name);
 	b.dir_mtime = time_now();
 	b.mtime = b.dir_mtime;
 	r = store_backend_put(tx, &b, NULL, 0, NULL, 0);
@@ -183,7 +184,8 @@ static int validate_backend(const char *project, const char *name, const char *d
 {
 	char fname[256];
 	struct ydoc *d = NULL;
-	fmt(fname, sizeof(fname), "projects/%s/backends/%s/config.yml", project, name);
+	/* shown in messages; fits: two names < STORE_NAME_MAX */
+	fmt_cut(fname, sizeof(fname), "projects/%s/backends/%s/config.yml", project, name);
 	int r = ydoc_load(data, len, fname, &d, err, errlen);
 	if (r)
 		return r;
@@ -263,7 +265,7 @@ int state_backend_commit(struct store *s, const char *project, const char *name,
 	/* the bytes removed by the last unlink, put back (vim restoring its backup after a
 	 * refused save unlinks config.yml and renames the backup over it): a restore */
 	bool restored = !had && b.digest[0] && !strcmp(b.digest, digest);
-	fmt(b.type, sizeof(b.type), "%s", res.type);
+	fmt_cut(b.type, sizeof(b.type), "%s", res.type); /* fits: a known backend type */
 	b.has_config = true;
 	b.mtime = mtime ? *mtime : time_now();
 	b.committed_at = time(NULL);
