@@ -462,6 +462,122 @@ static void placement_name(const char *p, const char *f, char *out, size_t n)
 		*q = *q == '_' ? '-' : (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
 }
 
+/* One pending row's launch round: what it tries, and what it learnt. */
+struct launch_round {
+	struct cloud *c;
+	const char *key, *p, *f;
+	unsigned num;
+	const struct fleet_spec *spec;
+	const struct offer_query *q;
+	const char *pub, *user_data;
+	const char *pg;             /* the cluster's placement group, NULL: none */
+	char last[700];             /* the last create's error */
+	char refused[STORE_NAME_MAX]; /* a backend whose credentials were refused */
+	size_t tried;
+};
+
+/* The offers a row may be created from, cheapest first (at most CLOUD_MAX_OFFERS): matching,
+ * available, on a backend with a client that creates, and for a cluster where its first
+ * instance is (anchor_b, anchor_r). *nmatch: how many matched at all. cand: all->n slots. */
+static size_t candidates(const struct offer_list *all, const struct offer_query *q,
+			 const char *anchor_b, const char *anchor_r, const struct offer **cand,
+			 size_t *nmatch)
+{
+	size_t nc = 0;
+	*nmatch = 0;
+	for (size_t i = 0; i < all->n; i++) {
+		const struct backend_ops *ops = backend_find(all->v[i].type);
+		if (!offers_match(q, &all->v[i]))
+			continue;
+		(*nmatch)++;
+		if (anchor_b[0] && (strcmp(all->v[i].backend, anchor_b) ||
+				    strcasecmp(all->v[i].region, anchor_r)))
+			continue; /* a cluster stays where its first instance is */
+		if (offers_available(&all->v[i]) && ops && ops->create)
+			cand[nc++] = &all->v[i];
+	}
+	qsort(cand, nc, sizeof(*cand), cmp_price);
+	return nc > CLOUD_MAX_OFFERS ? CLOUD_MAX_OFFERS : nc;
+}
+
+/* Create the row's VM from offer o: the intent first, then the call. 1: done for this round
+ * (created, or waiting to learn whether the create happened), 0: try the next offer, -1:
+ * stop (the row changed). */
+static int try_offer(struct launch_round *lr, const struct offer *o)
+{
+	char oname[256], name[NAME_MAX_LEN + 1], err[1024] = "";
+	struct bk k;
+	if (!strcmp(lr->refused, o->backend))
+		return 0; /* its credentials were refused this round */
+	offer_name(o, oname, sizeof(oname));
+	struct offer named = *o;
+	named.name = oname;
+	named.disk_mib = offers_disk_for(lr->q, o); /* the disk the spec asks for */
+	if (bk_load(lr->c, lr->p, o->backend, &k, err, sizeof(err)))
+		return 0;
+	cloud_name(lr->p, lr->f, lr->num, name, sizeof(name));
+	struct intent in = {.o = &named, .name = name};
+	if (row_update(lr->c, lr->key, lr->p, IST_PENDING, put_intent, &in)) {
+		bk_free(&k);
+		return -1; /* the row changed (terminating): stop */
+	}
+	struct bk_create_req req = {.offer = &named, .cloud_name = name, .project = lr->p,
+				    .fleet = lr->f, .num = lr->num, .ssh_pubkey = lr->pub,
+				    .user_data = lr->user_data, .placement_group = lr->pg,
+				    .tags = lr->spec->tags, .ntags = lr->spec->ntags};
+	struct bk_vm vm;
+	memset(&vm, 0, sizeof(vm));
+	int r = k.ops->create(&k.ctx, &req, &vm, err, sizeof(err));
+	bk_free(&k);
+	lr->tried++;
+	if (!r) {
+		struct created cr = {.vm = &vm, .p = lr->p, .f = lr->f, .num = lr->num};
+		(void)row_update(lr->c, lr->key, lr->p, IST_PENDING, put_created, &cr);
+		return 1;
+	}
+	/* no verdict from the provider: the VM may exist (a cancel at unmount too, and an
+	 * answer that could not be read) */
+	bool unknown = r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET || r == -ECANCELED ||
+		       r == -EPROTO;
+	fmt_cut(lr->last, sizeof(lr->last), "%s", err[0] ? err : strerror(-r));
+	struct failed fl = {.offer = oname, .backend = o->backend, .err = lr->last,
+			    .keep_intent = unknown, .ended = unknown, .p = lr->p, .f = lr->f,
+			    .num = lr->num};
+	(void)row_update(lr->c, lr->key, lr->p, IST_PENDING, put_failed, &fl);
+	if (unknown) {
+		wait_row(lr->c, lr->key, lr->p, lr->f, lr->num, IST_PENDING, POLL_S * lr->c->scale,
+			 false, "checking whether the last create happened");
+		return 1;
+	}
+	if (r == -EACCES) /* fits: a backend name < STORE_NAME_MAX */
+		fmt_cut(lr->refused, sizeof(lr->refused), "%s", o->backend);
+	return 0;
+}
+
+/* Why a round created nothing, for the row's reason. */
+static void no_offer_why(char *why, size_t n, size_t ncached, size_t nmatch, size_t nc,
+			 const char *anchor_b, const char *anchor_r, const struct launch_round *lr)
+{
+	if (!nmatch)
+		fmt_cut(why, n,
+			"no offer matches the fleet's requirements (%zu offers cached for the "
+			"project's backends)",
+			ncached);
+	else if (anchor_b[0] && !nc)
+		fmt_cut(why, n,
+			"no available offer on %s in %s, where the cluster's other instances are "
+			"(%zu offers match elsewhere)",
+			anchor_b, anchor_r, nmatch);
+	else if (!nc)
+		fmt_cut(why, n,
+			"%zu offers match but none is available on a backend fleetfs can create "
+			"instances on",
+			nmatch);
+	else
+		fmt_cut(why, n, "no offer could be provisioned (%zu tried; last: %s)", lr->tried,
+			lr->last);
+}
+
 static void pending_step(struct cloud *c, const char *key, const char *p, const char *f,
 			 unsigned num, const struct instance_row *row)
 {
@@ -493,114 +609,30 @@ static void pending_step(struct cloud *c, const char *key, const char *p, const 
 	}
 	struct offer_query *q = offers_query_from_spec(spec);
 	const struct offer **cand = xcalloc(all.n ? all.n : 1, sizeof(*cand));
-	size_t nc = 0, nmatch = 0;
 	char anchor_b[STORE_NAME_MAX] = "", anchor_r[128] = "", pg[2 * NAME_MAX_LEN] = "";
 	bool cluster = spec->placement == PLACEMENT_CLUSTER;
 	if (cluster) {
 		cluster_anchor(c, p, f, num, anchor_b, sizeof(anchor_b), anchor_r, sizeof(anchor_r));
 		placement_name(p, f, pg, sizeof(pg));
 	}
-	for (size_t i = 0; i < all.n; i++) {
-		const struct backend_ops *ops = backend_find(all.v[i].type);
-		if (!offers_match(q, &all.v[i]))
-			continue;
-		nmatch++;
-		if (anchor_b[0] && (strcmp(all.v[i].backend, anchor_b) ||
-				    strcasecmp(all.v[i].region, anchor_r)))
-			continue; /* a cluster stays where its first instance is */
-		if (offers_available(&all.v[i]) && ops && ops->create)
-			cand[nc++] = &all.v[i];
-	}
-	qsort(cand, nc, sizeof(*cand), cmp_price);
-	if (nc > CLOUD_MAX_OFFERS)
-		nc = CLOUD_MAX_OFFERS;
+	size_t nmatch = 0, nc = candidates(&all, q, anchor_b, anchor_r, cand, &nmatch);
 	char *priv = NULL, *pub = NULL;
 	size_t privlen = 0;
 	if (nc && fleets_project_key(c->s, p, true, &priv, &privlen, &pub))
 		nc = 0;
 	char *user_data = pub ? backend_cloud_init(pub) : NULL;
-	char last[700] = "", refused[STORE_NAME_MAX] = "";
-	size_t tried = 0;
-	bool done = false;
-	for (size_t i = 0; i < nc && !done; i++) {
-		const struct offer *o = cand[i];
-		char oname[256], name[NAME_MAX_LEN + 1];
-		struct bk k;
-		if (!strcmp(refused, o->backend))
-			continue; /* its credentials were refused this round */
-		offer_name(o, oname, sizeof(oname));
-		struct offer named = *o;
-		named.name = oname;
-		named.disk_mib = offers_disk_for(q, o); /* the disk the spec asks for */
-		if (bk_load(c, p, o->backend, &k, err, sizeof(err)))
-			continue;
-		cloud_name(p, f, num, name, sizeof(name));
-		struct intent in = {.o = &named, .name = name};
-		if (row_update(c, key, p, IST_PENDING, put_intent, &in)) {
-			bk_free(&k);
-			break; /* the row changed (terminating): stop */
-		}
-		struct bk_create_req req = {.offer = &named, .cloud_name = name, .project = p,
-					    .fleet = f, .num = num, .ssh_pubkey = pub,
-					    .user_data = user_data,
-					    .placement_group = cluster ? pg : NULL,
-					    .tags = spec->tags, .ntags = spec->ntags};
-		struct bk_vm vm;
-		memset(&vm, 0, sizeof(vm));
-		err[0] = '\0';
-		r = k.ops->create(&k.ctx, &req, &vm, err, sizeof(err));
-		bk_free(&k);
-		tried++;
-		if (!r) {
-			struct created cr = {.vm = &vm, .p = p, .f = f, .num = num};
-			(void)row_update(c, key, p, IST_PENDING, put_created, &cr);
-			done = true;
-			break;
-		}
-		/* no verdict from the provider: the VM may exist (a cancel at unmount too, and
-		 * an answer that could not be read) */
-		bool unknown = r == -ETIMEDOUT || r == -EIO || r == -ECONNRESET ||
-			       r == -ECANCELED || r == -EPROTO;
-		fmt_cut(last, sizeof(last), "%s", err[0] ? err : strerror(-r));
-		struct failed fl = {.offer = oname, .backend = o->backend, .err = last,
-				    .keep_intent = unknown, .ended = unknown, .p = p, .f = f,
-				    .num = num};
-		(void)row_update(c, key, p, IST_PENDING, put_failed, &fl);
-		if (unknown) {
-			wait_row(c, key, p, f, num, IST_PENDING, POLL_S * c->scale, false,
-				 "checking whether the last create happened");
-			done = true;
-		} else if (r == -EACCES) {
-			/* fits: a backend name < STORE_NAME_MAX */
-			fmt_cut(refused, sizeof(refused), "%s", o->backend);
-		}
-	}
-	if (!done) {
+	struct launch_round lr = {.c = c, .key = key, .p = p, .f = f, .num = num, .spec = spec,
+				  .q = q, .pub = pub, .user_data = user_data,
+				  .pg = cluster ? pg : NULL};
+	int res = 0; /* try_offer's: 1 done, -1 the row changed */
+	for (size_t i = 0; i < nc && !res; i++)
+		res = try_offer(&lr, cand[i]);
+	if (res != 1) {
 		struct instance_row cur;
 		double attempts = row_get(c, key, &cur) ? 1 : (double)cur.attempts + 1;
 		instance_row_free(&cur);
 		char why[1200];
-		if (!nmatch)
-			fmt_cut(why, sizeof(why),
-				"no offer matches the fleet's requirements (%zu "
-				"offers cached for the project's backends)",
-				all.n);
-		else if (anchor_b[0] && !nc)
-			fmt_cut(why, sizeof(why),
-				"no available offer on %s in %s, where the "
-				"cluster's other instances are (%zu offers "
-				"match elsewhere)",
-				anchor_b, anchor_r, nmatch);
-		else if (!nc)
-			fmt_cut(why, sizeof(why),
-				"%zu offers match but none is available on a "
-				"backend fleetfs can create instances on",
-				nmatch);
-		else
-			fmt_cut(why, sizeof(why),
-				"no offer could be provisioned (%zu tried; last: "
-				"%s)",
-				tried, last);
+		no_offer_why(why, sizeof(why), all.n, nmatch, nc, anchor_b, anchor_r, &lr);
 		wait_row(c, key, p, f, num, IST_PENDING, backoff_s(c, attempts), true, why);
 	}
 	free(user_data);

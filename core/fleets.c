@@ -515,17 +515,83 @@ void fleets_reject(struct store *s, const char *project, const char *fleet, cons
 		return;
 }
 
+/* An SSH fleet's hosts that stay keep their port, user, key and proxy_jump. */
+static int hosts_update_check(struct stx *tx, const char *project, const char *fleet,
+			      const char *fname, const struct fleet_spec *f, char *err,
+			      size_t errlen)
+{
+	char sk[2 * STORE_NAME_MAX + 16], *hj = NULL;
+	size_t hl = 0, nold = 0;
+	struct host_rec *old_hosts = NULL;
+	int r = 0;
+	/* fits: two names < STORE_NAME_MAX */
+	fmt_cut(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet);
+	if (store_secret_get(tx, sk, &hj, &hl) == 0) {
+		(void)host_recs_decode_text(hj, hl, &old_hosts, &nold);
+		seal_free_secret(hj, hl);
+	}
+	for (size_t j = 0; j < nold && !r; j++) {
+		const struct host_rec *oh = &old_hosts[j];
+		for (size_t i = 0; i < f->nhosts && !r; i++) {
+			if (strcmp(oh->ep.hostname, f->hosts[i].ep.hostname))
+				continue;
+			if (!ep_same(&oh->ep, &f->hosts[i].ep) ||
+			    !ep_same(oh->proxy, f->hosts[i].proxy)) {
+				fmt_cut(err, errlen,
+					"%s: ssh_config.hosts[%zu]: host %s: its port, user, key or "
+					"proxy_jump can't change in place; remove the host, then "
+					"add it back",
+					fname, i, f->hosts[i].ep.hostname);
+				r = -EINVAL;
+			}
+		}
+	}
+	host_recs_free(old_hosts, nold);
+	return r;
+}
+
+/* The in-place update rules of a live fleet (was_ssh: its kind) for the new spec f. 0, or
+ * -EINVAL with the reason in err. */
+static int update_check(struct stx *tx, const char *project, const char *fleet,
+			const char *fname, bool was_ssh, const struct fleet_spec *f, char *err,
+			size_t errlen)
+{
+	char *oldtext = NULL, e2[64];
+	size_t oldlen = 0;
+	struct fleet_spec *old = NULL;
+	int r = 0;
+	if (was_ssh != f->ssh) {
+		fmt_cut(err, errlen,
+			"%s: a fleet can't change between ssh_config and nodes in place; delete it "
+			"first",
+			fname);
+		return -EINVAL;
+	}
+	if (was_ssh)
+		return hosts_update_check(tx, project, fleet, fname, f, err, errlen);
+	if (fleets_spec_text(tx, project, fleet, &oldtext, &oldlen) == 0 &&
+	    fleetspec_parse(oldtext, oldlen, fname, fleet, NULL, &old, e2, sizeof(e2)) == 0) {
+		r = fleetspec_update_check(old, f, err, errlen);
+		if (r) {
+			char tmp[1024];
+			fmt_cut(tmp, sizeof(tmp), "%s: %s", fname, err);
+			fmt_cut(err, errlen, "%s", tmp);
+		}
+	}
+	seal_free_secret(oldtext, oldlen);
+	fleetspec_free(old);
+	return r;
+}
+
 int fleets_commit(struct store *s, const char *project, const char *fleet, const char *data,
 		  size_t len, const struct timespec *mtime, const struct fileref_ctx *ctx, char *err,
 		  size_t errlen)
 {
 	char fname[256], key[2 * STORE_NAME_MAX + 2], sk[2 * STORE_NAME_MAX + 16];
-	struct fleet_spec *f = NULL, *old = NULL;
+	struct fleet_spec *f = NULL;
 	struct stx *tx = NULL;
 	struct fleet_rec rec = {0};
-	struct host_rec *old_hosts = NULL;
-	char *hosts = NULL, *oldtext = NULL;
-	size_t oldlen = 0, nold = 0;
+	char *hosts = NULL;
 	err[0] = '\0';
 	/* fits: two names < STORE_NAME_MAX; shown in messages */
 	fmt_cut(fname, sizeof(fname), "projects/%s/fleets/%s.yml", project, fleet);
@@ -555,57 +621,9 @@ int fleets_commit(struct store *s, const char *project, const char *fleet, const
 		goto commit;
 	}
 	if (live) {
-		/* in-place update rules */
-		bool was_ssh = rec.ssh;
-		if (was_ssh != f->ssh) {
-			fmt_cut(err, errlen,
-				"%s: a fleet can't change between ssh_config and nodes in "
-				"place; delete it first",
-				fname);
-			r = -EINVAL;
+		r = update_check(tx, project, fleet, fname, rec.ssh, f, err, errlen);
+		if (r)
 			goto refused_tx;
-		}
-		if (was_ssh) {
-			char *hj = NULL;
-			size_t hl = 0;
-			/* fits: two names < STORE_NAME_MAX */
-			fmt_cut(sk, sizeof(sk), "f/%s/%s/hosts", project, fleet);
-			if (store_secret_get(tx, sk, &hj, &hl) == 0) {
-				(void)host_recs_decode_text(hj, hl, &old_hosts, &nold);
-				seal_free_secret(hj, hl);
-			}
-			for (size_t j = 0; j < nold; j++) {
-				const struct host_rec *oh = &old_hosts[j];
-				for (size_t i = 0; i < f->nhosts; i++) {
-					if (strcmp(oh->ep.hostname, f->hosts[i].ep.hostname))
-						continue;
-					if (!ep_same(&oh->ep, &f->hosts[i].ep) ||
-					    !ep_same(oh->proxy, f->hosts[i].proxy)) {
-						fmt_cut(err, errlen,
-							"%s: ssh_config.hosts[%zu]: host %s: its "
-							"port, user, "
-							"key or proxy_jump can't change in place; "
-							"remove the "
-							"host, then add it back",
-							fname, i, f->hosts[i].ep.hostname);
-						r = -EINVAL;
-						goto refused_tx;
-					}
-				}
-			}
-		} else if (fleets_spec_text(tx, project, fleet, &oldtext, &oldlen) == 0) {
-			char e2[64];
-			if (fleetspec_parse(oldtext, oldlen, fname, fleet, NULL, &old, e2,
-					    sizeof(e2)) == 0) {
-				r = fleetspec_update_check(old, f, err, errlen);
-				if (r) {
-					char tmp[1024];
-					fmt_cut(tmp, sizeof(tmp), "%s: %s", fname, err);
-					fmt_cut(err, errlen, "%s", tmp);
-					goto refused_tx;
-				}
-			}
-		}
 	}
 	if (f->ssh) {
 		r = host_taken(tx, project, fleet, f, err, errlen, fname);
@@ -658,12 +676,9 @@ refused:
 out:
 	store_abort(tx);
 	fleet_rec_free(&rec);
-	host_recs_free(old_hosts, nold);
 	if (hosts)
 		seal_free_secret(hosts, strlen(hosts));
-	seal_free_secret(oldtext, oldlen);
 	fleetspec_free(f);
-	fleetspec_free(old);
 	return r == -EBUSY ? -EINVAL : r;
 }
 
