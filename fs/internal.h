@@ -90,6 +90,15 @@ struct stx;
 
 /* One node kind. The function pointers are NULL where the generic behaviour applies. All are
  * called with fs->lock held, except render (and size from render_file's callers). */
+/* Which store changes drop the kernel's cached attributes (and listing) of a node
+ * (fs_store_changed). */
+enum kinval {
+	INV_NONE = 0, /* never (offers: maybe 100,000 of them; their entries time out) */
+	INV_PROJECT,  /* a change in its project (or in many projects) */
+	INV_MOUNT,    /* a change of the mount's own journal (or of many projects) */
+	INV_ALWAYS,   /* any change */
+};
+
 struct kind_def {
 	enum nkind kind;
 	uint64_t parents;  /* bit (1 << k) for each directory kind k it appears in */
@@ -111,6 +120,8 @@ struct kind_def {
 	int (*render)(struct fs *fs, struct node *n, struct buf *out);
 	/* its size without keeping the rendering; NULL: render and count */
 	int (*size)(struct fs *fs, struct node *n, size_t *size);
+	enum kinval inval; /* which store changes invalidate it */
+	bool on_apply;     /* invalidated when the root config.yml is applied */
 };
 
 /* The row of kind k (a row of class K_NONE for no kind). */

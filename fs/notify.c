@@ -126,9 +126,7 @@ void notify_inval_projects(struct fs *fs)
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
-			if (x->kind != N_PROJECTS && x->kind != N_PROJECT && x->kind != N_BACKENDS &&
-			    x->kind != N_BACKEND && x->kind != N_BCONFIG && x->kind != N_BSTATUS &&
-			    x->kind != N_PEVENTS && x->kind != N_RCONFIG)
+			if (!kind_def(x->kind)->on_apply)
 				continue;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
@@ -160,21 +158,11 @@ void fs_store_changed(void *arg, const char *project)
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
-			bool mine = all || !strcmp(x->project, p);
-			bool hit = false;
-			if (x->kind == N_RCONFIG)
-				hit = true;
-			else if (x->kind == N_REVENTS)
-				hit = all || !p[0];
-			else if (x->kind == N_OFFER)
-				continue; /* maybe 100,000 of them: their dentries time out, their
-					   * contents are read uncached */
-			else if (is_generated(x->kind) || x->kind == N_FLEETS || x->kind == N_FLEET ||
-				 x->kind == N_INSTANCES || x->kind == N_OFFERS || x->kind == N_OQUERY ||
-				 x->kind == N_INSTANCE || x->kind == N_FSPEC)
-				/* an instance or a spec the engine removed: its attributes go, and the
-				 * listing of its directory (invalidated too) no longer shows it */
-				hit = mine;
+			/* an instance or a spec the engine removed: its attributes go, and the
+			 * listing of its directory (invalidated too) no longer shows it */
+			enum kinval iv = kind_def(x->kind)->inval;
+			bool hit = iv == INV_ALWAYS || (iv == INV_MOUNT && (all || !p[0])) ||
+				   (iv == INV_PROJECT && (all || !strcmp(x->project, p)));
 			if (!hit)
 				continue;
 			if (n == cap) {
