@@ -470,7 +470,8 @@ static int aws_zones(struct aws_api *a, const char *region, char *zones, size_t 
 	char what[128];
 	xmlDoc *doc = NULL;
 	struct aws_query q;
-	(void)fmt(what, sizeof(what), "zones/%s", region);
+	if (fmt(what, sizeof(what), "zones/%s", region))
+		return backend_fail(err, errlen, -EINVAL, "aws: region name too long");
 	if (backend_memo_get(a->ctx, memo_base(a), what, zones, n))
 		return 0;
 	awsq_init(&q, "DescribeAvailabilityZones");
@@ -491,8 +492,11 @@ static int aws_zones(struct aws_api *a, const char *region, char *zones, size_t 
 			(void)buf_printf(&b, "%s%s", b.len ? "," : "", z);
 	}
 	xmlFreeDoc(doc);
-	(void)fmt(zones, n, "%.*s", (int)b.len, b.data ? b.data : "");
+	int cut = fmt(zones, n, "%.*s", (int)b.len, b.data ? b.data : "");
 	buf_free(&b);
+	if (cut)
+		return backend_fail(err, errlen, -EPROTO, "aws: %s: the zone list is too long",
+				    region);
 	if (!zones[0])
 		return backend_fail(err, errlen, -ENOSPC, "aws: %s has no available zone", region);
 	backend_memo_put(a->ctx, memo_base(a), what, zones);
@@ -603,35 +607,41 @@ static int subnet_egress(xmlNode *tables, const char *subnet)
 	return 0;
 }
 
-static void net_encode(const struct net *net, char *out, size_t n)
+/* 0, or -ENAMETOOLONG when it does not fit out (then it is not remembered). */
+static int net_encode(const struct net *net, char *out, size_t n)
 {
 	struct buf b;
 	buf_init(&b, 1u << 20);
 	(void)buf_printf(&b, "%s", net->vpc);
 	for (size_t i = 0; i < net->n; i++)
 		(void)buf_printf(&b, ",%s:%s", net->subnets[i].id, net->subnets[i].zone);
-	(void)fmt(out, n, "%.*s", (int)b.len, b.data);
+	int r = fmt(out, n, "%.*s", (int)b.len, b.data);
 	buf_free(&b);
+	return r;
 }
 
-static void net_decode(const char *s, struct net *net)
+/* 0, or -ENAMETOOLONG when a part does not fit net (then it is looked up again). */
+static int net_decode(const char *s, struct net *net)
 {
 	memset(net, 0, sizeof(*net));
 	size_t k = strcspn(s, ",");
-	(void)fmt(net->vpc, sizeof(net->vpc), "%.*s", (int)k, s);
+	if (fmt(net->vpc, sizeof(net->vpc), "%.*s", (int)k, s))
+		return -ENAMETOOLONG;
 	for (const char *p = s + k; *p == ',' && net->n < AWS_MAX_SUBNETS;) {
 		p++;
 		size_t m = strcspn(p, ",");
 		const char *colon = memchr(p, ':', m);
 		if (colon) {
-			(void)fmt(net->subnets[net->n].id, sizeof(net->subnets[0].id), "%.*s",
-				  (int)(colon - p), p);
-			(void)fmt(net->subnets[net->n].zone, sizeof(net->subnets[0].zone), "%.*s",
-				  (int)(p + m - colon - 1), colon + 1);
+			if (fmt(net->subnets[net->n].id, sizeof(net->subnets[0].id), "%.*s",
+				(int)(colon - p), p) ||
+			    fmt(net->subnets[net->n].zone, sizeof(net->subnets[0].zone), "%.*s",
+				(int)(p + m - colon - 1), colon + 1))
+				return -ENAMETOOLONG;
 			net->n++;
 		}
 		p += m;
 	}
+	return 0;
 }
 
 /* The VPC and the subnets (with their zones) of region that fleetfs may launch into: public
@@ -642,11 +652,14 @@ static int aws_net(struct aws_api *a, const struct acfg *c, const char *region, 
 	char what[512], val[1024];
 	const char *id = c->vpc_ids ? yget_str(c->d, c->vpc_ids, region) : NULL;
 	memset(net, 0, sizeof(*net));
-	(void)fmt(what, sizeof(what), "net/%s/%d/%s/%s/%d", region, c->public_ips,
-		  id ? id : "", c->vpc_name ? c->vpc_name : "", c->default_vpcs);
+	if (fmt(what, sizeof(what), "net/%s/%d/%s/%s/%d", region, c->public_ips, id ? id : "",
+		c->vpc_name ? c->vpc_name : "", c->default_vpcs))
+		return backend_fail(err, errlen, -EINVAL, "aws: %s: vpc_ids or vpc_name too long",
+				    region);
 	if (backend_memo_get(a->ctx, memo_base(a), what, val, sizeof(val))) {
-		net_decode(val, net);
-		return 0;
+		if (!net_decode(val, net))
+			return 0;
+		memset(net, 0, sizeof(*net));
 	}
 	int r = aws_vpc(a, c, region, net->vpc, sizeof(net->vpc), err, errlen);
 	if (r)
@@ -678,8 +691,9 @@ static int aws_net(struct aws_api *a, const struct acfg *c, const char *region, 
 		if (subnet_egress(tset, sid) != (c->public_ips ? 1 : 2) ||
 		    net->n == AWS_MAX_SUBNETS)
 			continue;
-		(void)fmt(net->subnets[net->n].id, sizeof(net->subnets[0].id), "%s", sid);
-		(void)fmt(net->subnets[net->n].zone, sizeof(net->subnets[0].zone), "%s", zone);
+		/* fits: the same sizes */
+		fmt_cut(net->subnets[net->n].id, sizeof(net->subnets[0].id), "%s", sid);
+		fmt_cut(net->subnets[net->n].zone, sizeof(net->subnets[0].zone), "%s", zone);
 		net->n++;
 	}
 	xmlFreeDoc(subs);
@@ -694,8 +708,8 @@ static int aws_net(struct aws_api *a, const struct acfg *c, const char *region, 
 						  : "public_ips: false needs a 0.0.0.0/0 route "
 						    "through a NAT gateway, transit gateway or "
 						    "peering");
-	net_encode(net, val, sizeof(val));
-	backend_memo_put_ttl(a->ctx, memo_base(a), what, val, AWS_NET_TTL);
+	if (!net_encode(net, val, sizeof(val))) /* else looked up again next time */
+		backend_memo_put_ttl(a->ctx, memo_base(a), what, val, AWS_NET_TTL);
 	return 0;
 }
 
@@ -704,7 +718,7 @@ static int aws_net(struct aws_api *a, const struct acfg *c, const char *region, 
 struct image {
 	char id[64];
 	char root_device[64];
-	char user[33];
+	char user[32]; /* as struct bk_vm's username */
 };
 
 /* The newest available image named like pattern owned by owner (for arch when set). */
@@ -713,11 +727,15 @@ static int aws_image_lookup(struct aws_api *a, const char *region, const char *p
 			    size_t errlen)
 {
 	char what[600], val[256];
-	(void)fmt(what, sizeof(what), "ami/%s/%s/%s/%s", region, owner, arch ? arch : "", pattern);
+	if (fmt(what, sizeof(what), "ami/%s/%s/%s/%s", region, owner, arch ? arch : "", pattern))
+		return backend_fail(err, errlen, -EINVAL, "aws: %s: image name or owner too long",
+				    region);
 	if (backend_memo_get(a->ctx, memo_base(a), what, val, sizeof(val))) {
 		size_t k = strcspn(val, " ");
-		(void)fmt(img->id, sizeof(img->id), "%.*s", (int)k, val);
-		(void)fmt(img->root_device, sizeof(img->root_device), "%s", val[k] ? val + k + 1 : "");
+		/* fits: remembered below from fields of these sizes */
+		fmt_cut(img->id, sizeof(img->id), "%.*s", (int)k, val);
+		fmt_cut(img->root_device, sizeof(img->root_device), "%s",
+			val[k] ? val + k + 1 : "");
 		return 0;
 	}
 	struct aws_query q;
@@ -741,9 +759,10 @@ static int aws_image_lookup(struct aws_api *a, const char *region, const char *p
 		awsx_text(it, "creationDate", cd, sizeof(cd));
 		awsx_text(it, "rootDeviceName", rd, sizeof(rd));
 		if (id[0] && !strcmp(st, "available") && strcmp(cd, when) >= 0) {
-			(void)fmt(best, sizeof(best), "%s", id); /* ISO dates sort as text */
-			(void)fmt(when, sizeof(when), "%s", cd);
-			(void)fmt(dev, sizeof(dev), "%s", rd);
+			/* fits: the same sizes; ISO dates sort as text */
+			fmt_cut(best, sizeof(best), "%s", id);
+			fmt_cut(when, sizeof(when), "%s", cd);
+			fmt_cut(dev, sizeof(dev), "%s", rd);
 		}
 	}
 	xmlFreeDoc(doc);
@@ -751,9 +770,10 @@ static int aws_image_lookup(struct aws_api *a, const char *region, const char *p
 		return backend_fail(err, errlen, -ENOENT,
 				    "aws: %s: no available image named %s owned by %s", region,
 				    pattern, owner);
-	(void)fmt(img->id, sizeof(img->id), "%s", best);
-	(void)fmt(img->root_device, sizeof(img->root_device), "%s", dev);
-	(void)fmt(val, sizeof(val), "%s %s", best, dev);
+	/* fits: the same sizes, and val holds 63 + 1 + 63 */
+	fmt_cut(img->id, sizeof(img->id), "%s", best);
+	fmt_cut(img->root_device, sizeof(img->root_device), "%s", dev);
+	fmt_cut(val, sizeof(val), "%s %s", best, dev);
 	backend_memo_put_ttl(a->ctx, memo_base(a), what, val, AWS_NET_TTL);
 	return 0;
 }
@@ -781,11 +801,13 @@ static int aws_image(struct aws_api *a, const struct acfg *c, const struct offer
 			return backend_fail(err, errlen, -EINVAL,
 					    "aws: os_images has no %s image for %s", cat,
 					    o->instance);
-		(void)fmt(img->user, sizeof(img->user), "%s", user ? user : AWS_USER);
+		if (fmt(img->user, sizeof(img->user), "%s", user ? user : AWS_USER))
+			return backend_fail(err, errlen, -EINVAL,
+					    "aws: os_images: the %s image's user is too long", cat);
 		return aws_image_lookup(a, o->region, name, owner ? owner : "self", NULL, img, err,
 					errlen);
 	}
-	(void)fmt(img->user, sizeof(img->user), AWS_USER);
+	fmt_cut(img->user, sizeof(img->user), AWS_USER); /* fits: a literal */
 	if (nvidia)
 		return aws_image_lookup(
 			a, o->region,
@@ -900,10 +922,12 @@ static int aws_sg(struct aws_api *a, const char *region, const char *vpc, const 
 		  char *gid, size_t n, char *err, size_t errlen)
 {
 	char name[256], what[512];
-	(void)fmt(name, sizeof(name), AWS_SG_PREFIX "%s", project);
+	if (fmt(name, sizeof(name), AWS_SG_PREFIX "%s", project))
+		return backend_fail(err, errlen, -EINVAL, "aws: project name too long");
 	for (char *p = name; *p; p++)
 		*p = *p == '-' ? '_' : (*p >= 'A' && *p <= 'Z') ? (char)(*p + 32) : *p;
-	(void)fmt(what, sizeof(what), "sg/%s/%s/%s", region, vpc, name);
+	if (fmt(what, sizeof(what), "sg/%s/%s/%s", region, vpc, name))
+		return backend_fail(err, errlen, -EINVAL, "aws: %s: VPC id too long", region);
 	if (backend_memo_get(a->ctx, memo_base(a), what, gid, n))
 		return 0;
 	xmlDoc *doc = NULL;
@@ -1016,12 +1040,14 @@ static int vm_from(const xmlNode *inst, const char *region, bool public_ips, str
 	out->state = vm_state(out->status);
 	awsx_text(inst, "ipAddress", pub, sizeof(pub));
 	awsx_text(inst, "privateIpAddress", priv, sizeof(priv));
-	(void)fmt(out->ip, sizeof(out->ip), "%s", public_ips ? pub : priv);
-	(void)fmt(out->internal_ip, sizeof(out->internal_ip), "%s", priv);
-	(void)fmt(out->region, sizeof(out->region), "%s", region);
+	/* fits: the same sizes */
+	fmt_cut(out->ip, sizeof(out->ip), "%s", public_ips ? pub : priv);
+	fmt_cut(out->internal_ip, sizeof(out->internal_ip), "%s", priv);
+	if (fmt(out->region, sizeof(out->region), "%s", region))
+		return backend_fail(err, errlen, -EINVAL, "aws: region name too long");
 	awsx_text(inst, "instanceType", out->instance, sizeof(out->instance));
 	awsx_text(inst, "placement/availabilityZone", out->zone, sizeof(out->zone));
-	(void)fmt(out->username, sizeof(out->username), AWS_USER);
+	fmt_cut(out->username, sizeof(out->username), AWS_USER); /* fits: a literal */
 	for (xmlNode *t = awsx_first(awsx_child(inst, "tagSet")); t; t = awsx_next(t)) {
 		char k[32];
 		awsx_text(t, "key", k, sizeof(k));
@@ -1044,9 +1070,9 @@ static int network_interfaces(const xmlNode *inst)
 	return n;
 }
 
-/* backend_data of a VM. */
-static void vm_data(struct bk_vm *vm, const char *region, const char *zone, bool public_ips,
-		    const char *spot_req, const char *pg, bool eip)
+/* backend_data of a VM: 0, or -EPROTO (with err) when it does not fit. */
+static int vm_data(struct bk_vm *vm, const char *region, const char *zone, bool public_ips,
+		   const char *spot_req, const char *pg, bool eip, char *err, size_t errlen)
 {
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "region", region);
@@ -1061,9 +1087,13 @@ static void vm_data(struct bk_vm *vm, const char *region, const char *zone, bool
 	if (eip)
 		cJSON_AddBoolToObject(d, "eip", true);
 	char *s = cJSON_PrintUnformatted(d);
-	(void)fmt(vm->backend_data, sizeof(vm->backend_data), "%s", s ? s : "{}");
+	int r = fmt(vm->backend_data, sizeof(vm->backend_data), "%s", s ? s : "{}");
 	cJSON_free(s);
 	cJSON_Delete(d);
+	if (r)
+		return backend_fail(err, errlen, -EPROTO,
+				    "aws: %s: the instance's data is too long", vm->id);
+	return 0;
 }
 
 struct vmdata {
@@ -1077,14 +1107,16 @@ static int vmdata_parse(const char *bd, struct vmdata *v, char *err, size_t errl
 	cJSON *d = bd && *bd ? cJSON_Parse(bd) : NULL;
 	const cJSON *pub = backend_jget(d, "public_ips"), *at = backend_jget(d, "created_at");
 	memset(v, 0, sizeof(*v));
-	(void)fmt(v->region, sizeof(v->region), "%s", backend_jstr(d, "region") ?: "");
-	(void)fmt(v->zone, sizeof(v->zone), "%s", backend_jstr(d, "zone") ?: "");
-	(void)fmt(v->spot, sizeof(v->spot), "%s", backend_jstr(d, "spot_request_id") ?: "");
-	(void)fmt(v->pg, sizeof(v->pg), "%s", backend_jstr(d, "placement_group") ?: "");
+	bool cut = fmt(v->region, sizeof(v->region), "%s", backend_jstr(d, "region") ?: "") ||
+		   fmt(v->zone, sizeof(v->zone), "%s", backend_jstr(d, "zone") ?: "") ||
+		   fmt(v->spot, sizeof(v->spot), "%s", backend_jstr(d, "spot_request_id") ?: "") ||
+		   fmt(v->pg, sizeof(v->pg), "%s", backend_jstr(d, "placement_group") ?: "");
 	v->public_ips = !cJSON_IsFalse(pub);
 	v->eip = cJSON_IsTrue(backend_jget(d, "eip"));
 	v->created_at = cJSON_IsNumber(at) ? at->valuedouble : 0;
 	cJSON_Delete(d);
+	if (cut)
+		return backend_fail(err, errlen, -EINVAL, "aws: the instance's data is too long");
 	if (!aws_region_ok(v->region))
 		return backend_fail(err, errlen, -EINVAL, "aws: the instance's data has no region");
 	return 0;
@@ -1097,7 +1129,7 @@ static size_t instance_tags(const struct bk_create_req *req, const struct acfg *
 			    const char *user, char own[][80], const char **kv, size_t max)
 {
 	size_t n = 0;
-	(void)fmt(own[0], 80, "%u", req->num);
+	fmt_cut(own[0], 80, "%u", req->num); /* fits: a number */
 	const char *ours[] = {"Name", req->cloud_name, AWS_OWNER_TAG, AWS_OWNER,
 			      "fleetfs_project", req->project ? req->project : "",
 			      "fleetfs_fleet", req->fleet ? req->fleet : "",
@@ -1151,7 +1183,9 @@ static int aws_efa(struct aws_api *a, const char *region, const char *type, int 
 {
 	char what[160], val[16];
 	*max = 0;
-	(void)fmt(what, sizeof(what), "efa/%s/%s", region, type);
+	if (fmt(what, sizeof(what), "efa/%s/%s", region, type))
+		return backend_fail(err, errlen, -EINVAL, "aws: %s: instance type name too long",
+				    region);
 	long long v = 0;
 	if (backend_memo_get(a->ctx, memo_base(a), what, val, sizeof(val))) {
 		*max = num_parse_ll(val, 0, 1024, &v) ? 0 : (int)v;
@@ -1174,7 +1208,7 @@ static int aws_efa(struct aws_api *a, const char *region, const char *type, int 
 	    !num_parse_ll(val, 0, 1024, &v))
 		*max = (int)v;
 	xmlFreeDoc(doc);
-	(void)fmt(val, sizeof(val), "%d", *max);
+	fmt_cut(val, sizeof(val), "%d", *max); /* fits: a number */
 	backend_memo_put(a->ctx, memo_base(a), what, val);
 	return 0;
 }
@@ -1207,7 +1241,7 @@ static void add_nics(struct aws_query *q, const char *type, int efa_max, const c
 	for (int i = 1; i <= last; i++) {
 		char card[16];
 		int n = i + 1;
-		(void)fmt(card, sizeof(card), "%d", i);
+		fmt_cut(card, sizeof(card), "%d", i); /* fits: a number */
 		awsq_addf(q, card, "NetworkInterface.%d.NetworkCardIndex", n);
 		awsq_addf(q, "1", "NetworkInterface.%d.DeviceIndex", n);
 		awsq_addf(q, subnet, "NetworkInterface.%d.SubnetId", n);
@@ -1295,7 +1329,7 @@ static int eip_ensure(struct aws_api *a, const struct acfg *c, const char *regio
 	int r = eips_of(a, region, id, e, 4, &n, err, errlen);
 	for (int i = 0; !r && i < n; i++)
 		if (e[i].assoc[0]) {
-			(void)fmt(ip, iplen, "%s", e[i].ip);
+			fmt_cut(ip, iplen, "%s", e[i].ip); /* fits: as large as bk_vm's ip */
 			return 0;
 		}
 	struct eip mine = {0};
@@ -1357,9 +1391,9 @@ static int eip_ensure(struct aws_api *a, const struct acfg *c, const char *regio
 		/* the address as AWS now reports it */
 		int m = 0;
 		r = eips_of(a, region, id, e, 4, &m, err, errlen);
-		for (int i = 0; !r && i < m; i++)
+		for (int i = 0; !r && i < m; i++) /* fits: ip is as large as bk_vm's */
 			if (e[i].assoc[0])
-				(void)fmt(ip, iplen, "%s", e[i].ip);
+				fmt_cut(ip, iplen, "%s", e[i].ip);
 	}
 	return r;
 }
@@ -1395,7 +1429,7 @@ static int run_instance(struct aws_api *a, const struct launch *l, const char *s
 	char token[64], size[16];
 	struct aws_query q;
 	client_token(l->req->cloud_name, subnet, token, sizeof(token));
-	(void)fmt(size, sizeof(size), "%u", l->disk_gb);
+	fmt_cut(size, sizeof(size), "%u", l->disk_gb); /* fits: a number */
 	awsq_init(&q, "RunInstances");
 	awsq_add(&q, "ImageId", l->img->id);
 	awsq_add(&q, "InstanceType", o->instance);
@@ -1440,8 +1474,11 @@ static int launch_in_zones(struct aws_api *a, const struct launch *l, const stru
 		xmlDoc *doc = NULL;
 		if (!in_list(zones, zone) || in_list(tried, zone) || (pg_zone[0] && strcmp(zone, pg_zone)))
 			continue; /* one try per zone; a placement group's members share one */
-		(void)fmt(tried + strlen(tried), sizeof(tried) - strlen(tried), "%s%s",
-			  tried[0] ? "," : "", zone);
+		size_t end = strlen(tried);
+		if (fmt(tried + end, sizeof(tried) - end, "%s%s", end ? "," : "", zone)) {
+			tried[end] = '\0'; /* no room to note it: not tried */
+			continue;
+		}
 		int r = run_instance(a, l, subnet, &doc, err, errlen);
 		if (r && !strcmp(a->code, "InvalidPlacementGroup.Unknown") && l->pg) {
 			/* the last member's terminate deleted the group meanwhile: make it again */
@@ -1457,9 +1494,10 @@ static int launch_in_zones(struct aws_api *a, const struct launch *l, const stru
 						"aws: RunInstances answered no instance");
 			if (!r) {
 				awsx_text(inst, "spotInstanceRequestId", spot, sizeof(spot));
-				vm_data(out, o->region, zone, l->c->public_ips, spot, l->pg,
-					l->c->public_ips && l->efa_max > 1);
-				(void)fmt(out->zone, sizeof(out->zone), "%s", zone);
+				r = vm_data(out, o->region, zone, l->c->public_ips, spot, l->pg,
+					    l->c->public_ips && l->efa_max > 1, err, errlen);
+				/* fits: the same sizes */
+				fmt_cut(out->zone, sizeof(out->zone), "%s", zone);
 				fmt_cut(out->detail, sizeof(out->detail), "%s", skipped);
 			}
 			xmlFreeDoc(doc);
@@ -1467,10 +1505,10 @@ static int launch_in_zones(struct aws_api *a, const struct launch *l, const stru
 		}
 		if (r == -EACCES || !answered(a) || !strcmp(a->code, "InvalidParameterValue"))
 			return r; /* refused, unknown outcome, or an invalid request: stop here */
-		(void)fmt(last, sizeof(last), "%s", err); /* capacity, quota ...: next zone */
+		fmt_cut(last, sizeof(last), "%s", err); /* capacity, quota ...: next zone */
 		size_t k = strlen(skipped);
-		(void)fmt(skipped + k, sizeof(skipped) - k, "%s%s: %s", k ? "; " : "", zone,
-			  a->code[0] ? a->code : "failed");
+		fmt_cut(skipped + k, sizeof(skipped) - k, "%s%s: %s", k ? "; " : "", zone,
+			a->code[0] ? a->code : "failed");
 	}
 	if (last[0])
 		return backend_fail(err, errlen, -ENOSPC, "aws: %s in %s: no zone could launch it "
@@ -1498,6 +1536,13 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 		return backend_fail(err, errlen, -EINVAL, "aws: the offer has no region or type");
 	if (!req->cloud_name || !*req->cloud_name)
 		return backend_fail(err, errlen, -EINVAL, "aws: no instance name");
+	/* what the VM's record and data keep whole: refused before anything is launched */
+	if (strlen(req->cloud_name) >= sizeof(out->name) ||
+	    strlen(o->instance) >= sizeof(out->instance) ||
+	    (req->placement_group &&
+	     strlen(req->placement_group) >= sizeof(((struct vmdata *)0)->pg)))
+		return backend_fail(err, errlen, -EINVAL,
+				    "aws: instance name, type or placement group too long");
 	const char *user_data = req->user_data;
 	if (!user_data || !*user_data) {
 		if (!req->ssh_pubkey || !*req->ssh_pubkey)
@@ -1557,10 +1602,10 @@ static int aws_create(const struct backend_ctx *ctx, const struct bk_create_req 
 		r = launch_in_zones(&a, &l, &net, zones, pg_zone, sizeof(pg_zone), out, err, errlen);
 	if (!r) {
 		if (!out->name[0])
-			(void)fmt(out->name, sizeof(out->name), "%s", req->cloud_name);
+			fmt_cut(out->name, sizeof(out->name), "%s", req->cloud_name);
 		if (!out->instance[0])
-			(void)fmt(out->instance, sizeof(out->instance), "%s", o->instance);
-		(void)fmt(out->username, sizeof(out->username), "%s", img.user);
+			fmt_cut(out->instance, sizeof(out->instance), "%s", o->instance);
+		fmt_cut(out->username, sizeof(out->username), "%s", img.user);
 		if (out->state != BK_VM_RUNNING)
 			out->state = BK_VM_PENDING;
 	}
@@ -1638,15 +1683,16 @@ static int aws_get(const struct backend_ctx *ctx, const char *id, const char *ba
 	if (r == -ENOENT && v.created_at > 0 && time(NULL) - v.created_at < AWS_VISIBLE_S) {
 		/* not visible yet: AWS's describe lags its creates */
 		memset(out, 0, sizeof(*out));
-		(void)fmt(out->id, sizeof(out->id), "%s", id);
+		fmt_cut(out->id, sizeof(out->id), "%s", id); /* fits: backend_id_ok */
 		fmt_cut(out->status, sizeof(out->status), "not visible yet");
-		(void)fmt(out->region, sizeof(out->region), "%s", v.region);
+		/* fits: aws_region_ok (vmdata_parse) */
+		fmt_cut(out->region, sizeof(out->region), "%s", v.region);
 		out->state = BK_VM_PENDING;
 		err[0] = '\0';
 		r = 0;
 	}
-	if (!r)
-		(void)fmt(out->backend_data, sizeof(out->backend_data), "%s", backend_data);
+	if (!r && fmt(out->backend_data, sizeof(out->backend_data), "%s", backend_data))
+		r = backend_fail(err, errlen, -EINVAL, "aws: the instance's data is too long");
 	if ((r == -ENOENT || (!r && out->state == BK_VM_TERMINATED)) && v.pg[0])
 		pg_cleanup(&a, v.region, v.pg);
 	xmlFreeDoc(doc);
@@ -1718,8 +1764,15 @@ static void *list_run(void *arg)
 				awsx_text(it, "placement/availabilityZone", zone, sizeof(zone));
 				awsx_text(it, "spotInstanceRequestId", spot, sizeof(spot));
 				awsx_text(it, "placement/groupName", pg, sizeof(pg));
-				vm_data(&vm, j->region, zone, j->public_ips, spot, pg,
-					j->public_ips && network_interfaces(it) > 1);
+				/* one that cannot be described fails the list: skipped, it
+				 * could be taken for gone */
+				if (vm_data(&vm, j->region, zone, j->public_ips, spot, pg,
+					    j->public_ips && network_interfaces(it) > 1, j->err,
+					    sizeof(j->err))) {
+					j->rc = -EPROTO;
+					xmlFreeDoc(doc);
+					return NULL;
+				}
 				if (j->n == j->cap) {
 					j->cap = j->cap ? 2 * j->cap : 16;
 					j->vms = xrealloc(j->vms, j->cap * sizeof(*j->vms));
@@ -1736,7 +1789,7 @@ static void *list_run(void *arg)
 					     "aws: DescribeInstances: the page token does not move");
 			return NULL;
 		}
-		(void)fmt(token, sizeof(token), "%s", next);
+		fmt_cut(token, sizeof(token), "%s", next); /* fits: the same sizes */
 	}
 	j->rc = backend_fail(j->err, sizeof(j->err), -EFBIG, "aws: DescribeInstances: over %d pages",
 			     AWS_PAGES_MAX);

@@ -91,7 +91,7 @@ static void creds_what(const struct backend_ctx *ctx, char *what, size_t n)
 	char hex[2 * sizeof(ctx->config->digest) + 1] = "";
 	if (ctx->config)
 		(void)hex_encode(ctx->config->digest, sizeof(ctx->config->digest), hex, sizeof(hex));
-	(void)fmt(what, n, "creds %s", hex);
+	fmt_cut(what, n, "creds %s", hex); /* fits: CREDS_WHAT_LEN holds 6 + 64 hex digits */
 }
 
 static bool creds_recall(const struct backend_ctx *ctx, struct aws_creds *c)
@@ -110,12 +110,13 @@ static bool creds_recall(const struct backend_ctx *ctx, struct aws_creds *c)
 	}
 	if (ok) {
 		memset(c, 0, sizeof(*c));
-		(void)fmt(c->access_key_id, sizeof(c->access_key_id), "%s", f[0]);
+		/* fits: creds_remember wrote these from a struct aws_creds of the same sizes */
+		fmt_cut(c->access_key_id, sizeof(c->access_key_id), "%s", f[0]);
 		c->secret_access_key = xstrdup(f[1]);
 		c->session_token = f[2][0] ? xstrdup(f[2]) : NULL;
 		c->expires = strtoll(f[3], NULL, 10);
-		(void)fmt(c->source, sizeof(c->source), "%s", f[4]);
-		(void)fmt(c->region, sizeof(c->region), "%s", f[5]);
+		fmt_cut(c->source, sizeof(c->source), "%s", f[4]);
+		fmt_cut(c->region, sizeof(c->region), "%s", f[5]);
 	}
 	explicit_bzero(val, CREDS_TEXT_MAX);
 	free(val);
@@ -179,7 +180,8 @@ static void enc(struct buf *b, const char *s)
 void awsq_init(struct aws_query *q, const char *action)
 {
 	buf_init(&q->b, 1u << 20);
-	(void)fmt(q->action, sizeof(q->action), "%s", action);
+	/* fits: actions are literals (the longest, AuthorizeSecurityGroupIngress, is 29) */
+	fmt_cut(q->action, sizeof(q->action), "%s", action);
 	q->too_big = false;
 }
 
@@ -221,9 +223,12 @@ void awsq_addf(struct aws_query *q, const char *value, const char *namefmt, ...)
 	char name[256];
 	va_list ap;
 	va_start(ap, namefmt);
-	(void)vfmt(name, sizeof(name), namefmt, ap);
+	int r = vfmt(name, sizeof(name), namefmt, ap);
 	va_end(ap);
-	awsq_add(q, name, value);
+	if (r) /* never with fleetfs's numbered names; a cut name is not sent */
+		q->too_big = true;
+	else
+		awsq_add(q, name, value);
 }
 
 void awsq_filter(struct aws_query *q, int n, const char *name, const char *const *values)
@@ -254,7 +259,8 @@ xmlNode *awsx_path(const xmlNode *n, const char *path)
 	const xmlNode *cur = n;
 	for (const char *p = path; cur && *p;) {
 		size_t k = strcspn(p, "/");
-		(void)fmt(part, sizeof(part), "%.*s", (int)k, p);
+		if (fmt(part, sizeof(part), "%.*s", (int)k, p))
+			return NULL; /* no element has a name that long */
 		cur = awsx_child(cur, part);
 		p += k + (p[k] == '/');
 	}
@@ -378,7 +384,8 @@ static int aws_fail(struct aws_api *a, const char *action, const char *code, con
 {
 	char m[600];
 	str_sanitize(m, sizeof(m), msg ? msg : "");
-	(void)fmt(a->code, sizeof(a->code), "%s", code);
+	/* a cut code is shown, and matches none fleetfs acts on (those are all shorter) */
+	fmt_cut(a->code, sizeof(a->code), "%s", code);
 	if (*code && *m)
 		fmt_cut(err, errlen, "aws: %s: %s: %s", action, code, m);
 	else if (*code)
@@ -517,7 +524,10 @@ int aws_sq_call(struct aws_api *a, const char *region, const char *op, const cJS
 	buf_init(&b, 1u << 20);
 	(void)buf_append(&b, text, strlen(text));
 	cJSON_free(text);
-	(void)fmt(target, sizeof(target), "ServiceQuotasV20190624.%s", op);
+	if (fmt(target, sizeof(target), "ServiceQuotasV20190624.%s", op)) {
+		buf_free(&b);
+		return backend_fail(err, errlen, -EINVAL, "aws: %s: operation name too long", op);
+	}
 	int r = aws_send(a, AWS_SQ, region, "application/x-amz-json-1.1", target, &b, true, &resp,
 			 err, errlen);
 	buf_free(&b);
@@ -541,7 +551,8 @@ int aws_sq_call(struct aws_api *a, const char *region, const char *op, const cJS
 			m = backend_jstr(d, "Message");
 		const char *hash = t ? strrchr(t, '#') : NULL;
 		char code[AWS_CODE_MAX];
-		(void)fmt(code, sizeof(code), "%s", hash ? hash + 1 : t ? t : "");
+		/* a cut code is shown, and matches none fleetfs acts on (those are all shorter) */
+		fmt_cut(code, sizeof(code), "%s", hash ? hash + 1 : t ? t : "");
 		code[strcspn(code, ":")] = '\0'; /* the header's "Code:http://..." form */
 		r = aws_fail(a, op, code, m, resp.status, err, errlen);
 		free(hdr);

@@ -186,7 +186,7 @@ static int prof_take(struct prof *p, const char *path, struct aws_creds *out, ch
 		out->session_token = p->token;
 		p->token = NULL;
 	}
-	(void)fmt(out->source, sizeof(out->source), "profile %s", p->name);
+	fmt_cut(out->source, sizeof(out->source), "profile %s", p->name);
 	return 1;
 }
 
@@ -269,11 +269,12 @@ static int imds_creds(const char *body, size_t len, const char *role, struct aws
 			role);
 		goto out;
 	}
-	(void)fmt(out->access_key_id, sizeof(out->access_key_id), "%s", id);
+	/* fits: its length was checked above */
+	fmt_cut(out->access_key_id, sizeof(out->access_key_id), "%s", id);
 	out->secret_access_key = xstrdup(sec);
 	out->session_token = tok && *tok ? xstrdup(tok) : NULL;
 	out->expires = expires;
-	(void)fmt(out->source, sizeof(out->source), "imds %s", role);
+	fmt_cut(out->source, sizeof(out->source), "imds %s", role);
 	r = 0;
 out:
 	if (j) {
@@ -322,10 +323,15 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	}
 	memcpy(token, resp.body.data, n);
 	token[n] = '\0';
-	(void)fmt(hdr, sizeof(hdr), "X-aws-ec2-metadata-token: %s", token);
+	/* fits: 26 + a token shorter than 1024 */
+	fmt_cut(hdr, sizeof(hdr), "X-aws-ec2-metadata-token: %s", token);
 	body_wipe(&resp);
 
-	(void)fmt(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base);
+	if (fmt(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base)) {
+		fmt_cut(why, whylen, "endpoint too long");
+		r = -EINVAL;
+		goto out;
+	}
 	r = imds_call(http, "GET", url, get_h, &resp);
 	if (r) {
 		fmt_cut(why, whylen, "the role listing failed (%s)", resp.err);
@@ -344,7 +350,8 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	const char *p = resp.body.data ? resp.body.data : "";
 	p += strspn(p, " \t\r\n");
 	size_t rl = strcspn(p, " \t\r\n");
-	(void)fmt(role, sizeof(role), "%.*s", (int)(rl < sizeof(role) ? rl : sizeof(role) - 1), p);
+	/* fits: at most sizeof(role) - 1 characters */
+	fmt_cut(role, sizeof(role), "%.*s", (int)(rl < sizeof(role) ? rl : sizeof(role) - 1), p);
 	if (rl >= sizeof(role) || !role_valid(role)) {
 		fmt_cut(why, whylen, "the role listing has no valid role name");
 		r = -EINVAL;
@@ -352,7 +359,11 @@ static int imds_resolve(struct http_client *http, const char *base, struct aws_c
 	}
 	http_resp_free(&resp);
 
-	(void)fmt(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", base, role);
+	if (fmt(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", base, role)) {
+		fmt_cut(why, whylen, "endpoint too long");
+		r = -EINVAL;
+		goto out;
+	}
 	r = imds_call(http, "GET", url, get_h, &resp);
 	if (r) {
 		fmt_cut(why, whylen, "the credentials of role %s failed (%s)", role, resp.err);
@@ -393,7 +404,7 @@ static int from_config(const struct backend_ctx *ctx, struct aws_creds *out, cha
 	}
 	out->secret_access_key = sec;
 	sec = NULL;
-	(void)fmt(out->source, sizeof(out->source), "config");
+	fmt_cut(out->source, sizeof(out->source), "config");
 	r = 0;
 out:
 	backend_secret_free(id);
@@ -417,7 +428,7 @@ static int from_env(struct aws_creds *out, char *err, size_t errlen)
 		return fmt_cut(err, errlen, "aws creds: AWS_ACCESS_KEY_ID is too long"), -EINVAL;
 	out->secret_access_key = xstrdup(sec);
 	out->session_token = tok && *tok ? xstrdup(tok) : NULL;
-	(void)fmt(out->source, sizeof(out->source), "env");
+	fmt_cut(out->source, sizeof(out->source), "env");
 	return 1;
 }
 
@@ -452,7 +463,8 @@ static int from_chain(struct http_client *http, struct aws_creds *out, char *err
 			       -EINVAL;
 		}
 	}
-	(void)fmt(pname, sizeof(pname), "%s", explicit_prof ? envp : "default");
+	/* fits: AWS_PROFILE is at most PROFILE_NAME_MAX (checked above) */
+	fmt_cut(pname, sizeof(pname), "%s", explicit_prof ? envp : "default");
 	cred.name = conf.name = pname;
 	conf.config = true;
 

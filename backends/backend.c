@@ -325,6 +325,8 @@ static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *p
 			 const char *known, struct catalog_fetch *out, char *err, size_t errlen)
 {
 	struct share_ent *e = NULL, *fresh = NULL;
+	if (strlen(prov) >= sizeof(e->provider)) /* not kept under a cut name */
+		return catalog_fetch(cat, prov, known, out, err, errlen);
 	pthread_mutex_lock(&sh->lock);
 	for (;;) {
 		e = NULL;
@@ -341,8 +343,9 @@ static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *p
 		buf_init(&out->csv, e->csv.limit ? e->csv.limit : 1);
 		fmt_cut(err, errlen, "%s", e->err);
 		if (!r) {
-			(void)fmt(out->version, sizeof(out->version), "%s", e->version);
-			(void)fmt(out->source, sizeof(out->source), "%s", e->source);
+			/* fits: the same sizes as catalog_fetch's */
+			fmt_cut(out->version, sizeof(out->version), "%s", e->version);
+			fmt_cut(out->source, sizeof(out->source), "%s", e->source);
 			out->unchanged = !strcmp(known, e->version);
 			if (!out->unchanged && buf_append(&out->csv, e->csv.data ? e->csv.data : "",
 							  e->csv.len)) {
@@ -366,7 +369,7 @@ static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *p
 	buf_free(&e->csv);
 	memset(e, 0, sizeof(*e));
 	e->used = e->busy = true;
-	(void)fmt(e->provider, sizeof(e->provider), "%s", prov);
+	fmt_cut(e->provider, sizeof(e->provider), "%s", prov); /* fits: checked above */
 	sh->fetches++;
 	pthread_mutex_unlock(&sh->lock);
 
@@ -377,8 +380,9 @@ static int share_catalog(struct bk_share *sh, struct catalog *cat, const char *p
 	fresh->at_ms = share_ms();
 	fmt_cut(fresh->err, sizeof(fresh->err), "%s", r ? err : "");
 	if (!r) {
-		(void)fmt(fresh->version, sizeof(fresh->version), "%s", out->version);
-		(void)fmt(fresh->source, sizeof(fresh->source), "%s", out->source);
+		/* fits: the same sizes as catalog_fetch's */
+		fmt_cut(fresh->version, sizeof(fresh->version), "%s", out->version);
+		fmt_cut(fresh->source, sizeof(fresh->source), "%s", out->source);
 		fresh->has_csv = !out->unchanged;
 		buf_init(&fresh->csv, out->csv.limit);
 		if (fresh->has_csv &&
@@ -406,8 +410,9 @@ int backend_catalog_offers(const struct bk_offers_req *req, struct bk_offers_res
 			   : catalog_fetch(ctx->catalog, prov, req->known_version, &f, err, errlen);
 	if (r)
 		return r;
-	(void)fmt(res->version, sizeof(res->version), "%s", f.version);
-	(void)fmt(res->source, sizeof(res->source), "%s", f.source);
+	/* fits: the same sizes as catalog_fetch's */
+	fmt_cut(res->version, sizeof(res->version), "%s", f.version);
+	fmt_cut(res->source, sizeof(res->source), "%s", f.source);
 	res->unchanged = f.unchanged;
 	if (!f.unchanged) {
 		const struct backend_type *t = backend_type_find(ctx->type);

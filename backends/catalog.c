@@ -88,13 +88,16 @@ static int fetch_dir(struct catalog *c, const char *provider, const char *known,
 		     struct catalog_fetch *out, char *err, size_t errlen)
 {
 	struct stat st;
-	(void)fmt(out->source, sizeof(out->source), "%s/%s.csv", c->loc, provider);
+	if (fmt(out->source, sizeof(out->source), "%s/%s.csv", c->loc, provider))
+		return fmt_cut(err, errlen, "catalog: %s/%s.csv: path too long", c->loc, provider),
+		       -ENAMETOOLONG;
 	if (stat(out->source, &st) != 0) {
 		int e = errno;
 		return fmt_cut(err, errlen, "%s: %s", out->source, strerror(e)), -e;
 	}
-	(void)fmt(out->version, sizeof(out->version), "%lld-%lld.%09ld", (long long)st.st_size,
-		  (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+	/* fits: three numbers, at most 60 characters */
+	fmt_cut(out->version, sizeof(out->version), "%lld-%lld.%09ld", (long long)st.st_size,
+		(long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 	if (!strcmp(known, out->version)) {
 		out->unchanged = true;
 		return 0;
@@ -152,7 +155,10 @@ static int fetch_url(struct catalog *c, const char *provider, const char *known,
 	struct http_resp resp;
 	char url[1024], member[128];
 	memset(&resp, 0, sizeof(resp));
-	(void)fmt(url, sizeof(url), "%s/%s/version", c->loc, provider);
+	if (fmt(url, sizeof(url), "%s/%s/version", c->loc, provider) ||
+	    fmt(member, sizeof(member), "%s.csv", provider))
+		return fmt_cut(err, errlen, "catalog: %s/%s: URL too long", c->loc, provider),
+		       -ENAMETOOLONG;
 	int r = get(c, url, "catalog version", VERSION_TIMEOUT_MS, 4096, &resp, err, errlen);
 	if (!r && version_parse(&resp.body, out->version, sizeof(out->version))) {
 		r = -EPROTO;
@@ -166,14 +172,15 @@ static int fetch_url(struct catalog *c, const char *provider, const char *known,
 		return 0;
 	}
 	memset(&resp, 0, sizeof(resp));
-	(void)fmt(out->source, sizeof(out->source), "%s/%s/%s/catalog.zip", c->loc, provider,
-		  out->version);
+	if (fmt(out->source, sizeof(out->source), "%s/%s/%s/catalog.zip", c->loc, provider,
+		out->version))
+		return fmt_cut(err, errlen, "catalog: %s/%s/%s: URL too long", c->loc, provider,
+			       out->version),
+		       -ENAMETOOLONG;
 	r = get(c, out->source, "catalog.zip", ZIP_TIMEOUT_MS, CATALOG_MAX_ZIP, &resp, err,
 		errlen);
-	if (!r) {
-		(void)fmt(member, sizeof(member), "%s.csv", provider);
+	if (!r)
 		r = catalog_unzip(resp.body.data, resp.body.len, member, &out->csv, err, errlen);
-	}
 	http_resp_free(&resp);
 	return r;
 }

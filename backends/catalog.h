@@ -48,7 +48,8 @@ struct catalog_fetch {
 /* Fetch provider's catalog (known: the version the caller holds, "" for none). 0 with *out
  * filled (release with catalog_fetch_free), or -errno with a readable reason in err:
  * -ENOENT (no catalog for provider there), -EPROTO (a bad version text or a corrupt zip),
- * -EIO (HTTP error status), -ETIMEDOUT, -EFBIG, -ENOTSUP (location "none"). */
+ * -EIO (HTTP error status), -ETIMEDOUT, -EFBIG, -ENOTSUP (location "none"), -ENAMETOOLONG
+ * (the location with provider and version does not fit a path or URL). */
 int catalog_fetch(struct catalog *c, const char *provider, const char *known,
 		  struct catalog_fetch *out, char *err, size_t errlen);
 void catalog_fetch_free(struct catalog_fetch *f);

@@ -183,7 +183,7 @@ static long long dgo_next_page(const cJSON *doc)
 		if (n > 5 && n < 25 && !strncmp(q, "page=", 5)) {
 			char v[24];
 			long long page = 0;
-			(void)fmt(v, sizeof(v), "%.*s", (int)(n - 5), q + 5);
+			fmt_cut(v, sizeof(v), "%.*s", (int)(n - 5), q + 5); /* fits: n < 25 */
 			return num_parse_ll(v, 1, 999999999999LL, &page) ? -1 : page;
 		}
 		q += n;
@@ -290,7 +290,7 @@ static void dgo_addr(const cJSON *droplet, const char *type, char *dst, size_t d
 	{
 		const char *t = backend_jstr(net, "type"), *ip = backend_jstr(net, "ip_address");
 		if (t && !strcmp(t, type) && ip && inet_pton(AF_INET, ip, a) == 1) {
-			(void)fmt(dst, dstlen, "%s", ip);
+			fmt_cut(dst, dstlen, "%s", ip); /* fits: an IPv4 address, at most 15 */
 			return;
 		}
 	}
@@ -313,7 +313,7 @@ static int dgo_vm(const struct dgo *d, const cJSON *droplet, struct bk_vm *out, 
 	dgo_addr(droplet, "public", out->ip, sizeof(out->ip));
 	dgo_addr(droplet, "private", out->internal_ip, sizeof(out->internal_ip));
 	out->state = dgo_state(backend_jstr(droplet, "status"));
-	(void)fmt(out->username, sizeof(out->username), "%s", DGO_USER);
+	fmt_cut(out->username, sizeof(out->username), "%s", DGO_USER); /* fits: a literal */
 	out->ssh_port = DGO_SSH_PORT;
 	return 0;
 }
@@ -337,7 +337,7 @@ static bool dgo_gpu_model(const char *model, char *vendor, size_t vlen, char *na
 	size_t vn = model ? strcspn(model, "_") : 0, k = 0;
 	if (!vn || !model[vn] || vn >= vlen)
 		return false;
-	(void)fmt(vendor, vlen, "%.*s", (int)vn, model);
+	fmt_cut(vendor, vlen, "%.*s", (int)vn, model); /* fits: vn < vlen */
 	for (char *p = vendor; *p; p++)
 		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
 	if (strcmp(vendor, "nvidia") && strcmp(vendor, "amd"))
@@ -450,7 +450,8 @@ static int digitalocean_offers(const struct bk_offers_req *req, struct bk_offers
 	}
 	if (!r) {
 		backend_cut_regions(&req->ctx, &res->list);
-		(void)fmt(res->source, sizeof(res->source), "%s/sizes", d.api.base);
+		/* fits: base is 512, source 1024 */
+		fmt_cut(res->source, sizeof(res->source), "%s/sizes", d.api.base);
 	} else {
 		bk_offers_res_free(res);
 		memset(&res->list, 0, sizeof(res->list));
@@ -477,7 +478,7 @@ static int dgo_project_id(struct dgo *d, const char *name, char *out, size_t out
 		const char *n = backend_jstr(p, "name"), *id = backend_jstr(p, "id");
 		if (n && !strcmp(n, name) && id && *id && strlen(id) < outlen &&
 		    strspn(id, "0123456789abcdefABCDEF-") == strlen(id)) {
-			(void)fmt(out, outlen, "%s", id);
+			fmt_cut(out, outlen, "%s", id); /* fits: checked above */
 			break;
 		}
 	}
@@ -509,8 +510,9 @@ static int dgo_assign(struct dgo *d, const char *project_id, const char *droplet
 	char path[256], urn[64];
 	long st = 0;
 	cJSON *doc = NULL, *body = cJSON_CreateObject();
-	(void)fmt(path, sizeof(path), "/projects/%s/resources", project_id);
-	(void)fmt(urn, sizeof(urn), "do:droplet:%s", droplet_id);
+	/* fits: a project id is under 128 (dgo_project_id), a droplet id 19 digits at most */
+	fmt_cut(path, sizeof(path), "/projects/%s/resources", project_id);
+	fmt_cut(urn, sizeof(urn), "do:droplet:%s", droplet_id);
 	cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "resources"), cJSON_CreateString(urn));
 	int r = dgo_call(d, "POST", path, body, &st, &doc, err, errlen);
 	cJSON_Delete(body);
@@ -614,16 +616,16 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	if (dgo_fingerprint(pub, fp))
 		return backend_fail(err, errlen, -EINVAL,
 				"%s: the SSH public key is not an OpenSSH key", d->label);
-	(void)fmt(path, sizeof(path), "key %s", fp);
+	fmt_cut(path, sizeof(path), "key %s", fp); /* fits: fp is under 48 */
 	if (backend_memo_get(d->api.ctx, d->api.base, path, id, idlen))
 		return 0;
-	(void)fmt(path, sizeof(path), "/account/keys/%s", fp);
+	fmt_cut(path, sizeof(path), "/account/keys/%s", fp); /* fits: fp is under 48 */
 	int r = dgo_call(d, "GET", path, NULL, &st, &doc, err, errlen);
 	const cJSON *k = backend_jget(doc, "ssh_key");
 	if (!r && dgo_same_key(backend_jstr(k, "public_key"), pub) &&
 	    dgo_id_text(backend_jget(k, "id"), id, idlen)) {
 		cJSON_Delete(doc);
-		(void)fmt(path, sizeof(path), "key %s", fp);
+		fmt_cut(path, sizeof(path), "key %s", fp); /* fits: fp is under 48 */
 		backend_memo_put(d->api.ctx, d->api.base, path, id);
 		return 0;
 	}
@@ -634,7 +636,7 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	err[0] = '\0';
 	str_sanitize(name, sizeof(name), project && *project ? project : "main");
 	body = cJSON_CreateObject();
-	(void)fmt(kname, sizeof(kname), "fleetfs-%s", name);
+	fmt_cut(kname, sizeof(kname), "fleetfs-%s", name); /* fits: name is under 128 */
 	cJSON_AddStringToObject(body, "name", kname);
 	cJSON_AddStringToObject(body, "public_key", pub);
 	r = dgo_call(d, "POST", "/account/keys", body, &st, &doc, err, errlen);
@@ -647,7 +649,7 @@ static int dgo_ensure_key_locked(struct dgo *d, const char *pub, const char *pro
 	cJSON_Delete(doc);
 	if (!r) {
 		err[0] = '\0';
-		(void)fmt(path, sizeof(path), "key %s", fp);
+		fmt_cut(path, sizeof(path), "key %s", fp); /* fits: fp is under 48 */
 		backend_memo_put(d->api.ctx, d->api.base, path, id);
 	}
 	return r;
@@ -700,7 +702,8 @@ static const char *dgo_image(const struct offer *o)
 static void dgo_add_tag(cJSON *tags, const char *prefix, const char *s)
 {
 	char t[DGO_NAME_MAX + 1];
-	(void)fmt(t, sizeof(t), "%s%s", prefix, s ? s : "");
+	if (fmt(t, sizeof(t), "%s%s", prefix, s ? s : ""))
+		return; /* no tag rather than one with a cut name */
 	for (char *p = t; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '_' || *p == ':' || *p == '-'))
@@ -784,9 +787,12 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 	if (!r && project && *project) {
 		char what[300];
 		struct project_q q = {&d, project};
-		(void)fmt(what, sizeof(what), "project %s", project);
-		r = backend_memo_once(ctx, d.api.base, what, 0, project_make, &q, pid, sizeof(pid),
-				      err, errlen);
+		if (fmt(what, sizeof(what), "project %s", project))
+			r = backend_fail(err, errlen, -EINVAL, "%s: project_name is too long",
+					 d.label);
+		else
+			r = backend_memo_once(ctx, d.api.base, what, 0, project_make, &q, pid,
+					      sizeof(pid), err, errlen);
 	}
 	if (!r) {
 		body = dgo_droplet_body(req, key_id, ud, pid);
@@ -798,11 +804,13 @@ static int digitalocean_create(const struct backend_ctx *ctx, const struct bk_cr
 		if (r == -EINVAL) { /* maybe the key or the project is gone: look again */
 			char fp[48], what[300];
 			if (!dgo_fingerprint(pub, fp)) {
-				(void)fmt(what, sizeof(what), "key %s", fp);
+				/* fits: fp is under 48 */
+				fmt_cut(what, sizeof(what), "key %s", fp);
 				backend_memo_put(ctx, d.api.base, what, NULL);
 			}
-			(void)fmt(what, sizeof(what), "project %s", project ? project : "");
-			backend_memo_put(ctx, d.api.base, what, NULL);
+			/* a project_name too long was never memoized */
+			if (!fmt(what, sizeof(what), "project %s", project ? project : ""))
+				backend_memo_put(ctx, d.api.base, what, NULL);
 		}
 	}
 	if (!r)
@@ -840,7 +848,7 @@ static int digitalocean_get(const struct backend_ctx *ctx, const char *id, const
 	if (!dgo_id_ok(id))
 		return backend_fail(err, errlen, -EINVAL, "%s: not a droplet id",
 				ctx->type ? ctx->type : "digitalocean");
-	(void)fmt(path, sizeof(path), "/droplets/%s", id);
+	fmt_cut(path, sizeof(path), "/droplets/%s", id); /* fits: dgo_id_ok */
 	int r = dgo_open(&d, ctx, err, errlen);
 	if (!r)
 		r = dgo_call(&d, "GET", path, NULL, &st, &doc, err, errlen);
@@ -862,7 +870,7 @@ static int digitalocean_terminate(const struct backend_ctx *ctx, const char *id,
 	if (!dgo_id_ok(id))
 		return backend_fail(err, errlen, -EINVAL, "%s: not a droplet id",
 				ctx->type ? ctx->type : "digitalocean");
-	(void)fmt(path, sizeof(path), "/droplets/%s", id);
+	fmt_cut(path, sizeof(path), "/droplets/%s", id); /* fits: dgo_id_ok */
 	int r = dgo_open(&d, ctx, err, errlen);
 	if (!r)
 		r = dgo_call(&d, "DELETE", path, NULL, &st, &doc, err, errlen);

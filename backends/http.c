@@ -193,9 +193,9 @@ static void url_public(const char *url, char *out, size_t outlen)
 	    !curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) &&
 	    !curl_url_set(u, CURLUPART_QUERY, NULL, 0) &&
 	    !curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0) && !curl_url_get(u, CURLUPART_URL, &s, 0))
-		(void)fmt(out, outlen, "%s", s);
+		fmt_cut(out, outlen, "%s", s);
 	else
-		(void)fmt(out, outlen, "(bad URL)");
+		fmt_cut(out, outlen, "(bad URL)");
 	curl_free(s);
 	curl_url_cleanup(u);
 }
@@ -485,13 +485,13 @@ static void log_request(const struct xfer *x, const char *url, int attempt, int6
 		return;
 	url_public(url, pub, sizeof(pub));
 	if (rc)
-		(void)fmt(line, sizeof(line), "%s %s %s %s error: %s (%lld ms, attempt %d/%d)",
-			  x->label, x->resp->id, x->method, pub, x->why, (long long)ms, attempt,
-			  x->max_attempts);
+		fmt_cut(line, sizeof(line), "%s %s %s %s error: %s (%lld ms, attempt %d/%d)",
+			x->label, x->resp->id, x->method, pub, x->why, (long long)ms, attempt,
+			x->max_attempts);
 	else
-		(void)fmt(line, sizeof(line), "%s %s %s %s %ld (%lld ms, attempt %d/%d)", x->label,
-			  x->resp->id, x->method, pub, x->resp->status, (long long)ms, attempt,
-			  x->max_attempts);
+		fmt_cut(line, sizeof(line), "%s %s %s %s %ld (%lld ms, attempt %d/%d)", x->label,
+			x->resp->id, x->method, pub, x->resp->status, (long long)ms, attempt,
+			x->max_attempts);
 	fn(line);
 }
 
@@ -772,7 +772,7 @@ int http_do(struct http_client *c, const struct http_req *req, struct http_resp 
 	buf_init(&resp->body, req->max_body > 0 ? req->max_body : DEF_MAX_BODY);
 	buf_init(&resp->headers, HTTP_HEADERS_MAX);
 	x.rng = mix(g_seed + atomic_fetch_add(&g_calls, 1));
-	(void)fmt(resp->id, sizeof(resp->id), "%08x", (unsigned)(uint32_t)x.rng);
+	fmt_cut(resp->id, sizeof(resp->id), "%08x", (unsigned)(uint32_t)x.rng); /* fits: 8 + 1 */
 	x.method = req->method ? req->method : "GET";
 	x.label = req->label ? req->label : "http";
 	x.timeout_ms = attempt_ms(req->timeout_ms);

@@ -158,7 +158,7 @@ static void lam_addr(char *dst, size_t dstlen, const char *s)
 	unsigned char a[16];
 	dst[0] = '\0';
 	if (s && (inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1))
-		(void)fmt(dst, dstlen, "%s", s);
+		fmt_cut(dst, dstlen, "%s", s); /* fits: an address, at most 45 characters */
 }
 
 /* An instance object of the API into out. 0, or -EPROTO (no usable id) with err. */
@@ -168,7 +168,7 @@ static int lam_vm(const cJSON *inst, struct bk_vm *out, char *err, size_t errlen
 	memset(out, 0, sizeof(*out));
 	if (!backend_id_ok(id))
 		return backend_fail(err, errlen, -EPROTO, "lambda: an instance without a usable id");
-	(void)fmt(out->id, sizeof(out->id), "%s", id);
+	fmt_cut(out->id, sizeof(out->id), "%s", id); /* fits: backend_id_ok */
 	str_sanitize(out->name, sizeof(out->name), backend_jstr(inst, "name"));
 	str_sanitize(out->status, sizeof(out->status), backend_jstr(inst, "status"));
 	str_sanitize(out->region, sizeof(out->region), backend_jstr(backend_jget(inst, "region"), "name"));
@@ -177,7 +177,7 @@ static int lam_vm(const cJSON *inst, struct bk_vm *out, char *err, size_t errlen
 	lam_addr(out->ip, sizeof(out->ip), backend_jstr(inst, "ip"));
 	lam_addr(out->internal_ip, sizeof(out->internal_ip), backend_jstr(inst, "private_ip"));
 	out->state = lam_state(backend_jstr(inst, "status"));
-	(void)fmt(out->username, sizeof(out->username), "%s", LAMBDA_USER);
+	fmt_cut(out->username, sizeof(out->username), "%s", LAMBDA_USER); /* fits: a literal */
 	out->ssh_port = LAMBDA_SSH_PORT;
 	return 0;
 }
@@ -404,7 +404,7 @@ static int lam_launched_id(const cJSON *doc, struct bk_vm *out, char *err, size_
 	if (!cJSON_IsString(first) || !backend_id_ok(first->valuestring))
 		return backend_fail(err, errlen, -EPROTO,
 				"lambda: launch answered without a usable instance id");
-	(void)fmt(out->id, sizeof(out->id), "%s", first->valuestring);
+	fmt_cut(out->id, sizeof(out->id), "%s", first->valuestring); /* fits: backend_id_ok */
 	return 0;
 }
 
@@ -451,7 +451,8 @@ static int lambda_create(const struct backend_ctx *ctx, const struct bk_create_r
 		str_sanitize(out->name, sizeof(out->name), req->cloud_name);
 		str_sanitize(out->region, sizeof(out->region), o->region);
 		str_sanitize(out->instance, sizeof(out->instance), o->instance);
-		(void)fmt(out->username, sizeof(out->username), "%s", LAMBDA_USER);
+		/* fits: a literal */
+		fmt_cut(out->username, sizeof(out->username), "%s", LAMBDA_USER);
 		out->ssh_port = LAMBDA_SSH_PORT;
 		out->state = BK_VM_PENDING;
 	}
@@ -472,7 +473,7 @@ static int lambda_get(const struct backend_ctx *ctx, const char *id, const char 
 	memset(out, 0, sizeof(*out));
 	if (!backend_id_ok(id))
 		return backend_fail(err, errlen, -EINVAL, "lambda: not an instance id");
-	(void)fmt(path, sizeof(path), "/instances/%s", id);
+	fmt_cut(path, sizeof(path), "/instances/%s", id); /* fits: backend_id_ok */
 	int r = lam_open(&l, ctx, err, errlen);
 	if (!r)
 		r = lam_call(&l, "GET", path, NULL, &doc, err, errlen);

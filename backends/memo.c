@@ -63,12 +63,14 @@ void bk_memo_free(struct bk_memo *m)
 	free(m);
 }
 
-static void memo_key(const struct backend_ctx *ctx, const char *base, const char *what,
-		     char *out, size_t n)
+/* 0, or -ENAMETOOLONG: a key that does not fit is neither looked up nor stored (a cut key
+ * could name another entry). */
+static int memo_key(const struct backend_ctx *ctx, const char *base, const char *what, char *out,
+		    size_t n)
 {
-	(void)fmt(out, n, "%s|%s|%s|%s|%s", ctx->type ? ctx->type : "",
-		  ctx->project ? ctx->project : "", ctx->name ? ctx->name : "", base ? base : "",
-		  what);
+	return fmt(out, n, "%s|%s|%s|%s|%s", ctx->type ? ctx->type : "",
+		   ctx->project ? ctx->project : "", ctx->name ? ctx->name : "", base ? base : "",
+		   what);
 }
 
 bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const char *what,
@@ -77,9 +79,8 @@ bool backend_memo_get(const struct backend_ctx *ctx, const char *base, const cha
 	struct bk_memo *m = ctx->memo;
 	char k[700];
 	bool found = false;
-	if (!m)
+	if (!m || memo_key(ctx, base, what, k, sizeof(k)))
 		return false;
-	memo_key(ctx, base, what, k, sizeof(k));
 	pthread_mutex_lock(&m->lock);
 	time_t now = time(NULL);
 	for (unsigned i = 0; i < MEMO_MAX && !found; i++) {
@@ -102,9 +103,8 @@ void backend_memo_put_ttl(const struct backend_ctx *ctx, const char *base, const
 {
 	struct bk_memo *m = ctx->memo;
 	char k[700];
-	if (!m)
+	if (!m || memo_key(ctx, base, what, k, sizeof(k)))
 		return;
-	memo_key(ctx, base, what, k, sizeof(k));
 	pthread_mutex_lock(&m->lock);
 	for (unsigned i = 0; i < MEMO_MAX; i++)
 		if (m->ent[i].val && !strcmp(m->ent[i].key, k))
@@ -112,7 +112,7 @@ void backend_memo_put_ttl(const struct backend_ctx *ctx, const char *base, const
 	if (val) {
 		struct memo_ent *e = &m->ent[m->next++ % MEMO_MAX];
 		ent_clear(e);
-		(void)fmt(e->key, sizeof(e->key), "%s", k);
+		fmt_cut(e->key, sizeof(e->key), "%s", k); /* fits: k is as large as key */
 		e->val = xstrdup(val);
 		e->until = ttl_s > 0 ? time(NULL) + ttl_s : 0;
 	}
@@ -133,7 +133,7 @@ void backend_lock(const struct backend_ctx *ctx, const char *base, const char *w
 	char k[700];
 	if (!ctx->memo)
 		return;
-	memo_key(ctx, base, what, k, sizeof(k));
+	(void)memo_key(ctx, base, what, k, sizeof(k)); /* a cut key only picks a stripe */
 	pthread_mutex_lock(setup_lock(ctx->memo, k));
 }
 
@@ -142,7 +142,7 @@ void backend_unlock(const struct backend_ctx *ctx, const char *base, const char 
 	char k[700];
 	if (!ctx->memo)
 		return;
-	memo_key(ctx, base, what, k, sizeof(k));
+	(void)memo_key(ctx, base, what, k, sizeof(k)); /* a cut key only picks a stripe */
 	pthread_mutex_unlock(setup_lock(ctx->memo, k));
 }
 

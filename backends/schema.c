@@ -452,7 +452,7 @@ static int check_nebius_sa(struct schw *w, int node, const char *path, const cha
 	}
 	const char *pk = json_str(sc, "private-key")->valuestring;
 	char sub[PATH_MAX + 64];
-	(void)fmt(sub, sizeof(sub), "%ssubject-credentials.private-key: ", what);
+	fmt_cut(sub, sizeof(sub), "%ssubject-credentials.private-key: ", what);
 	r = check_pem_rsa(w, node, path, sub, pk, strlen(pk), NULL);
 out:
 	cJSON_Delete(j);
@@ -597,7 +597,7 @@ static int check_content(struct schw *w, const struct sch_fill *f, int node, con
 	char what[STR_REDACT_LEN + 4];
 	if (abs) {
 		str_redact(what, sizeof(what) - 2, abs);
-		(void)fmt(what + strlen(what), 3, ": ");
+		fmt_cut(what + strlen(what), 3, ": "); /* fits: str_redact left 2 bytes free */
 	} else {
 		what[0] = '\0';
 	}

@@ -295,7 +295,7 @@ static int blob_from_pkey(EVP_PKEY *pk, struct sshkey *k)
 		    publen < 65 || pub[0] != 0x04)
 			goto out;
 		char tname[32];
-		(void)fmt(tname, sizeof(tname), "ecdsa-sha2-%s", nist);
+		fmt_cut(tname, sizeof(tname), "ecdsa-sha2-%s", nist); /* fits: nist is nistpNNN */
 		if (wr_str(&b, tname, strlen(tname)) || wr_str(&b, nist, 8) ||
 		    wr_str(&b, pub, publen))
 			goto out;
@@ -676,7 +676,7 @@ static void hostkey_prefs(LIBSSH2_SESSION *s, const char *pin, char *out, size_t
 		for (size_t i = 0; i < ntypes; i++)
 			if (first[i] == (pass == 0) && supported(algs, nalgs, HOSTKEY_TYPES[i]))
 				(void)buf_printf(&b, "%s%s", b.len ? "," : "", HOSTKEY_TYPES[i]);
-	(void)fmt(out, outlen, "%s", b.data ? b.data : "");
+	fmt_cut(out, outlen, "%s", b.data ? b.data : ""); /* fits: b holds outlen - 1 */
 	buf_free(&b);
 	if (nalgs > 0)
 		libssh2_free(s, (void *)algs);
@@ -766,7 +766,7 @@ static int resolve(const char *host, int port, int64_t deadline, struct addrinfo
 		   size_t errlen)
 {
 	char ports[8];
-	(void)fmt(ports, sizeof(ports), "%d", port);
+	fmt_cut(ports, sizeof(ports), "%d", port); /* fits: 0..65535 (valid_endpoint) */
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
 	if (getaddrinfo(host, ports, &hints, out) == 0)
@@ -779,8 +779,9 @@ static int resolve(const char *host, int port, int64_t deadline, struct addrinfo
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	(void)fmt(j->host, sizeof(j->host), "%s", host);
-	(void)fmt(j->port, sizeof(j->port), "%s", ports);
+	/* fits: host is at most HOST_MAX (valid_endpoint), ports as large as port */
+	fmt_cut(j->host, sizeof(j->host), "%s", host);
+	fmt_cut(j->port, sizeof(j->port), "%s", ports);
 	j->refs = 2;
 	pthread_attr_t ta;
 	pthread_t th;
@@ -1341,9 +1342,9 @@ int sshc_run(const struct sshc_endpoint *target, const struct sshc_endpoint *jum
 		goto out;
 
 	tl.deadline = jl.deadline = deadline;
-	(void)fmt(tl.label, sizeof(tl.label), "host %s:%d", target->host, ep_port(target));
+	fmt_cut(tl.label, sizeof(tl.label), "host %s:%d", target->host, ep_port(target));
 	if (jump) {
-		(void)fmt(jl.label, sizeof(jl.label), "jump host %s:%d", jump->host, ep_port(jump));
+		fmt_cut(jl.label, sizeof(jl.label), "jump host %s:%d", jump->host, ep_port(jump));
 		if ((r = tcp_connect(jl.label, jump->host, ep_port(jump), deadline, &jl.fd, err,
 				     errlen)))
 			goto out;

@@ -484,7 +484,7 @@ static int vultr_offers(const struct bk_offers_req *req, struct bk_offers_res *r
 		fmt_cut(err, errlen, "vultr: out of memory");
 	if (!r) {
 		backend_cut_regions(&req->ctx, &res->list);
-		(void)fmt(res->source, sizeof(res->source), "%s", v.base);
+		fmt_cut(res->source, sizeof(res->source), "%s", v.base); /* fits: 512 into 1024 */
 		res->version[0] = '\0';
 		res->unchanged = false;
 	} else {
@@ -527,7 +527,7 @@ static void vul_addr(char *dst, size_t dstlen, const char *s)
 	if (!s || !strcmp(s, "0.0.0.0") || !strcmp(s, "::"))
 		return;
 	if (inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1)
-		(void)fmt(dst, dstlen, "%s", s);
+		fmt_cut(dst, dstlen, "%s", s); /* fits: an address, at most 45 characters */
 }
 
 /* The state of a VM from status (active, pending, suspended, resizing; dstack also knows
@@ -556,7 +556,7 @@ static int vul_vm(const cJSON *o, enum vul_kind kind, struct bk_vm *out, char *e
 	if (!backend_id_ok(id))
 		return backend_fail(err, errlen, -EPROTO, "vultr: a %s without a usable id",
 				kind == VK_METAL ? "bare metal" : "instance");
-	(void)fmt(out->id, sizeof(out->id), "%s", id);
+	fmt_cut(out->id, sizeof(out->id), "%s", id); /* fits: backend_id_ok */
 	out->state = vul_state(status, power);
 	/* Vultr's word, or its power state when that is what stops it */
 	bool halted = out->state == BK_VM_STOPPED && status && !strcmp(status, "active");
@@ -566,9 +566,10 @@ static int vul_vm(const cJSON *o, enum vul_kind kind, struct bk_vm *out, char *e
 	str_sanitize(out->instance, sizeof(out->instance), backend_jstr(o, "plan"));
 	vul_addr(out->ip, sizeof(out->ip), backend_jstr(o, "main_ip"));
 	vul_addr(out->internal_ip, sizeof(out->internal_ip), backend_jstr(o, "internal_ip"));
-	(void)fmt(out->username, sizeof(out->username), "%s", VULTR_USER);
+	/* fits: literals */
+	fmt_cut(out->username, sizeof(out->username), "%s", VULTR_USER);
 	out->ssh_port = VULTR_SSH_PORT;
-	(void)fmt(out->backend_data, sizeof(out->backend_data), "%s", vul_kind_data(kind));
+	fmt_cut(out->backend_data, sizeof(out->backend_data), "%s", vul_kind_data(kind));
 	return 0;
 }
 
@@ -619,8 +620,8 @@ static int vpc_make(void *arg, char *id, size_t idlen, char *err, size_t errlen)
 	}
 	if (!r && !backend_id_ok(backend_jstr(vpc, "id")))
 		r = backend_fail(err, errlen, -EPROTO, "vultr: a VPC without a usable id");
-	if (!r)
-		(void)fmt(id, idlen, "%s", backend_jstr(vpc, "id"));
+	if (!r) /* fits: backend_id_ok, and id is BK_ID_MAX */
+		fmt_cut(id, idlen, "%s", backend_jstr(vpc, "id"));
 	cJSON_Delete(body);
 	cJSON_Delete(doc);
 	cJSON_Delete(vpcs);
@@ -673,12 +674,13 @@ static cJSON *vul_create_body(const struct bk_create_req *req, enum vul_kind kin
 	tags = cJSON_AddArrayToObject(b, "tags");
 	cJSON_AddItemToArray(tags, cJSON_CreateString(VULTR_OWN_TAG));
 	if (req->project && *req->project) {
-		(void)fmt(tag, sizeof(tag), VULTR_OWN_TAG "-project-%s", req->project);
-		cJSON_AddItemToArray(tags, cJSON_CreateString(tag));
+		/* no tag rather than one with a cut name */
+		if (!fmt(tag, sizeof(tag), VULTR_OWN_TAG "-project-%s", req->project))
+			cJSON_AddItemToArray(tags, cJSON_CreateString(tag));
 	}
 	if (req->fleet && *req->fleet) {
-		(void)fmt(tag, sizeof(tag), VULTR_OWN_TAG "-fleet-%s", req->fleet);
-		cJSON_AddItemToArray(tags, cJSON_CreateString(tag));
+		if (!fmt(tag, sizeof(tag), VULTR_OWN_TAG "-fleet-%s", req->fleet))
+			cJSON_AddItemToArray(tags, cJSON_CreateString(tag));
 	}
 	return b;
 }
@@ -724,7 +726,8 @@ static int vultr_create(const struct backend_ctx *ctx, const struct bk_create_re
 			r = -EINVAL;
 		if (r == -EINVAL) { /* maybe the VPC is gone: look again next time */
 			char want[160];
-			(void)fmt(want, sizeof(want), VULTR_VPC_PREFIX "%s", o->region);
+			/* fits: vul_vpc checked it */
+			fmt_cut(want, sizeof(want), VULTR_VPC_PREFIX "%s", o->region);
 			backend_memo_put(ctx, v.base, want, NULL);
 		}
 	}
@@ -758,11 +761,12 @@ static int vul_get(struct bk_api *v, const char *id, enum vul_kind kind, struct 
 	char path[BK_ID_MAX + 32];
 	cJSON *doc = NULL;
 	enum vul_kind k = kind == VK_METAL ? VK_METAL : VK_VM;
-	(void)fmt(path, sizeof(path), "%s/%s", vul_kind_path(k), id);
+	fmt_cut(path, sizeof(path), "%s/%s", vul_kind_path(k), id); /* fits: backend_id_ok */
 	int r = vul_call(v, "GET", path, NULL, true, &doc, err, errlen);
 	if (r == -ENOENT && kind == VK_UNKNOWN) {
 		k = VK_METAL;
-		(void)fmt(path, sizeof(path), "%s/%s", vul_kind_path(k), id);
+		/* fits: backend_id_ok */
+		fmt_cut(path, sizeof(path), "%s/%s", vul_kind_path(k), id);
 		r = vul_call(v, "GET", path, NULL, true, &doc, err, errlen);
 	}
 	if (!r)
@@ -797,10 +801,11 @@ static int vultr_terminate(const struct backend_ctx *ctx, const char *id, const 
 	int r = vul_open(&v, ctx, true, err, errlen);
 	if (r)
 		return r;
-	(void)fmt(path, sizeof(path), "%s/%s", vul_kind_path(kind), id);
+	fmt_cut(path, sizeof(path), "%s/%s", vul_kind_path(kind), id); /* fits: backend_id_ok */
 	r = vul_call(&v, "DELETE", path, NULL, true, &doc, err, errlen);
 	if (r == -ENOENT && kind == VK_UNKNOWN) {
-		(void)fmt(path, sizeof(path), "%s/%s", vul_kind_path(VK_METAL), id);
+		/* fits: backend_id_ok */
+		fmt_cut(path, sizeof(path), "%s/%s", vul_kind_path(VK_METAL), id);
 		r = vul_call(&v, "DELETE", path, NULL, true, &doc, err, errlen);
 	}
 	if (r == -ENOENT) { /* gone already: what was asked for */

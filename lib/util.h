@@ -24,8 +24,10 @@ char *xstrndup(const char *s, size_t n);
 
 /* Format into dst (size dstlen). Returns 0, or -ENAMETOOLONG when the result was truncated
  * (dst still holds the truncated, NUL-terminated text). */
-int fmt(char *dst, size_t dstlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
-int vfmt(char *dst, size_t dstlen, const char *f, va_list ap) __attribute__((format(printf, 3, 0)));
+int fmt(char *dst, size_t dstlen, const char *f, ...)
+	__attribute__((format(printf, 3, 4), warn_unused_result));
+int vfmt(char *dst, size_t dstlen, const char *f, va_list ap)
+	__attribute__((format(printf, 3, 0), warn_unused_result));
 /* For text where truncation is acceptable (messages, reasons, log lines): cut to fit. Not for
  * a key, path, name or id that is used rather than shown: those use fmt and check it, unless
  * the buffer provably holds the result (the call says why). */

@@ -26,7 +26,8 @@ static void put_file(const char *name, const char *var, bool present, const char
 		     size_t len)
 {
 	char path[1024];
-	(void)fmt(path, sizeof(path), "%s/%s", fz_scratch(), name);
+	if (fmt(path, sizeof(path), "%s/%s", fz_scratch(), name))
+		abort();
 	if (present)
 		fz_write(name, body, len, NULL, 0);
 	else

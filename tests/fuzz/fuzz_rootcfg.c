@@ -22,7 +22,8 @@ static unsigned g_runs;
 static void store_fresh(void)
 {
 	char dir[1024], err[512];
-	(void)fmt(dir, sizeof(dir), "%s/state", fz_scratch());
+	if (fmt(dir, sizeof(dir), "%s/state", fz_scratch()))
+		abort();
 	if (g_store) {
 		store_close(g_store);
 		g_store = NULL;

@@ -72,8 +72,8 @@ void fz_write(const char *name, const void *data, size_t len, char *out, size_t 
 	FILE *f = fopen(path, "wb");
 	if (!f || (len && fwrite(data, 1, len, f) != len) || fclose(f))
 		die(path);
-	if (out)
-		(void)fmt(out, outlen, "%s", path);
+	if (out && fmt(out, outlen, "%s", path))
+		die("path too long");
 }
 
 /* An unencrypted PKCS#8 PEM private key of a new key pair (malloc'd). */
@@ -364,7 +364,7 @@ void fz_backend_run(const char *type, const char *config, const char *dflt_insta
 	backend_init();
 	char *head = fz_script_begin(data, size);
 	size_t nw = fz_words(head, w, 4);
-	(void)fmt(name, sizeof(name), "fz");
+	fmt_cut(name, sizeof(name), "fz"); /* fits: a literal */
 	const struct backend_ops *ops = backend_find(type);
 	struct backend_config cfg;
 	if (!ops || backend_config_parse(config, strlen(config), &cfg, err, sizeof(err)))

@@ -120,10 +120,11 @@ static int offer_from_json(const char *text, const char *type, const char *name,
 	const cJSON *gs = cJSON_IsObject(g) ? g : j;
 	const char *pre = cJSON_IsObject(g) ? "" : "gpu_";
 	char k_vendor[16], k_name[16], k_mem[24], k_count[16];
-	(void)fmt(k_vendor, sizeof(k_vendor), "%svendor", pre);
-	(void)fmt(k_name, sizeof(k_name), "%sname", pre);
-	(void)fmt(k_mem, sizeof(k_mem), "%smemory_mib", pre);
-	(void)fmt(k_count, sizeof(k_count), "%scount", pre);
+	/* fits: pre is "" or "gpu_" */
+	fmt_cut(k_vendor, sizeof(k_vendor), "%svendor", pre);
+	fmt_cut(k_name, sizeof(k_name), "%sname", pre);
+	fmt_cut(k_mem, sizeof(k_mem), "%smemory_mib", pre);
+	fmt_cut(k_count, sizeof(k_count), "%scount", pre);
 	struct offer o = {
 		.backend = jstr(j, "backend", name),
 		.type = jstr(j, "type", type),
@@ -245,7 +246,8 @@ static int run(const struct backend_ops *ops, const struct backend_ctx *ctx, con
 		return fmt_cut(err, errlen, "type %s cannot provision yet", ctx->type), -ENOTSUP;
 	if (!strcmp(op, "check") && argc == 0)
 		return ops->check ? ops->check(ctx, err, errlen)
-				  : (fmt(err, errlen, "type %s has no check", ctx->type), -ENOTSUP);
+				  : (fmt_cut(err, errlen, "type %s has no check", ctx->type),
+				     -ENOTSUP);
 	if (!strcmp(op, "offers") && argc == 0)
 		return do_offers(ops, ctx, res, err, errlen);
 	if (!strcmp(op, "create") && argc == 3)

@@ -48,8 +48,8 @@ struct imds {
 static void imds_send(int fd, int status, const char *body)
 {
 	char head[256];
-	(void)fmt(head, sizeof(head), "HTTP/1.1 %d Fake\r\nContent-Length: %zu\r\n\r\n", status,
-		  strlen(body));
+	fmt_cut(head, sizeof(head), "HTTP/1.1 %d Fake\r\nContent-Length: %zu\r\n\r\n", status,
+		strlen(body));
 	(void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
 	(void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
 }
@@ -131,7 +131,7 @@ static void imds_start(struct imds *m)
 	ck_assert_int_eq(listen(m->lfd, 4), 0);
 	ck_assert_int_eq(getsockname(m->lfd, (struct sockaddr *)&a, &sl), 0);
 	m->port = ntohs(a.sin_port);
-	(void)fmt(m->url, sizeof(m->url), "http://127.0.0.1:%d/", m->port);
+	fmt_cut(m->url, sizeof(m->url), "http://127.0.0.1:%d/", m->port);
 	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", m->url, 1);
 	unsetenv("AWS_EC2_METADATA_DISABLED");
 	ck_assert_int_eq(pthread_create(&m->th, NULL, imds_main, m), 0);
@@ -170,7 +170,7 @@ static void setup(void)
 	/* never the real metadata service: a port nothing listens on (the IMDS tests set theirs) */
 	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/", 1);
 	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-	(void)fmt(g_home, sizeof(g_home), "%s", tmp_dir("awshome"));
+	fmt_cut(g_home, sizeof(g_home), "%s", tmp_dir("awshome"));
 	setenv("HOME", g_home, 1);
 }
 
@@ -182,9 +182,9 @@ static struct backend_ctx ctx_of(const struct backend_config *cfg)
 static void write_aws(const char *leaf, const char *text)
 {
 	char dir[600], path[700];
-	(void)fmt(dir, sizeof(dir), "%s/.aws", g_home);
+	fmt_cut(dir, sizeof(dir), "%s/.aws", g_home);
 	(void)mkdir(dir, 0700);
-	(void)fmt(path, sizeof(path), "%s/%s", dir, leaf);
+	fmt_cut(path, sizeof(path), "%s/%s", dir, leaf);
 	ck_assert_int_eq(file_write(path, text, strlen(text), 0600), 0);
 }
 
@@ -291,7 +291,7 @@ START_TEST(test_profile_credentials_file)
 	aws_creds_free(&c);
 
 	/* AWS_SHARED_CREDENTIALS_FILE elsewhere: ~/.aws/credentials is not read */
-	(void)fmt(path, sizeof(path), "%s/other-creds", tmp_dir("awsalt"));
+	ck_assert_int_eq(fmt(path, sizeof(path), "%s/other-creds", tmp_dir("awsalt")), 0);
 	const char *other = "[work]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = o\n";
 	ck_assert_int_eq(file_write(path, other, strlen(other), 0600), 0);
 	setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
@@ -332,7 +332,7 @@ START_TEST(test_config_only_profile)
 
 	/* AWS_CONFIG_FILE elsewhere */
 	char path[700];
-	(void)fmt(path, sizeof(path), "%s/cfg", tmp_dir("awscfg"));
+	ck_assert_int_eq(fmt(path, sizeof(path), "%s/cfg", tmp_dir("awscfg")), 0);
 	ck_assert_int_eq(file_write(path, "[default]\nregion=ap-south-1\n", 28, 0600), 0);
 	setenv("AWS_CONFIG_FILE", path, 1);
 	ck_assert_int_eq(resolve(cfg_default, NULL, &c, err, sizeof(err)), 0);
@@ -404,7 +404,8 @@ START_TEST(test_imds)
 	/* the fake is IMDSv2: a GET without the token is refused */
 	struct http_resp r;
 	char url[256];
-	(void)fmt(url, sizeof(url), "%slatest/meta-data/iam/security-credentials/", m.url);
+	ck_assert_int_eq(
+		fmt(url, sizeof(url), "%slatest/meta-data/iam/security-credentials/", m.url), 0);
 	ck_assert_int_eq(http_get(http, url, 2000, 0, 1, &r), 0);
 	ck_assert_int_eq(r.status, 401);
 	http_resp_free(&r);

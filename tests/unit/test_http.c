@@ -96,12 +96,11 @@ static bool respond(int fd, const struct step *st)
 	if (!st->status)
 		return false;
 	if (st->no_length)
-		(void)fmt(head, sizeof(head), "HTTP/1.1 %d Scripted\r\n%sConnection: close\r\n\r\n",
-			  st->status, st->headers ? st->headers : "");
+		fmt_cut(head, sizeof(head), "HTTP/1.1 %d Scripted\r\n%sConnection: close\r\n\r\n",
+			st->status, st->headers ? st->headers : "");
 	else
-		(void)fmt(head, sizeof(head),
-			  "HTTP/1.1 %d Scripted\r\n%sContent-Length: %zu\r\n\r\n", st->status,
-			  st->headers ? st->headers : "", blen);
+		fmt_cut(head, sizeof(head), "HTTP/1.1 %d Scripted\r\n%sContent-Length: %zu\r\n\r\n",
+			st->status, st->headers ? st->headers : "", blen);
 	return send_all(fd, head, strlen(head)) && send_all(fd, body, blen) && !st->no_length;
 }
 

@@ -136,7 +136,7 @@ START_TEST(test_keyfile_mode)
 		ck_assert_msg(strstr(err, path) == err, "%s", err);
 		ck_assert_msg(strstr(err, "readable by others"), "%s", err);
 		char m[16];
-		fmt(m, sizeof(m), "mode %03o", modes[i]);
+		ck_assert_int_eq(fmt(m, sizeof(m), "mode %03o", modes[i]), 0);
 		ck_assert_msg(strstr(err, m), "%s", err);
 		/* refused, not repaired */
 		struct stat st;

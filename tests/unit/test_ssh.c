@@ -219,11 +219,11 @@ static struct {
 static int make_key(int i, char *why, size_t whylen)
 {
 	char path[PATH_MAX], pubpath[PATH_MAX + 8];
-	(void)fmt(path, sizeof(path), "%s/%s", g.dir, KEYDEF[i].file);
-	(void)fmt(pubpath, sizeof(pubpath), "%s.pub", path);
+	fmt_cut(path, sizeof(path), "%s/%s", g.dir, KEYDEF[i].file);
+	fmt_cut(pubpath, sizeof(pubpath), "%s.pub", path);
 	if (KEYDEF[i].keygen_args) {
 		char args[64];
-		(void)fmt(args, sizeof(args), "%s", KEYDEF[i].keygen_args);
+		fmt_cut(args, sizeof(args), "%s", KEYDEF[i].keygen_args);
 		char *argv[16] = {(char *)KEYGEN, (char *)"-q", (char *)"-N", (char *)"",
 				  (char *)"-C",	  (char *)"",	(char *)"-f", path};
 		int n = 8;
@@ -273,7 +273,7 @@ static int make_key(int i, char *why, size_t whylen)
 			fmt_cut(why, whylen, "sshc_public_key failed on a PKCS#8 Ed25519 key");
 			return -1;
 		}
-		(void)fmt(out, sizeof(out), "%s", pub);
+		fmt_cut(out, sizeof(out), "%s", pub);
 		free(pub);
 	} else {
 		char *argv[] = {(char *)KEYGEN, (char *)"-y", (char *)"-f", path, NULL};
@@ -293,16 +293,16 @@ static int make_key(int i, char *why, size_t whylen)
 static pid_t start_sshd(const char *name, int port, const char *extra, char *why, size_t whylen)
 {
 	char conf[PATH_MAX], log[PATH_MAX], text[4096];
-	(void)fmt(conf, sizeof(conf), "%s/sshd_%s.conf", g.dir, name);
+	fmt_cut(conf, sizeof(conf), "%s/sshd_%s.conf", g.dir, name);
 	fmt_cut(log, sizeof(log), "%s/sshd_%s.log", g.dir, name);
-	(void)fmt(text, sizeof(text),
-		  "Port %d\nListenAddress 127.0.0.1\n%sPidFile none\n"
-		  "AuthorizedKeysFile %s/authorized_keys\nStrictModes no\nUsePAM no\n"
-		  "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-		  "PubkeyAuthentication yes\nPermitRootLogin yes\nAllowTcpForwarding yes\n"
-		  "UseDNS no\nPrintMotd no\nMaxStartups 100\nMaxAuthTries 20\n"
-		  "LogLevel VERBOSE\n",
-		  port, extra, g.dir);
+	fmt_cut(text, sizeof(text),
+		"Port %d\nListenAddress 127.0.0.1\n%sPidFile none\n"
+		"AuthorizedKeysFile %s/authorized_keys\nStrictModes no\nUsePAM no\n"
+		"PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+		"PubkeyAuthentication yes\nPermitRootLogin yes\nAllowTcpForwarding yes\n"
+		"UseDNS no\nPrintMotd no\nMaxStartups 100\nMaxAuthTries 20\n"
+		"LogLevel VERBOSE\n",
+		port, extra, g.dir);
 	if (spit(conf, text) != 0) {
 		fmt_cut(why, whylen, "cannot write %s", conf);
 		return -1;
@@ -397,11 +397,11 @@ static void env_setup(void)
 		fmt_cut(why, sizeof(why), "no passwd entry for uid %d", (int)geteuid());
 		goto skip;
 	}
-	(void)fmt(g.user, sizeof(g.user), "%s", pw->pw_name);
+	fmt_cut(g.user, sizeof(g.user), "%s", pw->pw_name);
 	/* sshd running as root needs its privilege separation directory */
 	if (geteuid() == 0)
 		(void)mkdir("/run/sshd", 0755);
-	(void)fmt(g.dir, sizeof(g.dir), "/tmp/fleetfs-ssh-XXXXXX");
+	fmt_cut(g.dir, sizeof(g.dir), "/tmp/fleetfs-ssh-XXXXXX");
 	if (!mkdtemp(g.dir)) {
 		g.dir[0] = '\0';
 		fmt_cut(why, sizeof(why), "mkdtemp: %s", strerror(errno));
@@ -416,7 +416,7 @@ static void env_setup(void)
 		if (i != K_WRONG && i != K_WRONG_RSA && i < K_HOST_A)
 			(void)buf_printf(&ak, "%s test-%s\n", g.k[i].pub, KEYDEF[i].file);
 	char path[PATH_MAX];
-	(void)fmt(path, sizeof(path), "%s/authorized_keys", g.dir);
+	fmt_cut(path, sizeof(path), "%s/authorized_keys", g.dir);
 	int r = spit(path, ak.data);
 	buf_free(&ak);
 	if (r) {
@@ -425,27 +425,27 @@ static void env_setup(void)
 	}
 	char hk[2 * PATH_MAX + 64];
 	g.port_a = free_port();
-	(void)fmt(hk, sizeof(hk), "HostKey %s/%s\nHostKey %s/%s\n", g.dir, KEYDEF[K_HOST_A].file,
-		  g.dir, KEYDEF[K_HOST_A_EC].file);
+	fmt_cut(hk, sizeof(hk), "HostKey %s/%s\nHostKey %s/%s\n", g.dir, KEYDEF[K_HOST_A].file,
+		g.dir, KEYDEF[K_HOST_A_EC].file);
 	g.pid_a = start_sshd("A", g.port_a, hk, why, sizeof(why));
 	if (g.pid_a <= 0)
 		goto skip;
 	g.port_b = free_port();
-	(void)fmt(hk, sizeof(hk), "HostKey %s/%s\n", g.dir, KEYDEF[K_HOST_B].file);
+	fmt_cut(hk, sizeof(hk), "HostKey %s/%s\n", g.dir, KEYDEF[K_HOST_B].file);
 	g.pid_b = start_sshd("B", g.port_b, hk, why, sizeof(why));
 	if (g.pid_b <= 0)
 		goto skip;
 	/* C: a legacy server that takes only SHA-1 "ssh-rsa" signatures from RSA keys */
 	g.port_c = free_port();
-	(void)fmt(hk, sizeof(hk), "HostKey %s/%s\nPubkeyAcceptedAlgorithms ssh-rsa,ssh-ed25519\n",
-		  g.dir, KEYDEF[K_HOST_B].file);
+	fmt_cut(hk, sizeof(hk), "HostKey %s/%s\nPubkeyAcceptedAlgorithms ssh-rsa,ssh-ed25519\n",
+		g.dir, KEYDEF[K_HOST_B].file);
 	g.pid_c = start_sshd("C", g.port_c, hk, why, sizeof(why));
 	if (g.pid_c <= 0)
 		goto skip;
 	g.ready = true;
 	return;
 skip:
-	(void)fmt(g.skip, sizeof(g.skip), "%s", why);
+	fmt_cut(g.skip, sizeof(g.skip), "%s", why);
 	fprintf(stderr, "\n*** test_ssh: SKIPPING the tests against a real sshd: %s ***\n\n", why);
 	stop_sshd(&g.pid_a);
 	stop_sshd(&g.pid_b);
@@ -673,9 +673,9 @@ START_TEST(test_project_key_with_openssh)
 		return;
 	}
 	char path[PATH_MAX], port[16], dest[128], out[256];
-	(void)fmt(path, sizeof(path), "%s/%s", g.dir, KEYDEF[K_PROJECT].file);
-	(void)fmt(port, sizeof(port), "%d", g.port_a);
-	(void)fmt(dest, sizeof(dest), "%s@127.0.0.1", g.user);
+	ck_assert_int_eq(fmt(path, sizeof(path), "%s/%s", g.dir, KEYDEF[K_PROJECT].file), 0);
+	ck_assert_int_eq(fmt(port, sizeof(port), "%d", g.port_a), 0);
+	ck_assert_int_eq(fmt(dest, sizeof(dest), "%s@127.0.0.1", g.user), 0);
 	char *argv[] = {(char *)SSH,
 			(char *)"-F",
 			(char *)"/dev/null",
@@ -838,7 +838,7 @@ static void *par_run(void *arg)
 	p->rc = sshc_run(&t, p->jump ? &j : NULL, "echo par; head -c 100000 /dev/zero", TMO, MAXOUT,
 			 &res, err, sizeof(err));
 	if (p->rc == 0)
-		(void)fmt(p->out, sizeof(p->out), "%.4s %zu", res.out, res.outlen);
+		fmt_cut(p->out, sizeof(p->out), "%.4s %zu", res.out, res.outlen);
 	sshc_result_free(&res);
 	return NULL;
 }
@@ -992,7 +992,7 @@ START_TEST(test_bad_keys)
 	char dir[] = "/tmp/fleetfs-sshkey-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char path[PATH_MAX];
-	(void)fmt(path, sizeof(path), "%s/enc", dir);
+	ck_assert_int_eq(fmt(path, sizeof(path), "%s/enc", dir), 0);
 	if (access(KEYGEN, X_OK) == 0) {
 		char *argv[] = {(char *)KEYGEN,	   (char *)"-q", (char *)"-t",
 				(char *)"ed25519", (char *)"-N", (char *)"secret",
@@ -1025,7 +1025,7 @@ START_TEST(test_bad_keys)
 	EVP_PKEY_free(pk);
 	(void)remove(path);
 	char pubpath[PATH_MAX + 8];
-	(void)fmt(pubpath, sizeof(pubpath), "%s.pub", path);
+	ck_assert_int_eq(fmt(pubpath, sizeof(pubpath), "%s.pub", path), 0);
 	(void)remove(pubpath);
 	(void)remove(dir);
 }

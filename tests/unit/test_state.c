@@ -141,8 +141,11 @@ START_TEST(test_project_bad_names)
 			      bad[i]);
 		ck_assert(!has_project(g_s, bad[i]));
 		str_redact(safe, sizeof(safe), bad[i]); /* a refused name is user text */
-		fmt(want, sizeof(want),
-		    "mkdir projects/%s refused: names must match ^[a-zA-Z0-9_-]{1,50}$", safe);
+		ck_assert_int_eq(
+			fmt(want, sizeof(want),
+			    "mkdir projects/%s refused: names must match ^[a-zA-Z0-9_-]{1,50}$",
+			    safe),
+			0);
 		ck_assert_str_eq(err, want);
 		/* the refusal is in the mount's journal */
 		char *t = events_text(g_s, "");
@@ -321,7 +324,7 @@ START_TEST(test_commit_valid)
 	free(v);
 	v = status_field(st, "config", "size");
 	char sz[32];
-	fmt(sz, sizeof(sz), "%zu", strlen(cfg_aws));
+	ck_assert_int_eq(fmt(sz, sizeof(sz), "%zu", strlen(cfg_aws)), 0);
 	ck_assert_str_eq(v, sz);
 	free(v);
 	ck_assert_ptr_nonnull(strstr(st, "\nlast_error: null\n"));

@@ -72,18 +72,18 @@ static void put_backend(struct stx *tx, const char *project, const char *name, c
 	struct attachment att[SCHEMA_MAX_ATTACH];
 	char fields[SCHEMA_MAX_ATTACH][32], paths[SCHEMA_MAX_ATTACH][64], datas[SCHEMA_MAX_ATTACH][128];
 	memset(&b, 0, sizeof(b));
-	fmt(b.project, sizeof(b.project), "%s", project);
-	fmt(b.name, sizeof(b.name), "%s", name);
-	fmt(b.type, sizeof(b.type), "%s", type);
+	fmt_cut(b.project, sizeof(b.project), "%s", project);
+	fmt_cut(b.name, sizeof(b.name), "%s", name);
+	fmt_cut(b.type, sizeof(b.type), "%s", type);
 	b.has_config = config != NULL;
 	b.mtime = (struct timespec){1700000000, 123456789};
 	b.dir_mtime = (struct timespec){1600000000, 5};
 	b.committed_at = 1700000001;
 	for (size_t i = 0; i < natt; i++) {
-		fmt(fields[i], sizeof(fields[i]), "creds.file%zu", i);
-		fmt(paths[i], sizeof(paths[i]), "/home/u/%s-%s-%zu.json", project, name, i);
-		fmt(datas[i], sizeof(datas[i]), "ATTACHED-SECRET-%s-%s-%zu\n{\"k\": 1}", project,
-		    name, i);
+		fmt_cut(fields[i], sizeof(fields[i]), "creds.file%zu", i);
+		fmt_cut(paths[i], sizeof(paths[i]), "/home/u/%s-%s-%zu.json", project, name, i);
+		fmt_cut(datas[i], sizeof(datas[i]), "ATTACHED-SECRET-%s-%s-%zu\n{\"k\": 1}",
+			project, name, i);
 		att[i] = (struct attachment){.field = fields[i],
 					    .path = paths[i],
 					    .data = datas[i],
@@ -114,11 +114,11 @@ static void check_attach(struct stx *tx, const char *project, const char *name, 
 	struct attachment a;
 	char want[128];
 	ck_assert_int_eq(store_backend_attach(tx, project, name, i, &a), 0);
-	fmt(want, sizeof(want), "creds.file%u", i);
+	fmt_cut(want, sizeof(want), "creds.file%u", i);
 	ck_assert_str_eq(a.field, want);
-	fmt(want, sizeof(want), "/home/u/%s-%s-%u.json", project, name, i);
+	fmt_cut(want, sizeof(want), "/home/u/%s-%s-%u.json", project, name, i);
 	ck_assert_str_eq(a.path, want);
-	fmt(want, sizeof(want), "ATTACHED-SECRET-%s-%s-%u\n{\"k\": 1}", project, name, i);
+	fmt_cut(want, sizeof(want), "ATTACHED-SECRET-%s-%s-%u\n{\"k\": 1}", project, name, i);
 	ck_assert_str_eq(a.data, want);
 	ck_assert_uint_eq(a.len, strlen(want));
 	free(a.field);
@@ -626,14 +626,14 @@ START_TEST(test_events_cap)
 	ck_assert_uint_eq(str_count(t, "\n"), STORE_EVENTS_CAP);
 	ck_assert_int_eq(strncmp(t + 21, "e15\n", 4), 0);
 	char want[32];
-	fmt(want, sizeof(want), " e%d\n", STORE_EVENTS_CAP + 14);
+	ck_assert_int_eq(fmt(want, sizeof(want), " e%d\n", STORE_EVENTS_CAP + 14), 0);
 	size_t tl = strlen(t), wl = strlen(want);
 	ck_assert_str_eq(t + tl - wl, want);
 	/* in order */
 	const char *p = t;
 	for (int i = 15; i < STORE_EVENTS_CAP + 15; i++) {
 		char w[32];
-		fmt(w, sizeof(w), " e%d\n", i);
+		ck_assert_int_eq(fmt(w, sizeof(w), " e%d\n", i), 0);
 		ck_assert_msg(strncmp(p + 20, w, strlen(w)) == 0, "line for e%d: %.40s", i, p);
 		p = strchr(p, '\n') + 1;
 	}
@@ -816,8 +816,8 @@ static struct seal_key mk_key(const char *name, unsigned char fill)
 static const char *cfg_n(int i)
 {
 	static char c[NB][96];
-	fmt(c[i], sizeof(c[i]), "type: aws\ncreds:\n  secret_key: S%02d-%.*s\n", i, 20 + 3 * i,
-	    "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz");
+	fmt_cut(c[i], sizeof(c[i]), "type: aws\ncreds:\n  secret_key: S%02d-%.*s\n", i, 20 + 3 * i,
+		"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz");
 	return c[i];
 }
 
@@ -826,7 +826,7 @@ static void fill_many(struct store *s)
 	struct stx *tx = wtx(s);
 	for (int i = 0; i < NB; i++) {
 		char name[16];
-		fmt(name, sizeof(name), "b%02d", i);
+		fmt_cut(name, sizeof(name), "b%02d", i);
 		put_backend(tx, "main", name, "aws", cfg_n(i), (size_t)(i % 4));
 	}
 	ck_assert_int_eq(store_commit(tx), 0);
@@ -841,7 +841,7 @@ static void check_many(struct store *s)
 	ck_assert_uint_eq(n, NB);
 	for (int i = 0; i < NB; i++) {
 		char name[16];
-		fmt(name, sizeof(name), "b%02d", i);
+		fmt_cut(name, sizeof(name), "b%02d", i);
 		ck_assert_str_eq(bs[i].name, name);
 		check_config(tx, "main", name, cfg_n(i));
 		for (uint32_t a = 0; a < (uint32_t)(i % 4); a++)
@@ -956,7 +956,7 @@ START_TEST(test_user_keys)
 	struct seal_key many[SEAL_MAX_KEYS];
 	for (size_t i = 0; i < SEAL_MAX_KEYS; i++) {
 		char name[8];
-		fmt(name, sizeof(name), "mk%03zu", i);
+		ck_assert_int_eq(fmt(name, sizeof(name), "mk%03zu", i), 0);
 		many[i] = mk_key(name, (unsigned char)(10 + i));
 	}
 	tx = wtx(s);
