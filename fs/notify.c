@@ -117,16 +117,17 @@ void notify_stop(struct fs *fs)
 	fs->notifier_running = false;
 }
 
-/* After the state changed behind the kernel's back (a root config.yml apply), drop every
- * cached attribute and listing below projects/ (names that went away answer ESTALE). */
-void notify_inval_projects(struct fs *fs)
+/* Drop the kernel's cached attributes (and listings) of every node hit(arg, node) picks:
+ * collected under fs->lock, sent after it (an invalidation may wait for the kernel). */
+static void inval_where(struct fs *fs, bool (*hit)(const void *arg, const struct node *x),
+			const void *arg)
 {
 	fuse_ino_t *inos = NULL;
 	size_t n = 0, cap = 0;
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
-			if (!kind_def(x->kind)->on_apply)
+			if (!hit(arg, x))
 				continue;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
@@ -141,41 +142,47 @@ void notify_inval_projects(struct fs *fs)
 	free(inos);
 }
 
+static bool on_apply(const void *arg, const struct node *x)
+{
+	(void)arg;
+	return kind_def(x->kind)->on_apply;
+}
+
+/* After the state changed behind the kernel's back (a root config.yml apply), drop every
+ * cached attribute and listing below projects/ (names that went away answer ESTALE). */
+void notify_inval_projects(struct fs *fs)
+{
+	inval_where(fs, on_apply, NULL);
+}
+
+/* The project a store change was in ("" the mount's journal), or all of them. */
+struct changed {
+	bool all;
+	char p[STORE_NAME_MAX];
+};
+
+/* an instance or a spec the engine removed: its attributes go, and the listing of its
+ * directory (invalidated too) no longer shows it */
+static bool on_change(const void *arg, const struct node *x)
+{
+	const struct changed *c = arg;
+	enum kinval iv = kind_def(x->kind)->inval;
+	return iv == INV_ALWAYS || (iv == INV_MOUNT && (c->all || !c->p[0])) ||
+	       (iv == INV_PROJECT && (c->all || !strcmp(x->project, c->p)));
+}
+
 /* store hook: a transaction changed a journal or backends of project (NULL: many). Drop the
  * kernel's cached attributes of the generated files that show them. */
 void fs_store_changed(void *arg, const char *project)
 {
 	struct fs *fs = arg;
-	fuse_ino_t *inos = NULL;
-	size_t n = 0, cap = 0;
-	bool all = project == NULL;
-	char p[STORE_NAME_MAX] = "";
-	if (project && fmt(p, sizeof(p), "%.*s", (int)strcspn(project, ":"), project))
-		all = true; /* longer than any project name: drop them all, not the wrong one */
+	struct changed c = {.all = project == NULL};
+	if (project && fmt(c.p, sizeof(c.p), "%.*s", (int)strcspn(project, ":"), project))
+		c.all = true; /* longer than any project name: drop them all, not the wrong one */
 	notify_bump(fs); /* also for changes made in the background (engine, offers refreshes) */
 	if (fs->offerd)
-		offerd_changed(fs->offerd, all ? NULL : p);
-	pthread_mutex_lock(&fs->lock);
-	for (size_t i = 0; i < fs->nbuckets; i++) {
-		for (struct node *x = fs->by_ino[i]; x; x = x->ino_next) {
-			/* an instance or a spec the engine removed: its attributes go, and the
-			 * listing of its directory (invalidated too) no longer shows it */
-			enum kinval iv = kind_def(x->kind)->inval;
-			bool hit = iv == INV_ALWAYS || (iv == INV_MOUNT && (all || !p[0])) ||
-				   (iv == INV_PROJECT && (all || !strcmp(x->project, p)));
-			if (!hit)
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 64;
-				inos = xrealloc(inos, cap * sizeof(*inos));
-			}
-			inos[n++] = x->ino;
-		}
-	}
-	pthread_mutex_unlock(&fs->lock);
-	for (size_t i = 0; i < n; i++)
-		notify_inval_inode(fs, inos[i]);
-	free(inos);
+		offerd_changed(fs->offerd, c.all ? NULL : c.p);
+	inval_where(fs, on_change, &c);
 }
 
 void notify_bump(struct fs *fs)
