@@ -31,43 +31,46 @@
 #define FS_MAX_DRAFTS 1024
 #define FS_MAX_FILE (1024 * 1024)
 
+/* In the order of fs/kinds.c's table (its rows are indexed by kind: same order). */
 enum nkind {
 	N_ROOT = 1,
+	N_RFILTER,  /* .rsync-filter */
 	N_README,
 	N_RCONFIG,  /* root config.yml (dstack server config) */
 	N_REVENTS,
-	N_RFILTER,  /* .rsync-filter */
 	N_PROJECTS,
 	N_PROJECT,
-	N_PEVENTS,
 	N_BACKENDS,
 	N_BACKEND,
 	N_BCONFIG,  /* backends/<b>/config.yml */
 	N_BSTATUS,
-	N_DRAFT,
-	/* fleets and ssh access */
+	N_PEVENTS,
+	/* fleets */
 	N_FLEETS,   /* projects/<p>/fleets/ */
 	N_FSPEC,    /* fleets/<fleet>.yml (backend = fleet name) */
 	N_FLEET,    /* fleets/<fleet>/ */
-	N_FSTATUS,
 	N_FEVENTS,
 	N_FSSHCFG,
+	N_FSTATUS,
 	N_INSTANCES,
 	N_INSTANCE, /* instances/<num>/ (num) */
-	N_ISTATUS,
-	N_ISSH,
 	N_IINFO,
-	N_PSSHCFG,  /* projects/<p>/ssh_config */
+	N_ISSH,
+	N_ISTATUS,
+	/* ssh access */
 	N_PSSHDIR,  /* projects/<p>/ssh/ */
 	N_PKEY,     /* ssh/id_rsa */
 	N_PKEYPUB,  /* ssh/id_rsa.pub */
 	N_PKNOWN,   /* ssh/known_hosts */
+	N_PSSHCFG,  /* projects/<p>/ssh_config */
 	/* offers */
 	N_OFFERS,   /* projects/<p>/offers/ */
 	N_OQUERY,   /* offers/<query>/ (the node's name is the query) */
 	N_OFFER,    /* an offer file, in offers/ or a query directory */
-	N_OTSV,     /* offers.tsv of the project or of a query directory */
 	N_OJSON,
+	N_OTSV,     /* offers.tsv of the project or of a query directory */
+	N_DRAFT,
+	N_KINDS     /* one past the last */
 };
 
 struct catalog;

@@ -126,6 +126,8 @@ struct kind_def {
 
 /* The row of kind k (a row of class K_NONE for no kind). */
 const struct kind_def *kind_def(enum nkind k);
+/* The table's rows are in enum nkind's order (checked at mount: false is a build defect). */
+bool kinds_check(void);
 /* The fixed children of directory kind dir, in listing order: start with after = NULL. */
 const struct kind_def *kind_next_fixed(enum nkind dir, const struct kind_def *after);
 /* The fixed child of directory kind dir called name, or NULL. */

@@ -159,6 +159,10 @@ int main(int argc, char *argv[])
 	 * small allocations (nodes, offers) together. */
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_ARENA_MAX, 2);
+	if (!kinds_check()) {
+		fprintf(stderr, "fleetfs: fs/kinds.c's rows are not in enum nkind's order\n");
+		return 1;
+	}
 	memset(&o, 0, sizeof(o));
 	memset(&fs, 0, sizeof(fs));
 	memset(&cmd, 0, sizeof(cmd));
