@@ -171,10 +171,10 @@ void aws_api_close(struct aws_api *a)
 
 /* ------------------------------------------------------------------ queries */
 
-/* s form-encoded as the AWS SDKs write query bodies (see sigv4_encode). */
+/* s form-encoded as the AWS SDKs write query bodies (see pct_encode). */
 static void enc(struct buf *b, const char *s)
 {
-	(void)sigv4_encode(b, s, strlen(s), SIGV4_ENC_FORM);
+	(void)pct_encode(b, s, strlen(s), PCT_FORM);
 }
 
 void awsq_init(struct aws_query *q, const char *action)
@@ -209,9 +209,9 @@ void awsq_add(struct aws_query *q, const char *name, const char *value)
 	if (q->too_big)
 		return;
 	if (buf_append(&q->b, "&", 1) ||
-	    sigv4_encode(&q->b, name, strlen(name), SIGV4_ENC_FORM) ||
+	    pct_encode(&q->b, name, strlen(name), PCT_FORM) ||
 	    buf_append(&q->b, "=", 1) ||
-	    sigv4_encode(&q->b, value ? value : "", value ? strlen(value) : 0, SIGV4_ENC_FORM)) {
+	    pct_encode(&q->b, value ? value : "", value ? strlen(value) : 0, PCT_FORM)) {
 		/* over the cap: never send a request cut short (aws_query refuses it) */
 		q->b.len = before;
 		q->too_big = true;

@@ -42,51 +42,9 @@ __attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errle
 	va_end(ap);
 }
 
-static bool unreserved(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static char lower(char c)
 {
 	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-int sigv4_encode(struct buf *b, const char *p, size_t n, unsigned flags)
-{
-	static const char digits[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if ((flags & SIGV4_ENC_DECODE) && c == '%' && i + 2 < n &&
-		    hexval((unsigned char)p[i + 1]) >= 0 && hexval((unsigned char)p[i + 2]) >= 0) {
-			c = (unsigned char)(hexval((unsigned char)p[i + 1]) * 16 +
-					    hexval((unsigned char)p[i + 2]));
-			i += 2;
-		}
-		int r;
-		if (unreserved(c) || (c == ' ' && (flags & SIGV4_ENC_FORM))) {
-			char ch = c == ' ' ? '+' : (char)c;
-			r = buf_append(b, &ch, 1);
-		} else {
-			char e[3] = {'%', digits[c >> 4], digits[c & 15]};
-			r = buf_append(b, e, 3);
-		}
-		if (r)
-			return r;
-	}
-	return 0;
 }
 
 /* The canonical URI of a path (without the query): see the top of this file. */
@@ -118,7 +76,7 @@ static int canon_path(struct buf *b, const char *path, size_t n)
 		if (k)
 			r = buf_append(b, "/", 1);
 		if (!r)
-			r = sigv4_encode(b, seg[k], len[k], 0);
+			r = pct_encode(b, seg[k], len[k], 0);
 	}
 	if (!r && trailing && nseg)
 		r = buf_append(b, "/", 1);
@@ -163,10 +121,10 @@ static int canon_query(struct buf *b, const char *q, size_t n)
 			struct buf kb, vb;
 			buf_init(&kb, CANON_MAX);
 			buf_init(&vb, CANON_MAX);
-			r = sigv4_encode(&kb, q + i, klen, SIGV4_ENC_DECODE);
+			r = pct_encode(&kb, q + i, klen, PCT_DECODE);
 			if (!r && eq)
-				r = sigv4_encode(&vb, eq + 1, (size_t)(q + j - (eq + 1)),
-						 SIGV4_ENC_DECODE);
+				r = pct_encode(&vb, eq + 1, (size_t)(q + j - (eq + 1)),
+						 PCT_DECODE);
 			ps[cnt].key = buf_take(&kb);
 			ps[cnt].value = buf_take(&vb);
 			cnt++;

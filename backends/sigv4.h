@@ -17,8 +17,8 @@
  *     order, sorted by name. Every header passed is signed.
  *   - Payload: the lowercase hex SHA-256 of the body (or UNSIGNED-PAYLOAD on request).
  *
- * sigv4_encode is also the AWS backend's one percent-encoder: the query APIs' form bodies are
- * written with it (SIGV4_ENC_FORM).
+ * Percent-encoding is lib/enc.h's pct_encode: the canonical URI and query here, and the
+ * AWS query APIs' form bodies (PCT_FORM).
  *
  * HMAC-SHA256 and SHA-256 come from OpenSSL; the derived keys are wiped after use. Nothing
  * here logs, and err never holds a secret (key, token, signature).
@@ -90,16 +90,6 @@ void sigv4_result_free(struct sigv4_result *r);
 
 struct buf;
 
-/* sigv4_encode flags */
-#define SIGV4_ENC_DECODE 1u /* a valid %XX in the input stands for its byte (not encoded twice) */
-#define SIGV4_ENC_FORM 2u   /* a space is '+' (application/x-www-form-urlencoded) */
-
-/* Append p[0..n) percent-encoded to b: the unreserved bytes A-Z a-z 0-9 - . _ ~ kept, every
- * other byte %XX in uppercase hex. Without flags that is SigV4's URI encoding (RFC 3986).
- * With SIGV4_ENC_FORM it is the form encoding the AWS SDKs write query-API bodies with
- * (botocore: urllib's urlencode, i.e. quote_plus): the same but a space is '+'. AWS reads
- * both; emulators (moto, LocalStack) rebuild the body the SDKs' way before checking the
- * signature, so only the SDKs' form passes there. 0, or buf_append's -errno (b's cap). */
-int sigv4_encode(struct buf *b, const char *p, size_t n, unsigned flags);
+/* Percent-encoding (URI and form) is lib/enc.h's pct_encode. */
 
 #endif

@@ -45,7 +45,6 @@
 #include <strings.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include "http.h"
@@ -180,18 +179,22 @@ static int vul_list(struct bk_api *v, const char *path, const char *member, cons
 	int r = 0, count = 0;
 	int plen = (int)strcspn(path, "?");
 	for (int page = 0; !r; page++) {
-		char *p = NULL, *esc = NULL;
+		char *p = NULL;
+		struct buf esc;
+		buf_init(&esc, 4096);
 		if (page == VULTR_MAX_PAGES) {
 			r = backend_fail(err, errlen, -EFBIG, "vultr: GET %.*s: more than %d pages",
 				     plen, path, VULTR_MAX_PAGES);
 			break;
 		}
-		if (cursor && !(esc = curl_easy_escape(NULL, cursor, 0))) {
-			r = backend_fail(err, errlen, -ENOMEM, "vultr: out of memory");
+		if (cursor && pct_encode(&esc, cursor, strlen(cursor), 0)) {
+			buf_free(&esc);
+			r = backend_fail(err, errlen, -EPROTO, "vultr: a page cursor too long");
 			break;
 		}
-		p = esc ? xasprintf("%s&cursor=%s", path, esc) : xstrdup(path);
-		curl_free(esc);
+		p = cursor ? xasprintf("%s&cursor=%.*s", path, (int)esc.len, esc.data ? esc.data : "")
+			   : xstrdup(path);
+		buf_free(&esc);
 		r = vul_call(v, "GET", p, NULL, auth, &doc, err, errlen);
 		free(p);
 		if (r)

@@ -8,6 +8,8 @@
 
 #include <openssl/evp.h>
 
+#include "util.h"
+
 #define B64_MAX (64u * 1024 * 1024)
 
 char *b64_encode(const void *p, size_t n)
@@ -102,5 +104,49 @@ int hex_encode(const void *p, size_t n, char *dst, size_t dstlen)
 		dst[2 * i + 1] = digits[b[i] & 15];
 	}
 	dst[2 * n] = '\0';
+	return 0;
+}
+
+/* ---- percent-encoding ---- */
+
+static bool unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int pct_encode(struct buf *b, const char *p, size_t n, unsigned flags)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if ((flags & PCT_DECODE) && c == '%' && i + 2 < n &&
+		    hexval((unsigned char)p[i + 1]) >= 0 && hexval((unsigned char)p[i + 2]) >= 0) {
+			c = (unsigned char)(hexval((unsigned char)p[i + 1]) * 16 +
+					    hexval((unsigned char)p[i + 2]));
+			i += 2;
+		}
+		int r;
+		if (unreserved(c) || (c == ' ' && (flags & PCT_FORM))) {
+			char ch = c == ' ' ? '+' : (char)c;
+			r = buf_append(b, &ch, 1);
+		} else {
+			char e[3] = {'%', digits[c >> 4], digits[c & 15]};
+			r = buf_append(b, e, 3);
+		}
+		if (r)
+			return r;
+	}
 	return 0;
 }
