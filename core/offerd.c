@@ -341,13 +341,10 @@ static int commit_one(struct stx *tx, const struct member *mb, const char *src,
 	struct offers_meta old, m;
 	bool same = meta_for(tx, project, backend, mb->digest, &old);
 	/* the record of this config goes on from the old one; another config's starts afresh */
-	offers_meta_decode(NULL, &m);
-	if (same) {
-		cJSON *keep = offers_meta_encode(&old);
-		offers_meta_free(&m);
-		offers_meta_decode(keep, &m);
-		cJSON_Delete(keep);
-	}
+	if (same)
+		(void)offerd_meta(tx, project, backend, &m);
+	else
+		offers_meta_decode(NULL, &m);
 	rec_set(&m.digest, mb->digest);
 	rec_set(&m.src, src);
 	m.attempt_at = (double)now;
@@ -395,10 +392,11 @@ static int commit_one(struct stx *tx, const struct member *mb, const char *src,
 		rec_set(&m.error, err);
 		m.error_at = (double)now;
 	}
-	cJSON *enc = r ? NULL : offers_meta_encode(&m);
-	if (!r)
+	if (!r) {
+		cJSON *enc = offers_meta_encode(&m);
 		r = enc ? store_obj_put(tx, SDB_OFFERS, mkey, enc, project) : -ENOMEM;
-	cJSON_Delete(enc);
+		cJSON_Delete(enc);
+	}
 	offers_meta_free(&m);
 	offers_meta_free(&old);
 	return r;

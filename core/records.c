@@ -540,6 +540,17 @@ void instance_row_try(struct instance_row *r, const char *offer, const char *err
 
 /* ---- the store ---- */
 
+/* Store an encoded row (o, taken; NULL: the encoder ran out of memory). */
+static int put_encoded(struct stx *tx, enum store_db db, const char *key, cJSON *o,
+		       const char *project)
+{
+	if (!o)
+		return -ENOMEM;
+	int r = store_obj_put(tx, db, key, o, project);
+	cJSON_Delete(o);
+	return r;
+}
+
 int fleet_rec_get(struct stx *tx, const char *key, struct fleet_rec *out)
 {
 	cJSON *o = NULL;
@@ -554,12 +565,7 @@ int fleet_rec_get(struct stx *tx, const char *key, struct fleet_rec *out)
 int fleet_rec_put(struct stx *tx, const char *key, const struct fleet_rec *rec,
 		  const char *project)
 {
-	cJSON *o = fleet_rec_encode(rec);
-	if (!o)
-		return -ENOMEM;
-	int r = store_obj_put(tx, SDB_FLEETS, key, o, project);
-	cJSON_Delete(o);
-	return r;
+	return put_encoded(tx, SDB_FLEETS, key, fleet_rec_encode(rec), project);
 }
 
 /* store_obj_list's [{key, value}] */
@@ -610,12 +616,7 @@ int instance_row_get(struct stx *tx, const char *key, struct instance_row *out)
 int instance_row_put(struct stx *tx, const char *key, const struct instance_row *row,
 		     const char *project)
 {
-	cJSON *o = instance_row_encode(row);
-	if (!o)
-		return -ENOMEM;
-	int r = store_obj_put(tx, SDB_INSTANCES, key, o, project);
-	cJSON_Delete(o);
-	return r;
+	return put_encoded(tx, SDB_INSTANCES, key, instance_row_encode(row), project);
 }
 
 int instance_row_list(struct stx *tx, const char *prefix, struct instance_list *out)
